@@ -1,0 +1,114 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "lib/base/fs.h"
+#include "lib/base/log.h"
+#include "lib/base/process.h"
+#include "lib/base/result.h"
+
+namespace cask {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2) return Error::InvalidArgument("odd: " + std::to_string(x));
+  return x / 2;
+}
+
+Result<int> Quarter(int x) {
+  CASK_ASSIGN_OR_RETURN(int h, Half(x));
+  CASK_ASSIGN_OR_RETURN(int q, std::move(Half(h)).Context("second half"));
+  return q;
+}
+
+TEST(Result, ValueAndErrorWithContext) {
+  auto ok = Quarter(8);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(*ok, 2);
+  auto bad = Quarter(6);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(bad.error().ToString(), "second half: odd: 3");
+}
+
+TEST(Error, SysMapsErrno) {
+  auto e = Error::Sys(ENOENT, "open /nope");
+  EXPECT_EQ(e.code(), Code::kNotFound);
+  EXPECT_EQ(e.sys_errno(), ENOENT);
+  EXPECT_NE(e.ToString().find("open /nope: "), std::string::npos);
+}
+
+TEST(Fs, WriteReadAtomicRemove) {
+  char tmpl[] = "/tmp/cask-base-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_TRUE(MkdirAll(dir + "/a/b/c").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir + "/a/b/c/f", "hello").ok());
+  auto r = ReadFile(dir + "/a/b/c/f");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, "hello");
+  EXPECT_FALSE(PathExists(dir + "/a/b/c/.f.tmp"));
+  ASSERT_TRUE(RemoveAll(dir).ok());
+  EXPECT_FALSE(PathExists(dir));
+  EXPECT_EQ(ReadFile(dir + "/x").error().code(), Code::kNotFound);
+}
+
+TEST(Fs, PathHelpers) {
+  EXPECT_EQ(Dirname("/a/b"), "/a");
+  EXPECT_EQ(Dirname("/a"), "/");
+  EXPECT_EQ(Basename("/a/b"), "b");
+  EXPECT_EQ(JoinPath("/a/", "/b"), "/a/b");
+}
+
+TEST(Process, SpawnWaitExitStatus) {
+  auto c = Spawn({"/bin/sh", "-c", "exit 7"}, {});
+  ASSERT_TRUE(c.ok());
+  auto st = c->Wait();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 7);
+}
+
+TEST(Process, SpawnMissingBinaryIsAnError) {
+  auto c = Spawn({"/nonexistent/binary"}, {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kNotFound);
+}
+
+TEST(Process, DestructorKillsAndReaps) {
+  pid_t pid;
+  {
+    auto c = Spawn({"/bin/sleep", "100"}, {});
+    ASSERT_TRUE(c.ok());
+    pid = c->pid();
+  }
+  EXPECT_EQ(::kill(pid, 0), -1);
+}
+
+TEST(Process, TerminateGivesSignalStatus) {
+  auto c = Spawn({"/bin/sleep", "100"}, {});
+  ASSERT_TRUE(c.ok());
+  auto st = c->Terminate(std::chrono::milliseconds(2000));
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 128 + SIGTERM);
+}
+
+TEST(Log, LogfmtLine) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  Logger log(p[1], LogLevel::kInfo, "test");
+  log.With("sandbox", "s1").Info("hello world", {{"k", "v"}});
+  log.Debug("hidden");
+  close(p[1]);
+  char buf[512] = {};
+  ssize_t n = read(p[0], buf, sizeof buf - 1);
+  close(p[0]);
+  ASSERT_GT(n, 0);
+  std::string line(buf, static_cast<size_t>(n));
+  EXPECT_NE(line.find("level=info msg=\"hello world\" subsystem=test sandbox=s1 k=v\n"), std::string::npos) << line;
+  EXPECT_EQ(line.find("hidden"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cask

@@ -1,0 +1,140 @@
+// Guest-side containers, built from an OCI spec without runc.
+//
+// Runs inside the pod VM (as PID 1's library). A Container owns its cgroup
+// directory and mount namespace; its processes are children of the calling
+// process.
+//
+// Process ownership contract: this library NEVER waits for a container
+// process. The caller runs the one reaper of the guest (it is PID 1) and
+// collects exit statuses by pid. To make that race-free every process is
+// returned *pending*: it exists and is blocked before execve until Start()
+// is called, so the caller can register its pid with the reaper first.
+// Intermediate helper processes (used to enter a pid namespace on exec)
+// exit on their own and are reaped by the caller's reaper like any orphan.
+//
+// Thread safety: a Container is not internally synchronised; the agent
+// serialises calls per container.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+#include "lib/oci/spec.h"
+
+namespace cask::container {
+
+// The host ends of a process's stdio. With a terminal only `pty_master` is
+// set (it carries stdin and stdout; stderr is merged). Without one, stdin_w
+// is set only when stdin was requested (else the process gets /dev/null).
+struct ProcessIo {
+  UniqueFd stdin_w;
+  UniqueFd stdout_r;
+  UniqueFd stderr_r;
+  UniqueFd pty_master;
+};
+
+// A process created but blocked before execve.
+class PendingProcess {
+ public:
+  PendingProcess() = default;
+  PendingProcess(pid_t pid, UniqueFd start_w, UniqueFd exec_err_r);
+  PendingProcess(PendingProcess&&) noexcept = default;
+  PendingProcess& operator=(PendingProcess&&) noexcept = default;
+  // Destroying an unstarted process kills it (SIGKILL; the caller's reaper
+  // reaps it).
+  ~PendingProcess();
+
+  pid_t pid() const { return pid_; }
+  // Lets the process execve and waits until it has: returns the pid, or the
+  // exec error (e.g. NOT_FOUND "exec: foo: No such file or directory"; the
+  // process then exits with status 127).
+  Result<pid_t> Start();
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd start_w_;
+  UniqueFd exec_err_r_;
+};
+
+// cgroup v2 readings (see proto/agent.proto StatsContainerResponse).
+struct CgroupStats {
+  std::map<std::string, uint64_t> cpu_stat;
+  uint64_t memory_current = 0;
+  uint64_t memory_max = 0;  // 0 = max
+  uint64_t memory_swap_current = 0;
+  std::map<std::string, uint64_t> memory_stat;
+  std::map<std::string, uint64_t> memory_events;
+  uint64_t pids_current = 0;
+  uint64_t pids_max = 0;  // 0 = max
+  struct Io {
+    uint64_t major = 0, minor = 0, rbytes = 0, wbytes = 0, rios = 0, wios = 0;
+  };
+  std::vector<Io> io;
+};
+
+struct CreateOptions {
+  std::string id;
+  oci::Spec spec;          // validated by the caller (oci::ParseSpec)
+  std::string rootfs;      // guest path of the root filesystem
+  bool open_stdin = false;
+  // Parent of container cgroups (cgroup2 mount + "/cask"); each container
+  // gets <cgroup_root>/<id>.
+  std::string cgroup_root = "/sys/fs/cgroup/cask";
+};
+
+class Container {
+ public:
+  // Validates what only the guest can check (rootfs exists, ...), creates
+  // the cgroup with the spec's limits, and a pending init process in new
+  // mount, pid, uts and ipc namespaces (as the spec asks) with the rootfs
+  // pivoted, the spec's mounts, masked and read-only paths, hostname, rlimits,
+  // user, capabilities, no_new_privs and seccomp applied. A failure unwinds
+  // everything it made.
+  static Result<std::unique_ptr<Container>> Create(CreateOptions opts, ProcessIo* io_out,
+                                                   PendingProcess* init_out);
+  ~Container();  // Destroy() if not done.
+
+  const std::string& id() const { return id_; }
+  pid_t init_pid() const { return init_pid_; }
+  const std::string& cgroup_path() const { return cgroup_path_; }
+
+  // A pending process that joins every namespace of the init process and
+  // its cgroup, with `proc`'s args, env, cwd, user, capabilities, rlimits,
+  // no_new_privs, and the container's seccomp profile. Needs a live init.
+  Result<PendingProcess> Exec(const oci::Process& proc, bool open_stdin, ProcessIo* io_out);
+
+  // Every pid in the container's cgroup (cgroup.procs).
+  Result<std::vector<pid_t>> Pids() const;
+  Status KillAll(int sig) const;
+  Status Pause() const;   // cgroup.freeze = 1 and waits until frozen
+  Status Resume() const;  // cgroup.freeze = 0
+  Status Update(const oci::LinuxResources& r) const;
+  Result<CgroupStats> Stats() const;
+  // Path of memory.events, for OOM watching (inotify IN_MODIFY).
+  std::string memory_events_path() const;
+
+  // SIGKILLs every process, waits (bounded) for the cgroup to empty,
+  // unmounts what Create mounted outside the container's mount namespace,
+  // removes the cgroup. Idempotent.
+  Status Destroy();
+
+ private:
+  Container() = default;
+  std::string id_;
+  pid_t init_pid_ = -1;
+  std::string cgroup_path_;
+  oci::Spec spec_;
+  bool destroyed_ = false;
+};
+
+// Sets the window size of a pty master.
+Status ResizePty(int pty_master, uint32_t rows, uint32_t cols);
+
+}  // namespace cask::container
