@@ -1,0 +1,212 @@
+#include "lib/sandbox/sandbox.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+
+#include "lib/base/fs.h"
+#include "lib/hypervisor/hypervisor.h"
+
+namespace cask::sandbox {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Bounds on the teardown: the guest powers off by itself after
+// DestroySandbox; QEMU is asked to quit, then killed.
+constexpr std::chrono::milliseconds kDestroyRpcTimeout{5'000};
+constexpr std::chrono::milliseconds kStopGrace{5'000};
+constexpr size_t kConsoleTailLines = 30;
+
+bool IsBindMount(const oci::Mount& m) {
+  if (m.type == "bind") return true;
+  return std::any_of(m.options.begin(), m.options.end(), [](const std::string& o) { return o == "bind" || o == "rbind"; });
+}
+
+bool HasOption(const oci::Mount& m, std::string_view opt) {
+  return std::find(m.options.begin(), m.options.end(), opt) != m.options.end();
+}
+
+}  // namespace
+
+Status ValidateId(std::string_view what, const std::string& id) {
+  auto bad = [&](const std::string& why) {
+    return Error::InvalidArgument(std::string(what) + " '" + id + "': " + why);
+  };
+  if (id.empty()) return Error::InvalidArgument(std::string(what) + " must not be empty");
+  if (id.size() > 64) return bad("longer than 64 characters");
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  if (!alnum(id[0])) return bad("must start with a letter or digit");
+  for (char c : id)
+    if (!alnum(c) && c != '_' && c != '.' && c != '-') return bad("only letters, digits, '_', '.' and '-' are allowed");
+  return Ok();
+}
+
+Sandbox::Sandbox(SandboxOptions& opts)
+    : id_(opts.id), config_(opts.config), log_(opts.logger.With("sandbox", opts.id)) {}
+
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxOptions opts) {
+  CASK_TRY(ValidateId("sandbox id", opts.id));
+  std::unique_ptr<Sandbox> sb(new Sandbox(opts));
+  auto booted = sb->Boot(opts);
+  if (!booted.ok()) {
+    Error err = std::move(booted).error();
+    // Capture the console before Destroy() removes it.
+    std::string tail;
+    if (sb->vm_ && sb->vm_->Exited()) tail = sb->vm_->ConsoleTail(kConsoleTailLines);
+    auto destroyed = sb->Destroy();
+    if (!destroyed.ok())
+      sb->log_.Error("cleanup after a failed boot", {{"error", destroyed.error().ToString()}});
+    if (!tail.empty()) err.Wrap("the VM exited while booting; last console lines:\n" + tail + "\n");
+    return std::move(err).Wrap("create sandbox " + sb->id_);
+  }
+  return sb;
+}
+
+Status Sandbox::Boot(SandboxOptions& opts) {
+  auto t0 = Clock::now();
+  const std::string& state_dir = config_.runtime.state_dir;
+  CASK_TRY_CTX(MkdirAll(state_dir, 0711), "create the state directory");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    dir_ = JoinPath(state_dir, id_);
+    if (::mkdir(dir_.c_str(), 0700) != 0) {
+      if (errno == EEXIST)
+        return Error::AlreadyExists("sandbox " + id_ + " already exists (" + dir_ +
+                                    "); remove it if no cask process uses it");
+      return Error::Sys(errno, "mkdir " + dir_);
+    }
+    dir_created_ = true;
+    CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "shared")).Context("prepare the shared directory"));
+  }
+
+  hypervisor_ = std::move(opts.hypervisor);
+  if (!hypervisor_) hypervisor_ = hypervisor::NewQemu();
+  hypervisor::VmConfig vc;
+  vc.id = id_;
+  vc.state_dir = dir_;
+  vc.hv = config_.hypervisor;
+  vc.channel = config_.agent.channel;
+  vc.shared_dir = shared_->path();
+  vc.debug = config_.runtime.debug;
+  vc.extra_kernel_params = opts.extra_kernel_params;
+  CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
+  auto t_started = Clock::now();
+  timing_.vm_start = t_started - t0;
+  log_.Info("vm started", {{"pid", std::to_string(vm_->pid())}});
+
+  auto connect_timeout = std::chrono::milliseconds(config_.agent.connect_timeout_ms);
+  CASK_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectAgent(connect_timeout).Context("connect to the agent channel"));
+  agent_ = std::make_unique<AgentClient>(std::move(channel));
+
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_started);
+  auto remaining = std::max(connect_timeout - elapsed, std::chrono::milliseconds(1));
+  auto abort = [&] { return vm_->Exited() || (opts.cancelled && opts.cancelled()); };
+  auto info = agent_->WaitReady(remaining, abort);
+  if (!info.ok()) {
+    if (vm_->Exited()) return Error::Unavailable("the VM exited before the agent answered");
+    return std::move(info).error().Wrap("wait for the agent (agent.connect_timeout_ms = " +
+                                        std::to_string(config_.agent.connect_timeout_ms) + ")");
+  }
+  agent_info_ = std::move(*info);
+  auto t_ready = Clock::now();
+  timing_.agent_ready = t_ready - t_started;
+  log_.Info("agent ready", {{"agent_version", agent_info_.agent_version},
+                            {"kernel", agent_info_.kernel_release},
+                            {"boot_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                           timing_.agent_ready).count())}});
+
+  SandboxSetup setup;
+  setup.sandbox_id = id_;
+  setup.hostname = opts.hostname;
+  setup.resolv_conf = opts.resolv_conf;
+  setup.mounts.push_back(GuestMount{std::string(kVirtiofsTag), std::string(kGuestSharedDir), "virtiofs", {}});
+  CASK_TRY_CTX(agent_->SetupSandbox(setup), "set up the guest");
+  auto t_setup = Clock::now();
+  timing_.setup = t_setup - t_ready;
+  timing_.total = t_setup - t0;
+  return Ok();
+}
+
+Sandbox::~Sandbox() {
+  auto st = Destroy();
+  if (!st.ok()) log_.Error("destroy sandbox", {{"error", st.error().ToString()}});
+}
+
+pid_t Sandbox::vmm_pid() const { return vm_ ? vm_->pid() : -1; }
+
+bool Sandbox::VmExited() const { return !vm_ || vm_->Exited(); }
+
+std::string Sandbox::ConsoleTail(size_t lines) const { return vm_ ? vm_->ConsoleTail(lines) : std::string(); }
+
+Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const std::string& host_dir,
+                                         bool readonly) {
+  CASK_TRY(ValidateId("container id", container_id));
+  struct stat st;
+  if (::stat(host_dir.c_str(), &st) != 0) return Error::Sys(errno, "rootfs " + host_dir);
+  if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + host_dir + " is not a directory");
+  std::lock_guard<std::mutex> l(mu_);
+  if (destroyed_ || !shared_) return Error::FailedPrecondition("sandbox " + id_ + " is destroyed");
+  CASK_TRY_CTX(shared_->Bind(host_dir, container_id + "/rootfs", readonly), "share the rootfs of " + container_id);
+  return std::string(kGuestSharedDir) + "/" + container_id + "/rootfs";
+}
+
+Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spec spec) {
+  CASK_TRY(ValidateId("container id", container_id));
+  std::lock_guard<std::mutex> l(mu_);
+  if (destroyed_ || !shared_) return Error::FailedPrecondition("sandbox " + id_ + " is destroyed");
+  for (size_t i = 0; i < spec.mounts.size(); ++i) {
+    oci::Mount& m = spec.mounts[i];
+    if (!IsBindMount(m) || m.source.empty() || m.source.front() != '/') continue;
+    std::string where = "mounts[" + std::to_string(i) + "] (" + m.destination + ")";
+    if (!PathExists(m.source))
+      return Error::InvalidArgument(where + ": bind source " + m.source + " does not exist on the host");
+    std::string rel = container_id + "/mounts/" + std::to_string(i);
+    CASK_TRY_CTX(shared_->Bind(m.source, rel, HasOption(m, "ro")), "share " + where);
+    m.source = std::string(kGuestSharedDir) + "/" + rel;
+  }
+  return spec;
+}
+
+Status Sandbox::UnshareRootfs(const std::string& container_id) {
+  CASK_TRY(ValidateId("container id", container_id));
+  std::lock_guard<std::mutex> l(mu_);
+  if (!shared_) return Ok();
+  return shared_->Remove(container_id).Context("unshare container " + container_id);
+}
+
+Status Sandbox::Destroy() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (destroyed_) return Ok();
+  destroyed_ = true;
+  std::optional<Error> first;
+  auto note = [&](Status st, const char* what) {
+    if (!st.ok()) {
+      log_.Warn(what, {{"error", st.error().ToString()}});
+      if (!first) first = std::move(st).error().Wrap(what);
+    }
+  };
+  if (agent_) {
+    if (!agent_->closed() && vm_ && !vm_->Exited()) {
+      // Best effort: the guest stops its containers and powers off.
+      auto st = agent_->DestroySandbox(kDestroyRpcTimeout);
+      if (!st.ok()) log_.Debug("DestroySandbox", {{"error", st.error().ToString()}});
+    }
+    agent_->Close();
+  }
+  if (vm_) note(vm_->Stop(kStopGrace), "stop the VM");
+  if (shared_) note(shared_->Teardown(), "remove the shared directory");
+  if (dir_created_) {
+    auto st = RemoveTreeNoMounts(dir_);
+    if (st.ok()) dir_created_ = false;
+    note(std::move(st), "remove the state directory");
+  }
+  if (first) return std::move(*first).Wrap("destroy sandbox " + id_);
+  log_.Info("sandbox destroyed");
+  return Ok();
+}
+
+}  // namespace cask::sandbox

@@ -1,0 +1,137 @@
+// Sandbox: one pod VM and its agent connection, seen from the host.
+//
+// Create() makes <state_dir>/<id>/ with shared/ (the virtio-fs export, see
+// shared_dir.h), boots the VM through the hypervisor, connects to the agent,
+// waits until it answers Check, and has it mount the share at
+// /run/cask/shared. Any failure unwinds everything made so far (VM stopped,
+// mounts undone, directories removed) and the error says which step failed,
+// with the tail of the guest console when the VM died while booting.
+//
+// Containers are then driven through agent(): the host shares each
+// container's rootfs (ShareRootfs) and host bind-mount sources
+// (ShareMounts) into the shared directory and passes the guest paths to
+// CreateContainer.
+//
+// Ownership: a Sandbox owns the VM (and, through it, QEMU and virtiofsd),
+// the agent connection, every mount under shared/ and the state directory.
+// Destroy() -- also run by the destructor -- releases all of them.
+//
+// Thread safety: agent() is thread-safe (see agent_client.h); Share*/
+// Unshare*/Destroy may be called from several threads (they are serialised).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lib/base/log.h"
+#include "lib/base/result.h"
+#include "lib/config/config.h"
+#include "lib/oci/spec.h"
+#include "lib/sandbox/agent_client.h"
+#include "lib/sandbox/shared_dir.h"
+
+namespace cask::hypervisor {
+class Hypervisor;
+class Vm;
+}  // namespace cask::hypervisor
+
+namespace cask::sandbox {
+
+// Guest mount point of the virtio-fs share and its tag (docs/architecture.md).
+inline constexpr std::string_view kGuestSharedDir = "/run/cask/shared";
+inline constexpr std::string_view kVirtiofsTag = "cask";
+
+struct SandboxOptions {
+  // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 characters (it names a directory).
+  std::string id;
+  config::Config config;
+  std::string hostname;     // guest hostname; empty: left as the agent sets it
+  std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
+  Logger logger;
+  // Added to the guest kernel command line.
+  std::vector<std::string> extra_kernel_params;
+  // Polled while waiting for the guest to boot: returning true abandons the
+  // boot (CANCELLED), e.g. on ^C.
+  std::function<bool()> cancelled;
+  // The hypervisor backend; null means QEMU (hypervisor::NewQemu()).
+  std::unique_ptr<hypervisor::Hypervisor> hypervisor;
+};
+
+// Where the time of Create() went.
+struct BootTiming {
+  std::chrono::nanoseconds vm_start{0};     // Hypervisor::Start (processes spawned)
+  std::chrono::nanoseconds agent_ready{0};  // from Start until Check answered
+  std::chrono::nanoseconds setup{0};        // SetupSandbox
+  std::chrono::nanoseconds total{0};        // the whole Create()
+};
+
+class Sandbox {
+ public:
+  static Result<std::unique_ptr<Sandbox>> Create(SandboxOptions opts);
+  ~Sandbox();  // Destroy(), errors logged.
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  const std::string& id() const { return id_; }
+  // <state_dir>/<id>
+  const std::string& dir() const { return dir_; }
+  const BootTiming& timing() const { return timing_; }
+  const AgentInfo& agent_info() const { return agent_info_; }
+
+  AgentClient& agent() { return *agent_; }
+  pid_t vmm_pid() const;
+  // True once the VMM process has exited (e.g. the guest panicked).
+  bool VmExited() const;
+  // The last `lines` lines of the guest console, for error messages.
+  std::string ConsoleTail(size_t lines) const;
+
+  // Bind-mounts `host_dir` onto shared/<container_id>/rootfs and returns
+  // its guest path, /run/cask/shared/<container_id>/rootfs.
+  Result<std::string> ShareRootfs(const std::string& container_id, const std::string& host_dir,
+                                  bool readonly = false);
+  // Returns `spec` with each bind mount whose source is a host path
+  // (a directory or a file such as /etc/resolv.conf) bound into
+  // shared/<container_id>/mounts/<n> and its source rewritten to the guest
+  // path. A missing source is INVALID_ARGUMENT naming the mount.
+  Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
+  // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
+  // busy) and removes shared/<container_id>.
+  Status UnshareRootfs(const std::string& container_id);
+
+  // DestroySandbox RPC (best effort), closes the agent connection, stops the
+  // VM, unmounts everything under shared/ and removes the state directory.
+  // Idempotent. agent() stays valid (closed) afterwards.
+  Status Destroy();
+
+ private:
+  explicit Sandbox(SandboxOptions& opts);
+  Status Boot(SandboxOptions& opts);
+
+  const std::string id_;
+  const config::Config config_;
+  const Logger log_;
+  std::string dir_;
+  BootTiming timing_;
+  AgentInfo agent_info_;
+
+  std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
+  std::unique_ptr<hypervisor::Vm> vm_;
+  std::unique_ptr<AgentClient> agent_;
+
+  std::mutex mu_;  // guards shared_, dir_created_, destroyed_
+  std::unique_ptr<SharedDir> shared_;
+  bool dir_created_ = false;
+  bool destroyed_ = false;
+};
+
+// Checks a sandbox or container id: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64
+// characters. Ids become path components, so anything else is refused.
+Status ValidateId(std::string_view what, const std::string& id);
+
+}  // namespace cask::sandbox
