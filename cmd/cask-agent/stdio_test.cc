@@ -1,0 +1,158 @@
+#include "cmd/cask-agent/stdio.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <pty.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "lib/base/fs.h"
+
+namespace cask::agent {
+namespace {
+
+WaitLimits Within(std::chrono::milliseconds d) {
+  WaitLimits l;
+  l.deadline = std::chrono::steady_clock::now() + d;
+  return l;
+}
+
+TEST(StreamBuffer, ReadBlocksUntilDataThenEofAfterDrain) {
+  StreamBuffer b(16);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    b.Append("hello");
+    b.SetEof();
+  });
+  auto c = b.Read(3, Within(std::chrono::seconds(5)));
+  ASSERT_TRUE(c.ok());
+  producer.join();
+  EXPECT_EQ(c->data, "hel");
+  EXPECT_FALSE(c->eof);  // data left
+  c = b.Read(100, {});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->data, "lo");
+  EXPECT_TRUE(c->eof);
+  c = b.Read(100, {});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->data, "");
+  EXPECT_TRUE(c->eof);
+}
+
+TEST(StreamBuffer, DeadlineAndCancel) {
+  StreamBuffer b(16);
+  auto c = b.Read(10, Within(std::chrono::milliseconds(30)));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kDeadlineExceeded);
+
+  std::atomic<bool> cancel{false};
+  WaitLimits l;
+  l.cancelled = [&] { return cancel.load(); };
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    cancel = true;
+    b.Interrupt();
+  });
+  c = b.Read(10, l);
+  t.join();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kUnavailable);
+}
+
+TEST(StreamBuffer, ProducerWaitsForSpace) {
+  StreamBuffer b(4);
+  EXPECT_EQ(b.WaitForSpace(), 4u);
+  b.Append("abcdef");  // only 4 fit
+  EXPECT_EQ(b.size(), 4u);
+  std::atomic<bool> got_space{false};
+  std::thread producer([&] {
+    size_t n = b.WaitForSpace();
+    got_space = n > 0;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got_space.load());  // still full
+  auto c = b.Read(2, {});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->data, "ab");
+  producer.join();
+  EXPECT_TRUE(got_space.load());
+}
+
+TEST(StreamBuffer, AbortGivesEof) {
+  StreamBuffer b(4);
+  b.Append("ab");
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    b.Abort();
+  });
+  auto c = b.Read(1, {});  // data is there: returns at once
+  ASSERT_TRUE(c.ok());
+  t.join();
+  c = b.Read(1, {});
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->eof);
+  EXPECT_EQ(b.WaitForSpace(), 0u);
+}
+
+// Back-pressure end to end: with a 1 KiB buffer, a writer of 256 KiB blocks
+// on the pipe until the reader drains; every byte arrives in order.
+TEST(StreamPump, BackPressureNeverDrops) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  auto pump = StreamPump::Start(UniqueFd(p[0]), 1024);
+  ASSERT_TRUE(pump.ok());
+  std::string sent;
+  for (int i = 0; i < 256 * 1024; ++i) sent += static_cast<char>('a' + i % 26);
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    ASSERT_TRUE(WriteAll(w.get(), sent).ok());
+    w.Reset();
+    writer_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(writer_done.load());  // the pipe (64 KiB) + buffer (1 KiB) are full
+  EXPECT_EQ((*pump)->buffer().size(), 1024u);
+  std::string got;
+  for (;;) {
+    auto c = (*pump)->buffer().Read(700, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    got += c->data;
+    if (c->eof) break;
+  }
+  writer.join();
+  EXPECT_EQ(got.size(), sent.size());
+  EXPECT_TRUE(got == sent);
+}
+
+TEST(StreamPump, PtyEioIsEof) {
+  int master, slave;
+  ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  fcntl(master, F_SETFD, FD_CLOEXEC);
+  auto pump = StreamPump::Start(UniqueFd(master), 4096);
+  ASSERT_TRUE(pump.ok());
+  ASSERT_TRUE(WriteAll(slave, "out\n").ok());
+  close(slave);
+  std::string got;
+  for (;;) {
+    auto c = (*pump)->buffer().Read(100, Within(std::chrono::seconds(5)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    got += c->data;
+    if (c->eof) break;
+  }
+  EXPECT_EQ(got, "out\r\n");  // the line discipline maps NL to CRNL
+}
+
+TEST(StreamPump, DestroyStopsABlockedPump) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  auto pump = StreamPump::Start(UniqueFd(p[0]), 1024);
+  ASSERT_TRUE(pump.ok());
+  pump->reset();  // the writer is still open: the thread must not hang
+  SUCCEED();
+}
+
+}  // namespace
+}  // namespace cask::agent
