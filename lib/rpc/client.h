@@ -5,9 +5,13 @@
 // thread matches responses to calls by stream id, in any order.
 //
 // A call with a timeout sends timeout_nano and also stops waiting locally
-// when it expires (DEADLINE_EXCEEDED). When the stream closes, every pending
-// and later call fails with UNAVAILABLE. A non-OK status in the response
-// becomes an Error with that code and message.
+// when it expires (DEADLINE_EXCEEDED; a late response is dropped). When the
+// stream closes, every pending and later call fails with UNAVAILABLE. A
+// non-OK status in the response becomes an Error with that code and message
+// (wrapped with "Service.Method"); a status code outside the gRPC range
+// becomes UNKNOWN. Requests over 4 MiB fail locally with RESOURCE_EXHAUSTED.
+// Works over any fd that carries a byte stream (unix/vsock socket,
+// virtio-serial character device).
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -30,8 +34,13 @@ class Client {
  public:
   using Metadata = std::vector<std::pair<std::string, std::string>>;
 
+  // Takes the connected fd (socket or character device) and starts the
+  // reader thread. An unusable fd gives a client that is closed from the
+  // start.
   explicit Client(UniqueFd fd);
-  ~Client();  // Close() and join the reader.
+  // Close() and join the reader. Must not run on the reader thread (i.e. not
+  // from the OnClose callback).
+  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -50,10 +59,14 @@ class Client {
     return resp;
   }
 
-  // Shuts the stream down; pending calls fail with UNAVAILABLE.
+  // Shuts the stream down; pending calls fail with UNAVAILABLE at once and
+  // the reader closes the fd. Idempotent.
   void Close();
   bool closed() const;
-  // Called once (from the reader thread) when the stream closes for any reason.
+  // Called once (from the reader thread) when the stream closes for any
+  // reason (peer closed it, I/O error, Close()). Registered after that, it
+  // runs at once on the caller's thread. A later registration replaces an
+  // earlier one.
   void OnClose(std::function<void()> fn);
 
  private:

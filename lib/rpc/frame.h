@@ -33,8 +33,10 @@ struct FrameHeader {
 void EncodeHeader(const FrameHeader& h, char out[kHeaderSize]);
 FrameHeader DecodeHeader(const char in[kHeaderSize]);
 
-// A decoded frame. `oversized` frames carry no payload: the decoder skipped
-// their `length` bytes; the server answers them with RESOURCE_EXHAUSTED.
+// A decoded frame. `oversized` frames carry no payload: the decoder returns
+// them as soon as their header is complete and then discards their `length`
+// payload bytes as they arrive; the server answers them with
+// RESOURCE_EXHAUSTED.
 struct Frame {
   FrameHeader header;
   std::string payload;
@@ -42,8 +44,12 @@ struct Frame {
 };
 
 // Incremental decoder over an arbitrary byte stream: feed bytes as they
-// arrive, pop whole frames. Memory use is bounded by kMaxMessageLength plus
-// one header, whatever the input. Not thread-safe.
+// arrive, pop whole frames. Whatever the input, the decoder buffers at most
+// one frame (kMaxMessageLength plus a header) beyond the bytes of the latest
+// Feed(): the length field is peer-controlled, so it is capped, and the
+// bytes of an oversized payload are dropped instead of buffered. Callers that
+// feed bounded chunks and drain Next() after each get bounded memory.
+// Not thread-safe.
 class FrameDecoder {
  public:
   void Feed(std::string_view bytes);
@@ -58,10 +64,10 @@ class FrameDecoder {
   size_t pos_ = 0;
   // While skipping an oversized payload: bytes still to discard.
   uint64_t skip_remaining_ = 0;
-  std::optional<FrameHeader> skipped_header_;
 };
 
-// Header + payload, ready to write. Fails with RESOURCE_EXHAUSTED when the
+// Header + payload, ready to write; the header's length is set from the
+// payload (h.length is ignored). Fails with RESOURCE_EXHAUSTED when the
 // payload exceeds kMaxMessageLength.
 Result<std::string> EncodeFrame(const FrameHeader& h, std::string_view payload);
 

@@ -1,21 +1,29 @@
 // ttrpc server (docs/protocol.md).
 //
 // Serves unary calls on any connected byte stream: a unix socket, AF_VSOCK,
-// or a virtio-serial port. Requests on one connection are handled
-// concurrently by a pool of handler threads that grows on demand up to
-// Options::max_concurrent_calls, so a handler that blocks (Wait, ReadStdout)
-// never stalls the others; replies go back on the request's stream id in
-// whatever order the handlers finish.
+// or a virtio-serial port (a character device: one fd read and written).
+// Requests on one connection are handled concurrently by a pool of handler
+// threads that grows on demand up to Options::max_concurrent_calls, so a
+// handler that blocks (Wait, ReadStdout) never stalls the others; replies go
+// back on the request's stream id in whatever order the handlers finish.
+// Writes of whole frames are serialised per connection.
 //
 // Protocol behaviour (as containerd's ttrpc v1.1 server):
-// - even stream ids are answered INVALID_ARGUMENT;
-// - a message over 4 MiB is discarded and answered RESOURCE_EXHAUSTED;
-// - an unknown service or method is answered UNIMPLEMENTED;
-// - a request whose payload does not parse is answered INVALID_ARGUMENT;
+// - even stream ids are answered INVALID_ARGUMENT "StreamID must be odd for
+//   client initiated streams";
+// - a message over 4 MiB is discarded and answered RESOURCE_EXHAUSTED on its
+//   stream; the connection stays usable;
+// - an unknown service or method is answered UNIMPLEMENTED "service X" /
+//   "method Y";
+// - a request envelope that does not parse is answered INVALID_ARGUMENT, and
+//   so is (with RegisterTyped) a request message that does not parse;
 // - timeout_nano becomes CallContext::deadline; when it passes before the
-//   handler returns, the caller gets DEADLINE_EXCEEDED (the handler is told
-//   through CallContext::Expired() and may stop early);
-// - frames of other types are ignored.
+//   handler returns, the caller gets DEADLINE_EXCEEDED at once (the handler
+//   keeps its thread until it returns; it can notice through
+//   CallContext::Expired() and stop early, and its late reply is dropped).
+//   A call still queued when its deadline passes is not run at all;
+// - frames of other types (Response, Data) are ignored.
+// An Error returned by a handler travels as its code and ToString() message.
 //
 // Thread safety: Register before serving; Serve/ServeConnection/Shutdown may
 // be called from any thread.
@@ -43,8 +51,12 @@ struct CallContext {
   std::string method;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   std::vector<std::pair<std::string, std::string>> metadata;  // keys lower-case
+  // Set when the connection that carried the call is gone or the server is
+  // shutting down: nobody will read the reply.
+  std::shared_ptr<const std::atomic<bool>> cancelled;
 
   bool Expired() const { return deadline && std::chrono::steady_clock::now() >= *deadline; }
+  bool Cancelled() const { return cancelled && cancelled->load(); }
 };
 
 // Receives the request payload (serialized protobuf), returns the response
@@ -54,12 +66,20 @@ using MethodHandler = std::function<Result<std::string>(const CallContext&, cons
 class Server {
  public:
   struct Options {
-    size_t max_concurrent_calls = 256;  // per server, across connections
+    // Handler threads, per server, across connections. Calls beyond it wait
+    // in FIFO order for a free thread (so at most this many may block).
+    size_t max_concurrent_calls = 256;
+    // Told why a connection accepted by Serve() ended, when that was not a
+    // clean close or Shutdown(). Called from the connection's thread.
+    std::function<void(const Error&)> on_connection_error;
   };
 
   Server();
   explicit Server(Options opts);
-  ~Server();  // Shutdown() and join everything.
+  // Shutdown(), then waits for every Serve/ServeConnection to return and for
+  // every running handler to return: a handler blocked forever blocks this
+  // too, so owners of blocking handlers release them first.
+  ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -80,16 +100,22 @@ class Server {
              });
   }
 
-  // Serves one connected stream until the peer closes it, a read fails, or
-  // Shutdown(). Blocks. Waits for the connection's in-flight handlers before
-  // returning (their replies are dropped if the stream is gone).
+  // Serves one connected stream until the peer closes it (end of stream), a
+  // read or write fails, or Shutdown(). Blocks; returns OK for the first and
+  // the last, the I/O error otherwise. Closes the fd before returning. Does
+  // not wait for the connection's in-flight handlers: they are told through
+  // CallContext::Cancelled() and their replies are dropped (a blocked
+  // WaitProcess must not keep the channel from being served again). Returns
+  // OK at once after Shutdown().
   Status ServeConnection(UniqueFd fd);
 
   // Accept loop on a listening socket; each connection is served on its own
   // thread. Returns after Shutdown().
   Status Serve(UniqueFd listen_fd);
 
-  // Stops accepting and closes every connection. Idempotent.
+  // Stops accepting and closes every connection: every Serve and
+  // ServeConnection returns soon after. Does not wait for handlers (the
+  // destructor does). Idempotent.
   void Shutdown();
 
   // Number of connections currently being served.
@@ -100,8 +126,9 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// Helpers for listening on a unix socket path (removes a stale socket
-// first, mode 0600).
+// Helpers for unix stream sockets (close-on-exec). ListenUnix removes a
+// stale socket at `path` first (anything else there is ALREADY_EXISTS) and
+// creates it mode 0600. Errors name the path and keep the errno.
 Result<UniqueFd> ListenUnix(const std::string& path);
 Result<UniqueFd> ConnectUnix(const std::string& path);
 

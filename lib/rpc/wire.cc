@@ -1,0 +1,43 @@
+#include "lib/rpc/wire.h"
+
+namespace cask::rpc::internal {
+
+void ErrorToStatus(const Error& error, ttrpc::Status* status) {
+  status->set_code(static_cast<int32_t>(error.code()));
+  status->set_message(error.ToString());
+}
+
+Error StatusToError(const ttrpc::Status& status) {
+  const int32_t code = status.code();
+  if (code < static_cast<int32_t>(Code::kCancelled) || code > static_cast<int32_t>(Code::kUnauthenticated))
+    return Error(Code::kUnknown, "status code " + std::to_string(code) + ": " + status.message());
+  return Error(static_cast<Code>(code), status.message());
+}
+
+std::string OversizeMessage(uint64_t length) {
+  return "message length " + std::to_string(length) + " exceed maximum message size of " +
+         std::to_string(kMaxMessageLength);
+}
+
+std::string EncodeResponseFrame(uint32_t stream_id, const Result<std::string>& result) {
+  ttrpc::Response resp;
+  if (result.ok()) {
+    resp.mutable_status()->set_code(0);
+    resp.set_payload(*result);
+  } else {
+    ErrorToStatus(result.error(), resp.mutable_status());
+  }
+  FrameHeader h;
+  h.stream_id = stream_id;
+  h.type = static_cast<uint8_t>(MessageType::kResponse);
+  std::string body = resp.SerializeAsString();
+  auto frame = EncodeFrame(h, body);
+  if (frame.ok()) return std::move(frame).value();
+  // The handler's reply does not fit in a frame: tell the caller why.
+  ttrpc::Response err;
+  err.mutable_status()->set_code(static_cast<int32_t>(Code::kResourceExhausted));
+  err.mutable_status()->set_message("response: " + OversizeMessage(body.size()));
+  return std::move(EncodeFrame(h, err.SerializeAsString())).value();
+}
+
+}  // namespace cask::rpc::internal

@@ -1,0 +1,31 @@
+// The ttrpc envelope (internal to lib/rpc): the one place where cask Errors
+// become ttrpc statuses and back, and where Request/Response frames are
+// built. See docs/protocol.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "lib/base/result.h"
+#include "lib/rpc/frame.h"
+#include "lib/rpc/ttrpc.pb.h"
+
+namespace cask::rpc::internal {
+
+// The status of a failed call: the error's code and its full message
+// (context chain included). Details are never sent.
+void ErrorToStatus(const Error& error, ttrpc::Status* status);
+
+// The Error for a non-OK status. Codes outside the gRPC range become UNKNOWN
+// (the number is kept in the message).
+Error StatusToError(const ttrpc::Status& status);
+
+// A whole Response frame on `stream_id` carrying `result`. A response payload
+// too large for one frame becomes a RESOURCE_EXHAUSTED status instead.
+std::string EncodeResponseFrame(uint32_t stream_id, const Result<std::string>& result);
+
+// The status message ttrpc uses for oversized messages.
+std::string OversizeMessage(uint64_t length);
+
+}  // namespace cask::rpc::internal
