@@ -4,6 +4,8 @@
 //
 // Field names follow the spec's JSON names in snake_case. Optional JSON
 // fields are std::optional when "absent" differs from the zero value.
+// Every type compares with == (member-wise), which tests use to check
+// that ToJson/Parse round-trips.
 #pragma once
 
 #include <cstdint>
@@ -19,22 +21,30 @@ struct User {
   uint32_t gid = 0;
   std::optional<uint32_t> umask;
   std::vector<uint32_t> additional_gids;
+
+  bool operator==(const User&) const = default;
 };
 
 struct ConsoleSize {
   uint32_t height = 0;
   uint32_t width = 0;
+
+  bool operator==(const ConsoleSize&) const = default;
 };
 
 struct Capabilities {
   // Capability names as in the spec ("CAP_CHOWN", ...).
   std::vector<std::string> bounding, effective, inheritable, permitted, ambient;
+
+  bool operator==(const Capabilities&) const = default;
 };
 
 struct Rlimit {
   std::string type;  // "RLIMIT_NOFILE", ...
   uint64_t hard = 0;
   uint64_t soft = 0;
+
+  bool operator==(const Rlimit&) const = default;
 };
 
 struct Process {
@@ -50,11 +60,15 @@ struct Process {
   std::optional<int> oom_score_adj;
   std::string apparmor_profile;
   std::string selinux_label;
+
+  bool operator==(const Process&) const = default;
 };
 
 struct Root {
   std::string path;
   bool readonly = false;
+
+  bool operator==(const Root&) const = default;
 };
 
 struct Mount {
@@ -62,17 +76,23 @@ struct Mount {
   std::string type;
   std::string source;
   std::vector<std::string> options;
+
+  bool operator==(const Mount&) const = default;
 };
 
 struct Namespace {
   std::string type;  // pid, network, mount, ipc, uts, user, cgroup, time
   std::string path;  // join an existing namespace when set
+
+  bool operator==(const Namespace&) const = default;
 };
 
 struct IdMapping {
   uint32_t container_id = 0;
   uint32_t host_id = 0;
   uint32_t size = 0;
+
+  bool operator==(const IdMapping&) const = default;
 };
 
 struct DeviceCgroup {
@@ -80,6 +100,8 @@ struct DeviceCgroup {
   std::string type;  // "a", "c", "b" or empty
   std::optional<int64_t> major, minor;
   std::string access;
+
+  bool operator==(const DeviceCgroup&) const = default;
 };
 
 struct MemoryResources {
@@ -90,6 +112,8 @@ struct MemoryResources {
   std::optional<int64_t> kernel_tcp;
   std::optional<uint64_t> swappiness;
   std::optional<bool> disable_oom_killer;
+
+  bool operator==(const MemoryResources&) const = default;
 };
 
 struct CpuResources {
@@ -100,19 +124,27 @@ struct CpuResources {
   std::optional<uint64_t> realtime_period;
   std::string cpus;
   std::string mems;
+
+  bool operator==(const CpuResources&) const = default;
 };
 
 struct PidsResources {
   int64_t limit = 0;  // <= 0: unlimited
+
+  bool operator==(const PidsResources&) const = default;
 };
 
 struct BlockIoResources {
   std::optional<uint16_t> weight;
+
+  bool operator==(const BlockIoResources&) const = default;
 };
 
 struct HugepageLimit {
   std::string page_size;
   uint64_t limit = 0;
+
+  bool operator==(const HugepageLimit&) const = default;
 };
 
 struct LinuxResources {
@@ -123,6 +155,8 @@ struct LinuxResources {
   std::optional<BlockIoResources> block_io;
   std::vector<HugepageLimit> hugepage_limits;
   std::map<std::string, std::string> unified;  // cgroup v2 key -> value
+
+  bool operator==(const LinuxResources&) const = default;
 };
 
 struct SeccompArg {
@@ -130,6 +164,8 @@ struct SeccompArg {
   uint64_t value = 0;
   uint64_t value_two = 0;
   std::string op;  // SCMP_CMP_EQ, ...
+
+  bool operator==(const SeccompArg&) const = default;
 };
 
 struct SeccompSyscall {
@@ -137,6 +173,8 @@ struct SeccompSyscall {
   std::string action;  // SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, ...
   std::optional<uint32_t> errno_ret;
   std::vector<SeccompArg> args;
+
+  bool operator==(const SeccompSyscall&) const = default;
 };
 
 struct Seccomp {
@@ -145,6 +183,8 @@ struct Seccomp {
   std::vector<std::string> architectures;  // SCMP_ARCH_X86_64, ...
   std::vector<std::string> flags;
   std::vector<SeccompSyscall> syscalls;
+
+  bool operator==(const Seccomp&) const = default;
 };
 
 struct Device {
@@ -153,6 +193,8 @@ struct Device {
   int64_t major = 0, minor = 0;
   std::optional<uint32_t> file_mode;
   std::optional<uint32_t> uid, gid;
+
+  bool operator==(const Device&) const = default;
 };
 
 struct Linux {
@@ -167,6 +209,8 @@ struct Linux {
   std::vector<std::string> readonly_paths;
   std::string rootfs_propagation;
   std::string mount_label;
+
+  bool operator==(const Linux&) const = default;
 };
 
 struct Spec {
@@ -178,6 +222,8 @@ struct Spec {
   std::vector<Mount> mounts;
   std::optional<Linux> linux;
   std::map<std::string, std::string> annotations;
+
+  bool operator==(const Spec&) const = default;
 };
 
 }  // namespace cask::oci
