@@ -1,16 +1,20 @@
 // Guest-side containers, built from an OCI spec without runc.
 //
 // Runs inside the pod VM (as PID 1's library). A Container owns its cgroup
-// directory and mount namespace; its processes are children of the calling
-// process.
+// directory and mount namespace. Its processes are made by a short-lived
+// intermediate child of the caller (see process.h) and are reparented to
+// PID 1, i.e. the agent (a caller that is not PID 1, like a test, must be a
+// child subreaper, PR_SET_CHILD_SUBREAPER, to reap them).
 //
 // Process ownership contract: this library NEVER waits for a container
 // process. The caller runs the one reaper of the guest (it is PID 1) and
 // collects exit statuses by pid. To make that race-free every process is
 // returned *pending*: it exists and is blocked before execve until Start()
 // is called, so the caller can register its pid with the reaper first.
-// Intermediate helper processes (used to enter a pid namespace on exec)
-// exit on their own and are reaped by the caller's reaper like any orphan.
+// Intermediate helper processes (used to enter the namespaces) are direct
+// children of the caller that exit on their own within the call; the
+// caller's reaper reaps them like any pid it does not know. Their exit
+// status carries no information (everything is reported over pipes).
 //
 // Thread safety: a Container is not internally synchronised; the agent
 // serialises calls per container.
@@ -54,7 +58,9 @@ class PendingProcess {
   pid_t pid() const { return pid_; }
   // Lets the process execve and waits until it has: returns the pid, or the
   // exec error (e.g. NOT_FOUND "exec: foo: No such file or directory"; the
-  // process then exits with status 127).
+  // process then exits with status 127). With no_new_privileges the
+  // seccomp filter is loaded here, just before execve; its failure is
+  // reported the same way.
   Result<pid_t> Start();
 
  private:
@@ -85,7 +91,11 @@ struct CreateOptions {
   std::string rootfs;      // guest path of the root filesystem
   bool open_stdin = false;
   // Parent of container cgroups (cgroup2 mount + "/cask"); each container
-  // gets <cgroup_root>/<id>.
+  // gets <cgroup_root>/<id>. Must be on a cgroup2 file system. Empty: the
+  // container gets no cgroup at all (hosts without cgroup v2, tests): spec
+  // resources are then not applied, Pids/Pause/Resume/Update/Stats fail
+  // with FAILED_PRECONDITION, and KillAll/Destroy signal only the init
+  // process (which ends a container with its own pid namespace).
   std::string cgroup_root = "/sys/fs/cgroup/cask";
 };
 
@@ -120,15 +130,17 @@ class Container {
   // Path of memory.events, for OOM watching (inotify IN_MODIFY).
   std::string memory_events_path() const;
 
-  // SIGKILLs every process, waits (bounded) for the cgroup to empty,
-  // unmounts what Create mounted outside the container's mount namespace,
-  // removes the cgroup. Idempotent.
+  // SIGKILLs every process, waits (bounded, ~2 s) for the cgroup to empty,
+  // removes the cgroup. Create mounts nothing outside the container's own
+  // mount namespace, which ends with its last process. Idempotent.
   Status Destroy();
 
  private:
   Container() = default;
+  Status SignalInit(int sig) const;
   std::string id_;
   pid_t init_pid_ = -1;
+  UniqueFd init_pidfd_;  // signals reach the init even after its pid is reused
   std::string cgroup_path_;
   oci::Spec spec_;
   bool destroyed_ = false;

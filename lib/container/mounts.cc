@@ -1,0 +1,509 @@
+#include "lib/container/mounts.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <sstream>
+
+#include "lib/base/fs.h"
+#include "lib/base/unique_fd.h"
+
+namespace cask::container {
+namespace {
+
+struct FlagOption {
+  std::string_view name;
+  bool clear;
+  unsigned long flag;
+};
+
+constexpr FlagOption kFlagOptions[] = {
+    {"defaults", false, 0},
+    {"ro", false, MS_RDONLY},          {"rw", true, MS_RDONLY},
+    {"nosuid", false, MS_NOSUID},      {"suid", true, MS_NOSUID},
+    {"nodev", false, MS_NODEV},        {"dev", true, MS_NODEV},
+    {"noexec", false, MS_NOEXEC},      {"exec", true, MS_NOEXEC},
+    {"sync", false, MS_SYNCHRONOUS},   {"async", true, MS_SYNCHRONOUS},
+    {"dirsync", false, MS_DIRSYNC},
+    {"remount", false, MS_REMOUNT},
+    {"mand", false, MS_MANDLOCK},      {"nomand", true, MS_MANDLOCK},
+    {"noatime", false, MS_NOATIME},    {"atime", true, MS_NOATIME},
+    {"nodiratime", false, MS_NODIRATIME}, {"diratime", true, MS_NODIRATIME},
+    {"relatime", false, MS_RELATIME},  {"norelatime", true, MS_RELATIME},
+    {"strictatime", false, MS_STRICTATIME}, {"nostrictatime", true, MS_STRICTATIME},
+    {"lazytime", false, MS_LAZYTIME},  {"nolazytime", true, MS_LAZYTIME},
+    {"iversion", false, MS_I_VERSION}, {"noiversion", true, MS_I_VERSION},
+    {"silent", false, MS_SILENT},      {"loud", true, MS_SILENT},
+    {"bind", false, MS_BIND},          {"rbind", false, MS_BIND | MS_REC},
+};
+
+constexpr FlagOption kPropagationOptions[] = {
+    {"private", false, MS_PRIVATE},        {"rprivate", false, MS_PRIVATE | MS_REC},
+    {"shared", false, MS_SHARED},          {"rshared", false, MS_SHARED | MS_REC},
+    {"slave", false, MS_SLAVE},            {"rslave", false, MS_SLAVE | MS_REC},
+    {"unbindable", false, MS_UNBINDABLE},  {"runbindable", false, MS_UNBINDABLE | MS_REC},
+};
+
+struct AttrOption {
+  std::string_view name;
+  bool clear;
+  uint64_t attr;
+};
+
+constexpr AttrOption kRecursiveOptions[] = {
+    {"rro", false, MOUNT_ATTR_RDONLY},   {"rrw", true, MOUNT_ATTR_RDONLY},
+    {"rnosuid", false, MOUNT_ATTR_NOSUID}, {"rsuid", true, MOUNT_ATTR_NOSUID},
+    {"rnodev", false, MOUNT_ATTR_NODEV}, {"rdev", true, MOUNT_ATTR_NODEV},
+    {"rnoexec", false, MOUNT_ATTR_NOEXEC}, {"rexec", true, MOUNT_ATTR_NOEXEC},
+    {"rnodiratime", false, MOUNT_ATTR_NODIRATIME}, {"rdiratime", true, MOUNT_ATTR_NODIRATIME},
+};
+
+constexpr std::string_view kDefaultDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+
+Error MountError(int err, const std::string& what) { return Error::Sys(err, what); }
+
+// openat2(root, path, flags, RESOLVE_IN_ROOT): `path` is resolved as if
+// `root` were "/", whatever symlinks it crosses.
+Result<UniqueFd> OpenInRoot(int root, const std::string& path, uint64_t flags, mode_t mode = 0) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  std::string rel = path;
+  while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+  if (rel.empty()) rel = ".";
+  for (;;) {
+    long fd = syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how);
+    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+    if (errno == EINTR || errno == EAGAIN) continue;
+    return Error::Sys(errno, "open " + path + " in the rootfs");
+  }
+}
+
+std::vector<std::string> Components(const std::string& path) {
+  std::vector<std::string> out;
+  std::istringstream in(path);
+  for (std::string c; std::getline(in, c, '/');) {
+    if (!c.empty() && c != ".") out.push_back(c);
+  }
+  return out;
+}
+
+// mkdir -p of `path` inside the rootfs; returns an O_PATH fd of the directory.
+Result<UniqueFd> MkdirAllIn(int root, const std::string& path) {
+  std::string prefix;
+  UniqueFd dir;
+  CASK_ASSIGN_OR_RETURN(dir, OpenInRoot(root, "/", O_PATH | O_DIRECTORY));
+  for (const auto& c : Components(path)) {
+    prefix += "/" + c;
+    auto next = OpenInRoot(root, prefix, O_PATH | O_DIRECTORY);
+    if (!next.ok() && next.error().sys_errno() == ENOENT) {
+      if (mkdirat(dir.get(), c.c_str(), 0755) != 0 && errno != EEXIST) {
+        return Error::Sys(errno, "mkdir " + prefix + " in the rootfs");
+      }
+      next = OpenInRoot(root, prefix, O_PATH | O_DIRECTORY);
+    }
+    if (!next.ok()) return std::move(next).error();
+    dir = std::move(next).value();
+  }
+  return dir;
+}
+
+// Makes sure a mount point exists: a directory, or an empty file when the
+// source of a bind mount is not a directory.
+Status MakeMountPoint(int root, const std::string& dest, bool dir) {
+  if (dir) {
+    auto made = MkdirAllIn(root, dest);
+    if (!made.ok()) return std::move(made).error();
+    return Ok();
+  }
+  CASK_TRY(MkdirAllIn(root, Dirname(dest)));
+  auto existing = OpenInRoot(root, dest, O_PATH);
+  if (existing.ok()) return Ok();
+  auto created = OpenInRoot(root, dest, O_CREAT | O_WRONLY, 0644);
+  if (!created.ok()) return std::move(created).error();
+  return Ok();
+}
+
+std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Remount flags that are locked on an existing mount (inside a user
+// namespace they cannot be cleared), from statvfs.
+unsigned long LockedFlags(const std::string& path) {
+  struct statvfs st {};
+  if (statvfs(path.c_str(), &st) != 0) return 0;
+  unsigned long f = 0;
+  if (st.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (st.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (st.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+// MS_REMOUNT|MS_BIND with `flags`; retries with the locked flags on EPERM.
+Status BindRemount(const std::string& target, unsigned long flags, const std::string& what) {
+  flags |= MS_REMOUNT | MS_BIND;
+  if (mount(nullptr, target.c_str(), nullptr, flags, nullptr) == 0) return Ok();
+  int err = errno;
+  if (err == EPERM &&
+      mount(nullptr, target.c_str(), nullptr, flags | LockedFlags(target), nullptr) == 0) {
+    return Ok();
+  }
+  return MountError(err, "remount " + what);
+}
+
+constexpr unsigned long kRemountable =
+    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
+    MS_STRICTATIME | MS_SYNCHRONOUS | MS_DIRSYNC | MS_MANDLOCK | MS_LAZYTIME;
+
+Status DoMount(int root, const PlannedMount& pm, const RootfsPlan& plan) {
+  const oci::Mount& m = pm.mount;
+  const MountOptions& o = pm.opts;
+  const std::string& dest = m.destination;
+  bool is_cgroup = m.type == "cgroup" || m.type == "cgroup2";
+  bool bind = o.bind() || (is_cgroup && !plan.cgroup_ns && !plan.cgroup_path.empty());
+  std::string source = m.source;
+  unsigned long bind_flags = MS_BIND | (o.flags & MS_REC);
+  if (is_cgroup && bind && !o.bind()) {
+    // Without a cgroup namespace a cgroup2 mount would show the whole
+    // hierarchy: show the container's own cgroup instead, as runc does.
+    source = plan.cgroup_path;
+    bind_flags = MS_BIND | MS_REC;
+  }
+
+  bool dir = true;
+  if (bind) {
+    struct stat st {};
+    if (stat(source.c_str(), &st) != 0) {
+      return Error::Sys(errno, "bind mount source " + source + " for " + dest);
+    }
+    dir = S_ISDIR(st.st_mode);
+  }
+  CASK_TRY(MakeMountPoint(root, dest, dir).Context("mount point " + dest));
+  CASK_ASSIGN_OR_RETURN(UniqueFd target, OpenInRoot(root, dest, O_PATH));
+
+  if (bind) {
+    if (mount(source.c_str(), FdPath(target.get()).c_str(), nullptr, bind_flags, nullptr) != 0) {
+      return MountError(errno, "bind mount " + source + " on " + dest);
+    }
+    unsigned long extra = o.flags & kRemountable;
+    if (extra != 0) {
+      // The fd still names the directory under the new mount: reopen.
+      CASK_ASSIGN_OR_RETURN(UniqueFd mounted, OpenInRoot(root, dest, O_PATH));
+      CASK_TRY(BindRemount(FdPath(mounted.get()), extra, dest));
+    }
+  } else {
+    std::string type = m.type == "cgroup" ? "cgroup2" : m.type;
+    if (type.empty()) return Error::InvalidArgument("mount " + dest + " has no type");
+    if (source.empty()) source = type;
+    unsigned long flags = o.flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
+    if (mount(source.c_str(), FdPath(target.get()).c_str(), type.c_str(), flags,
+              o.data.empty() ? nullptr : o.data.c_str()) != 0) {
+      return MountError(errno, "mount " + type + " on " + dest);
+    }
+  }
+  if (!o.propagation.empty() || o.attr_set != 0 || o.attr_clr != 0) {
+    CASK_ASSIGN_OR_RETURN(UniqueFd mounted, OpenInRoot(root, dest, O_PATH));
+    for (unsigned long p : o.propagation) {
+      if (mount(nullptr, FdPath(mounted.get()).c_str(), nullptr, p, nullptr) != 0) {
+        return MountError(errno, "set propagation of " + dest);
+      }
+    }
+    if (o.attr_set != 0 || o.attr_clr != 0) {
+      mount_attr attr{};
+      attr.attr_set = o.attr_set;
+      attr.attr_clr = o.attr_clr;
+      if (syscall(SYS_mount_setattr, mounted.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+                  sizeof attr) != 0) {
+        return MountError(errno, "set recursive attributes of " + dest);
+      }
+    }
+  }
+  return Ok();
+}
+
+Status BindFromHost(int root, const std::string& host_path, const std::string& dest) {
+  CASK_TRY(MakeMountPoint(root, dest, false));
+  CASK_ASSIGN_OR_RETURN(UniqueFd target, OpenInRoot(root, dest, O_PATH));
+  if (mount(host_path.c_str(), FdPath(target.get()).c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return MountError(errno, "bind mount " + host_path + " on " + dest);
+  }
+  return Ok();
+}
+
+Status CreateDevice(int root, const oci::Device& d) {
+  mode_t type = 0;
+  if (d.type == "c" || d.type == "u") type = S_IFCHR;
+  else if (d.type == "b") type = S_IFBLK;
+  else if (d.type == "p") type = S_IFIFO;
+  else return Error::InvalidArgument("device " + d.path + " has bad type \"" + d.type + "\"");
+  CASK_ASSIGN_OR_RETURN(UniqueFd dir, MkdirAllIn(root, Dirname(d.path)));
+  std::string name = Basename(d.path);
+  unlinkat(dir.get(), name.c_str(), 0);  // replace what the image has there
+  mode_t mode = (d.file_mode.value_or(0666) & 07777) | type;
+  dev_t dev = makedev(static_cast<unsigned>(d.major), static_cast<unsigned>(d.minor));
+  if (mknodat(dir.get(), name.c_str(), mode, dev) != 0) {
+    int err = errno;
+    // In a user namespace mknod is denied: bind the guest's node instead.
+    if (err == EPERM && type != S_IFIFO && PathExists(d.path)) {
+      return BindFromHost(root, d.path, d.path);
+    }
+    return Error::Sys(err, "mknod " + d.path);
+  }
+  if (d.uid || d.gid) {
+    if (fchownat(dir.get(), name.c_str(), d.uid.value_or(0), d.gid.value_or(0),
+                 AT_SYMLINK_NOFOLLOW) != 0) {
+      return Error::Sys(errno, "chown " + d.path);
+    }
+  }
+  return Ok();
+}
+
+Status Symlink(int devdir, const char* target, const char* name, bool replace) {
+  if (replace) unlinkat(devdir, name, 0);
+  if (symlinkat(target, devdir, name) != 0 && errno != EEXIST) {
+    return Error::Sys(errno, std::string("symlink /dev/") + name + " -> " + target);
+  }
+  return Ok();
+}
+
+Status SetupDev(int root, const RootfsPlan& plan) {
+  for (auto name : kDefaultDevices) {
+    std::string path = "/dev/" + std::string(name);
+    bool in_spec = std::any_of(plan.devices.begin(), plan.devices.end(),
+                               [&](const oci::Device& d) { return d.path == path; });
+    if (!in_spec) CASK_TRY(BindFromHost(root, path, path));
+  }
+  CASK_ASSIGN_OR_RETURN(UniqueFd dev, OpenInRoot(root, "/dev", O_DIRECTORY | O_RDONLY));
+  CASK_TRY(Symlink(dev.get(), "/proc/self/fd", "fd", false));
+  CASK_TRY(Symlink(dev.get(), "/proc/self/fd/0", "stdin", false));
+  CASK_TRY(Symlink(dev.get(), "/proc/self/fd/1", "stdout", false));
+  CASK_TRY(Symlink(dev.get(), "/proc/self/fd/2", "stderr", false));
+  CASK_TRY(Symlink(dev.get(), "pts/ptmx", "ptmx", true));
+  if (!plan.console_path.empty()) CASK_TRY(BindFromHost(root, plan.console_path, "/dev/console"));
+  return Ok();
+}
+
+bool IsUnder(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+// The MS_MOVE + chroot fallback for roots that cannot be pivoted (initramfs).
+// First detaches every mount that is neither the rootfs, under it, nor one
+// of its ancestors, so the old tree is not reachable or listed.
+Status MoveRoot(const std::string& rootfs) {
+  auto info = ReadFile("/proc/self/mountinfo");
+  if (info.ok()) {
+    std::vector<std::string> points;
+    std::istringstream in(*info);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream l(line);
+      std::string id, parent, devno, root, point;
+      if (!(l >> id >> parent >> devno >> root >> point)) continue;
+      if (point == "/" || IsUnder(point, rootfs) || IsUnder(rootfs, point)) continue;
+      points.push_back(point);
+    }
+    std::sort(points.begin(), points.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    for (const auto& p : points) umount2(p.c_str(), MNT_DETACH);  // best effort
+  }
+  if (chdir(rootfs.c_str()) != 0) return Error::Sys(errno, "chdir " + rootfs);
+  if (mount(rootfs.c_str(), "/", nullptr, MS_MOVE, nullptr) != 0) {
+    return Error::Sys(errno, "move rootfs " + rootfs + " to /");
+  }
+  if (chroot(".") != 0) return Error::Sys(errno, "chroot to the rootfs");
+  if (chdir("/") != 0) return Error::Sys(errno, "chdir /");
+  return Ok();
+}
+
+}  // namespace
+
+bool MountOptions::bind() const { return (flags & MS_BIND) != 0; }
+
+Result<MountOptions> ParseMountOptions(const std::vector<std::string>& options) {
+  MountOptions o;
+  for (const auto& opt : options) {
+    bool found = false;
+    for (const auto& f : kFlagOptions) {
+      if (f.name != opt) continue;
+      found = true;
+      if (f.clear) o.flags &= ~f.flag;
+      else o.flags |= f.flag;
+      // strictatime/relatime/noatime select one atime mode.
+      if (!f.clear && (f.flag == MS_STRICTATIME || f.flag == MS_RELATIME || f.flag == MS_NOATIME)) {
+        o.flags &= ~((MS_STRICTATIME | MS_RELATIME | MS_NOATIME) & ~f.flag);
+      }
+    }
+    for (const auto& p : kPropagationOptions) {
+      if (p.name == opt) {
+        found = true;
+        o.propagation.push_back(p.flag);
+      }
+    }
+    for (const auto& a : kRecursiveOptions) {
+      if (a.name != opt) continue;
+      found = true;
+      if (a.clear) {
+        o.attr_clr |= a.attr;
+        o.attr_set &= ~a.attr;
+      } else {
+        o.attr_set |= a.attr;
+        o.attr_clr &= ~a.attr;
+      }
+    }
+    if (found) continue;
+    if (opt == "idmap" || opt == "ridmap" || opt == "tmpcopyup" || opt == "copy-symlink") {
+      return Error::InvalidArgument("mount option \"" + opt + "\" is not supported");
+    }
+    if (opt.empty()) continue;
+    if (!o.data.empty()) o.data += ',';
+    o.data += opt;
+  }
+  return o;
+}
+
+Result<unsigned long> ParsePropagation(const std::string& p) {
+  if (p.empty()) return 0ul;
+  for (const auto& f : kPropagationOptions) {
+    if (f.name == p) return f.flag;
+  }
+  return Error::InvalidArgument("bad rootfs propagation \"" + p + "\"");
+}
+
+Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs) {
+  RootfsPlan plan;
+  if (rootfs.empty() || rootfs[0] != '/') {
+    return Error::InvalidArgument("rootfs \"" + rootfs + "\" is not an absolute path");
+  }
+  plan.rootfs = rootfs;
+  while (plan.rootfs.size() > 1 && plan.rootfs.back() == '/') plan.rootfs.pop_back();
+  struct stat st {};
+  if (stat(plan.rootfs.c_str(), &st) != 0) return Error::Sys(errno, "rootfs " + rootfs);
+  if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + rootfs + " is not a directory");
+
+  const oci::Linux* lx = spec.linux ? &*spec.linux : nullptr;
+  std::string prop = lx ? lx->rootfs_propagation : "";
+  CASK_ASSIGN_OR_RETURN(unsigned long p, ParsePropagation(prop));
+  bool is_private = p & MS_PRIVATE;
+  plan.root_propagation = MS_REC | (is_private ? MS_PRIVATE : MS_SLAVE);
+  if (p & (MS_SHARED | MS_UNBINDABLE)) plan.final_propagation = p;
+
+  for (const auto& m : spec.mounts) {
+    if (m.destination.empty() || m.destination[0] != '/') {
+      return Error::InvalidArgument("mount destination \"" + m.destination +
+                                    "\" is not an absolute path");
+    }
+    if (m.destination == "/") return Error::InvalidArgument("a mount on / is not supported");
+    PlannedMount pm;
+    pm.mount = m;
+    CASK_ASSIGN_OR_RETURN(pm.opts, ParseMountOptions(m.options).Context("mount " + m.destination));
+    if (m.type == "bind") pm.opts.flags |= MS_BIND;
+    if (pm.opts.bind() && (m.source.empty() || m.source[0] != '/')) {
+      return Error::InvalidArgument("bind mount source \"" + m.source + "\" for " +
+                                    m.destination + " is not an absolute guest path");
+    }
+    if (m.destination == "/dev" && !pm.opts.bind() && (m.type == "tmpfs" || m.type == "devtmpfs")) {
+      plan.dev_tmpfs = true;
+    }
+    plan.mounts.push_back(std::move(pm));
+  }
+  if (lx) {
+    for (const auto& d : lx->devices) {
+      if (d.path.empty() || d.path[0] != '/') {
+        return Error::InvalidArgument("device path \"" + d.path + "\" is not absolute");
+      }
+      if (d.type != "c" && d.type != "u" && d.type != "b" && d.type != "p") {
+        return Error::InvalidArgument("device " + d.path + " has bad type \"" + d.type + "\"");
+      }
+    }
+    plan.devices = lx->devices;
+    plan.masked_paths = lx->masked_paths;
+    plan.readonly_paths = lx->readonly_paths;
+    for (const auto& ns : lx->namespaces) plan.cgroup_ns |= ns.type == "cgroup";
+  }
+  plan.readonly_root = spec.root && spec.root->readonly;
+  return plan;
+}
+
+Status SetupRootfs(const RootfsPlan& plan) {
+  if (mount(nullptr, "/", nullptr, plan.root_propagation, nullptr) != 0) {
+    return Error::Sys(errno, "set propagation of /");
+  }
+  if (mount(plan.rootfs.c_str(), plan.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+    return Error::Sys(errno, "bind mount rootfs " + plan.rootfs + " onto itself");
+  }
+  UniqueFd root(open(plan.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return Error::Sys(errno, "open rootfs " + plan.rootfs);
+  for (const auto& pm : plan.mounts) CASK_TRY(DoMount(root.get(), pm, plan));
+  for (const auto& d : plan.devices) CASK_TRY(CreateDevice(root.get(), d));
+  if (plan.dev_tmpfs) CASK_TRY(SetupDev(root.get(), plan));
+  return Ok();
+}
+
+Status EnterRootfs(const RootfsPlan& plan) {
+  UniqueFd newroot(open(plan.rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
+  if (!newroot) return Error::Sys(errno, "open rootfs " + plan.rootfs);
+  if (fchdir(newroot.get()) != 0) return Error::Sys(errno, "chdir to rootfs");
+  if (syscall(SYS_pivot_root, ".", ".") == 0) {
+    // The old root is now stacked on "."; detach it without propagating.
+    if (mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) {
+      return Error::Sys(errno, "make the old root a slave");
+    }
+    if (umount2(".", MNT_DETACH) != 0) return Error::Sys(errno, "detach the old root");
+    if (chdir("/") != 0) return Error::Sys(errno, "chdir /");
+  } else if (errno == EINVAL) {
+    CASK_TRY(MoveRoot(plan.rootfs).Context("pivot_root unsupported here (initramfs root?)"));
+  } else {
+    return Error::Sys(errno, "pivot_root to " + plan.rootfs);
+  }
+  if (plan.final_propagation != 0 &&
+      mount(nullptr, "/", nullptr, plan.final_propagation, nullptr) != 0) {
+    return Error::Sys(errno, "set rootfs propagation");
+  }
+  return Ok();
+}
+
+Status RestrictPaths(const RootfsPlan& plan) {
+  for (const auto& p : plan.readonly_paths) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return Error::Sys(errno, "read-only path " + p);
+    }
+    if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return Error::Sys(errno, "bind read-only path " + p);
+    }
+    CASK_TRY(BindRemount(p, MS_RDONLY | MS_REC, "read-only path " + p));
+  }
+  for (const auto& p : plan.masked_paths) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return Error::Sys(errno, "masked path " + p);
+    }
+    int rc = S_ISDIR(st.st_mode)
+                 ? mount("tmpfs", p.c_str(), "tmpfs", MS_RDONLY, nullptr)
+                 : mount("/dev/null", p.c_str(), nullptr, MS_BIND, nullptr);
+    if (rc != 0) return Error::Sys(errno, "mask path " + p);
+  }
+  return Ok();
+}
+
+Status FinishRootfs(const RootfsPlan& plan) {
+  if (plan.readonly_root) CASK_TRY(BindRemount("/", MS_RDONLY, "/ read-only"));
+  return Ok();
+}
+
+}  // namespace cask::container

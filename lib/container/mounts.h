@@ -1,0 +1,67 @@
+// Mounts: the container's root file system, built in its new mount
+// namespace before pivot_root.
+//
+// Option parsing and planning (ParseMountOptions, PlanRootfs) are pure and
+// run in the agent, so a bad option fails Create before anything is made.
+// Setup*/PivotRoot/*Paths run in the container's init process, in its new
+// mount namespace; paths inside the rootfs are resolved with openat2
+// RESOLVE_IN_ROOT, so symlinks in the image cannot point mounts outside it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.h"
+#include "lib/oci/spec.h"
+
+namespace cask::container {
+
+struct MountOptions {
+  unsigned long flags = 0;               // MS_* for mount(2), incl. MS_BIND/MS_REC
+  std::vector<unsigned long> propagation;  // MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC)
+  uint64_t attr_set = 0, attr_clr = 0;   // recursive (rro, rnosuid...) via mount_setattr
+  std::string data;                      // fs-specific options, comma separated
+  bool bind() const;
+};
+
+// "ro,nosuid,mode=755,rprivate" -> flags + data + propagation. Unsupported
+// options (idmap, tmpcopyup) are INVALID_ARGUMENT errors.
+Result<MountOptions> ParseMountOptions(const std::vector<std::string>& options);
+// "" / "private" / "rslave" ... -> MS_* flags (0 for "").
+Result<unsigned long> ParsePropagation(const std::string& p);
+
+struct PlannedMount {
+  oci::Mount mount;
+  MountOptions opts;
+};
+
+// Everything the init process does to its mount namespace.
+struct RootfsPlan {
+  std::string rootfs;                  // guest path, absolute
+  unsigned long root_propagation = 0;  // applied to "/" first (MS_REC|MS_SLAVE default)
+  unsigned long final_propagation = 0; // rootfs_propagation, applied after pivot
+  std::vector<PlannedMount> mounts;
+  bool dev_tmpfs = false;              // the spec mounts a tmpfs on /dev
+  std::vector<oci::Device> devices;
+  std::string console_path;            // pty slave to bind on /dev/console
+  std::string cgroup_path;             // container cgroup, bound for "cgroup" mounts
+  bool cgroup_ns = false;
+  std::vector<std::string> masked_paths, readonly_paths;
+  bool readonly_root = false;
+};
+
+Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs);
+
+// Child side, in the new mount namespace: propagation of "/", bind of the
+// rootfs onto itself, the spec's mounts, /dev nodes and links.
+Status SetupRootfs(const RootfsPlan& plan);
+// Child side: pivot_root into `rootfs` (falls back to MS_MOVE + chroot when
+// the current root cannot be pivoted, e.g. an initramfs).
+Status EnterRootfs(const RootfsPlan& plan);
+// Child side, after EnterRootfs: read-only paths, then masked paths.
+Status RestrictPaths(const RootfsPlan& plan);
+// Child side, last: remounts "/" read-only if the spec asks.
+Status FinishRootfs(const RootfsPlan& plan);
+
+}  // namespace cask::container

@@ -1,0 +1,56 @@
+// Namespaces: which ones a container process creates or joins, in which
+// order, and the per-namespace settings (id maps, hostname, sysctl).
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+#include "lib/oci/spec.h"
+
+namespace cask::container {
+
+// "pid" -> CLONE_NEWPID ...; 0 for an unknown type.
+int NamespaceFlag(const std::string& type);
+// "network" -> "net" (the name under /proc/<pid>/ns/); "" if unknown.
+const char* NamespaceProcName(const std::string& type);
+
+// A namespace to setns(2) into: an open fd and its CLONE_NEW* type.
+struct NamespaceJoin {
+  UniqueFd fd;
+  int type = 0;
+  std::string what;  // for error messages, e.g. "network namespace /run/netns/x"
+};
+
+struct NamespacePlan {
+  std::vector<NamespaceJoin> joins;  // ordered: user first, mount last
+  int unshare_flags = 0;             // CLONE_NEW* to create (CLONE_NEWUSER excluded)
+  bool new_user = false;             // create a user namespace first
+  std::string uid_map, gid_map;      // contents for /proc/<pid>/{uid,gid}_map
+  bool new_uts = false;
+};
+
+// Validates the spec's namespaces and opens the `path` ones. A type listed
+// twice, an unknown type, or a path that cannot be opened is an error.
+Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec);
+
+// The namespaces of a running process that differ from the caller's, for
+// Exec, ordered like PlanNamespaces.
+Result<std::vector<NamespaceJoin>> NamespacesOf(pid_t pid);
+
+// Child side: setns into each, in order.
+Status JoinNamespaces(const std::vector<NamespaceJoin>& joins);
+
+// "0 1000 65536\n" lines for uid_map/gid_map.
+std::string IdMapText(const std::vector<oci::IdMapping>& maps);
+
+// Validates sysctl keys ("net.ipv4.ip_forward"; no "/" or ".." parts).
+Status ValidateSysctl(const std::map<std::string, std::string>& sysctl);
+// Child side, after entering the rootfs: writes /proc/sys/<key>.
+Status WriteSysctl(const std::map<std::string, std::string>& sysctl);
+
+}  // namespace cask::container
