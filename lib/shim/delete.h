@@ -1,0 +1,40 @@
+// The `delete` action (shim-v2-protocol.md §2.5).
+//
+// containerd runs it after every task deletion, when a shim died, and at
+// start-up for bundles whose shim cannot be reached -- possibly while the
+// daemon still serves other containers of the pod. So it is idempotent,
+// quick (containerd gives it 5 s) and touches only this task's bundle:
+// it unmounts <bundle>/rootfs (every stacked mount) and reports the task as
+// killed (exit status 137, exited now). The caller writes the returned bytes
+// -- a serialized containerd.task.v2.DeleteResponse -- to stdout, raw.
+#pragma once
+
+#include <string>
+
+#include "lib/base/result.h"
+#include "lib/shim/events.h"
+#include "lib/shim/flags.h"
+
+namespace cask::shim {
+
+// 128 + SIGKILL: what containerd records for a task cleaned up this way.
+inline constexpr uint32_t kDeleteExitStatus = 137;
+
+struct DeleteResult {
+  uint32_t pid = 0;
+  uint32_t exit_status = kDeleteExitStatus;
+  Timestamp exited_at;
+};
+
+// Serialized containerd.task.v2.DeleteResponse.
+std::string EncodeDeleteResponse(const DeleteResult& r);
+
+// Unmounts every mount stacked on `dir` (MNT_DETACH when busy). A directory
+// that is not a mount point, or does not exist, is fine.
+Status UnmountAll(const std::string& dir);
+
+// Does the cleanup for `bundle` (the -bundle flag, else the cwd) and returns
+// the bytes to print.
+Result<std::string> RunDelete(const Flags& flags, const std::string& bundle);
+
+}  // namespace cask::shim

@@ -1,0 +1,17 @@
+// Entry point of a containerd shim v2 binary: parses the flags and runs
+// `start`, `delete`, or the daemon with the given service.
+//
+// Output contract (shim-v2-protocol.md §2.3, §2.5): on success `start`
+// prints only the address, `delete` only the raw DeleteResponse bytes;
+// failures go to stderr (containerd shows them) with a non-zero exit.
+#pragma once
+
+#include "lib/shim/daemon.h"
+
+namespace cask::shim {
+
+inline constexpr char kVersion[] = "0.1.0";
+
+int Main(int argc, char** argv, const ServiceFactory& factory);
+
+}  // namespace cask::shim

@@ -1,0 +1,17 @@
+// SHA-256 (FIPS 180-4), for the shim socket name only (containerd names shim
+// sockets by the hex SHA-256 of "<address>/<namespace>/<id>"). Not meant for
+// anything security-sensitive beyond that; no constant-time guarantees.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cask::shim {
+
+std::array<uint8_t, 32> Sha256(std::string_view data);
+// Lower-case hex of Sha256(data): 64 characters.
+std::string Sha256Hex(std::string_view data);
+
+}  // namespace cask::shim
