@@ -1,0 +1,90 @@
+// cask's configuration: /etc/cask/configuration.toml -> an immutable Config.
+//
+// The file is read once, in main(), and the resulting value is passed to
+// whoever needs it (sandbox, shim, runtime); nothing here keeps state. Every
+// key is documented in docs/configuration.md; config/configuration.toml is
+// the installed default file.
+//
+// Strictness: an unknown table or key, a value of the wrong type, an
+// out-of-range number, an unknown enum word or a relative path is an
+// INVALID_ARGUMENT naming the file and the key, e.g.
+//   "/etc/cask/configuration.toml: hypervisor.memory_mib: must be between 64 and 65536, got 12".
+// A TOML syntax error names the line and column. Absent keys keep their
+// defaults (below), so an empty file is the built-in configuration.
+//
+// Thread safety: all functions are pure or only read files; Config is a
+// plain value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "lib/base/result.h"
+
+namespace cask::config {
+
+inline constexpr const char* kDefaultPath = "/etc/cask/configuration.toml";
+
+enum class Accel { kAuto, kKvm, kTcg };
+enum class AgentChannel { kAuto, kVsock, kSerial };
+
+struct HypervisorConfig {
+  std::string path = "/usr/bin/qemu-system-x86_64";
+  std::string kernel = "/usr/share/cask/vmlinux";
+  std::string initrd = "/usr/share/cask/initrd.img";
+  std::string machine_type = "microvm";   // microvm | q35 | pc
+  Accel accel = Accel::kAuto;
+  uint32_t vcpus = 1;                     // 1..64
+  uint32_t memory_mib = 256;              // 64..65536
+  std::string kernel_params;              // appended to the kernel command line
+  std::string virtiofsd_path = "/usr/lib/qemu/virtiofsd";
+  std::string virtiofs_cache = "auto";    // auto | always | none
+
+  bool operator==(const HypervisorConfig&) const = default;
+};
+
+struct AgentConfig {
+  AgentChannel channel = AgentChannel::kAuto;
+  uint32_t connect_timeout_ms = 60000;    // boot + agent ready under TCG can take seconds
+
+  bool operator==(const AgentConfig&) const = default;
+};
+
+struct RuntimeConfig {
+  bool debug = false;                     // guest console log kept, agent debug logs
+  std::string state_dir = "/run/cask";
+
+  bool operator==(const RuntimeConfig&) const = default;
+};
+
+struct Config {
+  HypervisorConfig hypervisor;
+  AgentConfig agent;
+  RuntimeConfig runtime;
+  std::string source;                     // file it came from, or "(built-in defaults)"
+
+  bool operator==(const Config&) const = default;
+};
+
+// Bounds checked by Parse.
+inline constexpr uint32_t kMinVcpus = 1, kMaxVcpus = 64;
+inline constexpr uint32_t kMinMemoryMib = 64, kMaxMemoryMib = 65536;
+inline constexpr uint32_t kMinConnectTimeoutMs = 100, kMaxConnectTimeoutMs = 3600000;
+
+// Parses TOML text. Unknown tables/keys and bad values are INVALID_ARGUMENT
+// naming the key and the file: "<origin>: hypervisor.memory_mib: must be between 64 and 65536, got 12".
+// The result's `source` is `origin`.
+Result<Config> Parse(std::string_view toml, const std::string& origin);
+// Reads and parses a file; a missing file is NOT_FOUND naming the path.
+Result<Config> LoadFile(const std::string& path);
+// kDefaultPath if it exists, else built-in defaults (source = "(built-in defaults)").
+Result<Config> LoadDefault();
+// The effective configuration as TOML (for `cask-runtime env`): every key,
+// preceded by a comment naming `source`. Parse(ToToml(c), c.source) == c.
+std::string ToToml(const Config& c);
+// "auto", "kvm", "tcg" / "auto", "vsock", "serial": the words used in the file.
+std::string_view AccelName(Accel);
+std::string_view ChannelName(AgentChannel);
+
+}  // namespace cask::config
