@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +29,12 @@ Status ValidateId(const std::string& id) {
   }
   if (id == "." || id == "..") return Error::InvalidArgument("bad container id \"" + id + "\"");
   return Ok();
+}
+
+// Raw syscalls: glibc 2.36's <sys/pidfd.h> lacks C linkage for C++.
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdSignal(int pidfd, int sig) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
 Result<UniqueFd> OpenProcs(const std::string& cgroup_path) {
@@ -105,7 +111,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   };
   CASK_ASSIGN_OR_RETURN(PendingProcess init, SpawnPending(std::move(req)));
   // The init is blocked on its start channel, so its pid is valid here.
-  c->init_pidfd_.Reset(pidfd_open(init.pid(), 0));
+  c->init_pidfd_.Reset(PidfdOpen(init.pid()));
   if (!c->init_pidfd_) return Error::Sys(errno, "pidfd_open of the container init");
   c->init_pid_ = init.pid();
   c->spec_ = std::move(opts.spec);
@@ -118,7 +124,7 @@ Container::~Container() { (void)Destroy(); }
 
 Status Container::SignalInit(int sig) const {
   if (!init_pidfd_) return Error::FailedPrecondition("container " + id_ + " has no init process");
-  if (pidfd_send_signal(init_pidfd_.get(), sig, nullptr, 0) != 0 && errno != ESRCH) {
+  if (PidfdSignal(init_pidfd_.get(), sig) != 0 && errno != ESRCH) {
     return Error::Sys(errno, "signal the init of container " + id_);
   }
   return Ok();
@@ -135,7 +141,7 @@ Result<PendingProcess> Container::Exec(const oci::Process& proc, bool open_stdin
   auto joins = NamespacesOf(init_pid_);
   // The namespaces were read through the pid: make sure it was still our
   // init (a reaped and reused pid fails the pidfd check).
-  bool alive = pidfd_send_signal(init_pidfd_.get(), 0, nullptr, 0) == 0;
+  bool alive = PidfdSignal(init_pidfd_.get(), 0) == 0;
   if (!joins.ok() || !alive) {
     Error e = Error::FailedPrecondition("container " + id_ + " is not running");
     if (!joins.ok()) e.Wrap(joins.error().ToString());

@@ -1,1 +1,374 @@
+// End-to-end tests of Container on this host: real namespaces, pivot_root,
+// mounts and a busybox rootfs. They need root and /bin/busybox (static);
+// they are skipped otherwise. The test process is a child subreaper so the
+// container processes (grandchildren) are reparented to it, and it reaps
+// them itself (in the guest, the agent's reaper does that).
+#include "lib/container/container.h"
+
 #include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "lib/base/fs.h"
+
+namespace cask::container {
+namespace {
+
+const char* Busybox() {
+  for (const char* p : {"/bin/busybox", "/usr/bin/busybox"}) {
+    if (access(p, X_OK) == 0) return p;
+  }
+  return nullptr;
+}
+
+std::string Cgroup2Root() {
+  for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+    struct statfs st {};
+    if (statfs(p, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC) {
+      return std::string(p) + "/cask-ctest-" + std::to_string(getpid());
+    }
+  }
+  return "";
+}
+
+// Reaps children until `pid` exits; returns its wait status.
+int WaitFor(pid_t pid) {
+  for (;;) {
+    int st = 0;
+    pid_t got = waitpid(-1, &st, __WALL);
+    if (got == pid) return st;
+    if (got < 0 && errno == ECHILD) return -1;
+  }
+}
+
+void ReapStragglers() {
+  while (waitpid(-1, nullptr, __WALL | WNOHANG) > 0) {
+  }
+}
+
+std::string ReadAll(int fd, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;  // EOF (or EIO on a pty master after the slave closed)
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+class ContainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    const char* bb = Busybox();
+    if (bb == nullptr) GTEST_SKIP() << "needs busybox";
+    ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    char tmpl[] = "/tmp/cask-ctest-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    rootfs_ = dir_ + "/rootfs";
+    for (const char* d : {"", "/bin", "/proc", "/dev", "/sys", "/tmp", "/etc"}) {
+      ASSERT_TRUE(MkdirAll(rootfs_ + d).ok());
+    }
+    ASSERT_TRUE(WriteFile(rootfs_ + "/etc/secret", "s3cret").ok());
+    std::string cp = std::string("cp ") + bb + " " + rootfs_ + "/bin/busybox";
+    ASSERT_EQ(system(cp.c_str()), 0);
+    for (const char* app : {"sh", "echo", "cat", "hostname", "sleep", "id", "ls", "mkdir", "test"}) {
+      ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/" + app).c_str()), 0);
+    }
+    cgroup_root_ = Cgroup2Root();
+  }
+
+  void TearDown() override {
+    ReapStragglers();
+    if (!dir_.empty()) {
+      std::string rm = "rm -rf " + dir_;
+      EXPECT_EQ(system(rm.c_str()), 0);
+    }
+    if (!cgroup_root_.empty()) rmdir(cgroup_root_.c_str());
+  }
+
+  oci::Spec BaseSpec(std::vector<std::string> args) {
+    oci::Spec s;
+    s.oci_version = "1.0.2";
+    s.hostname = "cask-test";
+    s.root = oci::Root{rootfs_, false};
+    oci::Process p;
+    p.args = std::move(args);
+    p.env = {"PATH=/bin", "HOME=/"};
+    p.cwd = "/";
+    p.no_new_privileges = true;
+    s.process = p;
+    s.mounts = {
+        {"/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}},
+        {"/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}},
+        {"/dev/pts", "devpts", "devpts",
+         {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+        {"/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+        {"/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}},
+        {"/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}},
+    };
+    oci::Linux lx;
+    lx.namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}, {"network", ""}};
+    lx.masked_paths = {"/proc/kcore", "/proc/scsi", "/etc/secret"};
+    lx.readonly_paths = {"/proc/sys", "/proc/sysrq-trigger"};
+    s.linux = lx;
+    return s;
+  }
+
+  CreateOptions Options(oci::Spec spec, std::string id = "c1") {
+    CreateOptions o;
+    o.id = std::move(id);
+    o.spec = std::move(spec);
+    o.rootfs = rootfs_;
+    o.cgroup_root = cgroup_root_;
+    return o;
+  }
+
+  // Creates, starts, reads stdout+stderr and waits for the init.
+  struct Run {
+    std::string out, err;
+    int status = -1;
+  };
+  Run CreateAndRun(oci::Spec spec) {
+    Run r;
+    ProcessIo io;
+    PendingProcess init;
+    auto c = Container::Create(Options(std::move(spec)), &io, &init);
+    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    if (!c.ok()) return r;
+    auto started = init.Start();
+    EXPECT_TRUE(started.ok()) << started.error().ToString();
+    r.out = ReadAll(io.stdout_r.get());
+    r.err = ReadAll(io.stderr_r.get());
+    r.status = WaitFor((*c)->init_pid());
+    EXPECT_TRUE((*c)->Destroy().ok());
+    return r;
+  }
+
+  std::string dir_, rootfs_, cgroup_root_;
+};
+
+TEST_F(ContainerTest, ShellIsPid1WithItsHostname) {
+  auto r = CreateAndRun(BaseSpec({"sh", "-c", "echo $$; hostname; echo err >&2"}));
+  EXPECT_EQ(r.out, "1\ncask-test\n");
+  EXPECT_EQ(r.err, "err\n");
+  ASSERT_TRUE(WIFEXITED(r.status));
+  EXPECT_EQ(WEXITSTATUS(r.status), 0);
+}
+
+TEST_F(ContainerTest, RootfsMountsDevicesAndMasks) {
+  auto r = CreateAndRun(BaseSpec(
+      {"sh", "-c",
+       "ls /dev; readlink /dev/ptmx; echo x > /dev/null && echo null-ok; "
+       "cat /etc/secret; echo masked=$?; "
+       "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo sys-ro; "
+       "ls /proc/1/ns >/dev/null && echo proc-ok; "
+       "test -e /old_root || echo no-old-root; touch2 2>/dev/null; "
+       "mkdir /sys/x 2>/dev/null || echo sysfs-ro"}));
+  for (const char* want : {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm",
+                           "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx"}) {
+    EXPECT_NE(("\n" + r.out).find(std::string("\n") + want + "\n"), std::string::npos)
+        << want << " missing in:\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("pts/ptmx\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("null-ok\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("s3cret"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("masked=0\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sys-ro\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("proc-ok\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sysfs-ro\n"), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerTest, ReadonlyRootUserCapsAndSeccomp) {
+  oci::Spec spec = BaseSpec({"sh", "-c",
+                             "id -u; id -g; id -G; mkdir /tmp/d 2>&1; echo rc=$?; "
+                             "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"});
+  spec.root->readonly = true;
+  spec.mounts.push_back({"/tmp", "tmpfs", "tmpfs", {"nosuid", "nodev", "mode=1777"}});
+  spec.process->user = oci::User{1000, 1001, std::nullopt, {1002, 1003}};
+  spec.process->capabilities = oci::Capabilities{
+      {"CAP_KILL", "CAP_CHOWN"}, {"CAP_KILL"}, {"CAP_KILL"}, {"CAP_KILL"}, {"CAP_KILL"}};
+  oci::Seccomp sec;
+  sec.default_action = "SCMP_ACT_ALLOW";
+  oci::SeccompSyscall deny;
+  deny.names = {"mkdir", "mkdirat"};
+  deny.action = "SCMP_ACT_ERRNO";
+  deny.errno_ret = 1;  // EPERM
+  sec.syscalls.push_back(deny);
+  spec.linux->seccomp = sec;
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/grep").c_str()), 0);
+  auto r = CreateAndRun(spec);
+  EXPECT_NE(r.out.find("1000\n1001\n1001 1002 1003\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Operation not permitted"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rc=1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CapEff:\t0000000000000020"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CapBnd:\t0000000000000021"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NoNewPrivs:\t1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Seccomp:\t2"), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerTest, ReadonlyRootRejectsWrites) {
+  oci::Spec spec = BaseSpec({"sh", "-c", "echo x > /newfile || echo ro-ok"});
+  spec.root->readonly = true;
+  auto r = CreateAndRun(spec);
+  EXPECT_NE(r.out.find("ro-ok"), std::string::npos) << r.out << r.err;
+  EXPECT_FALSE(PathExists(rootfs_ + "/newfile"));
+}
+
+TEST_F(ContainerTest, FailedMountIsReportedWithTheStep) {
+  oci::Spec spec = BaseSpec({"sh"});
+  spec.mounts.push_back({"/x", "nosuchfs", "none", {}});
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().ToString().find("mount nosuchfs on /x: No such device"), std::string::npos)
+      << c.error().ToString();
+  EXPECT_EQ(init.pid(), -1);
+  // The failed init was killed; nothing is left behind.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ReapStragglers();
+  EXPECT_EQ(waitpid(-1, nullptr, __WALL | WNOHANG), -1);
+  if (!cgroup_root_.empty()) {
+    EXPECT_FALSE(PathExists(cgroup_root_ + "/c1"));
+  }
+}
+
+TEST_F(ContainerTest, BadSpecFailsBeforeAnything) {
+  oci::Spec spec = BaseSpec({"sh"});
+  spec.linux->namespaces = {{"pid", ""}, {"mount", ""}};  // hostname without uts
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kInvalidArgument);
+
+  spec = BaseSpec({"sh"});
+  spec.process->capabilities = oci::Capabilities{{"CAP_BOGUS"}, {}, {}, {}, {}};
+  c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().ToString().find("CAP_BOGUS"), std::string::npos);
+
+  CreateOptions o = Options(BaseSpec({"sh"}));
+  o.rootfs = dir_ + "/missing";
+  c = Container::Create(o, &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kNotFound);
+  ReapStragglers();
+  EXPECT_EQ(waitpid(-1, nullptr, __WALL | WNOHANG), -1);
+}
+
+TEST_F(ContainerTest, ExecNotFoundIsReportedByStart) {
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"nosuchcmd"})), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  auto started = init.Start();
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error().code(), Code::kNotFound);
+  EXPECT_EQ(started.error().ToString(), "exec: nosuchcmd: No such file or directory");
+  int st = WaitFor((*c)->init_pid());
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 127);
+}
+
+TEST_F(ContainerTest, UnstartedInitIsKilledWithItsOwner) {
+  ProcessIo io;
+  pid_t pid = -1;
+  {
+    PendingProcess init;
+    auto c = Container::Create(Options(BaseSpec({"sh", "-c", "echo never"})), &io, &init);
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    pid = init.pid();
+  }
+  int st = WaitFor(pid);
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+  EXPECT_EQ(ReadAll(io.stdout_r.get()), "");
+}
+
+TEST_F(ContainerTest, ExecJoinsTheContainer) {
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(init.Start().ok());
+
+  oci::Process p;
+  p.args = {"sh", "-c", "hostname; cat /proc/1/cmdline; echo; echo $$; pwd; cat"};
+  p.env = {"PATH=/bin"};
+  p.cwd = "/tmp";
+  ProcessIo eio;
+  auto exec = (*c)->Exec(p, /*open_stdin=*/true, &eio);
+  ASSERT_TRUE(exec.ok()) << exec.error().ToString();
+  ASSERT_TRUE(eio.stdin_w.valid());
+  auto pid = exec->Start();
+  ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+  ASSERT_TRUE(WriteAll(eio.stdin_w.get(), "from-stdin\n").ok());
+  eio.stdin_w.Reset();
+  std::string out = ReadAll(eio.stdout_r.get());
+  EXPECT_EQ(out.substr(0, out.find('\n') + 1), "cask-test\n");
+  EXPECT_NE(out.find(std::string("sleep\0", 6) + "30"), std::string::npos) << out;
+  EXPECT_NE(out.find("\n/tmp\nfrom-stdin\n"), std::string::npos) << out;
+  int st = WaitFor(*pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+
+  if (!cgroup_root_.empty()) {
+    auto pids = (*c)->Pids();
+    ASSERT_TRUE(pids.ok()) << pids.error().ToString();
+    EXPECT_EQ(*pids, std::vector<pid_t>{(*c)->init_pid()});
+    EXPECT_TRUE((*c)->Pause().ok());
+    EXPECT_TRUE((*c)->Resume().ok());
+  }
+  ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
+  st = WaitFor((*c)->init_pid());
+  ASSERT_TRUE(WIFSIGNALED(st));
+  EXPECT_EQ(WTERMSIG(st), SIGKILL);
+  EXPECT_TRUE((*c)->Destroy().ok());
+  EXPECT_TRUE((*c)->Destroy().ok());
+  if (!cgroup_root_.empty()) {
+    EXPECT_FALSE(PathExists(cgroup_root_ + "/c1"));
+  }
+  ProcessIo late;
+  EXPECT_FALSE((*c)->Exec(p, false, &late).ok());
+}
+
+TEST_F(ContainerTest, TerminalIsControllingTty) {
+  oci::Spec spec = BaseSpec({"sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; stty size"});
+  spec.process->terminal = true;
+  spec.process->console_size = oci::ConsoleSize{33, 77};
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/stty").c_str()), 0);
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(spec), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(io.pty_master.valid());
+  EXPECT_FALSE(io.stdout_r.valid());
+  ASSERT_TRUE(init.Start().ok());
+  std::string out = ReadAll(io.pty_master.get());
+  EXPECT_NE(out.find("is-a-tty\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("33 77\r\n"), std::string::npos) << out;
+  WaitFor((*c)->init_pid());
+}
+
+}  // namespace
+}  // namespace cask::container
