@@ -69,6 +69,7 @@ Result<bool> FdStream::Wait(short events, std::optional<Clock::time_point> deadl
 
 Result<size_t> FdStream::Read(char* buf, size_t cap, std::optional<Clock::time_point> deadline) {
   for (;;) {
+    if (woken_.load()) return Cancelled();
     CASK_ASSIGN_OR_RETURN(bool ready, Wait(POLLIN, deadline));
     if (!ready) return Error::DeadlineExceeded("ttrpc stream: read deadline");
     ssize_t n = ::read(fd_.get(), buf, cap);
@@ -87,7 +88,7 @@ Status FdStream::WriteAll(std::string_view data, std::optional<Clock::time_point
   } else {
     lock.lock();
   }
-  if (closed_) return Cancelled();
+  if (closed_ || woken_.load()) return Cancelled();
   bool started = false;
   while (!data.empty()) {
     ssize_t n = WriteSome(data);
@@ -110,6 +111,7 @@ Status FdStream::WriteAll(std::string_view data, std::optional<Clock::time_point
 }
 
 void FdStream::Wake() {
+  woken_.store(true);
   uint64_t one = 1;
   // The eventfd is never read, so it stays readable: every later poll sees it.
   // A failed write means the counter is already non-zero.

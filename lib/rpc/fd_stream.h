@@ -14,6 +14,7 @@
 // so frames never interleave); Wake() and Close() from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -67,6 +68,7 @@ class FdStream {
   UniqueFd fd_;
   UniqueFd wake_;
   const bool is_socket_;
+  std::atomic<bool> woken_{false};
   std::timed_mutex write_mu_;
   bool closed_ = false;  // guarded by write_mu_
 };

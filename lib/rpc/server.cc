@@ -71,8 +71,13 @@ struct Call {
     conn->Send(internal::EncodeResponseFrame(ctx.stream_id, result));
   }
 
+  Error Expired() const {
+    return Error::DeadlineExceeded(ctx.service + "." + ctx.method + ": deadline exceeded (timeout_nano)");
+  }
+
   void Run() {
     if (replied.load()) return;  // the deadline passed while queued
+    if (ctx.Expired()) return Reply(Expired());
     Result<std::string> result = Error::Internal("no result");
     try {
       result = (*handler)(ctx, payload);
@@ -81,6 +86,9 @@ struct Call {
     } catch (...) {
       result = Error::Internal(ctx.service + "." + ctx.method + ": handler threw");
     }
+    // Past the deadline the caller has given up: whatever the handler says,
+    // the answer is DEADLINE_EXCEEDED (as if the reader's timer fired first).
+    if (ctx.Expired()) return Reply(Expired());
     Reply(result);
   }
 };
@@ -186,10 +194,7 @@ Status Server::Impl::ReadLoop(const std::shared_ptr<Conn>& conn) {
     // Answer the calls whose deadline passed.
     auto now = Clock::now();
     while (!deadlines.empty() && deadlines.begin()->first <= now) {
-      if (auto call = deadlines.begin()->second.lock()) {
-        call->Reply(Error::DeadlineExceeded(call->ctx.service + "." + call->ctx.method +
-                                            ": deadline exceeded (timeout_nano)"));
-      }
+      if (auto call = deadlines.begin()->second.lock()) call->Reply(call->Expired());
       deadlines.erase(deadlines.begin());
     }
     if (deadlines.size() >= kDeadlineSweepSize) {

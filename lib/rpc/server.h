@@ -20,8 +20,9 @@
 // - timeout_nano becomes CallContext::deadline; when it passes before the
 //   handler returns, the caller gets DEADLINE_EXCEEDED at once (the handler
 //   keeps its thread until it returns; it can notice through
-//   CallContext::Expired() and stop early, and its late reply is dropped).
-//   A call still queued when its deadline passes is not run at all;
+//   CallContext::Expired() and stop early, and whatever it returns after the
+//   deadline is replaced by -- or dropped after -- DEADLINE_EXCEEDED). A call
+//   whose deadline passed before a thread picked it up is not run at all;
 // - frames of other types (Response, Data) are ignored.
 // An Error returned by a handler travels as its code and ToString() message.
 //
