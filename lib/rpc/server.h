@@ -79,7 +79,8 @@ class Server {
   explicit Server(Options opts);
   // Shutdown(), then waits for every Serve/ServeConnection to return and for
   // every running handler to return: a handler blocked forever blocks this
-  // too, so owners of blocking handlers release them first.
+  // too, so owners of blocking handlers release them first. Must not run on
+  // a handler thread.
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
