@@ -1,0 +1,659 @@
+#include "cmd/cask-agent/agent.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "lib/base/fs.h"
+#include "lib/oci/parse.h"
+
+#ifndef CASK_VERSION
+#define CASK_VERSION "dev"
+#endif
+
+namespace cask::agent {
+
+// One process of a container: the init (exec_id "") or an exec.
+struct Agent::Process {
+  enum class State { kCreated, kRunning, kStopped };
+
+  std::string container_id;
+  std::string exec_id;
+  pid_t pid = -1;
+  bool terminal = false;
+  UniqueFd pidfd;  // signals never hit a recycled pid
+
+  // Guarded by the container's op_mu.
+  std::optional<container::PendingProcess> pending;
+
+  std::mutex mu;  // guards everything below
+  std::condition_variable cv;
+  State state = State::kCreated;
+  ProcessExit exit;
+  std::shared_ptr<UniqueFd> stdin_fd;    // pipe writer, or the pty master
+  std::shared_ptr<UniqueFd> pty_master;  // terminal processes only
+  std::shared_ptr<StreamPump> out;       // stdout, or the pty output
+  std::shared_ptr<StreamPump> err;       // stderr (no terminal)
+
+  std::string Name() const {
+    return exec_id.empty() ? "init process of container " + container_id
+                           : "process " + exec_id + " of container " + container_id;
+  }
+};
+
+struct Agent::ContainerRec {
+  std::string id;
+  std::mutex op_mu;  // serialises operations on `c`; taken before Agent::mu_
+  std::unique_ptr<container::Container> c;
+  std::shared_ptr<Process> init;
+  bool removed = false;  // op_mu
+  // Guarded by Agent::mu_. A null entry reserves an exec id being created.
+  std::map<std::string, std::shared_ptr<Process>> execs;
+};
+
+namespace {
+
+const char* StateName(int s) {
+  switch (s) {
+    case 0: return "created";
+    case 1: return "running";
+    default: return "stopped";
+  }
+}
+
+bool IsMountPoint(const std::string& path) {
+  struct stat st, parent;
+  if (::stat(path.c_str(), &st) != 0 || ::stat((path + "/..").c_str(), &parent) != 0) return false;
+  return st.st_dev != parent.st_dev || st.st_ino == parent.st_ino;
+}
+
+Status SetNonBlocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return Error::Sys(errno, "set O_NONBLOCK");
+  return Ok();
+}
+
+// Reserves an id in a set under a mutex; releases it on scope exit.
+class Reservation {
+ public:
+  Reservation(std::mutex& mu, std::function<void()> release) : mu_(mu), release_(std::move(release)) {}
+  ~Reservation() {
+    if (!release_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    release_();
+  }
+  void Commit() { release_ = nullptr; }
+
+ private:
+  std::mutex& mu_;
+  std::function<void()> release_;
+};
+
+}  // namespace
+
+Status ValidateId(std::string_view what, std::string_view id) {
+  if (id.empty()) return Error::InvalidArgument(std::string(what) + " is empty");
+  if (id.size() > 128) return Error::InvalidArgument(std::string(what) + " is longer than 128 characters");
+  if (id.front() == '.') return Error::InvalidArgument(std::string(what) + " \"" + std::string(id) + "\" starts with '.'");
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.';
+    if (!ok)
+      return Error::InvalidArgument(std::string(what) + " \"" + std::string(id) +
+                                    "\" has a character outside [A-Za-z0-9_.-]");
+  }
+  return Ok();
+}
+
+MountFlags ParseMountOptions(const std::vector<std::string>& options) {
+  struct Flag {
+    const char* name;
+    bool clear;
+    unsigned long flag;
+  };
+  static constexpr Flag kFlags[] = {
+      {"ro", false, MS_RDONLY},        {"rw", true, MS_RDONLY},          {"nosuid", false, MS_NOSUID},
+      {"suid", true, MS_NOSUID},       {"nodev", false, MS_NODEV},       {"dev", true, MS_NODEV},
+      {"noexec", false, MS_NOEXEC},    {"exec", true, MS_NOEXEC},        {"sync", false, MS_SYNCHRONOUS},
+      {"async", true, MS_SYNCHRONOUS}, {"dirsync", false, MS_DIRSYNC},   {"noatime", false, MS_NOATIME},
+      {"atime", true, MS_NOATIME},     {"nodiratime", false, MS_NODIRATIME}, {"diratime", true, MS_NODIRATIME},
+      {"relatime", false, MS_RELATIME}, {"norelatime", true, MS_RELATIME}, {"strictatime", false, MS_STRICTATIME},
+      {"lazytime", false, MS_LAZYTIME}, {"bind", false, MS_BIND},        {"rbind", false, MS_BIND | MS_REC},
+      {"defaults", false, 0},
+  };
+  MountFlags out;
+  for (const std::string& o : options) {
+    const Flag* f = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const Flag& k) { return o == k.name; });
+    if (f != std::end(kFlags)) {
+      if (f->clear)
+        out.flags &= ~f->flag;
+      else
+        out.flags |= f->flag;
+      continue;
+    }
+    if (!out.data.empty()) out.data += ',';
+    out.data += o;
+  }
+  return out;
+}
+
+Agent::Agent(AgentOptions opts, Reaper* reaper, OomWatcher* oom, Logger log)
+    : opts_(std::move(opts)),
+      reaper_(reaper),
+      oom_(oom),
+      log_(std::move(log)),
+      started_(std::chrono::steady_clock::now()) {}
+
+Agent::~Agent() {
+  std::map<std::string, std::shared_ptr<ContainerRec>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(containers_);
+  }
+  for (auto& [id, rec] : all) {
+    std::lock_guard<std::mutex> op(rec->op_mu);
+    if (rec->removed) continue;
+    (void)rec->c->KillAll(SIGKILL);
+    (void)DestroyContainer(*rec);
+  }
+  std::lock_guard<std::mutex> lock(power_mu_);
+  if (power_off_thread_.joinable()) power_off_thread_.join();
+}
+
+AgentInfo Agent::Check() const {
+  AgentInfo info;
+  info.version = CASK_VERSION;
+  struct utsname u;
+  if (::uname(&u) == 0) info.kernel_release = u.release;
+  struct timespec ts;
+  if (::clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+    info.uptime_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  return info;
+}
+
+Status Agent::SetupSandbox(const SandboxSetup& setup) {
+  if (!setup.hostname.empty()) {
+    if (setup.hostname.size() > 64) return Error::InvalidArgument("hostname is longer than 64 characters");
+    if (::sethostname(setup.hostname.data(), setup.hostname.size()) != 0)
+      return Error::Sys(errno, "sethostname " + setup.hostname);
+  }
+  if (!setup.resolv_conf.empty()) {
+    CASK_TRY(MkdirAll(opts_.etc_dir));
+    CASK_TRY(WriteFileAtomic(JoinPath(opts_.etc_dir, "resolv.conf"), setup.resolv_conf, 0644));
+  }
+  for (size_t i = 0; i < setup.mounts.size(); ++i) {
+    const GuestMount& m = setup.mounts[i];
+    std::string where = "mounts[" + std::to_string(i) + "]";
+    if (m.target.empty() || m.target.front() != '/')
+      return Error::InvalidArgument(where + ".target \"" + m.target + "\" is not an absolute path");
+    if (m.fstype.empty()) return Error::InvalidArgument(where + ".fstype is empty");
+    CASK_TRY_CTX(MkdirAll(m.target), where);
+    if (IsMountPoint(m.target)) {
+      log_.Info("guest mount already present", {{"target", m.target}, {"fstype", m.fstype}});
+      continue;
+    }
+    MountFlags f = ParseMountOptions(m.options);
+    if (::mount(m.source.c_str(), m.target.c_str(), m.fstype.c_str(), f.flags,
+                f.data.empty() ? nullptr : f.data.c_str()) != 0)
+      return Error::Sys(errno, "mount " + m.fstype + " " + m.source + " on " + m.target).Wrap(where);
+    log_.Info("guest mount", {{"source", m.source}, {"target", m.target}, {"fstype", m.fstype}});
+  }
+  return Ok();
+}
+
+Status Agent::DestroySandbox() {
+  std::map<std::string, std::shared_ptr<ContainerRec>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all.swap(containers_);
+  }
+  for (auto& [id, rec] : all) {
+    std::lock_guard<std::mutex> op(rec->op_mu);
+    if (rec->removed) continue;
+    (void)rec->c->KillAll(SIGKILL);
+    Status st = DestroyContainer(*rec);
+    if (!st.ok()) log_.Warn("destroy container", {{"container", id}, {"error", st.error().ToString()}});
+  }
+  std::lock_guard<std::mutex> lock(power_mu_);
+  if (opts_.power_off && !power_off_thread_.joinable()) {
+    log_.Info("powering off", {{"delay_ms", std::to_string(opts_.power_off_delay.count())}});
+    power_off_thread_ = std::thread([fn = opts_.power_off, delay = opts_.power_off_delay] {
+      std::this_thread::sleep_for(delay);
+      fn();
+    });
+  }
+  return Ok();
+}
+
+Result<std::shared_ptr<Agent::ContainerRec>> Agent::FindContainer(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return Error::NotFound("container " + id + " not found");
+  return it->second;
+}
+
+Result<std::shared_ptr<Agent::Process>> Agent::FindProcess(const std::string& id, const std::string& exec_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return Error::NotFound("container " + id + " not found");
+  if (exec_id.empty()) return it->second->init;
+  auto e = it->second->execs.find(exec_id);
+  if (e == it->second->execs.end() || !e->second)
+    return Error::NotFound("process " + exec_id + " not found in container " + id);
+  return e->second;
+}
+
+Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& id, const std::string& exec_id,
+                                                            uint64_t mark, container::PendingProcess pending,
+                                                            container::ProcessIo io, bool terminal) {
+  auto p = std::make_shared<Process>();
+  p->container_id = id;
+  p->exec_id = exec_id;
+  p->pid = pending.pid();
+  p->terminal = terminal;
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, p->pid, 0));
+  if (pidfd >= 0) {
+    ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    p->pidfd.Reset(pidfd);
+  }
+  // An error return before the Watch below destroys `pending`, which kills
+  // the process; the reaper drops its exit as an orphan's.
+  if (terminal) {
+    if (!io.pty_master) return Error::Internal("container library returned no pty master for a terminal process");
+    int dup = ::fcntl(io.pty_master.get(), F_DUPFD_CLOEXEC, 3);
+    if (dup < 0) return Error::Sys(errno, "dup pty master");
+    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(UniqueFd(dup), opts_.stream_buffer_bytes));
+    p->out = std::move(pump);
+    p->pty_master = std::make_shared<UniqueFd>(std::move(io.pty_master));
+    p->stdin_fd = p->pty_master;
+  } else {
+    if (io.stdout_r) {
+      CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(std::move(io.stdout_r), opts_.stream_buffer_bytes));
+      p->out = std::move(pump);
+    }
+    if (io.stderr_r) {
+      CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(std::move(io.stderr_r), opts_.stream_buffer_bytes));
+      p->err = std::move(pump);
+    }
+    if (io.stdin_w) {
+      CASK_TRY(SetNonBlocking(io.stdin_w.get()));
+      p->stdin_fd = std::make_shared<UniqueFd>(std::move(io.stdin_w));
+    }
+  }
+  p->pending.emplace(std::move(pending));
+
+  Logger plog = log_.With("container", id).With("exec", exec_id).With("pid", std::to_string(p->pid));
+  reaper_->Watch(p->pid, mark, [p, plog](const ExitEvent& ev) {
+    {
+      std::lock_guard<std::mutex> lock(p->mu);
+      p->state = Process::State::kStopped;
+      p->exit = ProcessExit{ev.status, ev.exited_at_ns};
+      p->cv.notify_all();
+    }
+    plog.Info("process exited", {{"status", std::to_string(ev.status)}});
+  });
+
+  return p;
+}
+
+Result<pid_t> Agent::StartProcess(Process& p) {
+  auto started = p.pending->Start();
+  p.pending.reset();
+  std::unique_lock<std::mutex> lock(p.mu);
+  if (started.ok()) {
+    if (p.state == Process::State::kCreated) p.state = Process::State::kRunning;
+    return p.pid;
+  }
+  // The process exits (127) right after a failed exec; let the reaper see
+  // it so that the host's next WaitProcess/RemoveContainer finds it stopped.
+  p.cv.wait_for(lock, std::chrono::seconds(2), [&] { return p.state == Process::State::kStopped; });
+  if (p.state == Process::State::kCreated) p.state = Process::State::kRunning;
+  return std::move(started).error();
+}
+
+Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spec_json, const std::string& rootfs,
+                                     bool open_stdin) {
+  CASK_TRY(ValidateId("container id", id));
+  if (rootfs.empty() || rootfs.front() != '/')
+    return Error::InvalidArgument("container " + id + ": rootfs_path \"" + rootfs + "\" is not an absolute path");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (containers_.count(id) || creating_.count(id)) return Error::AlreadyExists("container " + id + " already exists");
+    creating_.insert(id);
+  }
+  Reservation reservation(mu_, [this, id] { creating_.erase(id); });
+
+  CASK_ASSIGN_OR_RETURN(oci::Spec spec, oci::ParseSpec(spec_json).Context("container " + id + ": oci spec"));
+  if (!spec.process) return Error::InvalidArgument("container " + id + ": oci spec: process: missing");
+  bool terminal = spec.process->terminal;
+
+  container::CreateOptions copts;
+  copts.id = id;
+  copts.spec = std::move(spec);
+  copts.rootfs = rootfs;
+  copts.open_stdin = open_stdin;
+  copts.cgroup_root = opts_.cgroup_root;
+  container::ProcessIo io;
+  container::PendingProcess pending;
+  uint64_t mark = reaper_->Mark();
+  CASK_ASSIGN_OR_RETURN(std::unique_ptr<container::Container> c,
+                        container::Container::Create(std::move(copts), &io, &pending).Context("create container " + id));
+
+  auto rec = std::make_shared<ContainerRec>();
+  rec->id = id;
+  rec->c = std::move(c);
+  auto init = AdoptProcess(id, "", mark, std::move(pending), std::move(io), terminal);
+  if (!init.ok()) {
+    (void)rec->c->Destroy();
+    return std::move(init).error().Wrap("create container " + id);
+  }
+  rec->init = *init;
+  pid_t pid = rec->init->pid;
+
+  Status watched = oom_->Watch(id, rec->c->memory_events_path());
+  if (!watched.ok()) log_.Warn("no OOM events for container", {{"container", id}, {"error", watched.error().ToString()}});
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    creating_.erase(id);
+    containers_[id] = rec;
+  }
+  reservation.Commit();
+  log_.Info("container created", {{"container", id}, {"pid", std::to_string(pid)}, {"rootfs", rootfs}});
+  return pid;
+}
+
+Result<pid_t> Agent::StartContainer(const std::string& id) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  Process& p = *rec->init;
+  {
+    std::lock_guard<std::mutex> lock(p.mu);
+    if (p.state == Process::State::kStopped) return Error::FailedPrecondition("container " + id + " has stopped");
+    if (!p.pending) return Error::FailedPrecondition("container " + id + " is already started");
+  }
+  CASK_ASSIGN_OR_RETURN(pid_t pid, StartProcess(p).Context("start container " + id));
+  log_.Info("container started", {{"container", id}, {"pid", std::to_string(pid)}});
+  return pid;
+}
+
+void Agent::CloseProcesses(ContainerRec& rec) {
+  std::vector<std::shared_ptr<Process>> procs = {rec.init};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [eid, p] : rec.execs)
+      if (p) procs.push_back(p);
+  }
+  for (auto& p : procs) {
+    p->pending.reset();  // kills a never-started process
+    std::lock_guard<std::mutex> lock(p->mu);
+    if (p->out) p->out->buffer().Abort();
+    if (p->err) p->err->buffer().Abort();
+    p->out.reset();  // a blocked reader keeps its pump until it returns
+    p->err.reset();
+    p->stdin_fd.reset();
+    p->pty_master.reset();
+  }
+}
+
+Status Agent::DestroyContainer(ContainerRec& rec) {
+  // Pending processes first: they are killed while certainly unreaped.
+  rec.init->pending.reset();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [eid, p] : rec.execs)
+      if (p) p->pending.reset();
+  }
+  CASK_TRY_CTX(rec.c->Destroy(), "destroy container " + rec.id);
+  CloseProcesses(rec);
+  oom_->Unwatch(rec.id);
+  rec.removed = true;
+  return Ok();
+}
+
+Status Agent::RemoveContainer(const std::string& id, bool force) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  bool running;
+  {
+    std::lock_guard<std::mutex> lock(rec->init->mu);
+    running = rec->init->state == Process::State::kRunning;
+  }
+  if (running && !force)
+    return Error::FailedPrecondition("container " + id + " is running; stop it first or remove with force");
+  if (force) {
+    Status killed = rec->c->KillAll(SIGKILL);
+    if (!killed.ok()) log_.Debug("kill before remove", {{"container", id}, {"error", killed.error().ToString()}});
+  }
+  CASK_TRY(DestroyContainer(*rec));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it != containers_.end() && it->second == rec) containers_.erase(it);
+  }
+  log_.Info("container removed", {{"container", id}});
+  return Ok();
+}
+
+Result<pid_t> Agent::ExecProcess(const std::string& id, const std::string& exec_id, std::string_view process_json,
+                                 bool open_stdin) {
+  CASK_TRY(ValidateId("exec id", exec_id));
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rec->execs.count(exec_id))
+      return Error::AlreadyExists("process " + exec_id + " already exists in container " + id);
+    rec->execs[exec_id] = nullptr;
+  }
+  Reservation reservation(mu_, [rec, exec_id] { rec->execs.erase(exec_id); });
+
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  {
+    std::lock_guard<std::mutex> lock(rec->init->mu);
+    if (rec->init->state != Process::State::kRunning)
+      return Error::FailedPrecondition("container " + id + " is not running");
+  }
+  CASK_ASSIGN_OR_RETURN(oci::Process proc,
+                        oci::ParseProcess(process_json).Context("exec " + exec_id + " in container " + id));
+  container::ProcessIo io;
+  uint64_t mark = reaper_->Mark();
+  CASK_ASSIGN_OR_RETURN(container::PendingProcess pending,
+                        rec->c->Exec(proc, open_stdin, &io).Context("exec " + exec_id + " in container " + id));
+  CASK_ASSIGN_OR_RETURN(auto p, AdoptProcess(id, exec_id, mark, std::move(pending), std::move(io), proc.terminal)
+                                    .Context("exec " + exec_id + " in container " + id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec->execs[exec_id] = p;
+  }
+  reservation.Commit();
+  // The process stays listed even when its exec fails: it stops with 127
+  // and the host may still wait for it.
+  CASK_ASSIGN_OR_RETURN(pid_t pid, StartProcess(*p).Context("exec " + exec_id + " in container " + id));
+  log_.Info("process started", {{"container", id}, {"exec", exec_id}, {"pid", std::to_string(pid)}});
+  return pid;
+}
+
+Status Agent::SignalProcess(const std::string& id, const std::string& exec_id, int sig, bool all) {
+  if (sig <= 0 || sig > 64) return Error::InvalidArgument("signal " + std::to_string(sig) + " is out of range");
+  if (all) {
+    if (!exec_id.empty()) return Error::InvalidArgument("signal to all processes names an exec id");
+    CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+    std::lock_guard<std::mutex> op(rec->op_mu);
+    if (rec->removed) return Error::NotFound("container " + id + " not found");
+    return rec->c->KillAll(sig).Context("signal all processes of container " + id);
+  }
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::lock_guard<std::mutex> lock(p->mu);
+  if (p->state == Process::State::kStopped) return Error::NotFound(p->Name() + " has already exited");
+  int r = p->pidfd ? static_cast<int>(::syscall(SYS_pidfd_send_signal, p->pidfd.get(), sig, nullptr, 0))
+                   : ::kill(p->pid, sig);
+  if (r != 0) {
+    if (errno == ESRCH) return Error::NotFound(p->Name() + " has already exited");
+    return Error::Sys(errno, "signal " + std::to_string(sig) + " to " + p->Name());
+  }
+  return Ok();
+}
+
+Result<ProcessExit> Agent::WaitProcess(const std::string& id, const std::string& exec_id, const WaitLimits& limits) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::unique_lock<std::mutex> lock(p->mu);
+  CASK_TRY_CTX(limits.Wait(lock, p->cv, [&] { return p->state == Process::State::kStopped; }), "wait for " + p->Name());
+  return p->exit;
+}
+
+Result<std::vector<pid_t>> Agent::ListProcesses(const std::string& id) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  return rec->c->Pids().Context("list processes of container " + id);
+}
+
+Result<size_t> Agent::WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data,
+                                 const WaitLimits& limits) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::shared_ptr<UniqueFd> fd;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    fd = p->stdin_fd;
+  }
+  if (!fd || !*fd) return Error::FailedPrecondition("stdin of " + p->Name() + " is not open");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd->get(), data.data() + done, data.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (limits.IsCancelled() || (limits.deadline && std::chrono::steady_clock::now() >= *limits.deadline)) {
+        if (done > 0) break;
+        return limits.IsCancelled() ? Error::Unavailable("call cancelled: the host connection is gone")
+                                    : Error::DeadlineExceeded("deadline exceeded writing stdin of " + p->Name());
+      }
+      struct pollfd pfd = {fd->get(), POLLOUT, 0};
+      ::poll(&pfd, 1, 100);
+      continue;
+    }
+    if (n < 0 && (errno == EPIPE || errno == EIO))
+      return Error::FailedPrecondition("stdin of " + p->Name() + " is closed (the process exited)");
+    return Error::Sys(errno, "write stdin of " + p->Name());
+  }
+  return done;
+}
+
+Status Agent::CloseStdin(const std::string& id, const std::string& exec_id) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::lock_guard<std::mutex> lock(p->mu);
+  if (p->terminal) {
+    // A terminal has no separate stdin to close: send the EOF character,
+    // which ends a read on the slave side in canonical mode.
+    if (p->pty_master && *p->pty_master) {
+      [[maybe_unused]] ssize_t n = ::write(p->pty_master->get(), "\x04", 1);
+    }
+    return Ok();
+  }
+  p->stdin_fd.reset();  // closes once no WriteStdin is using it
+  return Ok();
+}
+
+Result<StreamChunk> Agent::ReadStream(const std::string& id, const std::string& exec_id, StreamKind kind,
+                                      size_t max_len, const WaitLimits& limits) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::shared_ptr<StreamPump> pump;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    pump = kind == StreamKind::kStdout ? p->out : p->err;
+  }
+  if (!pump) return StreamChunk{"", true};  // a terminal's stderr, or a removed process
+  size_t n = max_len == 0 ? kMaxReadLen : std::min(max_len, kMaxReadLen);
+  return pump->buffer().Read(n, limits);
+}
+
+Status Agent::ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows, uint32_t cols) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  std::lock_guard<std::mutex> lock(p->mu);
+  if (!p->terminal) return Error::FailedPrecondition(p->Name() + " has no terminal");
+  if (!p->pty_master || !*p->pty_master) return Error::FailedPrecondition("terminal of " + p->Name() + " is closed");
+  return container::ResizePty(p->pty_master->get(), rows, cols).Context("resize terminal of " + p->Name());
+}
+
+Result<container::CgroupStats> Agent::StatsContainer(const std::string& id) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  return rec->c->Stats().Context("stats of container " + id);
+}
+
+Status Agent::PauseContainer(const std::string& id) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  {
+    std::lock_guard<std::mutex> lock(rec->init->mu);
+    if (rec->init->state != Process::State::kRunning)
+      return Error::FailedPrecondition("container " + id + " is not running (" +
+                                       StateName(static_cast<int>(rec->init->state)) + ")");
+  }
+  return rec->c->Pause().Context("pause container " + id);
+}
+
+Status Agent::ResumeContainer(const std::string& id) {
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  return rec->c->Resume().Context("resume container " + id);
+}
+
+Status Agent::UpdateContainer(const std::string& id, std::string_view resources_json) {
+  CASK_ASSIGN_OR_RETURN(oci::LinuxResources r,
+                        oci::ParseLinuxResources(resources_json).Context("update container " + id));
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  return rec->c->Update(r).Context("update container " + id);
+}
+
+Result<std::string> Agent::NextOomEvent(const WaitLimits& limits) { return oom_->Next(limits); }
+
+WaitLimits Agent::Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const {
+  WaitLimits l;
+  l.deadline = deadline;
+  uint64_t epoch = cancel_epoch_.load();
+  l.cancelled = [this, epoch] { return cancel_epoch_.load() != epoch; };
+  return l;
+}
+
+void Agent::CancelBlockingCalls() {
+  cancel_epoch_.fetch_add(1);
+  std::vector<std::shared_ptr<Process>> procs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, rec] : containers_) {
+      procs.push_back(rec->init);
+      for (auto& [eid, p] : rec->execs)
+        if (p) procs.push_back(p);
+    }
+  }
+  for (auto& p : procs) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->cv.notify_all();
+    if (p->out) p->out->buffer().Interrupt();
+    if (p->err) p->err->buffer().Interrupt();
+  }
+  oom_->Interrupt();
+}
+
+}  // namespace cask::agent
