@@ -1,0 +1,196 @@
+#include "lib/hypervisor/qemu_cmdline.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace cask::hypervisor::qemu {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+QemuCommand Base(MachineType m) {
+  QemuCommand c;
+  c.binary = "/usr/bin/qemu-system-x86_64";
+  c.name = "cask-sb1";
+  c.machine.type = m;
+  c.accel.accel = config::Accel::kTcg;
+  c.accel.vcpus = 1;
+  c.memory.mib = 256;
+  c.kernel = {"/k/vmlinux", "/k/initrd.img", {"console=ttyS0", "panic=-1"}};
+  c.console.log_path = "/run/cask/sb1/console.log";
+  c.agent.channel = Channel::kSerial;
+  c.agent.socket_path = "/run/cask/sb1/agent.sock";
+  c.qmp.socket_path = "/run/cask/sb1/qmp.sock";
+  return c;
+}
+
+const std::vector<std::string> kTail = {
+    "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+    "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    "-chardev", "file,id=console,path=/run/cask/sb1/console.log", "-serial", "chardev:console",
+    "-kernel", "/k/vmlinux", "-initrd", "/k/initrd.img", "-append", "console=ttyS0 panic=-1"};
+
+std::vector<std::string> Concat(std::initializer_list<std::vector<std::string>> parts) {
+  std::vector<std::string> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+TEST(QemuCmdline, MicrovmTcgSerialWithVirtioFs) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.memory.shared = true;
+  c.virtiofs = VirtioFsOptions{"/run/cask/sb1/virtiofsd.sock", "cask"};
+  auto want = Concat({
+      {"/usr/bin/qemu-system-x86_64", "-name", "cask-sb1",
+       "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,memory-backend=mem",
+       "-global", "virtio-mmio.force-legacy=false",
+       "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1",
+       "-m", "256M", "-object", "memory-backend-memfd,id=mem,size=256M,share=on"},
+      kTail,
+      {"-device", "virtio-serial-device",
+       "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
+       "-device", "virtserialport,chardev=agent,name=cask.agent",
+       "-chardev", "socket,id=virtiofs,path=/run/cask/sb1/virtiofsd.sock",
+       "-device", "vhost-user-fs-device,chardev=virtiofs,tag=cask",
+       "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
+       "-mon", "chardev=qmp,mode=control"},
+  });
+  EXPECT_THAT(BuildQemuArgv(c), ElementsAreArray(want));
+}
+
+TEST(QemuCmdline, MicrovmWithoutVirtioFsHasNoSharedMemory) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  auto argv = BuildQemuArgv(c);
+  auto want = Concat({
+      {"/usr/bin/qemu-system-x86_64", "-name", "cask-sb1",
+       "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on",
+       "-global", "virtio-mmio.force-legacy=false",
+       "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1", "-m", "256M"},
+      kTail,
+      {"-device", "virtio-serial-device",
+       "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
+       "-device", "virtserialport,chardev=agent,name=cask.agent",
+       "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
+       "-mon", "chardev=qmp,mode=control"},
+  });
+  EXPECT_THAT(argv, ElementsAreArray(want));
+}
+
+TEST(QemuCmdline, Q35KvmVsockWithVirtioFs) {
+  QemuCommand c = Base(MachineType::kQ35);
+  c.accel.accel = config::Accel::kKvm;
+  c.accel.vcpus = 4;
+  c.memory.mib = 2048;
+  c.memory.shared = true;
+  c.agent.channel = Channel::kVsock;
+  c.agent.guest_cid = 1234;
+  c.agent.vhost_fd = 3;
+  c.virtiofs = VirtioFsOptions{"/run/cask/sb1/virtiofsd.sock", "cask"};
+  auto want = Concat({
+      {"/usr/bin/qemu-system-x86_64", "-name", "cask-sb1", "-M", "q35",
+       "-accel", "kvm", "-cpu", "host", "-smp", "4",
+       "-m", "2048M", "-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
+       "-numa", "node,memdev=mem"},
+      kTail,
+      {"-device", "vhost-vsock-pci,guest-cid=1234,vhostfd=3",
+       "-chardev", "socket,id=virtiofs,path=/run/cask/sb1/virtiofsd.sock",
+       "-device", "vhost-user-fs-pci,chardev=virtiofs,tag=cask",
+       "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
+       "-mon", "chardev=qmp,mode=control"},
+  });
+  EXPECT_THAT(BuildQemuArgv(c), ElementsAreArray(want));
+}
+
+TEST(QemuCmdline, PcTcgSerialWithoutVirtioFs) {
+  QemuCommand c = Base(MachineType::kPc);
+  c.seccomp = false;
+  auto argv = BuildQemuArgv(c);
+  auto want = std::vector<std::string>{
+      "/usr/bin/qemu-system-x86_64", "-name", "cask-sb1", "-M", "pc",
+      "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1", "-m", "256M",
+      "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
+      "-chardev", "file,id=console,path=/run/cask/sb1/console.log", "-serial", "chardev:console",
+      "-kernel", "/k/vmlinux", "-initrd", "/k/initrd.img", "-append", "console=ttyS0 panic=-1",
+      "-device", "virtio-serial-pci",
+      "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
+      "-device", "virtserialport,chardev=agent,name=cask.agent",
+      "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
+      "-mon", "chardev=qmp,mode=control"};
+  EXPECT_THAT(argv, ElementsAreArray(want));
+}
+
+TEST(QemuCmdline, MicrovmVsockUsesMmioDevice) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.agent.channel = Channel::kVsock;
+  c.agent.guest_cid = 7;
+  auto argv = BuildQemuArgv(c);
+  auto it = std::find(argv.begin(), argv.end(), "vhost-vsock-device,guest-cid=7");
+  EXPECT_NE(it, argv.end());
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), "virtio-serial-device"), argv.end());
+}
+
+TEST(QemuCmdline, CommasInPathsAreEscaped) {
+  QemuCommand c = Base(MachineType::kPc);
+  c.console.log_path = "/tmp/a,b/console.log";
+  c.qmp.socket_path = "/tmp/a,b/qmp.sock";
+  auto argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console,path=/tmp/a,,b/console.log"), argv.end());
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "socket,id=qmp,path=/tmp/a,,b/qmp.sock,server=on,wait=off"),
+            argv.end());
+  EXPECT_EQ(EscapeOptionValue(",a,,"), ",,a,,,,");
+}
+
+TEST(QemuCmdline, ParseMachineType) {
+  EXPECT_EQ(*ParseMachineType("microvm"), MachineType::kMicrovm);
+  EXPECT_EQ(*ParseMachineType("q35"), MachineType::kQ35);
+  EXPECT_EQ(*ParseMachineType("pc"), MachineType::kPc);
+  auto bad = ParseMachineType("virt");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("hypervisor.machine_type"));
+  EXPECT_THAT(bad.error().ToString(), HasSubstr("virt"));
+  for (auto t : {MachineType::kMicrovm, MachineType::kQ35, MachineType::kPc})
+    EXPECT_EQ(*ParseMachineType(MachineTypeName(t)), t);
+}
+
+TEST(KernelParams, MicrovmTcgQuietSerial) {
+  KernelParamsOptions o;
+  o.machine = MachineType::kMicrovm;
+  o.tsc_khz = 2445404;
+  auto p = KernelParams(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_THAT(*p, ElementsAreArray({"console=ttyS0", "panic=-1", "quiet", "tsc_early_khz=2445404",
+                                    "cask.channel=serial"}));
+}
+
+TEST(KernelParams, DebugVsockUserAndExtraParamsLast) {
+  KernelParamsOptions o;
+  o.machine = MachineType::kQ35;
+  o.tsc_khz = 2445404;  // only microvm needs it
+  o.channel = Channel::kVsock;
+  o.debug = true;
+  o.user_params = "  loglevel=7\tfoo=bar  ";
+  o.extra = {"cask.test=1", ""};
+  auto p = KernelParams(o);
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(*p, ElementsAreArray({"console=ttyS0", "panic=-1", "cask.channel=vsock", "cask.debug=1",
+                                    "loglevel=7", "foo=bar", "cask.test=1"}));
+}
+
+TEST(KernelParams, MicrovmTcgWithoutTscIsAnError) {
+  KernelParamsOptions o;
+  o.machine = MachineType::kMicrovm;
+  o.accel = config::Accel::kTcg;
+  auto p = KernelParams(o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(p.error().ToString(), HasSubstr("tsc_early_khz"));
+  o.accel = config::Accel::kKvm;  // KVM has kvmclock
+  auto k = KernelParams(o);
+  ASSERT_TRUE(k.ok());
+  for (const auto& s : *k) EXPECT_THAT(s, ::testing::Not(HasSubstr("tsc_early_khz")));
+}
+
+}  // namespace
+}  // namespace cask::hypervisor::qemu

@@ -1,0 +1,208 @@
+// QemuHypervisor::Start without QEMU: validation errors and the unwinding of
+// failed starts, using stand-in scripts for qemu and virtiofsd.
+#include "lib/hypervisor/qemu.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "lib/base/fs.h"
+
+namespace cask::hypervisor {
+namespace {
+
+using ::testing::HasSubstr;
+
+class QemuStartTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cask-hv-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    tmp_ = tmpl;
+    ASSERT_TRUE(WriteFile(tmp_ + "/vmlinux", "kernel").ok());
+    ASSERT_TRUE(WriteFile(tmp_ + "/initrd.img", "initrd").ok());
+    ASSERT_TRUE(MkdirAll(tmp_ + "/shared").ok());
+    host_.tsc_khz = 2445404;
+    cfg_.id = "sb1";
+    cfg_.state_dir = tmp_ + "/state/sb1";
+    cfg_.hv.path = Script("qemu", "exit 0");
+    cfg_.hv.kernel = tmp_ + "/vmlinux";
+    cfg_.hv.initrd = tmp_ + "/initrd.img";
+    cfg_.hv.virtiofsd_path = Script("virtiofsd", "exit 0");
+  }
+  void TearDown() override { (void)RemoveAll(tmp_); }
+
+  // An executable /bin/sh script in the temp dir.
+  std::string Script(const std::string& name, const std::string& body) {
+    std::string p = tmp_ + "/" + name;
+    EXPECT_TRUE(WriteFile(p, "#!/bin/sh\n" + body + "\n", 0755).ok());
+    return p;
+  }
+
+  Result<std::unique_ptr<Vm>> Start() { return NewQemuWithHost(host_)->Start(cfg_); }
+
+  void ExpectNothingLeft() {
+    EXPECT_FALSE(PathExists(cfg_.state_dir)) << cfg_.state_dir << " was left behind";
+  }
+
+  std::string tmp_;
+  HostProbe host_;
+  VmConfig cfg_;
+};
+
+TEST_F(QemuStartTest, MissingKernelIsNotFoundNamingPathAndKey) {
+  cfg_.hv.kernel = tmp_ + "/no-such-vmlinux";
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kNotFound);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.kernel"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr(tmp_ + "/no-such-vmlinux"));
+  ExpectNothingLeft();
+  EXPECT_FALSE(PathExists(tmp_ + "/state"));
+}
+
+TEST_F(QemuStartTest, MissingBinariesAreNotFound) {
+  struct Case {
+    std::string config::HypervisorConfig::*field;
+    const char* key;
+  };
+  for (auto c : {Case{&config::HypervisorConfig::path, "hypervisor.path"},
+                 Case{&config::HypervisorConfig::initrd, "hypervisor.initrd"},
+                 Case{&config::HypervisorConfig::virtiofsd_path, "hypervisor.virtiofsd_path"}}) {
+    VmConfig saved = cfg_;
+    cfg_.shared_dir = tmp_ + "/shared";
+    cfg_.hv.*c.field = tmp_ + "/missing";
+    auto r = Start();
+    ASSERT_FALSE(r.ok()) << c.key;
+    EXPECT_EQ(r.error().code(), Code::kNotFound) << c.key;
+    EXPECT_THAT(r.error().ToString(), HasSubstr(c.key));
+    EXPECT_THAT(r.error().ToString(), HasSubstr(tmp_ + "/missing"));
+    ExpectNothingLeft();
+    cfg_ = saved;
+  }
+}
+
+TEST_F(QemuStartTest, VirtiofsdIsOnlyRequiredWithASharedDir) {
+  cfg_.hv.virtiofsd_path = tmp_ + "/missing";
+  cfg_.hv.path = Script("qemu", "echo 'qemu-system-x86_64: fake failure' >&2; exit 1");
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().ToString(), ::testing::Not(HasSubstr("virtiofsd")));
+}
+
+TEST_F(QemuStartTest, BadValuesAreInvalidArgumentNamingTheKey) {
+  cfg_.hv.machine_type = "virt";
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.machine_type"));
+  cfg_.hv.machine_type = "q35";
+
+  cfg_.hv.memory_mib = 12;
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.memory_mib"));
+  cfg_.hv.memory_mib = 256;
+
+  cfg_.shared_dir = tmp_ + "/shared";
+  cfg_.hv.virtiofs_cache = "sometimes";
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.virtiofs_cache"));
+
+  cfg_.hv.virtiofs_cache = "auto";
+  cfg_.shared_dir = tmp_ + "/no-such-shared";
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kNotFound);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("no-such-shared"));
+
+  cfg_.shared_dir = "relative/dir";
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+
+  cfg_.shared_dir = "";
+  cfg_.state_dir = "relative";
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+
+  cfg_.state_dir = "/" + std::string(120, 'x');
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().ToString(), HasSubstr("too long"));
+}
+
+TEST_F(QemuStartTest, KvmAndVsockRequireTheDevices) {
+  cfg_.hv.accel = config::Accel::kKvm;
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("/dev/kvm"));
+
+  cfg_.hv.accel = config::Accel::kAuto;
+  cfg_.channel = config::AgentChannel::kVsock;
+  r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("/dev/vhost-vsock"));
+  ExpectNothingLeft();
+}
+
+TEST_F(QemuStartTest, MicrovmUnderTcgNeedsTheTscFrequency) {
+  host_.tsc_khz = 0;
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(r.error().ToString(), HasSubstr("tsc_early_khz"));
+}
+
+TEST_F(QemuStartTest, QemuFailureCarriesItsStderrAndUnwinds) {
+  // The fake qemu records its argv, then fails like QEMU on a bad option.
+  cfg_.hv.path = Script("qemu", "printf '%s\\n' \"$@\" > " + tmp_ +
+                                    "/argv; echo 'qemu-system-x86_64: -device foo: bad device' >&2; exit 1");
+  cfg_.shared_dir = tmp_ + "/shared";
+  // The fake virtiofsd listens on its socket path and waits.
+  cfg_.hv.virtiofsd_path =
+      Script("virtiofsd", "sock=${1#--socket-path=}; exec socat UNIX-LISTEN:\"$sock\" /dev/null");
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().ToString(), HasSubstr("bad device"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr("qemu exited during startup (status 1)"));
+  ExpectNothingLeft();
+  // The argv QEMU got: the kernel params and the virtio-fs socket.
+  auto argv = ReadFile(tmp_ + "/argv");
+  ASSERT_TRUE(argv.ok());
+  EXPECT_THAT(*argv, HasSubstr("tsc_early_khz=2445404"));
+  EXPECT_THAT(*argv, HasSubstr("cask.channel=serial"));
+  EXPECT_THAT(*argv, HasSubstr("vhost-user-fs-device,chardev=virtiofs,tag=cask"));
+  EXPECT_THAT(*argv, HasSubstr("quiet"));
+}
+
+TEST_F(QemuStartTest, VirtiofsdFailureCarriesItsLog) {
+  cfg_.shared_dir = tmp_ + "/shared";
+  cfg_.hv.virtiofsd_path = Script("virtiofsd", "echo 'fake virtiofsd: cannot do it' >&2; exit 3");
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().ToString(), HasSubstr("cannot do it"));
+  EXPECT_THAT(r.error().ToString(), HasSubstr("status 3"));
+  ExpectNothingLeft();
+}
+
+TEST_F(QemuStartTest, PreexistingStateDirIsKeptWithItsOtherContent) {
+  ASSERT_TRUE(MkdirAll(cfg_.state_dir + "/shared").ok());
+  cfg_.hv.path = Script("qemu", "exit 1");
+  auto r = Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(PathExists(cfg_.state_dir + "/shared"));
+  EXPECT_FALSE(PathExists(cfg_.state_dir + "/qemu.log"));
+  EXPECT_FALSE(PathExists(cfg_.state_dir + "/console.log"));
+}
+
+}  // namespace
+}  // namespace cask::hypervisor
