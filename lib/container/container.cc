@@ -56,6 +56,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
 
   // Everything that can be checked is checked before the first side effect.
   CASK_ASSIGN_OR_RETURN(RootfsPlan rootfs, PlanRootfs(spec, opts.rootfs));
+  rootfs.no_pivot = opts.no_pivot;
   CASK_ASSIGN_OR_RETURN(NamespacePlan ns, PlanNamespaces(spec));
   if (!(ns.unshare_flags & CLONE_NEWNS)) {
     return Error::InvalidArgument("the spec must ask for a new mount namespace");

@@ -97,6 +97,12 @@ struct CreateOptions {
   // with FAILED_PRECONDITION, and KillAll/Destroy signal only the init
   // process (which ends a container with its own pid namespace).
   std::string cgroup_root = "/sys/fs/cgroup/cask";
+  // Enter the rootfs with MS_MOVE + chroot instead of pivot_root (like
+  // runc --no-pivot). Also the automatic fallback when pivot_root fails
+  // with EINVAL, which it does when the agent's root is the initramfs
+  // itself; a chroot is weaker than pivot_root, so the agent should rather
+  // switch_root to a tmpfs at boot.
+  bool no_pivot = false;
 };
 
 class Container {

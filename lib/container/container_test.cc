@@ -83,11 +83,14 @@ class ContainerTest : public ::testing::Test {
     char tmpl[] = "/tmp/cask-ctest-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
+    chmod(tmpl, 0755);  // reachable from a user namespace too
     rootfs_ = dir_ + "/rootfs";
     for (const char* d : {"", "/bin", "/proc", "/dev", "/sys", "/tmp", "/etc"}) {
       ASSERT_TRUE(MkdirAll(rootfs_ + d).ok());
     }
     ASSERT_TRUE(WriteFile(rootfs_ + "/etc/secret", "s3cret").ok());
+    ASSERT_TRUE(MkdirAll(rootfs_ + "/etc/secretdir").ok());
+    ASSERT_TRUE(WriteFile(rootfs_ + "/etc/secretdir/key", "k3y").ok());
     std::string cp = std::string("cp ") + bb + " " + rootfs_ + "/bin/busybox";
     ASSERT_EQ(system(cp.c_str()), 0);
     for (const char* app : {"sh", "echo", "cat", "hostname", "sleep", "id", "ls", "mkdir", "test"}) {
@@ -124,10 +127,11 @@ class ContainerTest : public ::testing::Test {
         {"/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
         {"/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}},
         {"/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}},
+        {"/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}},
     };
     oci::Linux lx;
     lx.namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}, {"network", ""}};
-    lx.masked_paths = {"/proc/kcore", "/proc/scsi", "/etc/secret"};
+    lx.masked_paths = {"/proc/kcore", "/proc/scsi", "/etc/secret", "/etc/secretdir"};
     lx.readonly_paths = {"/proc/sys", "/proc/sysrq-trigger"};
     s.linux = lx;
     return s;
@@ -135,6 +139,7 @@ class ContainerTest : public ::testing::Test {
 
   CreateOptions Options(oci::Spec spec, std::string id = "c1") {
     CreateOptions o;
+    o.no_pivot = no_pivot_;
     o.id = std::move(id);
     o.spec = std::move(spec);
     o.rootfs = rootfs_;
@@ -164,6 +169,7 @@ class ContainerTest : public ::testing::Test {
   }
 
   std::string dir_, rootfs_, cgroup_root_;
+  bool no_pivot_ = false;
 };
 
 TEST_F(ContainerTest, ShellIsPid1WithItsHostname) {
@@ -174,11 +180,31 @@ TEST_F(ContainerTest, ShellIsPid1WithItsHostname) {
   EXPECT_EQ(WEXITSTATUS(r.status), 0);
 }
 
+TEST_F(ContainerTest, CgroupMountShowsTheContainersCgroup) {
+  if (cgroup_root_.empty()) GTEST_SKIP() << "needs a cgroup2 mount";
+  auto r = CreateAndRun(BaseSpec({"sh", "-c", "cat /sys/fs/cgroup/cgroup.procs; "
+                                              "echo 1 > /sys/fs/cgroup/cgroup.procs || echo ro"}));
+  EXPECT_EQ(r.out.substr(0, 2), "1\n") << r.out;
+  EXPECT_NE(r.out.find("ro\n"), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerTest, NoPivotMovesTheRootAndHidesOtherMounts) {
+  no_pivot_ = true;
+  auto r = CreateAndRun(BaseSpec({"sh", "-c", "echo $$; hostname; cat /proc/self/mountinfo"}));
+  EXPECT_EQ(r.out.substr(0, 12), "1\ncask-test\n") << r.out;
+  // The host's own mounts (e.g. its /sys/fs/cgroup hierarchies, /run) are
+  // detached, not merely hidden below the new root.
+  EXPECT_EQ(r.out.find(" /run "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("cgroup/memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" /proc "), std::string::npos) << r.out;
+  if (getenv("CASK_TEST_VERBOSE")) fprintf(stderr, "%s", r.out.c_str());
+}
+
 TEST_F(ContainerTest, RootfsMountsDevicesAndMasks) {
   auto r = CreateAndRun(BaseSpec(
       {"sh", "-c",
        "ls /dev; readlink /dev/ptmx; echo x > /dev/null && echo null-ok; "
-       "cat /etc/secret; echo masked=$?; "
+       "cat /etc/secret; echo masked=$?; cat /etc/secretdir/key || echo dir-masked; "
        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo sys-ro; "
        "ls /proc/1/ns >/dev/null && echo proc-ok; "
        "test -e /old_root || echo no-old-root; touch2 2>/dev/null; "
@@ -192,6 +218,8 @@ TEST_F(ContainerTest, RootfsMountsDevicesAndMasks) {
   EXPECT_NE(r.out.find("null-ok\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("s3cret"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("masked=0\n"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("k3y"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dir-masked\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sys-ro\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("proc-ok\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sysfs-ro\n"), std::string::npos) << r.out;
@@ -223,6 +251,17 @@ TEST_F(ContainerTest, ReadonlyRootUserCapsAndSeccomp) {
   EXPECT_NE(r.out.find("CapBnd:\t0000000000000021"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("NoNewPrivs:\t1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Seccomp:\t2"), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerTest, NewUserNamespaceWithMappings) {
+  oci::Spec spec = BaseSpec({"sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; hostname"});
+  spec.linux->namespaces.push_back({"user", ""});
+  spec.linux->uid_mappings = {{0, 100000, 65536}};
+  spec.linux->gid_mappings = {{0, 100000, 65536}};
+  auto r = CreateAndRun(spec);
+  EXPECT_EQ(r.out.substr(0, 2), "0\n") << r.out << r.err;
+  EXPECT_NE(r.out.find("100000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cask-test\n"), std::string::npos) << r.out;
 }
 
 TEST_F(ContainerTest, ReadonlyRootRejectsWrites) {

@@ -151,8 +151,11 @@ unsigned long LockedFlags(const std::string& path) {
 }
 
 // MS_REMOUNT|MS_BIND with `flags`; retries with the locked flags on EPERM.
-Status BindRemount(const std::string& target, unsigned long flags, const std::string& what) {
+// With `keep`, the mount's current flags are kept (only adding `flags`).
+Status BindRemount(const std::string& target, unsigned long flags, const std::string& what,
+                   bool keep = false) {
   flags |= MS_REMOUNT | MS_BIND;
+  if (keep) flags |= LockedFlags(target);
   if (mount(nullptr, target.c_str(), nullptr, flags, nullptr) == 0) return Ok();
   int err = errno;
   if (err == EPERM &&
@@ -456,7 +459,9 @@ Status EnterRootfs(const RootfsPlan& plan) {
   UniqueFd newroot(open(plan.rootfs.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC));
   if (!newroot) return Error::Sys(errno, "open rootfs " + plan.rootfs);
   if (fchdir(newroot.get()) != 0) return Error::Sys(errno, "chdir to rootfs");
-  if (syscall(SYS_pivot_root, ".", ".") == 0) {
+  if (plan.no_pivot) {
+    CASK_TRY(MoveRoot(plan.rootfs));
+  } else if (syscall(SYS_pivot_root, ".", ".") == 0) {
     // The old root is now stacked on "."; detach it without propagating.
     if (mount(nullptr, ".", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) {
       return Error::Sys(errno, "make the old root a slave");
@@ -485,7 +490,7 @@ Status RestrictPaths(const RootfsPlan& plan) {
     if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       return Error::Sys(errno, "bind read-only path " + p);
     }
-    CASK_TRY(BindRemount(p, MS_RDONLY | MS_REC, "read-only path " + p));
+    CASK_TRY(BindRemount(p, MS_RDONLY | MS_REC, "read-only path " + p, /*keep=*/true));
   }
   for (const auto& p : plan.masked_paths) {
     struct stat st {};
@@ -502,7 +507,7 @@ Status RestrictPaths(const RootfsPlan& plan) {
 }
 
 Status FinishRootfs(const RootfsPlan& plan) {
-  if (plan.readonly_root) CASK_TRY(BindRemount("/", MS_RDONLY, "/ read-only"));
+  if (plan.readonly_root) CASK_TRY(BindRemount("/", MS_RDONLY, "/ read-only", /*keep=*/true));
   return Ok();
 }
 

@@ -49,6 +49,7 @@ struct RootfsPlan {
   bool cgroup_ns = false;
   std::vector<std::string> masked_paths, readonly_paths;
   bool readonly_root = false;
+  bool no_pivot = false;               // MS_MOVE + chroot instead of pivot_root
 };
 
 Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs);
