@@ -1,5 +1,6 @@
 // Server and client over socketpairs, unix sockets and a pty (a character
 // device), plus raw-frame tests of the server's protocol behaviour.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -530,15 +531,14 @@ TEST(Rpc, ClientSeesUnavailableWhenPeerCloses) {
 TEST(Rpc, ClientCloseFailsPendingCalls) {
   auto [a, b] = SocketPair();
   Client client(std::move(b));
+  RawPeer peer(std::move(a));
   auto pending = std::async(std::launch::async, [&] { return client.Call(kSvc, "Echo", "x"); });
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(peer.Read());  // the request is out; its answer never comes
   client.Close();
   ASSERT_EQ(pending.wait_for(kWait), std::future_status::ready);
   EXPECT_EQ(pending.get().error().code(), Code::kUnavailable);
+  EXPECT_TRUE(client.closed());
   // The reader closed its fd: the peer sees end of stream.
-  RawPeer peer(std::move(a));
-  auto f = peer.Read();  // the request frame
-  ASSERT_TRUE(f);
   EXPECT_FALSE(peer.Read(kWait).has_value());
 }
 
@@ -678,6 +678,45 @@ TEST(Rpc, WorksOverCharacterDevice) {
   }
   server.Shutdown();
   ASSERT_TRUE(served.Finished(kWait));
+}
+
+size_t OpenFdCount() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+TEST(Rpc, NoFdLeftBehind) {
+  const size_t before = OpenFdCount();
+  {
+    std::string path = TempSocketPath("leak.sock");
+    Server server;
+    RegisterEcho(server);
+    auto lfd = ListenUnix(path);
+    ASSERT_TRUE(lfd.ok());
+    auto serving = std::async(std::launch::async, [&, fd = std::move(*lfd)]() mutable { return server.Serve(std::move(fd)); });
+    for (int i = 0; i < 5; ++i) {
+      auto fd = ConnectUnix(path);
+      ASSERT_TRUE(fd.ok());
+      Client client(std::move(*fd));
+      ASSERT_TRUE(client.Call(kSvc, "Echo", "x").ok());
+    }
+    auto [a, b] = SocketPair();
+    Served served(server, std::move(a));
+    {
+      Client client(std::move(b));
+      ASSERT_TRUE(client.Call(kSvc, "Echo", "y").ok());
+    }
+    ASSERT_TRUE(served.Finished(kWait));
+    server.Shutdown();
+    ASSERT_EQ(serving.wait_for(kWait), std::future_status::ready);
+    ::unlink(path.c_str());
+    ::rmdir(path.substr(0, path.rfind('/')).c_str());
+  }
+  EXPECT_EQ(OpenFdCount(), before);
 }
 
 }  // namespace
