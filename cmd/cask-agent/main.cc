@@ -1,6 +1,7 @@
 // cask-agent: PID 1 of the pod VM (docs/architecture.md).
 //
-// As PID 1 (the normal case) it mounts the early file systems, sets up the
+// As PID 1 (the normal case) it moves itself from the initramfs to a tmpfs
+// root (switch_root.h), mounts the early file systems, sets up the
 // console log and cgroups, loads kernel modules, starts the reaper and
 // serves the agent API on the channel named by cask.channel= until the host
 // destroys the sandbox, then powers off. It never exits.
@@ -25,6 +26,7 @@
 #include "cmd/cask-agent/reaper.h"
 #include "cmd/cask-agent/serve.h"
 #include "cmd/cask-agent/service.h"
+#include "cmd/cask-agent/switch_root.h"
 #include "lib/base/fs.h"
 #include "lib/rpc/server.h"
 
@@ -69,7 +71,9 @@ void LoadModules(const BootOptions& boot, const Logger& log) {
   for (const auto& f : report->failed) log.Warn("kernel module failed to load", {{"error", f}});
 }
 
-int RunPid1() {
+int RunPid1(char** argv) {
+  // First of all, leave the initramfs (re-executes /init from a tmpfs root).
+  auto switched = SwitchRootFromInitramfs(argv[0] != nullptr && argv[0][0] == '/' ? argv[0] : "/init", argv);
   // Before any thread: the signal mask is inherited by every thread.
   Status signals = SetupProcessSignals();
   Status mounts = MountEarlyFilesystems();
@@ -80,6 +84,11 @@ int RunPid1() {
   log.Info("cask-agent starting", {{"channel", std::string(ChannelName(boot.channel))},
                                    {"debug", boot.debug ? "true" : "false"}});
   for (const auto& w : boot.warnings) log.Warn("kernel command line", {{"problem", w}});
+  if (!switched.ok())
+    log.Warn("still on the initramfs root: containers will use chroot, not pivot_root",
+             {{"error", switched.error().ToString()}});
+  else if (*switched)
+    log.Warn("switched to a tmpfs root but could not re-execute; continuing");
   if (!signals.ok()) Die(log, "signal setup failed", signals.error());
   if (!mounts.ok()) log.Error("early mounts failed", {{"error", mounts.error().ToString()}});
 
@@ -174,6 +183,6 @@ int RunStandalone(int argc, char** argv) {
 }  // namespace cask::agent
 
 int main(int argc, char** argv) {
-  if (::getpid() == 1) return cask::agent::RunPid1();
+  if (::getpid() == 1) return cask::agent::RunPid1(argv);
   return cask::agent::RunStandalone(argc, argv);
 }

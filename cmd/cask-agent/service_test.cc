@@ -8,6 +8,12 @@
 
 #include <thread>
 
+#include <linux/magic.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "lib/base/fs.h"
+#include "lib/oci/parse.h"
 #include "lib/rpc/client.h"
 #include "proto/agent.pb.h"
 
@@ -24,10 +30,7 @@ class ServiceTest : public ::testing::Test {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     ASSERT_TRUE(reaper_.Start().ok());
     ASSERT_TRUE(oom_.Start().ok());
-    AgentOptions opts;
-    opts.power_off = [this] { powered_off_ = true; };
-    opts.power_off_delay = std::chrono::milliseconds(10);
-    agent_ = std::make_unique<Agent>(opts, &reaper_, &oom_, Logger());
+    agent_ = std::make_unique<Agent>(Options(), &reaper_, &oom_, Logger());
     server_ = std::make_unique<rpc::Server>();
     RegisterAgentService(*server_, *agent_, Logger());
     int sv[2];
@@ -36,12 +39,20 @@ class ServiceTest : public ::testing::Test {
     client_ = std::make_unique<rpc::Client>(UniqueFd(sv[1]));
   }
   void TearDown() override {
+    if (!agent_) return;
     client_.reset();
     agent_->CancelBlockingCalls();
     server_->Shutdown();
     if (serve_thread_.joinable()) serve_thread_.join();
     server_.reset();
     agent_.reset();
+  }
+
+  virtual AgentOptions Options() {
+    AgentOptions opts;
+    opts.power_off = [this] { powered_off_ = true; };
+    opts.power_off_delay = std::chrono::milliseconds(10);
+    return opts;
   }
 
   template <typename Resp, typename Req>
@@ -124,6 +135,259 @@ TEST_F(ServiceTest, DestroySandboxRepliesThenPowersOff) {
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   for (int i = 0; i < 200 && !powered_off_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_TRUE(powered_off_.load());
+}
+
+// --- real containers (lib/container) in a busybox rootfs on this host ---
+
+const char* Busybox() {
+  for (const char* p : {"/bin/busybox", "/usr/bin/busybox"})
+    if (access(p, X_OK) == 0) return p;
+  return nullptr;
+}
+
+class ContainerServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    const char* bb = Busybox();
+    if (bb == nullptr) GTEST_SKIP() << "needs busybox";
+    char tmpl[] = "/tmp/cask-agent-svc-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    rootfs_ = dir_ + "/rootfs";
+    for (const char* d : {"/bin", "/proc", "/dev", "/sys", "/tmp", "/etc"}) ASSERT_TRUE(MkdirAll(rootfs_ + d).ok());
+    ASSERT_EQ(system((std::string("cp ") + bb + " " + rootfs_ + "/bin/busybox").c_str()), 0);
+    for (const char* app : {"sh", "echo", "cat", "sleep", "read", "true"})
+      ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/" + app).c_str()), 0);
+    // cgroup v2 where the host has it (hybrid: the unified mount).
+    for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+      struct statfs st {};
+      if (statfs(p, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC) {
+        cgroup_root_ = std::string(p) + "/cask-agent-test-" + std::to_string(getpid());
+        break;
+      }
+    }
+    ServiceTest::SetUp();
+  }
+  void TearDown() override {
+    if (client_) ServiceTest::TearDown();
+    if (!cgroup_root_.empty()) rmdir(cgroup_root_.c_str());
+    if (!dir_.empty()) {
+      EXPECT_EQ(system(("rm -rf " + dir_).c_str()), 0);
+    }
+  }
+  AgentOptions Options() override {
+    AgentOptions o = ServiceTest::Options();
+    o.cgroup_root = cgroup_root_;
+    return o;
+  }
+
+  oci::Process Proc(std::vector<std::string> args, bool terminal = false) {
+    oci::Process p;
+    p.args = std::move(args);
+    p.env = {"PATH=/bin", "HOME=/"};
+    p.cwd = "/";
+    p.terminal = terminal;
+    return p;
+  }
+
+  std::string SpecJson(std::vector<std::string> args, bool terminal = false) {
+    oci::Spec s;
+    s.oci_version = "1.0.2";
+    s.hostname = "svc-test";
+    s.process = Proc(std::move(args), terminal);
+    s.mounts = {
+        {"/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}},
+        {"/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}},
+        {"/dev/pts", "devpts", "devpts", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+    };
+    oci::Linux lx;
+    lx.namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}};
+    s.linux = lx;
+    return oci::ToJson(s);
+  }
+
+  Status Create(const std::string& id, std::vector<std::string> args, bool open_stdin = false, bool terminal = false) {
+    v1::CreateContainerRequest req;
+    req.set_container_id(id);
+    req.set_oci_spec_json(SpecJson(std::move(args), terminal));
+    req.set_rootfs_path(rootfs_);
+    req.set_stdin(open_stdin);
+    auto r = Call<v1::CreateContainerResponse>("CreateContainer", req);
+    if (!r.ok()) return std::move(r).error();
+    EXPECT_GT(r->pid(), 0u);
+    return Ok();
+  }
+
+  Result<uint32_t> Start(const std::string& id) {
+    v1::StartContainerRequest req;
+    req.set_container_id(id);
+    auto r = Call<v1::StartContainerResponse>("StartContainer", req);
+    if (!r.ok()) return std::move(r).error();
+    return r->pid();
+  }
+
+  // Reads a stream to EOF.
+  std::string Drain(const char* method, const std::string& id, const std::string& exec_id = "") {
+    std::string out;
+    for (int i = 0; i < 1000; ++i) {
+      v1::ReadStreamRequest req;
+      req.set_container_id(id);
+      req.set_exec_id(exec_id);
+      req.set_max_len(7);  // small, to exercise partial reads
+      auto r = Call<v1::ReadStreamResponse>(method, req);
+      EXPECT_TRUE(r.ok()) << r.error().ToString();
+      if (!r.ok()) break;
+      out += r->data();
+      if (r->eof()) break;
+    }
+    return out;
+  }
+
+  Result<int> Wait(const std::string& id, const std::string& exec_id = "") {
+    v1::WaitProcessRequest req;
+    req.set_container_id(id);
+    req.set_exec_id(exec_id);
+    auto r = Call<v1::WaitProcessResponse>("WaitProcess", req);
+    if (!r.ok()) return std::move(r).error();
+    EXPECT_GT(r->exited_at_ns(), 0u);
+    return r->exit_status();
+  }
+
+  Status Remove(const std::string& id, bool force) {
+    v1::RemoveContainerRequest req;
+    req.set_container_id(id);
+    req.set_force(force);
+    auto r = Call<v1::Empty>("RemoveContainer", req);
+    if (!r.ok()) return std::move(r).error();
+    return Ok();
+  }
+
+  std::string dir_, rootfs_, cgroup_root_;
+};
+
+TEST_F(ContainerServiceTest, StdioExitStatusAndRemove) {
+  ASSERT_TRUE(Create("c1", {"sh", "-c", "echo out; echo err >&2; read x; echo got $x; exit 3"}, true).ok());
+  // Not started yet: exec is refused.
+  v1::ExecProcessRequest exec;
+  exec.set_container_id("c1");
+  exec.set_exec_id("e1");
+  exec.set_process_json(oci::ToJson(Proc({"true"})));
+  auto e = Call<v1::ExecProcessResponse>("ExecProcess", exec);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code(), Code::kFailedPrecondition);
+
+  auto pid = Start("c1");
+  ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+  auto again = Start("c1");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), Code::kFailedPrecondition);
+
+  v1::WriteStreamRequest w;
+  w.set_container_id("c1");
+  w.set_data("hi\n");
+  auto wr = Call<v1::WriteStreamResponse>("WriteStdin", w);
+  ASSERT_TRUE(wr.ok()) << wr.error().ToString();
+  EXPECT_EQ(wr->len(), 3u);
+  v1::CloseStdinRequest close;
+  close.set_container_id("c1");
+  ASSERT_TRUE(Call<v1::Empty>("CloseStdin", close).ok());
+
+  EXPECT_EQ(Drain("ReadStdout", "c1"), "out\ngot hi\n");
+  EXPECT_EQ(Drain("ReadStderr", "c1"), "err\n");
+  auto st = Wait("c1");
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_EQ(*st, 3);
+  ASSERT_TRUE(Remove("c1", false).ok());
+  auto gone = Remove("c1", false);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), Code::kNotFound);
+}
+
+TEST_F(ContainerServiceTest, ExecSignalAndForceRemove) {
+  ASSERT_TRUE(Create("c2", {"sleep", "1000"}).ok());
+  auto dup = Create("c2", {"true"});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code(), Code::kAlreadyExists);
+  ASSERT_TRUE(Start("c2").ok());
+
+  v1::ExecProcessRequest exec;
+  exec.set_container_id("c2");
+  exec.set_exec_id("e1");
+  exec.set_process_json(oci::ToJson(Proc({"sh", "-c", "echo from exec; exit 4"})));
+  auto e = Call<v1::ExecProcessResponse>("ExecProcess", exec);
+  ASSERT_TRUE(e.ok()) << e.error().ToString();
+  EXPECT_EQ(Drain("ReadStdout", "c2", "e1"), "from exec\n");
+  auto est = Wait("c2", "e1");
+  ASSERT_TRUE(est.ok());
+  EXPECT_EQ(*est, 4);
+  auto e2 = Call<v1::ExecProcessResponse>("ExecProcess", exec);
+  ASSERT_FALSE(e2.ok());
+  EXPECT_EQ(e2.error().code(), Code::kAlreadyExists);
+
+  // Exec of a missing binary: the error comes back with its code and the
+  // process is stopped with 127.
+  exec.set_exec_id("e2");
+  exec.set_process_json(oci::ToJson(Proc({"/bin/nonexistent"})));
+  auto bad = Call<v1::ExecProcessResponse>("ExecProcess", exec);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kNotFound) << bad.error().ToString();
+  auto bst = Wait("c2", "e2");
+  ASSERT_TRUE(bst.ok());
+  EXPECT_EQ(*bst, 127);
+
+  auto busy = Remove("c2", false);
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().code(), Code::kFailedPrecondition);
+
+  v1::SignalProcessRequest sig;
+  sig.set_container_id("c2");
+  sig.set_signal(SIGKILL);
+  ASSERT_TRUE(Call<v1::Empty>("SignalProcess", sig).ok());
+  auto st = Wait("c2");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 128 + SIGKILL);
+  auto late = Call<v1::Empty>("SignalProcess", sig);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().code(), Code::kNotFound);
+  ASSERT_TRUE(Remove("c2", true).ok());
+}
+
+TEST_F(ContainerServiceTest, StartErrorIsReturnedAndInitStops) {
+  ASSERT_TRUE(Create("c3", {"/bin/nonexistent"}).ok());
+  auto started = Start("c3");
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error().code(), Code::kNotFound) << started.error().ToString();
+  auto st = Wait("c3");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 127);
+  ASSERT_TRUE(Remove("c3", false).ok());
+}
+
+TEST_F(ContainerServiceTest, TerminalProcess) {
+  ASSERT_TRUE(Create("c4", {"sh", "-c", "echo tty; exit 0"}, false, true).ok());
+  v1::TtyWinResizeRequest resize;
+  resize.set_container_id("c4");
+  resize.set_rows(40);
+  resize.set_cols(100);
+  ASSERT_TRUE(Call<v1::Empty>("TtyWinResize", resize).ok());
+  ASSERT_TRUE(Start("c4").ok());
+  EXPECT_EQ(Drain("ReadStdout", "c4"), "tty\r\n");
+  EXPECT_EQ(Drain("ReadStderr", "c4"), "");
+  auto st = Wait("c4");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 0);
+  ASSERT_TRUE(Remove("c4", false).ok());
+}
+
+TEST_F(ContainerServiceTest, RemovingACreatedContainerKillsItsInit) {
+  ASSERT_TRUE(Create("c5", {"sleep", "1000"}).ok());
+  ASSERT_TRUE(Remove("c5", false).ok());
+  v1::WaitProcessRequest req;
+  req.set_container_id("c5");
+  auto r = Call<v1::WaitProcessResponse>("WaitProcess", req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kNotFound);
 }
 
 }  // namespace
