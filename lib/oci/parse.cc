@@ -436,6 +436,9 @@ Result<Json> ParseJson(std::string_view text) {
     // column 2: ..."; keep the part after the bracketed id.
     std::string_view what = e.what();
     if (auto pos = what.find("] "); pos != std::string_view::npos) what.remove_prefix(pos + 2);
+    // Drop "; last read: '<input bytes>'": it echoes untrusted bytes (maybe
+    // invalid UTF-8) into an error that travels in protobuf strings.
+    if (auto pos = what.find("; last read:"); pos != std::string_view::npos) what = what.substr(0, pos);
     return Error::InvalidArgument("invalid JSON: " + std::string(what));
   }
 }
