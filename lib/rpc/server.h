@@ -129,8 +129,9 @@ class Server {
 };
 
 // Helpers for unix stream sockets (close-on-exec). ListenUnix removes a
-// stale socket at `path` first (anything else there is ALREADY_EXISTS) and
-// creates it mode 0600. Errors name the path and keep the errno.
+// stale socket at `path` first; a socket someone still accepts on, or any
+// other file, is ALREADY_EXISTS. It creates the socket mode 0600. Errors
+// name the path and keep the errno.
 Result<UniqueFd> ListenUnix(const std::string& path);
 Result<UniqueFd> ConnectUnix(const std::string& path);
 

@@ -623,10 +623,16 @@ TEST(Rpc, ServeOnUnixSocketWithSeveralClients) {
     EXPECT_EQ(r.error().code(), Code::kUnavailable);
   }
   server.reset();
-  // ListenUnix replaces a stale socket, refuses a regular file.
+  // ListenUnix replaces a stale socket, refuses a live one and a regular file.
   auto again = ListenUnix(path);
-  EXPECT_TRUE(again.ok());
+  ASSERT_TRUE(again.ok());
+  auto live = ListenUnix(path);
+  ASSERT_FALSE(live.ok());
+  EXPECT_EQ(live.error().code(), Code::kAlreadyExists);
   again->Reset();
+  auto stale = ListenUnix(path);
+  ASSERT_TRUE(stale.ok()) << stale.error().ToString();
+  stale->Reset();
   ::unlink(path.c_str());
   {
     UniqueFd f(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));

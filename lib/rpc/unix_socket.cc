@@ -30,6 +30,10 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return Error::AlreadyExists(path + " exists and is not a socket");
+    // Only a stale socket (nobody accepting) is replaced.
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      return Error::AlreadyExists("a server is already listening on " + path);
     if (::unlink(path.c_str()) < 0 && errno != ENOENT) return Error::Sys(errno, "remove stale socket " + path);
   } else if (errno != ENOENT) {
     return Error::Sys(errno, "stat " + path);
