@@ -144,6 +144,12 @@ TEST(ParseSpec, MalformedJson) {
   ASSERT_TRUE(FailsWith(r, "line 4"));
 }
 
+TEST(ParseSpec, ErrorsDoNotEchoInvalidUtf8) {
+  auto r = ParseSpec("{\"ociVersion\": \"\xff\xfe\"}");
+  ASSERT_TRUE(FailsWith(r, "invalid JSON"));
+  EXPECT_EQ(r.error().ToString().find('\xff'), std::string::npos) << r.error().ToString();
+}
+
 TEST(ParseSpec, DeepNestingIsRejectedCheaply) {
   std::string deep(1000000, '[');
   EXPECT_TRUE(FailsWith(ParseSpec(deep), "nested deeper than 64"));
