@@ -5,6 +5,8 @@
 // them itself (in the guest, the agent's reaper does that).
 #include "lib/container/container.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <poll.h>
@@ -15,6 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -377,6 +381,9 @@ TEST_F(ContainerTest, ExecJoinsTheContainer) {
     EXPECT_EQ(*pids, std::vector<pid_t>{(*c)->init_pid()});
     EXPECT_TRUE((*c)->Pause().ok());
     EXPECT_TRUE((*c)->Resume().ok());
+    auto stats = (*c)->Stats();
+    ASSERT_TRUE(stats.ok()) << stats.error().ToString();
+    EXPECT_GT(stats->cpu_stat["usage_usec"], 0u);
   }
   ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
   st = WaitFor((*c)->init_pid());
@@ -389,6 +396,69 @@ TEST_F(ContainerTest, ExecJoinsTheContainer) {
   }
   ProcessIo late;
   EXPECT_FALSE((*c)->Exec(p, false, &late).ok());
+}
+
+// A pending process holds only its stdio, the start channel and the exec
+// error pipe: any other fd of the agent (e.g. another container's pipes,
+// open in another thread at fork time) is closed right after fork.
+TEST_F(ContainerTest, PendingProcessHoldsNoStrayFds) {
+  UniqueFd stray(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(stray.valid());
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"true"})), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  std::string fd_dir = "/proc/" + std::to_string(init.pid()) + "/fd";
+  std::vector<int> fds;
+  DIR* d = opendir(fd_dir.c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') fds.push_back(atoi(e->d_name));
+  }
+  closedir(d);
+  std::sort(fds.begin(), fds.end());
+  ASSERT_EQ(fds.size(), 5u) << "fds 0-2, start channel, exec-error pipe";
+  EXPECT_EQ(fds[0], 0);
+  EXPECT_EQ(fds[2], 2);
+  EXPECT_EQ(std::count(fds.begin(), fds.end(), stray.get()), 0) << stray.get();
+}
+
+// Containers created at the same time from several threads (as the agent
+// does) must not inherit each other's fds: a stdout write end leaked into a
+// concurrently created, still pending container would keep the reader from
+// seeing EOF for as long as that container stays pending.
+TEST_F(ContainerTest, ConcurrentCreatesDoNotShareFds) {
+  constexpr int kPairs = 4;
+  std::vector<std::thread> threads;
+  std::vector<std::string> outs(kPairs);
+  std::vector<double> seconds(kPairs, 0);
+  std::atomic<int> readers_done{0};
+  for (int i = 0; i < 2 * kPairs; ++i) {
+    threads.emplace_back([&, i] {
+      ProcessIo io;
+      PendingProcess init;
+      bool echo = i % 2 == 0;
+      oci::Spec spec = BaseSpec(echo ? std::vector<std::string>{"sh", "-c", "echo hi"}
+                                     : std::vector<std::string>{"sleep", "30"});
+      auto c = Container::Create(Options(spec, "t" + std::to_string(i)), &io, &init);
+      ASSERT_TRUE(c.ok()) << c.error().ToString();
+      if (!echo) {
+        while (readers_done.load() < kPairs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        return;  // ~PendingProcess kills it; ~Container removes its cgroup
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      Status started = init.Start().ok() ? Ok() : Error::Internal("start failed");
+      outs[i / 2] = ReadAll(io.stdout_r.get(), std::chrono::seconds(5));
+      seconds[i / 2] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      readers_done++;
+      EXPECT_TRUE(started.ok());
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kPairs; ++i) {
+    EXPECT_EQ(outs[i], "hi\n");
+    EXPECT_LT(seconds[i], 4.0) << "output of container " << 2 * i << " did not end";
+  }
 }
 
 TEST_F(ContainerTest, TerminalIsControllingTty) {
