@@ -204,6 +204,30 @@ TEST_F(ContainerTest, NoPivotMovesTheRootAndHidesOtherMounts) {
   if (getenv("CASK_TEST_VERBOSE")) fprintf(stderr, "%s", r.out.c_str());
 }
 
+TEST_F(ContainerTest, ExecAfterNoPivotSeesTheContainerRoot) {
+  no_pivot_ = true;
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(init.Start().ok());
+  oci::Process p;
+  p.args = {"sh", "-c", "ls /; hostname"};
+  p.env = {"PATH=/bin"};
+  ProcessIo eio;
+  auto exec = (*c)->Exec(p, false, &eio);
+  ASSERT_TRUE(exec.ok()) << exec.error().ToString();
+  auto pid = exec->Start();
+  ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+  std::string out = ReadAll(eio.stdout_r.get());
+  EXPECT_NE(out.find("bin\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("usr\n"), std::string::npos) << out;  // the host root has /usr
+  EXPECT_NE(out.find("cask-test\n"), std::string::npos) << out;
+  WaitFor(*pid);
+  ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
+  WaitFor((*c)->init_pid());
+}
+
 TEST_F(ContainerTest, RootfsMountsDevicesAndMasks) {
   auto r = CreateAndRun(BaseSpec(
       {"sh", "-c",

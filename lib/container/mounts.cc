@@ -212,7 +212,17 @@ Status DoMount(int root, const PlannedMount& pm, const RootfsPlan& plan) {
     unsigned long flags = o.flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
     if (mount(source.c_str(), FdPath(target.get()).c_str(), type.c_str(), flags,
               o.data.empty() ? nullptr : o.data.c_str()) != 0) {
-      return MountError(errno, "mount " + type + " on " + dest);
+      int err = errno;
+      if (err == EPERM && type == "sysfs") {
+        // A user namespace without its own network namespace may not mount
+        // sysfs; bind the guest's instead, as runc does.
+        PlannedMount bind = pm;
+        bind.mount.type = "bind";
+        bind.mount.source = "/sys";
+        bind.opts.flags |= MS_BIND | MS_REC;
+        return DoMount(root, bind, plan);
+      }
+      return MountError(err, "mount " + type + " on " + dest);
     }
   }
   if (!o.propagation.empty() || o.attr_set != 0 || o.attr_clr != 0) {
