@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 // DestroySandbox; QEMU is asked to quit, then killed.
 constexpr std::chrono::milliseconds kDestroyRpcTimeout{5'000};
 constexpr std::chrono::milliseconds kStopGrace{5'000};
-constexpr size_t kConsoleTailLines = 30;
+constexpr size_t kConsoleTailBytes = 3000;
 
 bool IsBindMount(const oci::Mount& m) {
   if (m.type == "bind") return true;
@@ -56,11 +56,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxOptions opts) {
     Error err = std::move(booted).error();
     // Capture the console before Destroy() removes it.
     std::string tail;
-    if (sb->vm_ && sb->vm_->Exited()) tail = sb->vm_->ConsoleTail(kConsoleTailLines);
+    if (sb->vm_ && sb->vm_->Exited()) tail = sb->vm_->ConsoleTail(kConsoleTailBytes);
     auto destroyed = sb->Destroy();
     if (!destroyed.ok())
       sb->log_.Error("cleanup after a failed boot", {{"error", destroyed.error().ToString()}});
-    if (!tail.empty()) err.Wrap("the VM exited while booting; last console lines:\n" + tail + "\n");
+    if (!tail.empty()) err.Wrap("the VM exited while booting; last console output:\n" + tail + "\n");
     return std::move(err).Wrap("create sandbox " + sb->id_);
   }
   return sb;
@@ -140,7 +140,7 @@ pid_t Sandbox::vmm_pid() const { return vm_ ? vm_->pid() : -1; }
 
 bool Sandbox::VmExited() const { return !vm_ || vm_->Exited(); }
 
-std::string Sandbox::ConsoleTail(size_t lines) const { return vm_ ? vm_->ConsoleTail(lines) : std::string(); }
+std::string Sandbox::ConsoleTail(size_t max_bytes) const { return vm_ ? vm_->ConsoleTail(max_bytes) : std::string(); }
 
 Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const std::string& host_dir,
                                          bool readonly) {
@@ -156,16 +156,29 @@ Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const 
 
 Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spec spec) {
   CASK_TRY(ValidateId("container id", container_id));
+  std::vector<size_t> host_binds;
+  for (size_t i = 0; i < spec.mounts.size(); ++i) {
+    const oci::Mount& m = spec.mounts[i];
+    if (!IsBindMount(m) || m.source.empty() || m.source.front() != '/') continue;
+    if (!PathExists(m.source))
+      return Error::InvalidArgument("mounts[" + std::to_string(i) + "] (" + m.destination + "): bind source " +
+                                    m.source + " does not exist on the host");
+    host_binds.push_back(i);
+  }
+  if (host_binds.empty()) return spec;
   std::lock_guard<std::mutex> l(mu_);
   if (destroyed_ || !shared_) return Error::FailedPrecondition("sandbox " + id_ + " is destroyed");
-  for (size_t i = 0; i < spec.mounts.size(); ++i) {
+  const std::string mounts_rel = container_id + "/mounts";
+  if (PathExists(JoinPath(shared_->path(), mounts_rel)))
+    return Error::AlreadyExists("the mounts of container " + container_id + " are already shared");
+  for (size_t i : host_binds) {
     oci::Mount& m = spec.mounts[i];
-    if (!IsBindMount(m) || m.source.empty() || m.source.front() != '/') continue;
-    std::string where = "mounts[" + std::to_string(i) + "] (" + m.destination + ")";
-    if (!PathExists(m.source))
-      return Error::InvalidArgument(where + ": bind source " + m.source + " does not exist on the host");
-    std::string rel = container_id + "/mounts/" + std::to_string(i);
-    CASK_TRY_CTX(shared_->Bind(m.source, rel, HasOption(m, "ro")), "share " + where);
+    std::string rel = mounts_rel + "/" + std::to_string(i);
+    auto st = shared_->Bind(m.source, rel, HasOption(m, "ro"));
+    if (!st.ok()) {
+      (void)shared_->Remove(mounts_rel);  // all or nothing
+      return std::move(st).error().Wrap("share mounts[" + std::to_string(i) + "] (" + m.destination + ")");
+    }
     m.source = std::string(kGuestSharedDir) + "/" + rel;
   }
   return spec;

@@ -88,17 +88,20 @@ class Sandbox {
   pid_t vmm_pid() const;
   // True once the VMM process has exited (e.g. the guest panicked).
   bool VmExited() const;
-  // The last `lines` lines of the guest console, for error messages.
-  std::string ConsoleTail(size_t lines) const;
+  // The last `max_bytes` bytes of the guest console, for error messages.
+  std::string ConsoleTail(size_t max_bytes) const;
 
   // Bind-mounts `host_dir` onto shared/<container_id>/rootfs and returns
-  // its guest path, /run/cask/shared/<container_id>/rootfs.
+  // its guest path, /run/cask/shared/<container_id>/rootfs. Once per
+  // container (ALREADY_EXISTS after that, until UnshareRootfs).
   Result<std::string> ShareRootfs(const std::string& container_id, const std::string& host_dir,
                                   bool readonly = false);
   // Returns `spec` with each bind mount whose source is a host path
   // (a directory or a file such as /etc/resolv.conf) bound into
   // shared/<container_id>/mounts/<n> and its source rewritten to the guest
-  // path. A missing source is INVALID_ARGUMENT naming the mount.
+  // path. A missing source is INVALID_ARGUMENT naming the mount (checked
+  // before anything is mounted); all or nothing; once per container
+  // (ALREADY_EXISTS after that, until UnshareRootfs).
   Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
   // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
   // busy) and removes shared/<container_id>.

@@ -168,11 +168,12 @@ Status SharedDir::Bind(const std::string& host_src, const std::string& rel, bool
   CASK_ASSIGN_OR_RETURN(std::string target, Resolve(rel));
   struct stat st;
   if (::stat(host_src.c_str(), &st) != 0) return Error::Sys(errno, "stat " + host_src);
+  if (PathExists(target)) return Error::AlreadyExists(target + " already exists");
   CASK_TRY(MkdirAll(Dirname(target), 0755));
   if (S_ISDIR(st.st_mode)) {
-    if (::mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) return Error::Sys(errno, "mkdir " + target);
+    if (::mkdir(target.c_str(), 0755) != 0) return Error::Sys(errno, "mkdir " + target);
   } else {
-    int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) return Error::Sys(errno, "create " + target);
     ::close(fd);
   }

@@ -39,9 +39,10 @@ class SharedDir {
   const std::string& path() const { return path_; }
 
   // Bind-mounts (recursively) `host_src`, a directory or any other file,
-  // onto <path>/<rel>, creating the target and its parents. `rel` is
-  // relative, without "." or ".." components. With `readonly` the top
-  // mount is remounted read-only.
+  // onto <path>/<rel>, creating the target and its parents; an existing
+  // target is ALREADY_EXISTS (mounts are never stacked). `rel` is relative,
+  // without "." or ".." components. With `readonly` the top mount is
+  // remounted read-only.
   Status Bind(const std::string& host_src, const std::string& rel, bool readonly);
 
   // Unmounts every mount at or under <path>/<rel>, deepest first (detaching

@@ -22,8 +22,9 @@ TEST(MountPointsUnderTest, SelectsDeepestFirstAndUnescapes) {
       "garbage\n";
   auto m = MountPointsUnder(info, "/run/x/shared");
   ASSERT_EQ(m.size(), 4u);
-  EXPECT_EQ(m[0], "/run/x/shared/c1/rootfs/proc");
-  EXPECT_EQ(m[1], "/run/x/shared/c1/mounts/a b");
+  // Same depth: the later (upper) entry first.
+  EXPECT_EQ(m[0], "/run/x/shared/c1/mounts/a b");
+  EXPECT_EQ(m[1], "/run/x/shared/c1/rootfs/proc");
   EXPECT_EQ(m[2], "/run/x/shared/c1/rootfs");
   EXPECT_EQ(m[3], "/run/x/shared");
   EXPECT_TRUE(MountPointsUnder(info, "/nonexistent").empty());

@@ -1,0 +1,261 @@
+// Sandbox against a fake hypervisor whose "VM" is a FakeAgent on a
+// socketpair: boot order, unwinding on failure, sharing, teardown.
+#include "lib/sandbox/sandbox.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "lib/base/fs.h"
+#include "lib/hypervisor/hypervisor.h"
+#include "lib/sandbox/fake_agent_for_test.h"
+
+namespace cask::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeAgent;
+namespace pb = ::cask::agent::v1;
+
+// What the fake VMs saw and did, shared with the test.
+struct FakeWorld {
+  std::atomic<bool> start_fails{false};
+  std::atomic<bool> vm_dies_at_boot{false};
+  std::atomic<bool> setup_fails{false};
+  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0};
+  std::mutex mu;
+  hypervisor::VmConfig last_config;
+  pb::SetupSandboxRequest last_setup;
+};
+
+class FakeVm : public hypervisor::Vm {
+ public:
+  explicit FakeVm(FakeWorld& w) : w_(w) {
+    w_.started++;
+    fake_.On<pb::CheckRequest, pb::CheckResponse>("Check", [](const pb::CheckRequest&) -> Result<pb::CheckResponse> {
+      pb::CheckResponse r;
+      r.set_kernel_release("6.1.0-fake");
+      return r;
+    });
+    fake_.On<pb::SetupSandboxRequest, pb::Empty>("SetupSandbox",
+                                                 [this](const pb::SetupSandboxRequest& r) -> Result<pb::Empty> {
+                                                   std::lock_guard<std::mutex> l(w_.mu);
+                                                   w_.last_setup = r;
+                                                   if (w_.setup_fails) return Error::Internal("mount virtiofs: boom");
+                                                   return pb::Empty{};
+                                                 });
+    fake_.On<pb::DestroySandboxRequest, pb::Empty>("DestroySandbox",
+                                                   [this](const pb::DestroySandboxRequest&) -> Result<pb::Empty> {
+                                                     w_.destroy_rpcs++;
+                                                     return pb::Empty{};
+                                                   });
+    if (w_.vm_dies_at_boot) {
+      fake_.CloseWithoutServing();
+      exited_ = true;
+    } else {
+      fake_.Serve();
+    }
+  }
+  ~FakeVm() override { (void)Stop(1s); }
+  pid_t pid() const override { return 4242; }
+  hypervisor::Channel channel() const override { return hypervisor::Channel::kSerial; }
+  Result<UniqueFd> ConnectAgent(std::chrono::milliseconds) override { return fake_.TakeClientEnd(); }
+  Status Stop(std::chrono::milliseconds) override {
+    if (!stopped_) {
+      stopped_ = true;
+      w_.stopped++;
+      fake_.Stop();
+      exited_ = true;
+    }
+    return Ok();
+  }
+  bool Exited() override { return exited_; }
+  std::string console_log_path() const override { return ""; }
+  std::string ConsoleTail(size_t) const override { return exited_ ? "Kernel panic - not syncing: fake" : ""; }
+
+ private:
+  FakeWorld& w_;
+  FakeAgent fake_;
+  std::atomic<bool> exited_{false};
+  bool stopped_ = false;
+};
+
+class FakeHypervisor : public hypervisor::Hypervisor {
+ public:
+  explicit FakeHypervisor(FakeWorld& w) : w_(w) {}
+  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmConfig& cfg) override {
+    {
+      std::lock_guard<std::mutex> l(w_.mu);
+      w_.last_config = cfg;
+    }
+    if (w_.start_fails) return Error::NotFound("hypervisor.kernel: /nonexistent/vmlinux: No such file");
+    return std::unique_ptr<hypervisor::Vm>(new FakeVm(w_));
+  }
+
+ private:
+  FakeWorld& w_;
+};
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount)";
+    char tmpl[] = "/tmp/cask-sandbox-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    ASSERT_TRUE(MkdirAll(root_ + "/rootfs/bin").ok());
+    ASSERT_TRUE(WriteFile(root_ + "/rootfs/bin/sh", "#!").ok());
+    ASSERT_TRUE(WriteFile(root_ + "/resolv.conf", "nameserver 10.0.0.1\n").ok());
+  }
+  void TearDown() override {
+    if (root_.empty()) return;
+    (void)UnmountAllUnder(root_);
+    ASSERT_TRUE(RemoveTreeNoMounts(root_).ok());
+  }
+  SandboxOptions Options(const std::string& id) {
+    SandboxOptions o;
+    o.id = id;
+    o.config.runtime.state_dir = root_ + "/state";
+    o.config.agent.connect_timeout_ms = 5000;
+    o.hostname = "box";
+    o.hypervisor = std::make_unique<FakeHypervisor>(world_);
+    return o;
+  }
+  std::string root_;
+  FakeWorld world_;
+};
+
+TEST_F(SandboxTest, BootsSharesAndDestroys) {
+  auto sb = Sandbox::Create(Options("sb1"));
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  const std::string dir = root_ + "/state/sb1";
+  EXPECT_EQ((*sb)->dir(), dir);
+  EXPECT_EQ((*sb)->vmm_pid(), 4242);
+  EXPECT_EQ((*sb)->agent_info().kernel_release, "6.1.0-fake");
+  {
+    std::lock_guard<std::mutex> l(world_.mu);
+    EXPECT_EQ(world_.last_config.id, "sb1");
+    EXPECT_EQ(world_.last_config.state_dir, dir);
+    EXPECT_EQ(world_.last_config.shared_dir, dir + "/shared");
+    EXPECT_EQ(world_.last_setup.hostname(), "box");
+    ASSERT_EQ(world_.last_setup.mounts_size(), 1);
+    EXPECT_EQ(world_.last_setup.mounts(0).source(), "cask");
+    EXPECT_EQ(world_.last_setup.mounts(0).fstype(), "virtiofs");
+    EXPECT_EQ(world_.last_setup.mounts(0).target(), "/run/cask/shared");
+  }
+
+  auto guest = (*sb)->ShareRootfs("c1", root_ + "/rootfs");
+  ASSERT_TRUE(guest.ok()) << guest.error().ToString();
+  EXPECT_EQ(*guest, "/run/cask/shared/c1/rootfs");
+  EXPECT_TRUE(PathExists(dir + "/shared/c1/rootfs/bin/sh"));
+
+  oci::Spec spec;
+  spec.mounts.push_back({.destination = "/etc/resolv.conf", .type = "bind", .source = root_ + "/resolv.conf",
+                         .options = {"rbind", "ro"}});
+  spec.mounts.push_back({.destination = "/data", .type = "none", .source = root_ + "/rootfs/bin",
+                         .options = {"bind"}});
+  spec.mounts.push_back({.destination = "/proc", .type = "proc", .source = "proc", .options = {}});
+  auto shared = (*sb)->ShareMounts("c1", spec);
+  ASSERT_TRUE(shared.ok()) << shared.error().ToString();
+  EXPECT_EQ(shared->mounts[0].source, "/run/cask/shared/c1/mounts/0");
+  EXPECT_EQ(shared->mounts[1].source, "/run/cask/shared/c1/mounts/1");
+  EXPECT_EQ(shared->mounts[2].source, "proc");
+  auto rc = ReadFile(dir + "/shared/c1/mounts/0");
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, "nameserver 10.0.0.1\n");
+
+  auto again = (*sb)->ShareMounts("c1", spec);
+  EXPECT_EQ(again.error().code(), Code::kAlreadyExists) << again.error().ToString();
+
+  spec.mounts.push_back({.destination = "/x", .type = "bind", .source = root_ + "/missing", .options = {}});
+  auto bad = (*sb)->ShareMounts("c1", spec);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("/missing"), std::string::npos) << bad.error().ToString();
+
+  EXPECT_EQ((*sb)->ShareRootfs("c1", root_ + "/rootfs").error().code(), Code::kAlreadyExists);
+
+  ASSERT_TRUE((*sb)->UnshareRootfs("c1").ok());
+  EXPECT_FALSE(PathExists(dir + "/shared/c1"));
+
+  ASSERT_TRUE((*sb)->ShareRootfs("c2", root_ + "/rootfs").ok());
+  ASSERT_TRUE((*sb)->Destroy().ok());
+  EXPECT_EQ(world_.destroy_rpcs.load(), 1);
+  EXPECT_EQ(world_.stopped.load(), 1);
+  EXPECT_FALSE(PathExists(dir));
+  EXPECT_TRUE(PathExists(root_ + "/rootfs/bin/sh"));  // the source survives
+  EXPECT_TRUE((*sb)->Destroy().ok());                  // idempotent
+  EXPECT_FALSE((*sb)->ShareRootfs("c3", root_ + "/rootfs").ok());
+}
+
+TEST_F(SandboxTest, RefusesBadIdsAndDuplicates) {
+  EXPECT_EQ(Sandbox::Create(Options("../x")).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Sandbox::Create(Options("")).error().code(), Code::kInvalidArgument);
+  auto a = Sandbox::Create(Options("dup"));
+  ASSERT_TRUE(a.ok()) << a.error().ToString();
+  auto b = Sandbox::Create(Options("dup"));
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.error().code(), Code::kAlreadyExists) << b.error().ToString();
+  // The failed duplicate must not have damaged the first one.
+  EXPECT_TRUE(PathExists(root_ + "/state/dup/shared"));
+  auto bad_cid = (*a)->ShareRootfs("a/b", root_ + "/rootfs");
+  EXPECT_EQ(bad_cid.error().code(), Code::kInvalidArgument);
+}
+
+TEST_F(SandboxTest, FailedStartLeavesNothing) {
+  world_.start_fails = true;
+  auto sb = Sandbox::Create(Options("sb2"));
+  ASSERT_FALSE(sb.ok());
+  EXPECT_EQ(sb.error().code(), Code::kNotFound);
+  EXPECT_NE(sb.error().ToString().find("hypervisor.kernel"), std::string::npos) << sb.error().ToString();
+  EXPECT_NE(sb.error().ToString().find("start the VM"), std::string::npos) << sb.error().ToString();
+  EXPECT_FALSE(PathExists(root_ + "/state/sb2"));
+  auto mounts = LiveMountPointsUnder(root_);
+  ASSERT_TRUE(mounts.ok());
+  EXPECT_TRUE(mounts->empty());
+}
+
+TEST_F(SandboxTest, VmDyingDuringBootReportsTheConsole) {
+  world_.vm_dies_at_boot = true;
+  auto sb = Sandbox::Create(Options("sb3"));
+  ASSERT_FALSE(sb.ok());
+  EXPECT_NE(sb.error().ToString().find("Kernel panic"), std::string::npos) << sb.error().ToString();
+  EXPECT_EQ(world_.stopped.load(), 1);
+  EXPECT_FALSE(PathExists(root_ + "/state/sb3"));
+}
+
+TEST_F(SandboxTest, FailedSetupUnwinds) {
+  world_.setup_fails = true;
+  auto sb = Sandbox::Create(Options("sb4"));
+  ASSERT_FALSE(sb.ok());
+  EXPECT_NE(sb.error().ToString().find("set up the guest"), std::string::npos) << sb.error().ToString();
+  EXPECT_NE(sb.error().ToString().find("boom"), std::string::npos) << sb.error().ToString();
+  EXPECT_EQ(world_.stopped.load(), 1);
+  EXPECT_FALSE(PathExists(root_ + "/state/sb4"));
+}
+
+TEST_F(SandboxTest, CancelledBootUnwinds) {
+  // The fake agent would answer at once: cancel before the first attempt
+  // (as a ^C during boot does).
+  SandboxOptions o = Options("sb5");
+  o.cancelled = [] { return true; };
+  auto sb = Sandbox::Create(std::move(o));
+  ASSERT_FALSE(sb.ok());
+  EXPECT_EQ(sb.error().code(), Code::kCancelled) << sb.error().ToString();
+  EXPECT_FALSE(PathExists(root_ + "/state/sb5"));
+}
+
+TEST_F(SandboxTest, DestructorDestroys) {
+  {
+    auto sb = Sandbox::Create(Options("sb6"));
+    ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+    ASSERT_TRUE((*sb)->ShareRootfs("c1", root_ + "/rootfs").ok());
+  }
+  EXPECT_EQ(world_.stopped.load(), 1);
+  EXPECT_FALSE(PathExists(root_ + "/state/sb6"));
+  EXPECT_TRUE(PathExists(root_ + "/rootfs/bin/sh"));
+}
+
+}  // namespace
+}  // namespace cask::sandbox
