@@ -142,9 +142,11 @@ int RunDaemon(const DaemonParams& params, const ServiceFactory& factory) {
   // Let the reply of the Shutdown call that got us here reach containerd;
   // it treats a connection closed during Shutdown as success anyway.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Stop the service first: it ends calls that block by design (Wait), which
+  // the server would otherwise wait for.
+  (*service)->Stop();
   server.Shutdown();
   serve_thread.join();
-  (*service)->Stop();
   service->reset();
   events.Close(std::chrono::seconds(3));
   if (!socket_path.empty()) ::unlink(socket_path.c_str());

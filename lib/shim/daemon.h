@@ -37,7 +37,8 @@ class ShimService {
   // Registers the ttrpc methods. Called once, before serving.
   virtual void Register(rpc::Server& server) = 0;
   // The daemon is going away (exit requested or SIGTERM): release every
-  // resource (VMs, mounts). Called once, after the server stopped.
+  // resource (VMs, mounts) and end blocked calls. Called once, before the
+  // server stops; calls arriving afterwards must fail cleanly.
   virtual void Stop() = 0;
 };
 

@@ -1,0 +1,17 @@
+// The guest cgroup v2 readings of a container as containerd's
+// io.containerd.cgroups.v2.Metrics (what `ctr task metrics` and CRI's
+// ListContainerStats decode; shim-v2-protocol.md §7.3).
+#pragma once
+
+#include <string>
+
+#include "lib/sandbox/agent_client.h"
+
+namespace cask::shim {
+
+inline constexpr char kMetricsV2TypeUrl[] = "io.containerd.cgroups.v2.Metrics";
+
+// Serialized io.containerd.cgroups.v2.Metrics.
+std::string EncodeMetricsV2(const sandbox::ContainerStats& s);
+
+}  // namespace cask::shim

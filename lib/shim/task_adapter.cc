@@ -1,0 +1,225 @@
+#include "lib/shim/task_adapter.h"
+
+#include <google/protobuf/empty.pb.h>
+
+#include "github.com/containerd/containerd/api/types/task/task.pb.h"
+#include "github.com/containerd/containerd/pkg/runtimeoptions/v1/api.pb.h"
+#include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
+#include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/rpc/server.h"
+#include "lib/sandbox/sandbox.h"
+#include "lib/shim/metrics.h"
+#include "lib/shim/proto_time.h"
+
+namespace cask::shim {
+namespace {
+
+namespace pb = ::containerd::task::v2;
+using Empty = ::google::protobuf::Empty;
+
+// The message name of a type URL: everything after the last '/'.
+std::string_view TypeName(std::string_view url) {
+  size_t slash = url.rfind('/');
+  return slash == std::string_view::npos ? url : url.substr(slash + 1);
+}
+
+::containerd::v1::types::Status ToProto(ProcessState s) {
+  switch (s) {
+    case ProcessState::kCreated: return ::containerd::v1::types::CREATED;
+    case ProcessState::kRunning: return ::containerd::v1::types::RUNNING;
+    case ProcessState::kPaused: return ::containerd::v1::types::PAUSED;
+    case ProcessState::kStopped: return ::containerd::v1::types::STOPPED;
+    case ProcessState::kDeleted: return ::containerd::v1::types::UNKNOWN;
+  }
+  return ::containerd::v1::types::UNKNOWN;
+}
+
+template <typename Req, typename Resp>
+void Reg(rpc::Server& s, const char* method, std::function<Result<Resp>(const Req&)> fn) {
+  s.RegisterTyped<Req, Resp>(std::string(kTaskService), method,
+                             [fn = std::move(fn)](const rpc::CallContext&, const Req& r) { return fn(r); });
+}
+
+Result<Empty> EmptyOr(Status st) {
+  if (!st.ok()) return std::move(st).error();
+  return Empty();
+}
+
+class CaskService : public ShimService {
+ public:
+  CaskService(DaemonContext& ctx, std::unique_ptr<TaskService> svc) : ctx_(ctx), svc_(std::move(svc)) {}
+  void Register(rpc::Server& server) override { RegisterTaskService(server, *svc_, ctx_.request_exit); }
+  void Stop() override { svc_->Stop(); }
+
+ private:
+  DaemonContext& ctx_;
+  std::unique_ptr<TaskService> svc_;
+};
+
+}  // namespace
+
+Result<std::string> ConfigPathFromOptions(std::string_view type_url, std::string_view value) {
+  if (type_url.empty() && value.empty()) return std::string();
+  if (TypeName(type_url) != kRuntimeOptionsType)
+    return Error::InvalidArgument("unsupported runtime options type \"" + std::string(type_url) + "\" (cask takes " +
+                                  std::string(kRuntimeOptionsType) + ")");
+  ::runtimeoptions::v1::Options o;
+  if (!o.ParseFromString(std::string(value)))
+    return Error::InvalidArgument("cannot parse runtime options (" + std::string(type_url) + ")");
+  if (!o.config_path().empty() && o.config_path()[0] != '/')
+    return Error::InvalidArgument("runtime option ConfigPath \"" + o.config_path() + "\" is not an absolute path");
+  return o.config_path();
+}
+
+void RegisterTaskService(rpc::Server& server, TaskService& svc, std::function<void()> on_shutdown_when_empty) {
+  Reg<pb::CreateTaskRequest, pb::CreateTaskResponse>(server, "Create", [&svc](const pb::CreateTaskRequest& r)
+                                                                           -> Result<pb::CreateTaskResponse> {
+    CreateTaskParams p;
+    p.id = r.id();
+    p.bundle = r.bundle();
+    for (const auto& m : r.rootfs())
+      p.rootfs.push_back(RootfsMount{m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
+    p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
+    p.checkpoint = r.checkpoint();
+    if (r.has_options()) {
+      CASK_ASSIGN_OR_RETURN(p.config_path, ConfigPathFromOptions(r.options().type_url(), r.options().value()));
+    }
+    CASK_ASSIGN_OR_RETURN(uint32_t pid, svc.Create(p));
+    pb::CreateTaskResponse resp;
+    resp.set_pid(pid);
+    return resp;
+  });
+
+  Reg<pb::StartRequest, pb::StartResponse>(server, "Start", [&svc](const pb::StartRequest& r)
+                                                                -> Result<pb::StartResponse> {
+    CASK_ASSIGN_OR_RETURN(uint32_t pid, svc.Start(r.id(), r.exec_id()));
+    pb::StartResponse resp;
+    resp.set_pid(pid);
+    return resp;
+  });
+
+  Reg<pb::DeleteRequest, pb::DeleteResponse>(server, "Delete", [&svc](const pb::DeleteRequest& r)
+                                                                   -> Result<pb::DeleteResponse> {
+    CASK_ASSIGN_OR_RETURN(ExitInfo e, svc.Delete(r.id(), r.exec_id()));
+    pb::DeleteResponse resp;
+    resp.set_pid(e.pid);
+    resp.set_exit_status(e.exit_status);
+    SetTimestamp(resp.mutable_exited_at(), e.exited_at);
+    return resp;
+  });
+
+  Reg<pb::ExecProcessRequest, Empty>(server, "Exec", [&svc](const pb::ExecProcessRequest& r) -> Result<Empty> {
+    if (r.spec().type_url() != kProcessSpecTypeUrl && TypeName(r.spec().type_url()) != "Process")
+      return Error::InvalidArgument("exec spec has type \"" + r.spec().type_url() + "\", want " +
+                                    std::string(kProcessSpecTypeUrl));
+    ExecParams p;
+    p.id = r.id();
+    p.exec_id = r.exec_id();
+    p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
+    p.process_json = r.spec().value();
+    return EmptyOr(svc.Exec(p));
+  });
+
+  Reg<pb::StateRequest, pb::StateResponse>(server, "State", [&svc](const pb::StateRequest& r)
+                                                                -> Result<pb::StateResponse> {
+    CASK_ASSIGN_OR_RETURN(ProcessStatus s, svc.State(r.id(), r.exec_id()));
+    pb::StateResponse resp;
+    resp.set_id(s.exec_id.empty() ? s.id : s.exec_id);
+    resp.set_exec_id(s.exec_id);
+    resp.set_bundle(s.bundle);
+    resp.set_pid(s.pid);
+    resp.set_status(ToProto(s.state));
+    resp.set_stdin(s.stdio.stdin_path);
+    resp.set_stdout(s.stdio.stdout_path);
+    resp.set_stderr(s.stdio.stderr_path);
+    resp.set_terminal(s.stdio.terminal);
+    if (s.exit) {
+      resp.set_exit_status(s.exit->exit_status);
+      SetTimestamp(resp.mutable_exited_at(), s.exit->exited_at);
+    }
+    return resp;
+  });
+
+  Reg<pb::PidsRequest, pb::PidsResponse>(server, "Pids", [&svc](const pb::PidsRequest& r)
+                                                             -> Result<pb::PidsResponse> {
+    CASK_ASSIGN_OR_RETURN(auto pids, svc.Pids(r.id()));
+    pb::PidsResponse resp;
+    for (const auto& p : pids) resp.add_processes()->set_pid(p.pid);
+    return resp;
+  });
+
+  Reg<pb::KillRequest, Empty>(server, "Kill", [&svc](const pb::KillRequest& r) -> Result<Empty> {
+    return EmptyOr(svc.Kill(r.id(), r.exec_id(), r.signal(), r.all()));
+  });
+
+  Reg<pb::WaitRequest, pb::WaitResponse>(server, "Wait", [&svc](const pb::WaitRequest& r)
+                                                             -> Result<pb::WaitResponse> {
+    CASK_ASSIGN_OR_RETURN(ExitInfo e, svc.Wait(r.id(), r.exec_id()));
+    pb::WaitResponse resp;
+    resp.set_exit_status(e.exit_status);
+    SetTimestamp(resp.mutable_exited_at(), e.exited_at);
+    return resp;
+  });
+
+  Reg<pb::PauseRequest, Empty>(server, "Pause",
+                               [&svc](const pb::PauseRequest& r) -> Result<Empty> { return EmptyOr(svc.Pause(r.id())); });
+  Reg<pb::ResumeRequest, Empty>(server, "Resume", [&svc](const pb::ResumeRequest& r) -> Result<Empty> {
+    return EmptyOr(svc.Resume(r.id()));
+  });
+  Reg<pb::CloseIORequest, Empty>(server, "CloseIO", [&svc](const pb::CloseIORequest& r) -> Result<Empty> {
+    if (!r.stdin()) return Empty();  // containerd only ever closes stdin
+    return EmptyOr(svc.CloseIo(r.id(), r.exec_id()));
+  });
+  Reg<pb::ResizePtyRequest, Empty>(server, "ResizePty", [&svc](const pb::ResizePtyRequest& r) -> Result<Empty> {
+    return EmptyOr(svc.ResizePty(r.id(), r.exec_id(), r.width(), r.height()));
+  });
+  Reg<pb::UpdateTaskRequest, Empty>(server, "Update", [&svc](const pb::UpdateTaskRequest& r) -> Result<Empty> {
+    if (r.resources().type_url() != kResourcesTypeUrl && TypeName(r.resources().type_url()) != "LinuxResources")
+      return Error::InvalidArgument("resources have type \"" + r.resources().type_url() + "\", want " +
+                                    std::string(kResourcesTypeUrl));
+    return EmptyOr(svc.Update(r.id(), r.resources().value()));
+  });
+
+  Reg<pb::StatsRequest, pb::StatsResponse>(server, "Stats", [&svc](const pb::StatsRequest& r)
+                                                                -> Result<pb::StatsResponse> {
+    CASK_ASSIGN_OR_RETURN(auto stats, svc.Stats(r.id()));
+    pb::StatsResponse resp;
+    resp.mutable_stats()->set_type_url(kMetricsV2TypeUrl);
+    resp.mutable_stats()->set_value(EncodeMetricsV2(stats));
+    return resp;
+  });
+
+  Reg<pb::ConnectRequest, pb::ConnectResponse>(server, "Connect", [&svc](const pb::ConnectRequest& r)
+                                                                      -> Result<pb::ConnectResponse> {
+    CASK_ASSIGN_OR_RETURN(ConnectInfo c, svc.Connect(r.id()));
+    pb::ConnectResponse resp;
+    resp.set_shim_pid(c.shim_pid);
+    resp.set_task_pid(c.task_pid);
+    return resp;
+  });
+
+  Reg<pb::ShutdownRequest, Empty>(server, "Shutdown", [&svc, on_shutdown_when_empty](const pb::ShutdownRequest&)
+                                                          -> Result<Empty> {
+    // A pod shim keeps serving while any of its tasks remains.
+    if (svc.Empty() && on_shutdown_when_empty) on_shutdown_when_empty();
+    return Empty();
+  });
+
+  Reg<pb::CheckpointTaskRequest, Empty>(server, "Checkpoint", [](const pb::CheckpointTaskRequest&) -> Result<Empty> {
+    return Error::Unimplemented("checkpoint is not supported by cask");
+  });
+}
+
+Result<std::unique_ptr<ShimService>> NewCaskService(DaemonContext& ctx) {
+  TaskService::Deps deps;
+  deps.ns = ctx.flags.ns;
+  deps.log = ctx.log;
+  deps.events = ctx.events;
+  deps.create_sandbox = [](sandbox::SandboxOptions o) { return sandbox::Sandbox::Create(std::move(o)); };
+  deps.load_config = [](const std::string& path) {
+    return path.empty() ? config::LoadDefault() : config::LoadFile(path);
+  };
+  return std::unique_ptr<ShimService>(new CaskService(ctx, std::make_unique<TaskService>(std::move(deps))));
+}
+
+}  // namespace cask::shim

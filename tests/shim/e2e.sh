@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# tests/shim/e2e.sh CASE: one end-to-end test of containerd-shim-cask-v2
+# against a private, real containerd 1.6 (see lib.sh), driven with ctr.
+# Exit 0 = pass, 77 = skipped (no guest assets / not root), else fail.
+# Every case also checks, on the way out, that no shim, QEMU or mount of
+# its own is left behind.
+source "$(dirname "$0")/lib.sh"
+
+expect_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
+expect_contains() { grep -qF -- "$2" <<<"$1" || fail "$3: expected output to contain '$2', got: $1"; }
+
+case_basic() {
+  run_cask -d "$IMAGE" bb sleep 1000
+  ctr_ container ls | grep -E "^bb\s" | grep -q "$RUNTIME" || fail "RUNTIME column does not show $RUNTIME: $(ctr_ container ls)"
+  expect_eq "$(task_status bb)" RUNNING "task status"
+  local guest host
+  guest=$(ctr_ task exec --exec-id e1 bb uname -r | tr -d '\r')
+  host=$(uname -r)
+  log "host kernel $host, container kernel $guest"
+  [ -n "$guest" ] || fail "exec uname -r printed nothing"
+  [ "$guest" != "$host" ] || fail "container runs on the host kernel ($host)"
+  if [ -f "$GUEST_DIR/kernel-release" ]; then expect_eq "$guest" "$(cat "$GUEST_DIR/kernel-release")" "guest kernel"; fi
+  expect_eq "$(qemu_count)" 1 "QEMU processes"
+  [ "$(ctr_ task ps bb | tail -n +2 | grep -c .)" -ge 1 ] || fail "task ps is empty"
+  ctr_ task kill bb
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"bb\"{print \$3}')\" = STOPPED ]" ||
+    fail "task did not stop after kill: $(task_status bb)"
+  ctr_ task rm bb
+  ctr_ containers rm bb
+  wait_for 20 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU still running after rm"
+}
+
+case_exit_codes() {
+  local rc=0
+  run_cask --rm "$IMAGE" x1 sh -c 'exit 3' || rc=$?
+  expect_eq "$rc" 3 "exit code"
+  rc=0
+  run_cask --rm "$IMAGE" x2 sh -c 'kill -9 $$' || rc=$?
+  expect_eq "$rc" 137 "exit code of a SIGKILLed process"
+  rc=0
+  run_cask --rm "$IMAGE" x3 true || rc=$?
+  expect_eq "$rc" 0 "exit code of true"
+}
+
+case_stdio() {
+  local out
+  out=$(printf 'hello\nworld\n' | run_cask --rm -i "$IMAGE" s1 cat)
+  expect_eq "$out" $'hello\nworld' "stdin copied through cat"
+  # stdout and stderr both arrive, completely, before the exit.
+  out=$(run_cask --rm "$IMAGE" s2 sh -c 'seq 1 20000; echo err >&2' 2>&1)
+  expect_contains "$out" "err" "stderr"
+  expect_eq "$(grep -c . <<<"$out")" 20001 "line count of stdout+stderr"
+  expect_eq "$(grep -x 20000 <<<"$out")" 20000 "last stdout line"
+}
+
+case_tty() {
+  local out
+  out=$(script -qec "ctr --address $CONTAINERD_ADDRESS -n $NS run --runtime $RUNTIME --runtime-config-path $W/cask.toml --rm -t $IMAGE t1 sh -c 'tty; stty size'" /dev/null | tr -d '\r')
+  expect_contains "$out" "/dev/pts/" "tty inside the container"
+}
+
+case_exec() {
+  run_cask -d "$IMAGE" ex sleep 1000
+  local rc=0 out
+  ctr_ task exec --exec-id e1 ex sh -c 'exit 5' || rc=$?
+  expect_eq "$rc" 5 "exec exit code"
+  out=$(ctr_ task exec --exec-id e2 ex sh -c 'echo from-exec; echo e >&2' 2>&1)
+  expect_contains "$out" "from-exec" "exec stdout"
+  out=$(echo piped | ctr_ task exec -i --exec-id e3 ex cat)
+  expect_eq "$out" piped "exec stdin"
+  rc=0
+  ctr_ task exec --exec-id e4 ex /no/such/binary >/dev/null 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] || fail "exec of a missing binary succeeded"
+  ctr_ task kill -s SIGKILL ex
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"ex\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  ctr_ task rm ex
+  ctr_ containers rm ex
+}
+
+case_kill_all() {
+  run_cask -d "$IMAGE" ka sh -c 'trap "" TERM; sleep 1000 & sleep 1000 & wait'
+  sleep 1
+  ctr_ task kill --all -s SIGKILL ka
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"ka\"{print \$3}')\" = STOPPED ]" || fail "kill --all did not stop the task"
+  # Killing a stopped task is tolerated (NOT_FOUND is swallowed by ctr --all? check status only)
+  ctr_ task rm ka
+  ctr_ containers rm ka
+}
+
+case_pause_resume() {
+  run_cask -d --log-uri "file://$W/pause.log" "$IMAGE" pr sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done'
+  wait_for 30 test -s "$W/pause.log" || fail "no output from the counter"
+  ctr_ task pause pr
+  expect_eq "$(task_status pr)" PAUSED "status after pause"
+  sleep 1
+  local n1 n2 n3
+  n1=$(wc -l < "$W/pause.log")
+  sleep 3
+  n2=$(wc -l < "$W/pause.log")
+  expect_eq "$n2" "$n1" "lines written while paused"
+  ctr_ task resume pr
+  expect_eq "$(task_status pr)" RUNNING "status after resume"
+  sleep 3
+  n3=$(wc -l < "$W/pause.log")
+  [ "$n3" -gt "$n2" ] || fail "no progress after resume ($n2 -> $n3)"
+  ctr_ task kill -s SIGKILL pr
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"pr\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  ctr_ task rm pr
+  ctr_ containers rm pr
+}
+
+case_metrics() {
+  run_cask -d "$IMAGE" me sleep 1000
+  local out
+  out=$(ctr_ task metrics me)
+  log "metrics: $out"
+  expect_contains "$out" "memory" "metrics"
+  expect_contains "$out" "cpu" "metrics"
+  ctr_ task kill -s SIGKILL me
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"me\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  ctr_ task rm me
+  ctr_ containers rm me
+}
+
+case_rm_leaves_nothing() {
+  local socks_before socks_after
+  socks_before=$(ls /run/containerd/s 2>/dev/null | sort)
+  run_cask --rm "$IMAGE" rm1 true
+  expect_eq "$(ctr_ task ls -q)" "" "tasks after run --rm"
+  expect_eq "$(ctr_ containers ls -q)" "" "containers after run --rm"
+  wait_for 10 bash -c "[ -z \"\$(pgrep -f 'containerd-shim-cask-v2.*-address $W/containerd.sock')\" ]" || fail "shim still running"
+  expect_eq "$(qemu_count)" 0 "QEMU after run --rm"
+  socks_after=$(ls /run/containerd/s 2>/dev/null | sort)
+  [ -z "$(comm -13 <(echo "$socks_before") <(echo "$socks_after"))" ] || fail "shim socket left in /run/containerd/s"
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
+}
+
+case_pod() {
+  run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pod1 \
+    "$IMAGE" pod1 sleep 1000
+  run_cask -d --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=pod1 \
+    "$IMAGE" app1 sleep 1000
+  expect_eq "$(task_status pod1)" RUNNING "sandbox status"
+  expect_eq "$(task_status app1)" RUNNING "container status"
+  expect_eq "$(qemu_count)" 1 "QEMU processes for a two-container pod"
+  local b1 b2
+  b1=$(ctr_ task exec --exec-id b1 pod1 cat /proc/sys/kernel/random/boot_id)
+  b2=$(ctr_ task exec --exec-id b2 app1 cat /proc/sys/kernel/random/boot_id)
+  expect_eq "$b2" "$b1" "boot id seen by both containers"
+  expect_eq "$(cat "$W/state/io.containerd.runtime.v2.task/$NS/app1/address")" \
+            "$(cat "$W/state/io.containerd.runtime.v2.task/$NS/pod1/address")" "shim address of both containers"
+  ctr_ task kill -s SIGKILL app1
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"app1\"{print \$3}')\" = STOPPED ]" || fail "app1 not stopped"
+  ctr_ task rm app1
+  ctr_ containers rm app1
+  expect_eq "$(task_status pod1)" RUNNING "sandbox after deleting the container"
+  expect_eq "$(ctr_ task exec --exec-id b3 pod1 echo alive)" alive "exec in the sandbox after deleting the container"
+  expect_eq "$(qemu_count)" 1 "QEMU after deleting the container"
+  ctr_ task kill -s SIGKILL pod1
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"pod1\"{print \$3}')\" = STOPPED ]" || fail "pod1 not stopped"
+  ctr_ task rm pod1
+  ctr_ containers rm pod1
+  wait_for 20 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU still running after the pod was deleted"
+}
+
+case_oom() {
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$!
+  local rc=0
+  run_cask --rm --memory-limit 33554432 "$IMAGE" oom1 sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done' || rc=$?
+  sleep 1
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
+  expect_eq "$rc" 137 "exit status of the OOM-killed container"
+  grep -q "/tasks/oom" "$W/events.log" || fail "no /tasks/oom event: $(cat "$W/events.log")"
+}
+
+case_restart() {
+  run_cask -d "$IMAGE" rs sleep 1000
+  stop_containerd
+  start_containerd
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"rs\"{print \$3}')\" = RUNNING ]" ||
+    fail "task not running after a containerd restart: $(ctr_ task ls)"
+  expect_eq "$(ctr_ task exec --exec-id r1 rs echo reachable)" reachable "exec after restart"
+  ctr_ task kill -s SIGKILL rs
+  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"rs\"{print \$3}')\" = STOPPED ]" || fail "not stopped after restart (events lost?)"
+  ctr_ task rm rs
+  ctr_ containers rm rs
+}
+
+case_vm_death() {
+  run_cask -d "$IMAGE" vd sleep 1000
+  local q
+  q=$(qemu_pids)
+  [ -n "$q" ] || fail "no QEMU"
+  kill -9 $q
+  wait_for 60 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"vd\"{print \$3}')\" = STOPPED ]" || fail "task did not exit when QEMU died"
+  ctr_ task rm vd
+  ctr_ containers rm vd
+
+  # Killing the shim: containerd notices, cleans up with `delete`, and the VM goes too.
+  run_cask -d "$IMAGE" sd sleep 1000
+  local shim
+  shim=$(pgrep -f "containerd-shim-cask-v2.*-id sd .*-address $W/containerd.sock|containerd-shim-cask-v2.*-address $W/containerd.sock.*-id sd" | head -1)
+  [ -n "$shim" ] || shim=$(pgrep -f "containerd-shim-cask-v2.*$W/containerd.sock" | head -1)
+  [ -n "$shim" ] || fail "no shim process"
+  kill -9 "$shim"
+  wait_for 60 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"sd\"{print \$3}')\" != RUNNING ]" || fail "task still running after the shim died"
+  ctr_ task rm -f sd >/dev/null 2>&1 || true
+  ctr_ containers rm sd
+  wait_for 30 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU left after the shim was killed"
+}
+
+expect_create_fails() {  # expect_create_fails WHAT NEEDLE ctr-run-args...
+  local what=$1 needle=$2; shift 2
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "$what: ctr run succeeded"
+  log "$what: $out"
+  expect_contains "$out" "$needle" "$what error message"
+  expect_eq "$(qemu_count)" 0 "QEMU left after $what"
+  for c in $(ctr_ containers ls -q); do ctr_ containers rm "$c" >/dev/null 2>&1 || true; done
+}
+
+case_bad_input() {
+  expect_create_fails "missing rootfs" "$W/no-such-rootfs" \
+    ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/cask.toml" --rootfs "$W/no-such-rootfs" b1 /bin/true
+
+  mkdir -p "$W/rootfs-ok"
+  cat > "$W/bad-spec.json" <<JSON
+{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"relative/dir","user":{"uid":0,"gid":0}},
+ "root":{"path":"$W/rootfs-ok"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}
+JSON
+  expect_create_fails "invalid spec" "process.cwd" \
+    ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/cask.toml" --config "$W/bad-spec.json" b2
+
+  write_cask_config "$W/unknown-key.toml" "bogus_key = 1"
+  expect_create_fails "unknown config key" "bogus_key" \
+    ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/unknown-key.toml" "$IMAGE" b3 true
+
+  GUEST_DIR=/nonexistent/guest write_cask_config "$W/no-kernel.toml"
+  expect_create_fails "missing kernel" "/nonexistent/guest/vmlinux" \
+    ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/no-kernel.toml" "$IMAGE" b4 true
+
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left after failed creates: $(ls -A "$W/cask-state")"
+}
+
+main() {
+  local c=${1:?usage: e2e.sh CASE}
+  declare -F "case_$c" >/dev/null || { echo "unknown case $c" >&2; exit 2; }
+  setup
+  log "case $c"
+  "case_$c"
+  log "case $c: PASS"
+}
+main "$@"
