@@ -129,7 +129,7 @@ Result<std::vector<CgroupWrite>> ResourceWrites(const oci::LinuxResources& r) {
     if (m.limit.value_or(0) != 0) w.push_back({"memory.max", Int(*m.limit)});
     if (m.reservation.value_or(0) != 0) w.push_back({"memory.low", Int(*m.reservation)});
     CASK_ASSIGN_OR_RETURN(std::optional<int64_t> swap, SwapToCgroupV2(m.swap.value_or(0), m.limit));
-    if (swap) w.push_back({"memory.swap.max", Int(*swap)});
+    if (swap) w.push_back({"memory.swap.max", Int(*swap), /*optional=*/true});
   }
   if (r.pids) {
     w.push_back({"pids.max", r.pids->limit > 0 ? std::to_string(r.pids->limit) : "max"});
@@ -141,7 +141,7 @@ Result<std::vector<CgroupWrite>> ResourceWrites(const oci::LinuxResources& r) {
     if (h.page_size.empty() || h.page_size.find('/') != std::string::npos) {
       return Error::InvalidArgument("bad hugepage size \"" + h.page_size + "\"");
     }
-    w.push_back({"hugetlb." + h.page_size + ".max", std::to_string(h.limit)});
+    w.push_back({"hugetlb." + h.page_size + ".max", std::to_string(h.limit), /*optional=*/true});
   }
   for (const auto& [key, value] : r.unified) {
     if (key.empty() || key.find('/') != std::string::npos || key[0] == '.' ||
@@ -228,7 +228,7 @@ Status Cgroup::Apply(const oci::LinuxResources& r) const {
     int fd = open(file.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (err == ENOENT && w.file == "memory.swap.max" && w.value == "max") continue;
+      if (err == ENOENT && w.optional) continue;
       if (err == ENOENT) {
         std::string ctrl = w.file.substr(0, w.file.find('.'));
         return Error::FailedPrecondition("cgroup file " + w.file + " does not exist (controller " +

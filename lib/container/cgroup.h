@@ -30,6 +30,10 @@ Result<std::optional<int64_t>> SwapToCgroupV2(int64_t swap, std::optional<int64_
 struct CgroupWrite {
   std::string file;
   std::string value;
+  // Skipped when the file does not exist: memory.swap.max (a guest kernel
+  // or VM without swap cannot use swap anyway) and hugetlb.<size>.max (page
+  // sizes of the host that the guest does not support cannot be used).
+  bool optional = false;
 };
 // The file writes that apply `r` (pure; validates the unified keys and
 // rejects what cgroup v2 cannot do, e.g. realtime cpu).

@@ -292,6 +292,15 @@ TEST_F(ContainerTest, NewUserNamespaceWithMappings) {
   EXPECT_NE(r.out.find("cask-test\n"), std::string::npos) << r.out;
 }
 
+TEST_F(ContainerTest, UserNamespaceWithoutNetnsBindsSysfs) {
+  oci::Spec spec = BaseSpec({"sh", "-c", "ls /sys/kernel >/dev/null && echo sys-ok"});
+  spec.linux->namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}, {"user", ""}};
+  spec.linux->uid_mappings = {{0, 100000, 65536}};
+  spec.linux->gid_mappings = {{0, 100000, 65536}};
+  auto r = CreateAndRun(spec);
+  EXPECT_EQ(r.out, "sys-ok\n") << r.err;
+}
+
 TEST_F(ContainerTest, ReadonlyRootRejectsWrites) {
   oci::Spec spec = BaseSpec({"sh", "-c", "echo x > /newfile || echo ro-ok"});
   spec.root->readonly = true;
