@@ -32,14 +32,10 @@
 #include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/config/config.h"
+#include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/shared_dir.h"
-
-namespace cask::hypervisor {
-class Hypervisor;
-class Vm;
-}  // namespace cask::hypervisor
 
 namespace cask::sandbox {
 

@@ -1,0 +1,290 @@
+#include "cmd/cask-runtime/run.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+
+#include "cmd/cask-runtime/signals.h"
+#include "cmd/cask-runtime/terminal.h"
+#include "lib/base/fs.h"
+#include "lib/base/log.h"
+#include "lib/config/config.h"
+#include "lib/sandbox/process_io.h"
+#include "lib/sandbox/sandbox.h"
+
+namespace cask::runtime {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long the output may take to drain after the process exited (other
+// processes of the container may still hold its stdout for a moment).
+constexpr std::chrono::milliseconds kDrainTimeout{30'000};
+// VM memory headroom above a container limit: guest kernel + agent.
+constexpr uint32_t kVmMemoryHeadroomMib = 128;
+
+void PrintError(const std::string& msg) { std::fprintf(stderr, "cask-runtime: %s\n", msg.c_str()); }
+
+int Fail(const Error& e) {
+  PrintError(e.ToString());
+  return kExitRuntimeError;
+}
+
+long long Ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+Result<std::string> RandomId() {
+  CASK_ASSIGN_OR_RETURN(UniqueFd fd, Open("/dev/urandom", O_RDONLY));
+  unsigned char b[6];
+  CASK_TRY(ReadFull(fd.get(), reinterpret_cast<char*>(b), sizeof b));
+  static const char kHex[] = "0123456789abcdef";
+  std::string id = "cask-";
+  for (unsigned char c : b) {
+    id += kHex[c >> 4];
+    id += kHex[c & 15];
+  }
+  return id;
+}
+
+Result<UniqueFd> Dup(int fd) {
+  int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0) return Error::Sys(errno, "dup fd " + std::to_string(fd));
+  return UniqueFd(d);
+}
+
+// What the signal thread needs to know about the run, under a mutex.
+struct SignalTarget {
+  std::mutex mu;
+  sandbox::AgentClient* agent = nullptr;  // set once the container started
+  std::string container_id;
+  bool tty = false;
+  // A terminating signal received before the container started: abandon.
+  std::atomic<int> cancel_signal{0};
+
+  void Handle(int sig) {
+    std::lock_guard<std::mutex> l(mu);
+    if (sig == SIGWINCH) {
+      if (agent && tty) {
+        if (auto ws = GetWindowSize(STDIN_FILENO)) (void)agent->TtyWinResize(container_id, "", ws->rows, ws->cols);
+      }
+      return;
+    }
+    if (agent) {
+      (void)agent->SignalProcess(container_id, "", sig);
+      return;
+    }
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) cancel_signal = sig;
+  }
+};
+
+// The exec failure of StartContainer, docker style.
+int ReportStartFailure(const Error& e, const std::string& cmd) {
+  std::string msg = e.message();
+  if (msg.rfind("exec:", 0) == 0) {
+    PrintError(msg);
+  } else {
+    PrintError("exec: " + cmd + ": " + msg);
+  }
+  if (e.code() == Code::kNotFound) return kExitCommandNotFound;
+  if (e.code() == Code::kPermissionDenied) return kExitCannotExecute;
+  return kExitRuntimeError;
+}
+
+class RunSession {
+ public:
+  explicit RunSession(const RunOptions& o) : opts_(o), log_(STDERR_FILENO, o.debug ? LogLevel::kDebug : LogLevel::kWarn, "runtime") {}
+  ~RunSession() { Teardown(); }
+
+  int Run();
+
+ private:
+  Result<int> RunContainer(PreparedContainer& pc, config::Config cfg);
+  void Teardown();
+  void PrintTiming();
+
+  const RunOptions& opts_;
+  Logger log_;
+  SignalTarget target_;
+  std::string id_;
+  Clock::time_point t0_ = Clock::now(), t_booted_{}, t_created_{}, t_started_{}, t_exited_{}, t_done_{};
+
+  // Declared in the order they are made; Teardown() releases them in the
+  // right order explicitly.
+  std::unique_ptr<SignalForwarder> forwarder_;
+  std::unique_ptr<sandbox::Sandbox> sandbox_;
+  bool shared_ = false;
+  bool container_created_ = false;
+  std::unique_ptr<sandbox::ProcessIoPump> pump_;
+  bool drained_ = false;
+  RawTerminal raw_;
+};
+
+int RunSession::Run() {
+  // Everything that can be checked without booting is checked first.
+  auto cfg = opts_.config_path.empty() ? config::LoadDefault() : config::LoadFile(opts_.config_path);
+  if (!cfg.ok()) return Fail(std::move(cfg).error().Wrap("load the configuration"));
+  auto pc = PrepareContainer(opts_.request);
+  if (!pc.ok()) return Fail(pc.error());
+  if (opts_.id.empty()) {
+    auto id = RandomId();
+    if (!id.ok()) return Fail(id.error());
+    id_ = *id;
+  } else {
+    id_ = opts_.id;
+  }
+  if (auto st = sandbox::ValidateId("--id", id_); !st.ok()) return Fail(st.error());
+
+  config::Config c = std::move(*cfg);
+  if (opts_.request.cpus) c.hypervisor.vcpus = *opts_.request.cpus;
+  if (opts_.request.memory_mib) {
+    uint64_t want = *opts_.request.memory_mib + kVmMemoryHeadroomMib;
+    if (want > config::kMaxMemoryMib)
+      return Fail(Error::InvalidArgument("--memory " + std::to_string(*opts_.request.memory_mib) +
+                                         ": the VM would need more than " + std::to_string(config::kMaxMemoryMib) +
+                                         " MiB"));
+    if (want > c.hypervisor.memory_mib) c.hypervisor.memory_mib = static_cast<uint32_t>(want);
+  }
+  if (opts_.debug) c.runtime.debug = true;
+  if (!opts_.request.rootfs.empty() && opts_.request.hostname.empty()) pc->spec.hostname = id_;
+
+  auto status = RunContainer(*pc, std::move(c));
+  Teardown();
+  t_done_ = Clock::now();
+  if (opts_.timing) PrintTiming();
+  if (!status.ok()) return Fail(status.error());
+  return *status;
+}
+
+Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) {
+  oci::Process& proc = *pc.spec.process;
+  const bool tty = proc.terminal;
+  const bool stdin_is_tty = ::isatty(STDIN_FILENO) == 1;
+  if (tty && stdin_is_tty) {
+    if (auto ws = GetWindowSize(STDIN_FILENO)) proc.console_size = oci::ConsoleSize{ws->rows, ws->cols};
+  }
+
+  // Signals: blocked from here on in every thread, handled by one thread.
+  CASK_ASSIGN_OR_RETURN(forwarder_, SignalForwarder::Start([this](int sig) { target_.Handle(sig); }));
+
+  sandbox::SandboxOptions so;
+  so.id = id_;
+  so.config = std::move(cfg);
+  so.hostname = pc.spec.hostname;
+  so.logger = log_;
+  so.cancelled = [this] { return target_.cancel_signal.load() != 0; };
+  auto sb = sandbox::Sandbox::Create(std::move(so));
+  if (!sb.ok()) {
+    if (int sig = target_.cancel_signal.load()) return 128 + sig;
+    return std::move(sb).error();
+  }
+  sandbox_ = std::move(*sb);
+  t_booted_ = Clock::now();
+  auto& agent = sandbox_->agent();
+  const std::string& cid = id_;
+
+  CASK_ASSIGN_OR_RETURN(std::string guest_rootfs, sandbox_->ShareRootfs(cid, pc.rootfs, pc.readonly_rootfs));
+  shared_ = true;
+  CASK_ASSIGN_OR_RETURN(oci::Spec spec, sandbox_->ShareMounts(cid, pc.spec));
+  CASK_TRY_CTX(agent.CreateContainer(cid, spec, guest_rootfs, opts_.interactive), "create the container");
+  container_created_ = true;
+  t_created_ = Clock::now();
+
+  sandbox::ProcessIoFds fds;
+  if (opts_.interactive) {
+    CASK_ASSIGN_OR_RETURN(fds.stdin_fd, Dup(STDIN_FILENO));
+  }
+  CASK_ASSIGN_OR_RETURN(fds.stdout_fd, Dup(STDOUT_FILENO));
+  if (!tty) {
+    CASK_ASSIGN_OR_RETURN(fds.stderr_fd, Dup(STDERR_FILENO));
+  }
+  CASK_ASSIGN_OR_RETURN(pump_, sandbox::ProcessIoPump::Start(agent, cid, "", std::move(fds)));
+
+  if (int sig = target_.cancel_signal.load()) return 128 + sig;
+  if (tty && stdin_is_tty && opts_.interactive) {
+    auto raw = RawTerminal::Enter(STDIN_FILENO);
+    if (!raw.ok()) return std::move(raw).error().Wrap("put the terminal in raw mode");
+    raw_ = std::move(*raw);
+  }
+
+  auto started = agent.StartContainer(cid);
+  if (!started.ok()) {
+    raw_.Restore();
+    return ReportStartFailure(started.error(), proc.args.empty() ? "" : proc.args[0]);
+  }
+  t_started_ = Clock::now();
+  {
+    std::lock_guard<std::mutex> l(target_.mu);
+    target_.agent = &agent;
+    target_.container_id = cid;
+    target_.tty = tty;
+  }
+  // A signal that arrived between boot and start is delivered now.
+  if (int sig = target_.cancel_signal.load()) (void)agent.SignalProcess(cid, "", sig);
+
+  auto exit = agent.WaitProcess(cid, "");
+  t_exited_ = Clock::now();
+  if (!exit.ok()) {
+    if (sandbox_->VmExited())
+      return Error::Unavailable("the VM exited while the container ran; last console output:\n" +
+                                sandbox_->ConsoleTail(3000));
+    return std::move(exit).error().Wrap("wait for the container");
+  }
+  drained_ = pump_->WaitDrainedFor(kDrainTimeout);
+  if (!drained_) log_.Warn("output did not drain in time; some may be lost");
+  return exit->status;
+}
+
+void RunSession::Teardown() {
+  raw_.Restore();
+  // No more signal deliveries to an agent that is going away.
+  forwarder_.reset();
+  if (sandbox_) {
+    auto& agent = sandbox_->agent();
+    if (container_created_ && !agent.closed()) {
+      // Kills what is left of the container; its streams then reach EOF.
+      auto st = agent.RemoveContainer(id_, /*force=*/true);
+      if (!st.ok()) log_.Debug("remove container", {{"error", st.error().ToString()}});
+    }
+    container_created_ = false;
+    if (pump_ && !drained_ && !pump_->WaitDrainedFor(std::chrono::milliseconds(2000)))
+      agent.Close();  // unblocks the pump's reads
+    pump_.reset();
+    if (shared_) {
+      auto st = sandbox_->UnshareRootfs(id_);
+      if (!st.ok()) PrintError(st.error().ToString());
+      shared_ = false;
+    }
+    auto st = sandbox_->Destroy();
+    if (!st.ok()) PrintError(st.error().ToString());
+  }
+  pump_.reset();
+}
+
+void RunSession::PrintTiming() {
+  if (!sandbox_) return;
+  const auto& t = sandbox_->timing();
+  auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::fprintf(stderr,
+               "cask-runtime: timing: vm_start_ms=%lld agent_ready_ms=%lld boot_ms=%lld setup_ms=%lld "
+               "create_ms=%lld run_ms=%lld teardown_ms=%lld total_ms=%lld\n",
+               static_cast<long long>(ms(t.vm_start)), static_cast<long long>(ms(t.agent_ready)),
+               static_cast<long long>(ms(t.vm_start + t.agent_ready)), static_cast<long long>(ms(t.setup)),
+               t_created_ == Clock::time_point{} ? -1LL : Ms(t_created_ - t_booted_),
+               (t_started_ == Clock::time_point{} || t_exited_ == Clock::time_point{}) ? -1LL : Ms(t_exited_ - t_started_),
+               t_exited_ == Clock::time_point{} ? -1LL : Ms(t_done_ - t_exited_), Ms(t_done_ - t0_));
+}
+
+}  // namespace
+
+int Run(const RunOptions& opts) {
+  ::signal(SIGPIPE, SIG_IGN);
+  RunSession s(opts);
+  return s.Run();
+}
+
+}  // namespace cask::runtime
