@@ -248,7 +248,9 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
         qmp_ = std::move(*client);
         return Ok();
       }
-      if (Exited())
+      // A reset handshake usually means QEMU is exiting on an error: give
+      // it a moment so that its own message is what the caller sees.
+      if (WaitQemuExit(Clock::now() + milliseconds(2000)))
         return Error::Internal("qemu exited during startup (" + ExitDescription() + "): " +
                                Trimmed(FileTail(qemu_log_, kStartErrorLogBytes)));
       return std::move(client).error().Wrap("connect to QMP " + qmp_sock_);
