@@ -138,7 +138,18 @@ Result<PendingProcess> Container::Exec(const oci::Process& proc, bool open_stdin
     return Error::FailedPrecondition("container " + id_ + " has no running init");
   }
   const oci::Linux* lx = spec_.linux ? &*spec_.linux : nullptr;
-  CASK_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(proc, lx ? lx->seccomp : std::nullopt));
+  // Like runc: what the exec request leaves out comes from the container's
+  // process (capabilities, rlimits, oom_score_adj); no_new_privs set on the
+  // container cannot be dropped by an exec.
+  oci::Process effective = proc;
+  if (spec_.process) {
+    const oci::Process& init = *spec_.process;
+    if (!effective.capabilities) effective.capabilities = init.capabilities;
+    if (effective.rlimits.empty()) effective.rlimits = init.rlimits;
+    if (!effective.oom_score_adj) effective.oom_score_adj = init.oom_score_adj;
+    effective.no_new_privileges |= init.no_new_privileges;
+  }
+  CASK_ASSIGN_OR_RETURN(ProcessPlan plan, PlanProcess(effective, lx ? lx->seccomp : std::nullopt));
   auto joins = NamespacesOf(init_pid_);
   // The namespaces were read through the pid: make sure it was still our
   // init (a reaped and reused pid fails the pidfd check).

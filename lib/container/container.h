@@ -123,7 +123,10 @@ class Container {
 
   // A pending process that joins every namespace of the init process and
   // its cgroup, with `proc`'s args, env, cwd, user, capabilities, rlimits,
-  // no_new_privs, and the container's seccomp profile. Needs a live init.
+  // no_new_privs, and the container's seccomp profile. Capabilities,
+  // rlimits and oom_score_adj that `proc` leaves out are the container
+  // process's (as runc); the container's no_new_privs always applies.
+  // Needs a live init.
   Result<PendingProcess> Exec(const oci::Process& proc, bool open_stdin, ProcessIo* io_out);
 
   // Every pid in the container's cgroup (cgroup.procs).

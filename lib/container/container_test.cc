@@ -301,6 +301,52 @@ TEST_F(ContainerTest, UserNamespaceWithoutNetnsBindsSysfs) {
   EXPECT_EQ(r.out, "sys-ok\n") << r.err;
 }
 
+TEST_F(ContainerTest, SysctlRlimitsOomUmaskAndDevices) {
+  oci::Spec spec = BaseSpec({"sh", "-c",
+                             "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; "
+                             "cat /proc/self/oom_score_adj; umask; "
+                             "echo x > /dev/mynull && echo mynull-ok; ls -ln /dev/mynull"});
+  spec.linux->sysctl["net.ipv4.ip_forward"] = "1";
+  spec.process->rlimits = {{"RLIMIT_NOFILE", 1000, 900}};
+  spec.process->oom_score_adj = 500;
+  spec.process->user.umask = 077;
+  oci::Device d;
+  d.path = "/dev/mynull";
+  d.type = "c";
+  d.major = 1;
+  d.minor = 3;
+  d.file_mode = 0640;
+  d.uid = 7;
+  d.gid = 8;
+  spec.linux->devices.push_back(d);
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/ls").c_str()) == 0 || errno == EEXIST, true);
+  auto r = CreateAndRun(spec);
+  EXPECT_NE(r.out.find("1\n900\n500\n0077\nmynull-ok\n"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("crw-r-----"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 7 "), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerTest, BadSysctlAndRlimitAreRejected) {
+  ProcessIo io;
+  PendingProcess init;
+  oci::Spec spec = BaseSpec({"sh"});
+  spec.linux->sysctl["../../etc/x"] = "1";
+  auto c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kInvalidArgument);
+  spec = BaseSpec({"sh"});
+  spec.process->rlimits = {{"RLIMIT_BANANAS", 1, 1}};
+  c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().ToString().find("RLIMIT_BANANAS"), std::string::npos);
+  spec = BaseSpec({"sh"});
+  spec.linux->sysctl["kernel.no_such_knob"] = "1";
+  c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().ToString().find("sysctl kernel.no_such_knob"), std::string::npos)
+      << c.error().ToString();
+}
+
 TEST_F(ContainerTest, ReadonlyRootRejectsWrites) {
   oci::Spec spec = BaseSpec({"sh", "-c", "echo x > /newfile || echo ro-ok"});
   spec.root->readonly = true;
@@ -384,12 +430,17 @@ TEST_F(ContainerTest, UnstartedInitIsKilledWithItsOwner) {
 TEST_F(ContainerTest, ExecJoinsTheContainer) {
   ProcessIo io;
   PendingProcess init;
-  auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
+  oci::Spec spec = BaseSpec({"sleep", "30"});
+  spec.process->capabilities = oci::Capabilities{{"CAP_KILL"}, {"CAP_KILL"}, {}, {"CAP_KILL"}, {}};
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/grep").c_str()), 0);
+  auto c = Container::Create(Options(spec), &io, &init);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   ASSERT_TRUE(init.Start().ok());
 
   oci::Process p;
-  p.args = {"sh", "-c", "hostname; cat /proc/1/cmdline; echo; echo $$; pwd; cat"};
+  p.args = {"sh", "-c",
+            "hostname; cat /proc/1/cmdline; echo; echo $$; pwd; cat; "
+            "grep -E '^CapBnd:' /proc/self/status"};
   p.env = {"PATH=/bin"};
   p.cwd = "/tmp";
   ProcessIo eio;
@@ -404,6 +455,8 @@ TEST_F(ContainerTest, ExecJoinsTheContainer) {
   EXPECT_EQ(out.substr(0, out.find('\n') + 1), "cask-test\n");
   EXPECT_NE(out.find(std::string("sleep\0", 6) + "30"), std::string::npos) << out;
   EXPECT_NE(out.find("\n/tmp\nfrom-stdin\n"), std::string::npos) << out;
+  // No capabilities in the exec request: the container's apply.
+  EXPECT_NE(out.find("CapBnd:\t0000000000000020"), std::string::npos) << out;
   int st = WaitFor(*pid);
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0);
