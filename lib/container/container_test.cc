@@ -347,6 +347,28 @@ TEST_F(ContainerTest, BadSysctlAndRlimitAreRejected) {
       << c.error().ToString();
 }
 
+// Mount destinations that are symlinks in the image (Ubuntu's
+// /etc/resolv.conf, /var/run -> /run) are followed inside the rootfs, even
+// when the link dangles; links never lead outside it.
+TEST_F(ContainerTest, MountDestinationsFollowSymlinksInsideTheRootfs) {
+  ASSERT_EQ(symlink("../run/systemd/resolve/stub-resolv.conf", (rootfs_ + "/etc/resolv.conf").c_str()), 0);
+  ASSERT_TRUE(MkdirAll(rootfs_ + "/var").ok());
+  ASSERT_EQ(symlink("/run", (rootfs_ + "/var/run").c_str()), 0);
+  ASSERT_EQ(symlink("/../../../../tmp", (rootfs_ + "/escape").c_str()), 0);
+  ASSERT_TRUE(WriteFile(dir_ + "/resolv.conf", "nameserver 10.0.0.1\n").ok());
+  oci::Spec spec = BaseSpec({"sh", "-c",
+                             "cat /etc/resolv.conf; test -d /run/foo && echo foo-ok; "
+                             "test -d /escape/inside && echo escape-inside"});
+  spec.mounts.push_back({"/etc/resolv.conf", "bind", dir_ + "/resolv.conf", {"rbind", "ro"}});
+  spec.mounts.push_back({"/var/run/foo", "tmpfs", "tmpfs", {}});
+  spec.mounts.push_back({"/escape/inside", "tmpfs", "tmpfs", {}});
+  auto r = CreateAndRun(spec);
+  EXPECT_EQ(r.out, "nameserver 10.0.0.1\nfoo-ok\nescape-inside\n") << r.err;
+  EXPECT_TRUE(PathExists(rootfs_ + "/run/systemd/resolve/stub-resolv.conf"));
+  EXPECT_TRUE(PathExists(rootfs_ + "/tmp/inside"));
+  EXPECT_FALSE(PathExists("/tmp/inside"));
+}
+
 TEST_F(ContainerTest, ReadonlyRootRejectsWrites) {
   oci::Spec spec = BaseSpec({"sh", "-c", "echo x > /newfile || echo ro-ok"});
   spec.root->readonly = true;

@@ -97,6 +97,51 @@ std::vector<std::string> Components(const std::string& path) {
   return out;
 }
 
+// Resolves the symlinks of `path` inside the rootfs, component by
+// component (absolute links restart at the rootfs, ".." stops at it),
+// without needing the tail to exist: "/etc/resolv.conf" ->
+// "/run/systemd/resolve/stub-resolv.conf" even when that file is missing,
+// so a mount point can be created where the image's link points.
+Result<std::string> ResolveInRoot(int root, const std::string& path) {
+  std::vector<std::string> todo = Components(path);
+  std::reverse(todo.begin(), todo.end());  // a stack: next component last
+  std::vector<std::string> done;
+  int links = 0;
+  bool parent_missing = false;
+  auto join = [](const std::vector<std::string>& parts) {
+    std::string out;
+    for (const auto& p : parts) out += "/" + p;
+    return out.empty() ? std::string("/") : out;
+  };
+  while (!todo.empty()) {
+    std::string c = todo.back();
+    todo.pop_back();
+    if (c == "..") {
+      if (!done.empty()) done.pop_back();
+      continue;
+    }
+    if (!parent_missing) {
+      auto dir = OpenInRoot(root, join(done), O_PATH | O_DIRECTORY);
+      if (!dir.ok()) {
+        parent_missing = true;  // nothing below can be a link
+      } else {
+        char buf[4096];
+        ssize_t n = readlinkat(dir->get(), c.c_str(), buf, sizeof buf - 1);
+        if (n >= 0) {
+          if (++links > 40) return Error::Sys(ELOOP, "resolve " + path + " in the rootfs");
+          std::string target(buf, static_cast<size_t>(n));
+          if (!target.empty() && target[0] == '/') done.clear();
+          std::vector<std::string> parts = Components(target);
+          for (auto it = parts.rbegin(); it != parts.rend(); ++it) todo.push_back(*it);
+          continue;
+        }
+      }
+    }
+    done.push_back(c);
+  }
+  return join(done);
+}
+
 // mkdir -p of `path` inside the rootfs; returns an O_PATH fd of the directory.
 Result<UniqueFd> MkdirAllIn(int root, const std::string& path) {
   std::string prefix;
@@ -172,7 +217,8 @@ constexpr unsigned long kRemountable =
 Status DoMount(int root, const PlannedMount& pm, const RootfsPlan& plan) {
   const oci::Mount& m = pm.mount;
   const MountOptions& o = pm.opts;
-  const std::string& dest = m.destination;
+  // Mount on where the destination's symlinks lead, inside the rootfs.
+  CASK_ASSIGN_OR_RETURN(const std::string dest, ResolveInRoot(root, m.destination));
   bool is_cgroup = m.type == "cgroup" || m.type == "cgroup2";
   bool bind = o.bind() || (is_cgroup && !plan.cgroup_ns && !plan.cgroup_path.empty());
   std::string source = m.source;
