@@ -66,6 +66,11 @@ void LoadModules(const BootOptions& boot, const Logger& log) {
                               {"builtin", Join(report->builtin)},
                               {"already_loaded", Join(report->already_loaded)},
                               {"ms", std::to_string(report->elapsed.count() / 1000)}});
+  if (log.enabled(LogLevel::kDebug)) {
+    Logger::Fields f;
+    for (const auto& [name, us] : report->timings) f.emplace_back(name, std::to_string(us.count() / 1000) + "ms");
+    log.Debug("kernel module load times", f);
+  }
   for (const auto& m : report->missing)
     log.Warn("kernel module neither in modules.dep nor built in", {{"module", m}, {"dir", mopts.release_dir}});
   for (const auto& f : report->failed) log.Warn("kernel module failed to load", {{"error", f}});

@@ -159,7 +159,10 @@ Result<ModuleLoadReport> LoadKernelModules(const ModuleLoadOptions& opts) {
       report.missing.push_back(name);
   }
   for (const std::string& name : plan.order) {
+    auto t0 = std::chrono::steady_clock::now();
     Status st = LoadModuleFile(JoinPath(opts.release_dir, db.at(name).path));
+    report.timings.emplace_back(
+        name, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0));
     if (st.ok()) {
       report.loaded.push_back(name);
     } else if (st.error().code() == Code::kAlreadyExists) {

@@ -58,6 +58,8 @@ struct ModuleLoadReport {
   std::vector<std::string> builtin;         // absent from modules.dep, present in the kernel
   std::vector<std::string> missing;         // absent from modules.dep and from the kernel
   std::vector<std::string> failed;          // "name: error"
+  // Time spent in finit_module, per module, in load order.
+  std::vector<std::pair<std::string, std::chrono::microseconds>> timings;
   std::chrono::microseconds elapsed{0};
 };
 

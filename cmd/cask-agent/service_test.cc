@@ -8,6 +8,7 @@
 
 #include <thread>
 
+#include <dirent.h>
 #include <linux/magic.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -156,7 +157,10 @@ class ContainerServiceTest : public ServiceTest {
     dir_ = tmpl;
     rootfs_ = dir_ + "/rootfs";
     for (const char* d : {"/bin", "/proc", "/dev", "/sys", "/tmp", "/etc"}) ASSERT_TRUE(MkdirAll(rootfs_ + d).ok());
-    ASSERT_EQ(system((std::string("cp ") + bb + " " + rootfs_ + "/bin/busybox").c_str()), 0);
+    // No system(): the test's reaper would steal the shell's exit status.
+    auto binary = ReadFile(bb);
+    ASSERT_TRUE(binary.ok());
+    ASSERT_TRUE(WriteFile(rootfs_ + "/bin/busybox", *binary, 0755).ok());
     for (const char* app : {"sh", "echo", "cat", "sleep", "read", "true"})
       ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/" + app).c_str()), 0);
     // cgroup v2 where the host has it (hybrid: the unified mount).
@@ -173,7 +177,8 @@ class ContainerServiceTest : public ServiceTest {
     if (client_) ServiceTest::TearDown();
     if (!cgroup_root_.empty()) rmdir(cgroup_root_.c_str());
     if (!dir_.empty()) {
-      EXPECT_EQ(system(("rm -rf " + dir_).c_str()), 0);
+      Status removed = RemoveAll(dir_);
+      EXPECT_TRUE(removed.ok()) << removed.error().ToString();
     }
   }
   AgentOptions Options() override {
@@ -266,7 +271,24 @@ class ContainerServiceTest : public ServiceTest {
   std::string dir_, rootfs_, cgroup_root_;
 };
 
+// The open fds, as "fd -> target" lines.
+std::string OpenFds() {
+  std::string out;
+  DIR* d = opendir("/proc/self/fd");
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.' || std::to_string(dirfd(d)) == e->d_name) continue;
+    char target[256] = {};
+    (void)!readlink((std::string("/proc/self/fd/") + e->d_name).c_str(), target, sizeof target - 1);
+    out += std::string(e->d_name) + " -> " + target + "\n";
+  }
+  closedir(d);
+  return out;
+}
+
 TEST_F(ContainerServiceTest, StdioExitStatusAndRemove) {
+  // After a round trip, so that the connection's own fds exist already.
+  ASSERT_TRUE(Call<v1::CheckResponse>("Check", v1::CheckRequest()).ok());
+  std::string fds_before = OpenFds();
   ASSERT_TRUE(Create("c1", {"sh", "-c", "echo out; echo err >&2; read x; echo got $x; exit 3"}, true).ok());
   // Not started yet: exec is refused.
   v1::ExecProcessRequest exec;
@@ -302,6 +324,7 @@ TEST_F(ContainerServiceTest, StdioExitStatusAndRemove) {
   auto gone = Remove("c1", false);
   ASSERT_FALSE(gone.ok());
   EXPECT_EQ(gone.error().code(), Code::kNotFound);
+  EXPECT_EQ(OpenFds(), fds_before);  // pipes, pidfd, pumps' eventfds all closed
 }
 
 TEST_F(ContainerServiceTest, ExecSignalAndForceRemove) {
