@@ -55,8 +55,10 @@ PortState PollPort(int fd, int timeout_ms) {
   struct pollfd p = {fd, POLLIN, 0};
   int r = ::poll(&p, 1, timeout_ms);
   if (r <= 0) return PortState::kIdle;
-  if (p.revents & POLLIN) return PortState::kReadable;
+  // Without a host, virtio_console reports POLLHUP *and* POLLIN (a read
+  // would not block: it returns 0), so the hang-up decides.
   if (p.revents & (POLLHUP | POLLERR)) return PortState::kHostAbsent;
+  if (p.revents & POLLIN) return PortState::kReadable;
   return PortState::kIdle;
 }
 

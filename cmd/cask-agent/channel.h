@@ -23,8 +23,9 @@ Result<std::string> FindVirtioPort(const std::string& name, const std::string& s
 // once virtio_console has probed the device), then opened O_RDWR.
 Result<UniqueFd> OpenVirtioPort(const std::string& name, std::chrono::milliseconds timeout);
 
-// How a virtio-serial port looks from the guest: POLLHUP while no host
-// is connected (reads then return 0), POLLIN when a request is waiting.
+// How a virtio-serial port looks from the guest: POLLHUP (with POLLIN)
+// while no host is connected (reads then return 0 at once), POLLIN alone
+// when a request is waiting.
 enum class PortState { kHostAbsent, kReadable, kIdle };
 PortState PollPort(int fd, int timeout_ms);
 
