@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# End-to-end tests of `cask-runtime run` under QEMU (TCG): one case per
+# invocation, `runtime_e2e.sh CASE`. Every case boots real VMs with the
+# build-tree guest assets, checks what the issue asks, and then checks that
+# nothing is left behind (lib.sh: assert_clean, and again on exit).
+# Exit status: 0 pass, 1 fail, 77 skip (no guest assets / not root).
+source "$(dirname "$0")/lib.sh"
+
+case_uname() {  # the guest kernel, not the host's
+  run -- uname -r
+  expect_rc 0
+  local guest host
+  guest=$(tr -d '\r\n' < "$OUT")
+  host=$(uname -r)
+  [ -n "$guest" ] || fail "empty uname -r"
+  [ "$guest" != "$host" ] || fail "uname -r in the container is the host's ($host)"
+  if [ -f "$GUEST_DIR/kernel-release" ]; then
+    [ "$guest" = "$(cat "$GUEST_DIR/kernel-release")" ] || fail "uname -r '$guest' is not the guest kernel $(cat "$GUEST_DIR/kernel-release")"
+  fi
+  assert_clean
+}
+
+case_exit_code() {
+  run -- sh -c 'exit 7'
+  expect_rc 7
+  run -- true
+  expect_rc 0
+  run -- false
+  expect_rc 1
+  assert_clean
+}
+
+# The container's init killed by SIGKILL -> 128 + 9. Inside its own pid
+# namespace a process cannot SIGKILL its init (the kernel ignores it), so
+# this case uses a bundle whose spec has no pid namespace: there
+# `kill -9 $$` really kills the init process.
+case_killed() {
+  mkdir -p "$W/bundle"
+  cat > "$W/bundle/config.json" <<JSON
+{
+  "ociVersion": "1.0.2",
+  "process": {"args": ["sh", "-c", "kill -9 \$\$; echo survived"], "cwd": "/",
+              "env": ["PATH=/bin:/sbin:/usr/bin:/usr/sbin"]},
+  "root": {"path": "$ROOTFS"},
+  "hostname": "nopidns",
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+  "linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
+}
+JSON
+  rt run --config "$CONF" --bundle "$W/bundle"
+  expect_rc 137
+  [ ! -s "$OUT" ] || fail "the process survived SIGKILL"
+  assert_clean
+}
+
+case_missing_command() {
+  run -- /bin/no-such-command arg
+  expect_rc 127
+  expect_err_has "no-such-command"
+  expect_err_has "exec"
+  assert_clean
+}
+
+case_stdin() {
+  echo hi > "$W/input"
+  RT_STDIN=$W/input run -i -- cat
+  expect_rc 0
+  expect_out "hi"
+  # A larger input arrives intact, and EOF reaches the container.
+  seq 1 20000 > "$W/input"
+  RT_STDIN=$W/input run -i -- sh -c 'wc -l; md5sum'
+  expect_rc 0
+  local want
+  want=$(md5sum < "$W/input" | cut -d' ' -f1)
+  expect_out_has "20000"
+  expect_out_has "$want"
+  # Without -i the container's stdin is empty.
+  RT_STDIN=$W/input run -- sh -c 'wc -c'
+  expect_rc 0
+  expect_out "0"
+  assert_clean
+}
+
+case_stdout_stderr() {
+  run -- sh -c 'echo to-out; echo to-err >&2; exit 3'
+  expect_rc 3
+  expect_out "to-out"
+  grep -qx "to-err" "$ERR" || fail "stderr of the container missing"
+  # A lot of output is delivered completely before the exit is reported.
+  run -- sh -c 'seq 1 50000'
+  expect_rc 0
+  [ "$(wc -l < "$OUT")" -eq 50000 ] || fail "expected 50000 lines, got $(wc -l < "$OUT")"
+  [ "$(tail -1 "$OUT")" = 50000 ] || fail "last line is $(tail -1 "$OUT")"
+  assert_clean
+}
+
+case_tty() {
+  command -v script >/dev/null || { echo "SKIP: script(1) missing" >&2; exit 77; }
+  # script(1) gives cask-runtime a pty as its terminal; the container gets
+  # a pty of its own in the guest.
+  LAST_CMD="script -qec 'cask-runtime run -t ...' /dev/null"
+  set +e
+  timeout -k 10 300 script -qec "$CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -- sh -c 'test -t 0 && test -t 1 && echo yes-tty; tty; stty size; exit 4'" /dev/null \
+    > "$OUT" 2> "$ERR" < /dev/null
+  RC=$?
+  set -e
+  log "$LAST_CMD -> $RC"
+  expect_rc 4
+  expect_out_has "yes-tty"
+  expect_out_has "/dev/pts/"
+  # Without -t there is no terminal.
+  run -- sh -c 'test -t 0 || test -t 1 || echo no-tty'
+  expect_rc 0
+  expect_out "no-tty"
+  assert_clean
+}
+
+case_pid1() {
+  run -- sh -c 'echo $$'
+  expect_rc 0
+  expect_out "1"
+  assert_clean
+}
+
+case_hostname() {
+  run --hostname e2e-host -- hostname
+  expect_rc 0
+  expect_out "e2e-host"
+  run --id e2e-id-1 -- hostname
+  expect_rc 0
+  expect_out "e2e-id-1"
+  assert_clean
+}
+
+case_isolation() {  # the agent's files are not visible in the container
+  run -- sh -c 'ls -a /; test -e /init && echo INIT-VISIBLE; test -e /run/cask && echo CASK-VISIBLE; test -e /run/cask/shared && echo SHARED-VISIBLE; ls /proc | grep -c "^[0-9]"'
+  expect_rc 0
+  ! grep -q VISIBLE "$OUT" || fail "agent files are visible in the container"
+  expect_out_has "bin"
+  # Only the container's own processes: sh and ls/grep (< 5), not the agent.
+  local n
+  n=$(tail -1 "$OUT" | tr -d '\r')
+  [ "$n" -lt 5 ] || fail "$n processes visible in the container"
+  assert_clean
+}
+
+case_memory_limit() {
+  # Our cgroup: with a cgroup namespace it is "/", else /cask/<id>.
+  run --memory 64 -- sh -c 'p=$(sed -n "s/^0:://p" /proc/self/cgroup); cat /sys/fs/cgroup${p%/}/memory.max'
+  expect_rc 0
+  expect_out "67108864"
+  run --cpus 1 -- sh -c 'p=$(sed -n "s/^0:://p" /proc/self/cgroup); cat /sys/fs/cgroup${p%/}/cpu.max'
+  expect_rc 0
+  expect_out "100000 100000"
+  assert_clean
+}
+
+case_bundle() {
+  mkdir -p "$W/bundle"
+  ln -s "$ROOTFS" "$W/bundle/rootfs"
+  cat > "$W/bundle/config.json" <<'JSON'
+{
+  "ociVersion": "1.0.2",
+  "process": {"args": ["sh", "-c", "echo from-bundle $(hostname); touch /x 2>/dev/null || echo read-only"],
+              "cwd": "/", "env": ["PATH=/bin"]},
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "bundlehost",
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]}
+}
+JSON
+  rt run --config "$CONF" --bundle "$W/bundle"
+  expect_rc 0
+  expect_out_has "from-bundle bundlehost"
+  expect_out_has "read-only"
+  [ ! -e "$ROOTFS/x" ] || fail "the read-only rootfs was written"
+  # A command after -- replaces process.args.
+  rt run --config "$CONF" --bundle "$W/bundle" -- echo replaced
+  expect_rc 0
+  expect_out "replaced"
+  assert_clean
+}
+
+case_signals() {
+  # SIGTERM to cask-runtime reaches the container's init (it traps it).
+  set +e
+  "$CASK_RUNTIME" run --config "$CONF" --rootfs "$ROOTFS" --id e2e-sig -- \
+    sh -c 'trap "echo got-term; exit 3" TERM; echo ready; while :; do sleep 0.1; done' > "$OUT" 2> "$ERR" &
+  local pid=$!
+  set -e
+  LAST_CMD="cask-runtime run ... (SIGTERM once ready)"
+  wait_for 240 grep -q ready "$OUT" || { kill -9 $pid; fail "the container did not start"; }
+  kill -TERM $pid
+  set +e
+  wait $pid
+  RC=$?
+  set -e
+  expect_rc 3
+  expect_out_has "got-term"
+  assert_clean
+
+  # SIGINT while the VM is still booting: the boot is abandoned, and
+  # everything is cleaned up.
+  set +e
+  "$CASK_RUNTIME" run --config "$CONF" --rootfs "$ROOTFS" --id e2e-boot -- sleep 100 > "$OUT" 2> "$ERR" &
+  pid=$!
+  set -e
+  LAST_CMD="cask-runtime run ... (SIGINT during boot)"
+  wait_for 60 test -S "$STATE/e2e-boot/qmp.sock" || wait_for 60 test -d "$STATE/e2e-boot" || true
+  kill -INT $pid
+  set +e
+  wait $pid
+  RC=$?
+  set -e
+  expect_rc 130
+  assert_clean "after an interrupted boot"
+}
+
+case_bad_input() {
+  # Each bad input: clear message, non-zero exit, no VM started, nothing left.
+  rt run --config "$CONF" --rootfs "$W/no-such-rootfs" -- true
+  expect_rc 125
+  expect_err_has "$W/no-such-rootfs"
+
+  mkdir -p "$W/bad-bundle"
+  echo '{"ociVersion": "1.0.2", "process": {' > "$W/bad-bundle/config.json"
+  rt run --config "$CONF" --bundle "$W/bad-bundle"
+  expect_rc 125
+  expect_err_has "config.json"
+
+  echo '{"ociVersion": "1.0.2", "root": {"path": "'"$ROOTFS"'"}, "process": {"args": [], "cwd": "/"}}' \
+    > "$W/bad-bundle/config.json"
+  rt run --config "$CONF" --bundle "$W/bad-bundle"
+  expect_rc 125
+  expect_err_has "process.args"
+
+  rt run --config "$CONF" --rootfs "$ROOTFS" --no-such-option -- true
+  expect_rc 2
+  expect_err_has "--no-such-option"
+
+  write_config "$W/badkey.toml" "no_such_key = 1"
+  rt run --config "$W/badkey.toml" --rootfs "$ROOTFS" -- true
+  expect_rc 125
+  expect_err_has "no_such_key"
+
+  rt run --config "$W/nonexistent.toml" --rootfs "$ROOTFS" -- true
+  expect_rc 125
+  expect_err_has "$W/nonexistent.toml"
+
+  sed "s#^kernel = .*#kernel = \"$W/no-vmlinux\"#" "$CONF" > "$W/nokernel.toml"
+  rt run --config "$W/nokernel.toml" --rootfs "$ROOTFS" -- true
+  expect_rc 125
+  expect_err_has "$W/no-vmlinux"
+
+  sed "s#^initrd = .*#initrd = \"$W/no-initrd.img\"#" "$CONF" > "$W/noinitrd.toml"
+  rt run --config "$W/noinitrd.toml" --rootfs "$ROOTFS" -- true
+  expect_rc 125
+  expect_err_has "$W/no-initrd.img"
+
+  { echo '[hypervisor]'; echo "path = \"$W/no-qemu-system-x86_64\""; sed -n '2,$p' "$CONF"; } > "$W/noqemu.toml"
+  rt run --config "$W/noqemu.toml" --rootfs "$ROOTFS" -- true
+  expect_rc 125
+  expect_err_has "$W/no-qemu-system-x86_64"
+
+  rt run --config "$CONF" --rootfs "$ROOTFS" --id "../escape" -- true
+  expect_rc 125
+  expect_err_has "--id"
+
+  assert_clean "after bad input"
+}
+
+case_check_env() {
+  rt check --config "$CONF"
+  expect_rc 0
+  expect_out_has "qemu"
+  expect_out_has "kernel"
+  rt env --config "$CONF"
+  expect_rc 0
+  expect_out_has "state_dir = \"$STATE\""
+  rt version
+  expect_rc 0
+  expect_out_has "cask-runtime"
+  sed "s#^kernel = .*#kernel = \"$W/no-vmlinux\"#" "$CONF" > "$W/nokernel.toml"
+  rt check --config "$W/nokernel.toml"
+  [ "$RC" -ne 0 ] || fail "check passed without a kernel"
+  expect_out_has "$W/no-vmlinux"
+}
+
+[ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
+declare -F "case_$1" >/dev/null || { echo "unknown case '$1'" >&2; exit 2; }
+setup
+log "case $1 in $W"
+"case_$1"
+log "case $1: PASS"
