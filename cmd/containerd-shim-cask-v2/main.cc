@@ -2,5 +2,8 @@
 // (`ctr run --runtime io.containerd.cask.v2 ...`). All logic is in lib/shim.
 #include "lib/shim/main.h"
 #include "lib/shim/task_adapter.h"
+#include "lib/shim/vm_record.h"
 
-int main(int argc, char** argv) { return cask::shim::Main(argc, argv, cask::shim::NewCaskService); }
+int main(int argc, char** argv) {
+  return cask::shim::Main(argc, argv, cask::shim::NewCaskService, cask::shim::CleanupDeadVm);
+}

@@ -34,12 +34,17 @@ Status UnmountAll(const std::string& dir) {
   return Error::Internal("unmount " + dir + ": still mounted after 64 unmounts");
 }
 
-Result<std::string> RunDelete(const Flags& flags, const std::string& bundle) {
+Result<DeleteOutput> RunDelete(const Flags& flags, const std::string& bundle, const CleanupHook& hook) {
   if (bundle.empty()) return Error::InvalidArgument("delete: no bundle directory");
+  DeleteOutput out;
+  if (hook) {
+    if (Status st = hook(bundle); !st.ok()) out.warnings = "delete " + flags.id + ": " + st.error().ToString() + "\n";
+  }
   CASK_TRY_CTX(UnmountAll(JoinPath(bundle, "rootfs")), "delete " + flags.id);
   DeleteResult r;
   r.exited_at = std::chrono::system_clock::now();
-  return EncodeDeleteResponse(r);
+  out.response = EncodeDeleteResponse(r);
+  return out;
 }
 
 }  // namespace cask::shim

@@ -9,6 +9,7 @@
 // -- a serialized containerd.task.v2.DeleteResponse -- to stdout, raw.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "lib/base/result.h"
@@ -33,8 +34,17 @@ std::string EncodeDeleteResponse(const DeleteResult& r);
 // that is not a mount point, or does not exist, is fine.
 Status UnmountAll(const std::string& dir);
 
-// Does the cleanup for `bundle` (the -bundle flag, else the cwd) and returns
-// the bytes to print.
-Result<std::string> RunDelete(const Flags& flags, const std::string& bundle);
+// Runtime-specific cleanup of what a dead shim left behind (cask: its VM).
+using CleanupHook = std::function<Status(const std::string& bundle)>;
+
+struct DeleteOutput {
+  std::string response;  // the bytes for stdout
+  std::string warnings;  // for stderr (containerd logs them as cleanup warnings)
+};
+
+// Does the cleanup for `bundle` (the -bundle flag, else the cwd): the hook
+// first, then the rootfs. A failing hook is a warning, not a failure: the
+// task is gone either way.
+Result<DeleteOutput> RunDelete(const Flags& flags, const std::string& bundle, const CleanupHook& hook = {});
 
 }  // namespace cask::shim

@@ -42,7 +42,8 @@ TEST(Delete, IdempotentAndUnmounts) {
     auto out = RunDelete(f, bundle);
     ASSERT_TRUE(out.ok()) << out.error().ToString();
     ::containerd::task::v2::DeleteResponse resp;
-    ASSERT_TRUE(resp.ParseFromString(*out));
+    ASSERT_TRUE(resp.ParseFromString(out->response));
+    EXPECT_EQ(out->warnings, "");
     EXPECT_EQ(resp.exit_status(), 137u);
     EXPECT_GT(resp.exited_at().seconds(), 0);
   }
@@ -54,6 +55,11 @@ TEST(Delete, IdempotentAndUnmounts) {
   // A bundle without rootfs is fine too.
   ASSERT_EQ(::rmdir(rootfs.c_str()), 0);
   EXPECT_TRUE(RunDelete(f, bundle).ok());
+  // A failing cleanup hook is reported as a warning; the response is still there.
+  auto warned = RunDelete(f, bundle, [](const std::string&) -> Status { return Error::Internal("boom"); });
+  ASSERT_TRUE(warned.ok());
+  EXPECT_NE(warned->warnings.find("boom"), std::string::npos);
+  EXPECT_FALSE(warned->response.empty());
   ::rmdir(bundle.c_str());
 }
 

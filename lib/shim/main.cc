@@ -52,7 +52,7 @@ int Fail(const Error& e) {
 
 }  // namespace
 
-int Main(int argc, char** argv, const ServiceFactory& factory) {
+int Main(int argc, char** argv, const ServiceFactory& factory, const CleanupHook& cleanup) {
   std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   auto flags = ParseFlags(args);
   if (!flags.ok()) return Fail(flags.error());
@@ -71,9 +71,10 @@ int Main(int argc, char** argv, const ServiceFactory& factory) {
     }
     case Action::kDelete: {
       std::string bundle = flags->bundle.empty() ? Cwd() : flags->bundle;
-      auto out = RunDelete(*flags, bundle);
+      auto out = RunDelete(*flags, bundle, cleanup);
       if (!out.ok()) return Fail(out.error());
-      return WriteAll(STDOUT_FILENO, *out).ok() ? 0 : 1;
+      if (!out->warnings.empty()) (void)WriteAll(STDERR_FILENO, out->warnings);
+      return WriteAll(STDOUT_FILENO, out->response).ok() ? 0 : 1;
     }
     case Action::kDaemon: {
       const char* ttrpc = std::getenv("TTRPC_ADDRESS");

@@ -7,11 +7,13 @@
 #pragma once
 
 #include "lib/shim/daemon.h"
+#include "lib/shim/delete.h"
 
 namespace cask::shim {
 
 inline constexpr char kVersion[] = "0.1.0";
 
-int Main(int argc, char** argv, const ServiceFactory& factory);
+// `cleanup` runs in `delete` (see delete.h); may be empty.
+int Main(int argc, char** argv, const ServiceFactory& factory, const CleanupHook& cleanup = {});
 
 }  // namespace cask::shim

@@ -14,6 +14,7 @@
 #include "lib/sandbox/sandbox.h"
 #include "lib/shim/delete.h"
 #include "lib/shim/rootfs.h"
+#include "lib/shim/vm_record.h"
 
 namespace cask::shim {
 
@@ -269,7 +270,10 @@ Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
       std::lock_guard lk(mu_);
       sandbox_ = std::move(sb).value();
       sandbox_id_ = g.group_id;
+      sandbox_bundle_ = p.bundle;
     }
+    if (Status st = WriteVmRecord(p.bundle, sandbox_->dir()); !st.ok())
+      c->log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
     oom_thread_ = std::thread([this, vm = sandbox_] { WatchOom(vm); });
     c->log.Info("pod VM ready", {{"vmm_pid", std::to_string(VmmPid())},
                                  {"kernel", sandbox_->agent_info().kernel_release}});
@@ -454,6 +458,7 @@ Status TaskService::DestroySandboxLocked(std::unique_lock<std::mutex>&) {
     dead = std::move(sandbox_);
     sandbox_id_.clear();
   }
+  if (st.ok()) RemoveVmRecord(sandbox_bundle_);
   dead.reset();
   return st;
 }

@@ -181,6 +181,7 @@ class TaskService {
   // Shared so that calls outside op_mu_ keep it alive while they use it.
   std::shared_ptr<sandbox::Sandbox> sandbox_;
   std::string sandbox_id_;
+  std::string sandbox_bundle_;  // bundle holding the VM record (vm_record.h)
   std::thread oom_thread_;
   std::map<std::string, std::unique_ptr<Container>> containers_;
   bool stopped_ = false;

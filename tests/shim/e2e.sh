@@ -10,7 +10,8 @@ expect_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
 expect_contains() { grep -qF -- "$2" <<<"$1" || fail "$3: expected output to contain '$2', got: $1"; }
 
 case_basic() {
-  run_cask -d "$IMAGE" bb sleep 1000
+  # PID 1 of a pid namespace only gets the signals it handles: trap TERM.
+  run_cask -d "$IMAGE" bb sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
   ctr_ container ls | grep -E "^bb\s" | grep -q "$RUNTIME" || fail "RUNTIME column does not show $RUNTIME: $(ctr_ container ls)"
   expect_eq "$(task_status bb)" RUNNING "task status"
   local guest host
@@ -23,11 +24,11 @@ case_basic() {
   expect_eq "$(qemu_count)" 1 "QEMU processes"
   [ "$(ctr_ task ps bb | tail -n +2 | grep -c .)" -ge 1 ] || fail "task ps is empty"
   ctr_ task kill bb
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"bb\"{print \$3}')\" = STOPPED ]" ||
+  wait_for 30 status_is bb STOPPED ||
     fail "task did not stop after kill: $(task_status bb)"
   ctr_ task rm bb
   ctr_ containers rm bb
-  wait_for 20 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU still running after rm"
+  wait_for 20 no_qemu || fail "QEMU still running after rm"
 }
 
 case_exit_codes() {
@@ -72,7 +73,7 @@ case_exec() {
   ctr_ task exec --exec-id e4 ex /no/such/binary >/dev/null 2>&1 || rc=$?
   [ "$rc" -ne 0 ] || fail "exec of a missing binary succeeded"
   ctr_ task kill -s SIGKILL ex
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"ex\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  wait_for 30 status_is ex STOPPED || fail "not stopped"
   ctr_ task rm ex
   ctr_ containers rm ex
 }
@@ -81,7 +82,7 @@ case_kill_all() {
   run_cask -d "$IMAGE" ka sh -c 'trap "" TERM; sleep 1000 & sleep 1000 & wait'
   sleep 1
   ctr_ task kill --all -s SIGKILL ka
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"ka\"{print \$3}')\" = STOPPED ]" || fail "kill --all did not stop the task"
+  wait_for 30 status_is ka STOPPED || fail "kill --all did not stop the task"
   # Killing a stopped task is tolerated (NOT_FOUND is swallowed by ctr --all? check status only)
   ctr_ task rm ka
   ctr_ containers rm ka
@@ -104,7 +105,7 @@ case_pause_resume() {
   n3=$(wc -l < "$W/pause.log")
   [ "$n3" -gt "$n2" ] || fail "no progress after resume ($n2 -> $n3)"
   ctr_ task kill -s SIGKILL pr
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"pr\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  wait_for 30 status_is pr STOPPED || fail "not stopped"
   ctr_ task rm pr
   ctr_ containers rm pr
 }
@@ -117,7 +118,7 @@ case_metrics() {
   expect_contains "$out" "memory" "metrics"
   expect_contains "$out" "cpu" "metrics"
   ctr_ task kill -s SIGKILL me
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"me\"{print \$3}')\" = STOPPED ]" || fail "not stopped"
+  wait_for 30 status_is me STOPPED || fail "not stopped"
   ctr_ task rm me
   ctr_ containers rm me
 }
@@ -128,7 +129,7 @@ case_rm_leaves_nothing() {
   run_cask --rm "$IMAGE" rm1 true
   expect_eq "$(ctr_ task ls -q)" "" "tasks after run --rm"
   expect_eq "$(ctr_ containers ls -q)" "" "containers after run --rm"
-  wait_for 10 bash -c "[ -z \"\$(pgrep -f 'containerd-shim-cask-v2.*-address $W/containerd.sock')\" ]" || fail "shim still running"
+  wait_for 10 no_shim || fail "shim still running"
   expect_eq "$(qemu_count)" 0 "QEMU after run --rm"
   socks_after=$(ls /run/containerd/s 2>/dev/null | sort)
   [ -z "$(comm -13 <(echo "$socks_before") <(echo "$socks_after"))" ] || fail "shim socket left in /run/containerd/s"
@@ -150,17 +151,17 @@ case_pod() {
   expect_eq "$(cat "$W/state/io.containerd.runtime.v2.task/$NS/app1/address")" \
             "$(cat "$W/state/io.containerd.runtime.v2.task/$NS/pod1/address")" "shim address of both containers"
   ctr_ task kill -s SIGKILL app1
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"app1\"{print \$3}')\" = STOPPED ]" || fail "app1 not stopped"
+  wait_for 30 status_is app1 STOPPED || fail "app1 not stopped"
   ctr_ task rm app1
   ctr_ containers rm app1
   expect_eq "$(task_status pod1)" RUNNING "sandbox after deleting the container"
   expect_eq "$(ctr_ task exec --exec-id b3 pod1 echo alive)" alive "exec in the sandbox after deleting the container"
   expect_eq "$(qemu_count)" 1 "QEMU after deleting the container"
   ctr_ task kill -s SIGKILL pod1
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"pod1\"{print \$3}')\" = STOPPED ]" || fail "pod1 not stopped"
+  wait_for 30 status_is pod1 STOPPED || fail "pod1 not stopped"
   ctr_ task rm pod1
   ctr_ containers rm pod1
-  wait_for 20 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU still running after the pod was deleted"
+  wait_for 20 no_qemu || fail "QEMU still running after the pod was deleted"
 }
 
 case_oom() {
@@ -178,11 +179,11 @@ case_restart() {
   run_cask -d "$IMAGE" rs sleep 1000
   stop_containerd
   start_containerd
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"rs\"{print \$3}')\" = RUNNING ]" ||
+  wait_for 30 status_is rs RUNNING ||
     fail "task not running after a containerd restart: $(ctr_ task ls)"
   expect_eq "$(ctr_ task exec --exec-id r1 rs echo reachable)" reachable "exec after restart"
   ctr_ task kill -s SIGKILL rs
-  wait_for 30 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"rs\"{print \$3}')\" = STOPPED ]" || fail "not stopped after restart (events lost?)"
+  wait_for 30 status_is rs STOPPED || fail "not stopped after restart (events lost?)"
   ctr_ task rm rs
   ctr_ containers rm rs
 }
@@ -193,21 +194,20 @@ case_vm_death() {
   q=$(qemu_pids)
   [ -n "$q" ] || fail "no QEMU"
   kill -9 $q
-  wait_for 60 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"vd\"{print \$3}')\" = STOPPED ]" || fail "task did not exit when QEMU died"
+  wait_for 60 status_is vd STOPPED || fail "task did not exit when QEMU died"
   ctr_ task rm vd
   ctr_ containers rm vd
 
   # Killing the shim: containerd notices, cleans up with `delete`, and the VM goes too.
   run_cask -d "$IMAGE" sd sleep 1000
   local shim
-  shim=$(pgrep -f "containerd-shim-cask-v2.*-id sd .*-address $W/containerd.sock|containerd-shim-cask-v2.*-address $W/containerd.sock.*-id sd" | head -1)
-  [ -n "$shim" ] || shim=$(pgrep -f "containerd-shim-cask-v2.*$W/containerd.sock" | head -1)
+  shim=$(shim_pids | head -1)
   [ -n "$shim" ] || fail "no shim process"
   kill -9 "$shim"
-  wait_for 60 bash -c "[ \"\$(ctr --address $CONTAINERD_ADDRESS -n $NS task ls | awk '\$1==\"sd\"{print \$3}')\" != RUNNING ]" || fail "task still running after the shim died"
+  wait_for 60 status_is_not sd RUNNING || fail "task still running after the shim died"
   ctr_ task rm -f sd >/dev/null 2>&1 || true
   ctr_ containers rm sd
-  wait_for 30 bash -c "[ -z \"\$(pgrep -f 'qemu-system.*$W/cask-state')\" ]" || fail "QEMU left after the shim was killed"
+  wait_for 30 no_qemu || fail "QEMU left after the shim was killed"
 }
 
 expect_create_fails() {  # expect_create_fails WHAT NEEDLE ctr-run-args...
@@ -218,7 +218,8 @@ expect_create_fails() {  # expect_create_fails WHAT NEEDLE ctr-run-args...
   log "$what: $out"
   expect_contains "$out" "$needle" "$what error message"
   expect_eq "$(qemu_count)" 0 "QEMU left after $what"
-  for c in $(ctr_ containers ls -q); do ctr_ containers rm "$c" >/dev/null 2>&1 || true; done
+  local cid
+  for cid in $(ctr_ containers ls -q); do ctr_ containers rm "$cid" >/dev/null 2>&1 || true; done
 }
 
 case_bad_input() {

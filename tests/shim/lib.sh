@@ -102,6 +102,11 @@ wait_for() {  # wait_for SECONDS CMD...: polls CMD until it succeeds
 task_status() {  # task_status ID -> RUNNING/STOPPED/PAUSED/CREATED or empty
   ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'
 }
+status_is() { [ "$(task_status "$1")" = "$2" ]; }
+status_is_not() { [ "$(task_status "$1")" != "$2" ]; }
+no_qemu() { [ "$(qemu_count)" = 0 ]; }
+shim_pids() { pgrep -f "containerd-shim-cask-v2.*-address $W/containerd.sock" || true; }
+no_shim() { [ -z "$(shim_pids)" ]; }
 
 cleanup() {
   local rc=$?
