@@ -84,9 +84,10 @@ struct SignalTarget {
 
 // The exec failure of StartContainer, docker style.
 int ReportStartFailure(const Error& e, const std::string& cmd) {
-  std::string msg = e.message();
-  if (msg.rfind("exec:", 0) == 0) {
-    PrintError(msg);
+  // The agent's message may carry its own context before "exec: ...".
+  const std::string& msg = e.message();
+  if (auto pos = msg.find("exec: "); pos != std::string::npos) {
+    PrintError(msg.substr(pos));
   } else {
     PrintError("exec: " + cmd + ": " + msg);
   }

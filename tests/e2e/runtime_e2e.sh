@@ -68,7 +68,7 @@ case_stdin() {
   expect_out "hi"
   # A larger input arrives intact, and EOF reaches the container.
   seq 1 20000 > "$W/input"
-  RT_STDIN=$W/input run -i -- sh -c 'wc -l; md5sum'
+  RT_STDIN=$W/input run -i -- sh -c 'cat > /tmp/in; wc -l < /tmp/in; md5sum < /tmp/in; rm /tmp/in'
   expect_rc 0
   local want
   want=$(md5sum < "$W/input" | cut -d' ' -f1)
@@ -96,18 +96,19 @@ case_stdout_stderr() {
 
 case_tty() {
   command -v script >/dev/null || { echo "SKIP: script(1) missing" >&2; exit 77; }
-  # script(1) gives cask-runtime a pty as its terminal; the container gets
-  # a pty of its own in the guest.
+  # script(1) gives cask-runtime a pty (30x100) as its terminal; the
+  # container gets a pty of its own in the guest, of the same size.
   LAST_CMD="script -qec 'cask-runtime run -t ...' /dev/null"
   set +e
-  timeout -k 10 300 script -qec "$CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -- sh -c 'test -t 0 && test -t 1 && echo yes-tty; tty; stty size; exit 4'" /dev/null \
+  timeout -k 10 300 script -qec "stty rows 30 cols 100; $CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -- sh -c 'test -t 0 && test -t 1 && echo yes-tty; tty; stty size; exit 4'" /dev/null \
     > "$OUT" 2> "$ERR" < /dev/null
   RC=$?
   set -e
   log "$LAST_CMD -> $RC"
   expect_rc 4
   expect_out_has "yes-tty"
-  expect_out_has "/dev/pts/"
+  tr -d '\r' < "$OUT" | grep -qE '^/dev/(pts/[0-9]+|console)$' || fail "tty(1) names no terminal"
+  expect_out_has "30 100"
   # Without -t there is no terminal.
   run -- sh -c 'test -t 0 || test -t 1 || echo no-tty'
   expect_rc 0
@@ -145,13 +146,22 @@ case_isolation() {  # the agent's files are not visible in the container
 }
 
 case_memory_limit() {
-  # Our cgroup: with a cgroup namespace it is "/", else /cask/<id>.
-  run --memory 64 -- sh -c 'p=$(sed -n "s/^0:://p" /proc/self/cgroup); cat /sys/fs/cgroup${p%/}/memory.max'
+  # /sys/fs/cgroup in the container is its own cgroup (a cgroup namespace,
+  # or a mount of that cgroup's directory, as runc does without one).
+  local show='cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; sed -n "s/^0:://p" /proc/self/cgroup; awk "\$5 == \"/sys/fs/cgroup\" {print \$4}" /proc/self/mountinfo'
+  run --memory 64 -- sh -c "$show"
   expect_rc 0
-  expect_out "67108864"
-  run --cpus 1 -- sh -c 'p=$(sed -n "s/^0:://p" /proc/self/cgroup); cat /sys/fs/cgroup${p%/}/cpu.max'
+  local lines
+  mapfile -t lines < <(tr -d '\r' < "$OUT")
+  [ "${lines[0]:-}" = 67108864 ] || fail "memory.max is '${lines[0]:-}', expected 67108864"
+  [ "${lines[1]:-}" = "max 100000" ] || fail "cpu.max is '${lines[1]:-}' without --cpus"
+  [ "${lines[2]:-}" = / ] || [ "${lines[2]:-}" = "${lines[3]:-}" ] ||
+    fail "/sys/fs/cgroup (${lines[3]:-}) is not the container's cgroup (${lines[2]:-})"
+  run --cpus 1 -- sh -c "$show"
   expect_rc 0
-  expect_out "100000 100000"
+  mapfile -t lines < <(tr -d '\r' < "$OUT")
+  [ "${lines[0]:-}" = max ] || fail "memory.max is '${lines[0]:-}' without --memory"
+  [ "${lines[1]:-}" = "100000 100000" ] || fail "cpu.max is '${lines[1]:-}', expected '100000 100000'"
   assert_clean
 }
 
