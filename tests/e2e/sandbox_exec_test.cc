@@ -50,7 +50,7 @@ class SandboxExecTest : public ::testing::Test {
     SpawnOptions so;
     so.stdout_fd = 2;
     so.stderr_fd = 2;
-    auto mk = Spawn({"/bin/sh", CASK_E2E_DIR "/make-rootfs.sh", rootfs_}, so);
+    auto mk = Spawn({"/bin/bash", CASK_E2E_DIR "/make-rootfs.sh", rootfs_}, so);
     ASSERT_TRUE(mk.ok()) << mk.error().ToString();
     auto st = mk->Wait();
     ASSERT_TRUE(st.ok() && *st == 0) << "make-rootfs.sh failed";
