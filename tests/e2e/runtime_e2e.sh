@@ -109,6 +109,16 @@ case_tty() {
   expect_out_has "yes-tty"
   tr -d '\r' < "$OUT" | grep -qE '^/dev/(pts/[0-9]+|console)$' || fail "tty(1) names no terminal"
   expect_out_has "30 100"
+  # -t -i: an interactive shell reads what is typed on our terminal.
+  LAST_CMD="script -qec 'cask-runtime run -t -i -- sh' (typing a command)"
+  set +e
+  printf 'echo interactive-$((6*7))\nexit 3\n' |
+    timeout -k 10 300 script -qec "$CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -i -- sh" /dev/null > "$OUT" 2> "$ERR"
+  RC=$?
+  set -e
+  log "$LAST_CMD -> $RC"
+  expect_rc 3
+  tr -d '\r' < "$OUT" | grep -qx "interactive-42" || fail "the interactive shell did not run the typed command"
   # Without -t there is no terminal.
   run -- sh -c 'test -t 0 || test -t 1 || echo no-tty'
   expect_rc 0
