@@ -292,6 +292,34 @@ TEST_F(ContainerTest, NewUserNamespaceWithMappings) {
   EXPECT_NE(r.out.find("cask-test\n"), std::string::npos) << r.out;
 }
 
+TEST_F(ContainerTest, ExecJoinsTheUserNamespace) {
+  oci::Spec spec = BaseSpec({"sleep", "30"});
+  spec.linux->namespaces.push_back({"user", ""});
+  spec.linux->uid_mappings = {{0, 100000, 65536}};
+  spec.linux->gid_mappings = {{0, 100000, 65536}};
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(spec), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(init.Start().ok());
+  oci::Process p;
+  p.args = {"sh", "-c", "id -u; cat /proc/self/uid_map; hostname"};
+  p.env = {"PATH=/bin"};
+  p.user.uid = 5;
+  ProcessIo eio;
+  auto exec = (*c)->Exec(p, false, &eio);
+  ASSERT_TRUE(exec.ok()) << exec.error().ToString();
+  auto pid = exec->Start();
+  ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+  std::string out = ReadAll(eio.stdout_r.get());
+  EXPECT_EQ(out.substr(0, 2), "5\n") << out << ReadAll(eio.stderr_r.get());
+  EXPECT_NE(out.find("100000"), std::string::npos) << out;
+  EXPECT_NE(out.find("cask-test\n"), std::string::npos) << out;
+  WaitFor(*pid);
+  ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
+  WaitFor((*c)->init_pid());
+}
+
 TEST_F(ContainerTest, UserNamespaceWithoutNetnsBindsSysfs) {
   oci::Spec spec = BaseSpec({"sh", "-c", "ls /sys/kernel >/dev/null && echo sys-ok"});
   spec.linux->namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}, {"user", ""}};
