@@ -189,8 +189,15 @@ case_restart() {
   wait_for 30 status_is rs RUNNING ||
     fail "task not running after a containerd restart: $(ctr_ task ls)"
   expect_eq "$(ctr_ task exec --exec-id r1 rs echo reachable)" reachable "exec after restart"
+  # The shim's event connection died with the old containerd: it must
+  # reconnect, so the new one sees this exit.
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$!
+  sleep 1
   ctr_ task kill -s SIGKILL rs
-  wait_for 30 status_is rs STOPPED || fail "not stopped after restart (events lost?)"
+  wait_for 30 status_is rs STOPPED || fail "not stopped after restart"
+  wait_for 30 grep -q "/tasks/exit" "$W/events.log" || fail "no /tasks/exit event after the restart: $(cat "$W/events.log")"
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
   ctr_ task rm rs
   ctr_ containers rm rs
 }
