@@ -11,6 +11,7 @@
 
 #include "cmd/cask-runtime/signals.h"
 #include "cmd/cask-runtime/terminal.h"
+#include "cmd/cask-runtime/watchdog.h"
 #include "lib/base/fs.h"
 #include "lib/base/log.h"
 #include "lib/config/config.h"
@@ -116,6 +117,7 @@ class RunSession {
 
   // Declared in the order they are made; Teardown() releases them in the
   // right order explicitly.
+  CleanupWatchdog watchdog_;
   std::unique_ptr<SignalForwarder> forwarder_;
   std::unique_ptr<sandbox::Sandbox> sandbox_;
   bool shared_ = false;
@@ -168,6 +170,10 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   if (tty && stdin_is_tty) {
     if (auto ws = GetWindowSize(STDIN_FILENO)) proc.console_size = oci::ConsoleSize{ws->rows, ws->cols};
   }
+
+  // Whatever happens to this process, the sandbox's host state goes away.
+  // Forked while this process still has a single thread.
+  CASK_ASSIGN_OR_RETURN(watchdog_, CleanupWatchdog::Start(JoinPath(cfg.runtime.state_dir, id_)));
 
   // Signals: blocked from here on in every thread, handled by one thread.
   CASK_ASSIGN_OR_RETURN(forwarder_, SignalForwarder::Start([this](int sig) { target_.Handle(sig); }));
@@ -241,6 +247,7 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
 }
 
 void RunSession::Teardown() {
+  bool clean = true;
   raw_.Restore();
   // No more signal deliveries to an agent that is going away.
   forwarder_.reset();
@@ -257,13 +264,24 @@ void RunSession::Teardown() {
     pump_.reset();
     if (shared_) {
       auto st = sandbox_->UnshareRootfs(id_);
-      if (!st.ok()) PrintError(st.error().ToString());
+      if (!st.ok()) {
+        PrintError(st.error().ToString());
+        clean = false;
+      }
       shared_ = false;
     }
     auto st = sandbox_->Destroy();
-    if (!st.ok()) PrintError(st.error().ToString());
+    if (!st.ok()) {
+      PrintError(st.error().ToString());
+      clean = false;
+    }
   }
   pump_.reset();
+  if (clean) {
+    watchdog_.Disarm();
+  } else {
+    watchdog_.CleanUpNow();
+  }
 }
 
 void RunSession::PrintTiming() {

@@ -236,6 +236,24 @@ case_signals() {
   assert_clean "after an interrupted boot"
 }
 
+case_runtime_killed() {
+  # cask-runtime itself SIGKILLed while the container runs: its cleanup
+  # watchdog removes the VM, the mounts and the state.
+  set +e
+  "$CASK_RUNTIME" run --config "$CONF" --rootfs "$ROOTFS" --id e2e-kill9 -- \
+    sh -c 'echo ready; sleep 1000' > "$OUT" 2> "$ERR" &
+  local pid=$!
+  set -e
+  LAST_CMD="cask-runtime run ... (SIGKILL once ready)"
+  wait_for 240 grep -q ready "$OUT" || { kill -9 $pid; fail "the container did not start"; }
+  pgrep -f -- "$STATE/e2e-kill9/" > /dev/null || fail "no VM process found for the running container"
+  kill -KILL $pid
+  wait $pid 2>/dev/null || true
+  no_leftovers() { [ -z "$(procs_of_test)" ] && ! grep -qsF "$W" /proc/self/mountinfo && [ -z "$(ls -A "$STATE")" ]; }
+  wait_for 60 no_leftovers || true
+  assert_clean "after cask-runtime was SIGKILLed"
+}
+
 case_bad_input() {
   # Each bad input: clear message, non-zero exit, no VM started, nothing left.
   rt run --config "$CONF" --rootfs "$W/no-such-rootfs" -- true
