@@ -48,7 +48,7 @@ void Send(int sock, uint32_t type, int32_t value, std::string_view text = {}) {
   m.type = type;
   m.value = value;
   size_t n = std::min(text.size(), sizeof m.text);
-  memcpy(m.text, text.data(), n);
+  if (n > 0) memcpy(m.text, text.data(), n);
   while (send(sock, &m, offsetof(Msg, text) + n, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
 }
