@@ -113,6 +113,20 @@ class Container {
   // pivoted, the spec's mounts, masked and read-only paths, hostname, rlimits,
   // user, capabilities, no_new_privs and seccomp applied. A failure unwinds
   // everything it made.
+  //
+  // In the init, in this order: stdio (setsid, pty as controlling tty);
+  // "/" made rslave (or private); rootfs bind-mounted onto itself; spec
+  // mounts in order (destinations resolved inside the rootfs); spec devices
+  // (mknod); if /dev is a tmpfs: null zero full random urandom tty bound
+  // from the guest, fd/stdin/stdout/stderr/ptmx links, /dev/console = pty;
+  // hostname; pivot_root; sysctl; read-only paths; masked paths; read-only
+  // "/"; rlimits; seccomp if !no_new_privileges; bounding set; groups, gid,
+  // uid; capabilities; umask; no_new_privs; chdir(cwd); READY; wait for
+  // Start(); seccomp if no_new_privileges; execve (PATH of the spec's env).
+  // A failing step fails Create with its name, e.g. "container init: mount
+  // proc on /proc: No such device". Not supported: device cgroup rules
+  // (cgroup v2 needs eBPF; the VM only has its own devices), hooks,
+  // AppArmor/SELinux labels, idmapped and tmpcopyup mounts.
   static Result<std::unique_ptr<Container>> Create(CreateOptions opts, ProcessIo* io_out,
                                                    PendingProcess* init_out);
   ~Container();  // Destroy() if not done.
