@@ -214,7 +214,7 @@ Result<std::unique_ptr<ShimService>> NewCaskService(DaemonContext& ctx) {
   TaskService::Deps deps;
   deps.ns = ctx.flags.ns;
   deps.log = ctx.log;
-  deps.events = ctx.events;
+  deps.publish = [events = ctx.events](const TaskEvent& e) { events->Publish(e); };
   deps.create_sandbox = [](sandbox::SandboxOptions o) { return sandbox::Sandbox::Create(std::move(o)); };
   deps.load_config = [](const std::string& path) {
     return path.empty() ? config::LoadDefault() : config::LoadFile(path);

@@ -94,7 +94,7 @@ TaskService::TaskService(Deps deps) : deps_(std::move(deps)), log_(deps_.log.Wit
 TaskService::~TaskService() { Stop(); }
 
 void TaskService::Publish(const TaskEvent& e) {
-  if (deps_.events) deps_.events->Publish(e);
+  if (deps_.publish) deps_.publish(e);
 }
 
 uint32_t TaskService::VmmPid() const { return sandbox_ ? static_cast<uint32_t>(sandbox_->vmm_pid()) : 0; }

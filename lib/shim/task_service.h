@@ -116,7 +116,8 @@ class TaskService {
   struct Deps {
     std::string ns;
     Logger log;
-    EventPublisher* events = nullptr;  // not owned
+    // Where events go (the EventPublisher in the shim); may be empty.
+    std::function<void(const TaskEvent&)> publish;
     // Defaults: sandbox::Sandbox::Create and config::LoadFile/LoadDefault.
     SandboxFactory create_sandbox;
     ConfigLoader load_config;
