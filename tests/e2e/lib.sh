@@ -53,6 +53,8 @@ write_config() {  # write_config FILE [extra TOML lines, appended to [runtime]..
     echo '[hypervisor]'
     echo "kernel = \"$GUEST_DIR/vmlinux\""
     echo "initrd = \"$GUEST_DIR/initrd.img\""
+    echo '[agent]'
+    echo 'connect_timeout_ms = 240000  # TCG on a loaded 2-CPU machine'
     echo '[runtime]'
     echo "state_dir = \"$STATE\""
     for line in "$@"; do echo "$line"; done
