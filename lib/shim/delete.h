@@ -42,8 +42,12 @@ struct DeleteOutput {
   std::string warnings;  // for stderr (containerd logs them as cleanup warnings)
 };
 
+// Removes the shim socket named by <bundle>/address when nothing accepts on
+// it any more (the shim was killed); a live shim's socket is left alone.
+Status RemoveDeadSocket(const std::string& bundle);
+
 // Does the cleanup for `bundle` (the -bundle flag, else the cwd): the hook
-// first, then the rootfs. A failing hook is a warning, not a failure: the
+// first, then the rootfs, then a dead shim's socket. A failing hook is a warning, not a failure: the
 // task is gone either way.
 Result<DeleteOutput> RunDelete(const Flags& flags, const std::string& bundle, const CleanupHook& hook = {});
 

@@ -6,6 +6,7 @@
 
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "lib/base/fs.h"
+#include "lib/shim/start.h"
 
 namespace cask::shim {
 namespace {
@@ -61,6 +62,29 @@ TEST(Delete, IdempotentAndUnmounts) {
   EXPECT_NE(warned->warnings.find("boom"), std::string::npos);
   EXPECT_FALSE(warned->response.empty());
   ::rmdir(bundle.c_str());
+}
+
+TEST(Delete, RemovesOnlyADeadShimSocket) {
+  char tmpl[] = "/tmp/cask-delete-sock-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string sock = dir + "/shim.sock";
+  ASSERT_TRUE(WriteFile(dir + "/address", "unix://" + sock).ok());
+
+  // A live shim: listening socket is kept.
+  {
+    auto b = BindShimSocket(sock);
+    ASSERT_TRUE(b.ok()) << b.error().ToString();
+    ASSERT_TRUE(b->fd.valid());
+    ASSERT_TRUE(RemoveDeadSocket(dir).ok());
+    EXPECT_TRUE(PathExists(sock));
+  }
+  // The shim died (its fd closed, the file stays): removed.
+  EXPECT_TRUE(PathExists(sock));
+  ASSERT_TRUE(RemoveDeadSocket(dir).ok());
+  EXPECT_FALSE(PathExists(sock));
+  ASSERT_TRUE(RemoveDeadSocket(dir).ok());  // idempotent
+  ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 }  // namespace

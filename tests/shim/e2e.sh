@@ -217,11 +217,14 @@ case_vm_death() {
   local shim
   shim=$(shim_pids | head -1)
   [ -n "$shim" ] || fail "no shim process"
+  local sock
+  sock=$(sed 's#^unix://##' "$W/state/io.containerd.runtime.v2.task/$NS/sd/address")
   kill -9 "$shim"
   wait_for 60 status_is_not sd RUNNING || fail "task still running after the shim died"
   ctr_ task rm -f sd >/dev/null 2>&1 || true
   ctr_ containers rm sd
   wait_for 30 no_qemu || fail "QEMU left after the shim was killed"
+  wait_for 10 test ! -e "$sock" || fail "the killed shim's socket $sock is left"
 }
 
 expect_create_fails() {  # expect_create_fails WHAT NEEDLE ctr-run-args...
