@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -53,6 +54,22 @@ TEST(Fs, WriteReadAtomicRemove) {
   ASSERT_TRUE(RemoveAll(dir).ok());
   EXPECT_FALSE(PathExists(dir));
   EXPECT_EQ(ReadFile(dir + "/x").error().code(), Code::kNotFound);
+}
+
+TEST(Fs, RemoveAllRefusesBindMounts) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for mount(2)";
+  char tmpl[] = "/tmp/cask-base-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_TRUE(MkdirAll(dir + "/src").ok());
+  ASSERT_TRUE(WriteFile(dir + "/src/precious", "keep").ok());
+  ASSERT_TRUE(MkdirAll(dir + "/tree/mnt").ok());
+  ASSERT_EQ(::mount((dir + "/src").c_str(), (dir + "/tree/mnt").c_str(), nullptr, MS_BIND, nullptr), 0);
+  auto r = RemoveAll(dir + "/tree");
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(PathExists(dir + "/src/precious"));
+  ASSERT_EQ(::umount2((dir + "/tree/mnt").c_str(), MNT_DETACH), 0);
+  ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 TEST(Fs, PathHelpers) {

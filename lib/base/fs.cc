@@ -87,6 +87,14 @@ Status MkdirAll(const std::string& path, mode_t mode) {
 }
 
 namespace {
+// True when `name` (relative to dirfd) is the root of a mount, bind mounts
+// from the same filesystem included (st_dev alone cannot see those).
+bool IsMountRoot(int dirfd, const std::string& name) {
+  struct statx stx;
+  if (::statx(dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) != 0) return false;
+  return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 Status RemoveAt(int dirfd, const std::string& name, const std::string& display, dev_t dev) {
   struct stat st;
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -98,7 +106,8 @@ Status RemoveAt(int dirfd, const std::string& name, const std::string& display, 
       return Error::Sys(errno, "unlink " + display);
     return Ok();
   }
-  if (st.st_dev != dev) return Error::FailedPrecondition("refusing to remove mount point " + display);
+  if (st.st_dev != dev || IsMountRoot(dirfd, name))
+    return Error::FailedPrecondition("refusing to remove mount point " + display);
   int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Error::Sys(errno, "open " + display);
   DIR* d = ::fdopendir(fd);
@@ -133,7 +142,7 @@ Status RemoveAll(const std::string& path) {
   std::string parent = Dirname(path);
   struct stat pst;
   if (::stat(parent.c_str(), &pst) != 0) return Error::Sys(errno, "stat " + parent);
-  if (S_ISDIR(st.st_mode) && st.st_dev != pst.st_dev)
+  if (S_ISDIR(st.st_mode) && (st.st_dev != pst.st_dev || IsMountRoot(AT_FDCWD, path)))
     return Error::FailedPrecondition("refusing to remove mount point " + path);
   return RemoveAt(AT_FDCWD, path, path, st.st_dev);
 }

@@ -24,7 +24,9 @@ Status WriteAll(int fd, std::string_view data);
 Status ReadFull(int fd, char* buf, size_t n);
 // mkdir -p.
 Status MkdirAll(const std::string& path, mode_t mode = 0755);
-// rm -rf that does not cross mount points (refuses to descend into a mount).
+// rm -rf that never crosses a mount point: a mount (bind mounts of the same
+// filesystem included) anywhere in the tree is FAILED_PRECONDITION, and
+// nothing below it is touched.
 Status RemoveAll(const std::string& path);
 bool PathExists(const std::string& path);
 // Parent directory and last component ("/a/b" -> "/a", "b").
