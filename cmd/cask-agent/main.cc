@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "cmd/cask-agent/agent.h"
 #include "cmd/cask-agent/cmdline.h"
@@ -51,12 +52,12 @@ std::string Join(const std::vector<std::string>& v) {
   for (;;) pause();
 }
 
-void LoadModules(const BootOptions& boot, const Logger& log) {
+void LoadModules(const std::vector<std::string>& wanted, const Logger& log) {
   struct utsname u;
   ::uname(&u);
   ModuleLoadOptions mopts;
   mopts.release_dir = std::string("/lib/modules/") + u.release;
-  mopts.wanted = AgentModules(boot.channel == ChannelKind::kVsock);
+  mopts.wanted = wanted;
   auto report = LoadKernelModules(mopts);
   if (!report.ok()) {
     log.Warn("kernel modules not loaded", {{"error", report.error().ToString()}});
@@ -100,7 +101,7 @@ int RunPid1(char** argv) {
   Status cg = SetupCgroups("/sys/fs/cgroup", "/sys/fs/cgroup/cask");
   if (!cg.ok()) log.Error("cgroup setup failed; containers will fail", {{"error", cg.error().ToString()}});
 
-  LoadModules(boot, log.WithSubsystem("modules"));
+  LoadModules(AgentModules(boot.channel == ChannelKind::kVsock), log.WithSubsystem("modules"));
 
   Reaper reaper;
   if (Status st = reaper.Start(); !st.ok()) Die(log, "reaper failed to start", st.error());
@@ -116,6 +117,8 @@ int RunPid1(char** argv) {
   Agent agent(aopts, &reaper, &oom, log.WithSubsystem("agent"));
   rpc::Server server;
   RegisterAgentService(server, agent, log);
+  // Off the boot path: the host can talk to the agent meanwhile.
+  std::thread deferred_modules([log] { LoadModules(DeferredAgentModules(), log.WithSubsystem("modules")); });
 
   if (boot.channel == ChannelKind::kVsock) {
     Status st = ServeVsock(server, log);

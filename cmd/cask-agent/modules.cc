@@ -177,12 +177,14 @@ Result<ModuleLoadReport> LoadKernelModules(const ModuleLoadOptions& opts) {
 
 std::vector<std::string> AgentModules(bool vsock) {
   // Transports first (PCI for pc/q35, MMIO for microvm), then the devices.
-  std::vector<std::string> mods = {"virtio_pci", "virtio_mmio", "virtio_console", "fuse", "virtiofs", "overlay"};
+  std::vector<std::string> mods = {"virtio_pci", "virtio_mmio", "virtio_console", "fuse", "virtiofs"};
   if (vsock) {
     mods.push_back("vsock");
     mods.push_back("vmw_vsock_virtio_transport");
   }
   return mods;
 }
+
+std::vector<std::string> DeferredAgentModules() { return {"overlay"}; }
 
 }  // namespace cask::agent

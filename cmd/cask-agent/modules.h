@@ -79,8 +79,11 @@ Result<ModuleLoadReport> LoadKernelModules(const ModuleLoadOptions& opts);
 // MODULE_INIT_COMPRESSED_FILE). EEXIST is returned as ALREADY_EXISTS.
 Status LoadModuleFile(const std::string& path);
 
-// The modules the agent needs for a channel kind (`vsock` adds the vsock
-// transport).
+// The modules the agent needs before it serves the host, for a channel
+// kind (`vsock` adds the vsock transport): the virtio transports, the
+// console (serial channel) and virtio-fs (SetupSandbox mounts it first).
 std::vector<std::string> AgentModules(bool vsock);
+// Modules loaded after the channel is up, off the boot path (overlay).
+std::vector<std::string> DeferredAgentModules();
 
 }  // namespace cask::agent
