@@ -4,29 +4,15 @@
 #include <sys/capability.h>
 #include <sys/prctl.h>
 
-#include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <span>
 
 #include "lib/base/fs.h"
+#include "lib/oci/names.h"
 
 namespace cask::container {
 namespace {
-
-// Indexed by capability number (linux/capability.h of Linux 6.1).
-constexpr std::array<std::string_view, 41> kCapNames = {
-    "CAP_CHOWN",            "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-    "CAP_FSETID",           "CAP_KILL",           "CAP_SETGID",          "CAP_SETUID",
-    "CAP_SETPCAP",          "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",        "CAP_NET_RAW",        "CAP_IPC_LOCK",        "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",       "CAP_SYS_RAWIO",      "CAP_SYS_CHROOT",      "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",        "CAP_SYS_ADMIN",      "CAP_SYS_BOOT",        "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",     "CAP_SYS_TIME",       "CAP_SYS_TTY_CONFIG",  "CAP_MKNOD",
-    "CAP_LEASE",            "CAP_AUDIT_WRITE",    "CAP_AUDIT_CONTROL",   "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",     "CAP_MAC_ADMIN",      "CAP_SYSLOG",          "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",    "CAP_AUDIT_READ",     "CAP_PERFMON",         "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-};
 
 Result<uint64_t> ResolveSet(const std::vector<std::string>& names, int last_cap,
                             const char* set_name) {
@@ -45,15 +31,13 @@ Result<uint64_t> ResolveSet(const std::vector<std::string>& names, int last_cap,
 }  // namespace
 
 std::optional<int> CapabilityFromName(std::string_view name) {
-  for (size_t i = 0; i < kCapNames.size(); ++i) {
-    if (kCapNames[i] == name) return static_cast<int>(i);
-  }
-  return std::nullopt;
+  return oci::CapabilityNumber(name);
 }
 
 std::string_view CapabilityName(int cap) {
-  if (cap < 0 || static_cast<size_t>(cap) >= kCapNames.size()) return {};
-  return kCapNames[static_cast<size_t>(cap)];
+  std::span<const std::string_view> names = oci::CapabilityNames();
+  if (cap < 0 || static_cast<size_t>(cap) >= names.size()) return {};
+  return names[static_cast<size_t>(cap)];
 }
 
 int LastCapability() {

@@ -17,7 +17,7 @@
 namespace cask::container {
 
 // "CAP_CHOWN" -> 0 ... "CAP_CHECKPOINT_RESTORE" -> 40. Exact, case-sensitive
-// (as runc). nullopt for an unknown name.
+// (as runc). nullopt for an unknown name. The table is lib/oci/names.h's.
 std::optional<int> CapabilityFromName(std::string_view name);
 std::string_view CapabilityName(int cap);  // "" if unknown
 

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -19,19 +18,13 @@
 
 #include "lib/base/fs.h"
 #include "lib/container/terminal.h"
+#include "lib/oci/names.h"
 
 namespace cask::container {
 namespace {
 
 constexpr auto kSetupTimeout = std::chrono::seconds(60);
 constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-constexpr std::array<std::string_view, 16> kRlimitNames = {
-    "RLIMIT_CPU",    "RLIMIT_FSIZE",  "RLIMIT_DATA",    "RLIMIT_STACK",
-    "RLIMIT_CORE",   "RLIMIT_RSS",    "RLIMIT_NPROC",   "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK", "RLIMIT_AS",    "RLIMIT_LOCKS",   "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO",  "RLIMIT_RTTIME",
-};
 
 // --- the sync socket protocol (agent <-> intermediate/final) -------------
 
@@ -125,7 +118,8 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 Status ApplyProcessSettings(const ProcessPlan& p) {
   for (const auto& [res, lim] : p.rlimits) {
     if (setrlimit(static_cast<__rlimit_resource_t>(res), &lim) != 0) {
-      return Error::Sys(errno, "setrlimit " + std::string(kRlimitNames[static_cast<size_t>(res)]));
+      return Error::Sys(errno,
+                        "setrlimit " + std::string(oci::RlimitNames()[static_cast<size_t>(res)]));
     }
   }
   // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
@@ -351,15 +345,15 @@ Result<ProcessPlan> PlanProcess(const oci::Process& proc,
     p.caps = sets;
   }
   for (const auto& r : proc.rlimits) {
-    auto it = std::find(kRlimitNames.begin(), kRlimitNames.end(), r.type);
-    if (it == kRlimitNames.end()) return Error::InvalidArgument("unknown rlimit \"" + r.type + "\"");
+    std::optional<int> resource = oci::RlimitNumber(r.type);
+    if (!resource) return Error::InvalidArgument("unknown rlimit \"" + r.type + "\"");
     if (r.soft > r.hard) {
       return Error::InvalidArgument("rlimit " + r.type + ": soft limit above hard limit");
     }
     rlimit lim{};
     lim.rlim_cur = r.soft;
     lim.rlim_max = r.hard;
-    p.rlimits.emplace_back(static_cast<int>(it - kRlimitNames.begin()), lim);
+    p.rlimits.emplace_back(*resource, lim);
   }
   if (proc.oom_score_adj &&
       (*proc.oom_score_adj < -1000 || *proc.oom_score_adj > 1000)) {
