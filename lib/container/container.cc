@@ -81,10 +81,8 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   CASK_ASSIGN_OR_RETURN(UniqueFd procs, OpenProcs(c->cgroup_path_));
 
   ProcessIo io;
-  std::string pty_path;
   CASK_ASSIGN_OR_RETURN(ChildStdio stdio, MakeStdio(spec.process->terminal, spec.process->console_size,
-                                                    opts.open_stdin, &io, &pty_path));
-  rootfs.console_path = pty_path;
+                                                    opts.open_stdin, &io));
 
   SpawnRequest req;
   req.process = &proc;
@@ -96,6 +94,8 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   req.uid_map = ns.uid_map;
   req.gid_map = ns.gid_map;
   req.what = "container init";
+  req.pty_master_out = &io.pty_master;
+  req.bind_console = true;
   req.setup = [&rootfs, &spec, &sysctl]() -> Status {
     CASK_TRY(SetupRootfs(rootfs));
     if (!spec.hostname.empty() && sethostname(spec.hostname.data(), spec.hostname.size()) != 0) {
@@ -162,13 +162,14 @@ Result<PendingProcess> Container::Exec(const oci::Process& proc, bool open_stdin
   CASK_ASSIGN_OR_RETURN(UniqueFd procs, OpenProcs(cgroup_path_));
   ProcessIo io;
   CASK_ASSIGN_OR_RETURN(ChildStdio stdio,
-                        MakeStdio(proc.terminal, proc.console_size, open_stdin, &io, nullptr));
+                        MakeStdio(proc.terminal, proc.console_size, open_stdin, &io));
   SpawnRequest req;
   req.process = &plan;
   req.stdio = std::move(stdio);
   req.cgroup_procs_fd = procs.get();
   req.joins = std::move(joins).value();
   req.what = "exec in container " + id_;
+  req.pty_master_out = &io.pty_master;
   CASK_ASSIGN_OR_RETURN(PendingProcess p, SpawnPending(std::move(req)));
   *io_out = std::move(io);
   return p;

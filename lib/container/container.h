@@ -114,13 +114,15 @@ class Container {
   // user, capabilities, no_new_privs and seccomp applied. A failure unwinds
   // everything it made.
   //
-  // In the init, in this order: stdio (setsid, pty as controlling tty);
+  // In the init, in this order: setsid and stdio pipes (no terminal);
   // "/" made rslave (or private); rootfs bind-mounted onto itself; spec
   // mounts in order (destinations resolved inside the rootfs); spec devices
   // (mknod); if /dev is a tmpfs: null zero full random urandom tty bound
-  // from the guest, fd/stdin/stdout/stderr/ptmx links, /dev/console = pty;
-  // hostname; pivot_root; sysctl; read-only paths; masked paths; read-only
-  // "/"; rlimits; seccomp if !no_new_privileges; bounding set; groups, gid,
+  // from the guest, fd/stdin/stdout/stderr/ptmx links; hostname;
+  // pivot_root; sysctl; read-only paths; masked paths; read-only "/"; with
+  // a terminal: a pty from the container's /dev/ptmx (its devpts), its
+  // slave bound over /dev/console, made the controlling tty and stdio, the
+  // master sent to the caller (ProcessIo::pty_master); rlimits; seccomp if !no_new_privileges; bounding set; groups, gid,
   // uid; capabilities; umask; no_new_privs; chdir(cwd); READY; wait for
   // Start(); seccomp if no_new_privileges; execve (PATH of the spec's env).
   // A failing step fails Create with its name, e.g. "container init: mount

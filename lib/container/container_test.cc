@@ -598,10 +598,17 @@ TEST_F(ContainerTest, ConcurrentCreatesDoNotShareFds) {
 }
 
 TEST_F(ContainerTest, TerminalIsControllingTty) {
-  oci::Spec spec = BaseSpec({"sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty; stty size"});
+  // tty(1) names the pty of the container's own devpts (as runc: pts/0),
+  // /dev/console is that pty, it is the controlling terminal (/dev/tty
+  // opens) and has the requested size; nothing precedes the output.
+  oci::Spec spec = BaseSpec(
+      {"sh", "-c",
+       "test -t 0 && test -t 1 && echo is-a-tty; tty; stty size; "
+       "echo ctty > /dev/tty && stty size < /dev/console && ls -1 /dev/pts"});
   spec.process->terminal = true;
   spec.process->console_size = oci::ConsoleSize{33, 77};
   ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/stty").c_str()), 0);
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/tty").c_str()), 0);
   ProcessIo io;
   PendingProcess init;
   auto c = Container::Create(Options(spec), &io, &init);
@@ -610,8 +617,35 @@ TEST_F(ContainerTest, TerminalIsControllingTty) {
   EXPECT_FALSE(io.stdout_r.valid());
   ASSERT_TRUE(init.Start().ok());
   std::string out = ReadAll(io.pty_master.get());
-  EXPECT_NE(out.find("is-a-tty\r\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("33 77\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.rfind("is-a-tty\r\n/dev/pts/0\r\n33 77\r\nctty\r\n33 77\r\n", 0), 0u) << out;
+  EXPECT_NE(out.find("\r\n0\r\nptmx\r\n"), std::string::npos) << out;  // ls /dev/pts
+  WaitFor((*c)->init_pid());
+}
+
+TEST_F(ContainerTest, ExecTerminalIsInTheContainersDevpts) {
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/stty").c_str()), 0);
+  ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/tty").c_str()), 0);
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(init.Start().ok());
+  oci::Process p;
+  p.args = {"sh", "-c", "tty; stty size; echo ctty > /dev/tty"};
+  p.env = {"PATH=/bin"};
+  p.cwd = "/";
+  p.terminal = true;
+  p.console_size = oci::ConsoleSize{21, 61};
+  ProcessIo eio;
+  auto exec = (*c)->Exec(p, false, &eio);
+  ASSERT_TRUE(exec.ok()) << exec.error().ToString();
+  ASSERT_TRUE(eio.pty_master.valid());
+  auto pid = exec->Start();
+  ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+  std::string out = ReadAll(eio.pty_master.get());
+  EXPECT_EQ(out, "/dev/pts/0\r\n21 61\r\nctty\r\n");
+  WaitFor(*pid);
+  ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
   WaitFor((*c)->init_pid());
 }
 

@@ -349,7 +349,6 @@ Status SetupDev(int root, const RootfsPlan& plan) {
   CASK_TRY(Symlink(dev.get(), "/proc/self/fd/1", "stdout", false));
   CASK_TRY(Symlink(dev.get(), "/proc/self/fd/2", "stderr", false));
   CASK_TRY(Symlink(dev.get(), "pts/ptmx", "ptmx", true));
-  if (!plan.console_path.empty()) CASK_TRY(BindFromHost(root, plan.console_path, "/dev/console"));
   return Ok();
 }
 

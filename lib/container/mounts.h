@@ -44,7 +44,6 @@ struct RootfsPlan {
   std::vector<PlannedMount> mounts;
   bool dev_tmpfs = false;              // the spec mounts a tmpfs on /dev
   std::vector<oci::Device> devices;
-  std::string console_path;            // pty slave to bind on /dev/console
   std::string cgroup_path;             // container cgroup, bound for "cgroup" mounts
   bool cgroup_ns = false;
   std::vector<std::string> masked_paths, readonly_paths;

@@ -5,12 +5,14 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -28,7 +30,8 @@ constexpr char kDefaultPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 // --- the sync socket protocol (agent <-> intermediate/final) -------------
 
-enum MsgType : uint32_t { kPid = 1, kReady = 2, kError = 3, kUserNs = 4 };
+// kPty carries the pty master (SCM_RIGHTS) of a terminal process.
+enum MsgType : uint32_t { kPid = 1, kReady = 2, kError = 3, kUserNs = 4, kPty = 5 };
 
 struct Msg {
   uint32_t type = 0;
@@ -44,6 +47,31 @@ void Send(int sock, uint32_t type, int32_t value, std::string_view text = {}) {
   if (n > 0) memcpy(m.text, text.data(), n);
   while (send(sock, &m, offsetof(Msg, text) + n, MSG_NOSIGNAL) < 0 && errno == EINTR) {
   }
+}
+
+// Sends a message with `fd` attached (SCM_RIGHTS).
+Status SendWithFd(int sock, uint32_t type, int fd) {
+  Msg m;
+  m.type = type;
+  m.value = 0;
+  iovec iov{&m, offsetof(Msg, text)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Error::Sys(errno, "send the pty master to the agent");
+  return Ok();
 }
 
 // Reports `e` to the agent and exits. With `start_fd`, first waits for the
@@ -103,7 +131,7 @@ void CloseAllExcept(std::vector<int> keep) {
 
 struct ChildFds {
   int sync, start_r, err_w;
-  int in, out, err, pty;
+  int in, out, err;
   int cgroup;
 };
 
@@ -152,11 +180,48 @@ Status ApplyProcessSettings(const ProcessPlan& p) {
   return Ok();
 }
 
+// Bind-mounts the pty slave `slave_path` over /dev/console (in the
+// container's root), creating an empty file to mount on if needed.
+Status BindConsole(const std::string& slave_path) {
+  struct stat st {};
+  bool exists = lstat("/dev/console", &st) == 0;
+  if (!exists && errno != ENOENT) return Error::Sys(errno, "stat /dev/console");
+  if (exists && S_ISLNK(st.st_mode)) {
+    if (unlink("/dev/console") != 0) return Error::Sys(errno, "remove the /dev/console symlink");
+    exists = false;
+  }
+  if (!exists) {
+    int fd = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::Sys(errno, "create /dev/console to mount the terminal on");
+    close(fd);
+  }
+  if (mount(slave_path.c_str(), "/dev/console", nullptr, MS_BIND, nullptr) != 0) {
+    return Error::Sys(errno, "bind " + slave_path + " over /dev/console");
+  }
+  return Ok();
+}
+
+// In the container (its mount namespace and root): opens a pty from the
+// container's /dev/ptmx, makes the slave the controlling terminal and
+// stdio, hands the master to the agent.
+Status SetupTerminal(const SpawnRequest& req, int sync) {
+  auto pty = OpenPty(req.stdio.console_size);
+  if (!pty.ok()) {
+    return std::move(pty).error().Wrap("open a terminal in the container (is devpts mounted on /dev/pts?)");
+  }
+  if (req.bind_console) CASK_TRY(BindConsole(pty->slave_path));
+  // As runc: the terminal belongs to the process's user, so it can reopen
+  // it (a user namespace without that id refuses: EINVAL/EPERM, ignored).
+  const oci::User& u = req.process->user;
+  if (fchown(pty->slave.get(), u.uid, u.gid) != 0 && errno != EINVAL && errno != EPERM) {
+    return Error::Sys(errno, "chown " + pty->slave_path);
+  }
+  CASK_TRY(SetControllingTerminal(pty->slave.get()));
+  return SendWithFd(sync, kPty, pty->master.get());
+}
+
 Status PrepareFinal(const SpawnRequest& req, const ChildFds& fds) {
-  if (fds.pty >= 0) {
-    CASK_TRY(SetControllingTerminal(fds.pty));
-    close(fds.pty);
-  } else {
+  if (!req.stdio.terminal) {
     if (setsid() < 0) return Error::Sys(errno, "setsid");
     int src[3] = {fds.in, fds.out, fds.err};
     for (int i = 0; i < 3; ++i) {
@@ -165,6 +230,7 @@ Status PrepareFinal(const SpawnRequest& req, const ChildFds& fds) {
     for (int fd : src) close(fd);
   }
   if (req.setup) CASK_TRY(req.setup());
+  if (req.stdio.terminal) CASK_TRY(SetupTerminal(req, fds.sync));
   return ApplyProcessSettings(*req.process);
 }
 
@@ -207,7 +273,7 @@ Status PrepareFinal(const SpawnRequest& req, const ChildFds& fds) {
 [[noreturn]] void RunIntermediate(SpawnRequest& req, ChildFds fds) {
   ResetSignals();
   std::vector<int*> mine = {&fds.sync, &fds.start_r, &fds.err_w, &fds.in,
-                            &fds.out,  &fds.err,     &fds.pty,   &fds.cgroup};
+                            &fds.out,  &fds.err,     &fds.cgroup};
   for (int* fd : mine) LiftFd(fd);
   std::vector<int> keep;
   for (int* fd : mine) keep.push_back(*fd);
@@ -369,13 +435,15 @@ Result<ProcessPlan> PlanProcess(const oci::Process& proc,
 }
 
 Result<ChildStdio> MakeStdio(bool terminal, const std::optional<oci::ConsoleSize>& size,
-                             bool open_stdin, ProcessIo* io, std::string* pty_path) {
+                             bool open_stdin, ProcessIo* io) {
   ChildStdio c;
   if (terminal) {
-    CASK_ASSIGN_OR_RETURN(Pty pty, OpenPty(size));
-    io->pty_master = std::move(pty.master);
-    c.pty_slave = std::move(pty.slave);
-    if (pty_path) *pty_path = pty.slave_path;
+    if (size && (size->height > USHRT_MAX || size->width > USHRT_MAX)) {
+      return Error::InvalidArgument("console size " + std::to_string(size->width) + "x" +
+                                    std::to_string(size->height) + " is out of range");
+    }
+    c.terminal = true;
+    c.console_size = size;
     return c;
   }
   auto make_pipe = [](UniqueFd* r, UniqueFd* w) -> Status {
@@ -398,6 +466,9 @@ Result<ChildStdio> MakeStdio(bool terminal, const std::optional<oci::ConsoleSize
 // --- spawning ------------------------------------------------------------
 
 Result<PendingProcess> SpawnPending(SpawnRequest req) {
+  if (req.stdio.terminal && req.pty_master_out == nullptr) {
+    return Error::InvalidArgument(req.what + ": a terminal needs SpawnRequest::pty_master_out");
+  }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return Error::Sys(errno, "socketpair");
@@ -415,17 +486,19 @@ Result<PendingProcess> SpawnPending(SpawnRequest req) {
   if (inter < 0) return Error::Sys(errno, "fork");
   if (inter == 0) {
     ChildFds fds{child_sync.get(), start_r.get(), err_w.get(), req.stdio.in.get(),
-                 req.stdio.out.get(), req.stdio.err.get(), req.stdio.pty_slave.get(),
-                 req.cgroup_procs_fd};
+                 req.stdio.out.get(), req.stdio.err.get(), req.cgroup_procs_fd};
     RunIntermediate(req, fds);
   }
   child_sync.Reset();
   start_r.Reset();
   err_w.Reset();
-  req.stdio = ChildStdio();
+  req.stdio.in.Reset();
+  req.stdio.out.Reset();
+  req.stdio.err.Reset();
   req.joins.clear();
 
   pid_t final_pid = -1;
+  UniqueFd pty_master;
   bool ready = false;
   std::optional<Error> failure;
   auto deadline = std::chrono::steady_clock::now() + kSetupTimeout;
@@ -443,8 +516,28 @@ Result<PendingProcess> SpawnPending(SpawnRequest req) {
     if (rc < 0 && errno == EINTR) continue;
     if (rc <= 0) continue;
     Msg m;
-    ssize_t n = recv(sync.get(), &m, sizeof m, 0);
+    iovec iov{&m, sizeof m};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(sync.get(), &mh, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
+    UniqueFd passed;
+    if (n >= 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          if (!passed) passed.Reset(fd);
+          else close(fd);
+        }
+      }
+    }
     if (n < 0) {
       failure = Error::Sys(errno, "read from " + req.what);
       break;
@@ -457,6 +550,9 @@ Result<PendingProcess> SpawnPending(SpawnRequest req) {
         break;
       case kReady:
         ready = true;
+        break;
+      case kPty:
+        if (req.stdio.terminal && passed && !pty_master) pty_master = std::move(passed);
         break;
       case kError:
         if (!failure) {
@@ -483,6 +579,9 @@ Result<PendingProcess> SpawnPending(SpawnRequest req) {
     failure = Error::Internal(req.what + " exited during setup");
   }
   if (!failure && final_pid <= 0) failure = Error::Internal(req.what + ": no pid reported");
+  if (!failure && req.stdio.terminal && !pty_master) {
+    failure = Error::Internal(req.what + ": no terminal received");
+  }
   if (!failure && req.process->oom_score_adj) {
     Status st = WriteFile("/proc/" + std::to_string(final_pid) + "/oom_score_adj",
                           std::to_string(*req.process->oom_score_adj));
@@ -494,6 +593,7 @@ Result<PendingProcess> SpawnPending(SpawnRequest req) {
     if (final_pid > 0) kill(final_pid, SIGKILL);
     return std::move(*failure).Wrap(req.what);
   }
+  if (req.stdio.terminal) *req.pty_master_out = std::move(pty_master);
   return PendingProcess(final_pid, std::move(start_w), std::move(err_r));
 }
 

@@ -5,8 +5,10 @@
 //   agent ──fork──> intermediate: joins the cgroup and namespaces (setns),
 //                   unshares the new ones (a new pid namespace applies only
 //                   to children), forks, reports the child's pid, exits.
-//                └──fork──> final process: stdio, container-specific setup
-//                   (rootfs for an init), rlimits, user, capabilities,
+//                └──fork──> final process: stdio pipes, container-specific
+//                   setup (rootfs for an init), the terminal if any (opened
+//                   in the container, master sent to the agent), rlimits,
+//                   user, capabilities,
 //                   no_new_privs, seccomp; reports READY; blocks on the start
 //                   channel; execve.
 //
@@ -63,14 +65,24 @@ Result<ProcessPlan> PlanProcess(const oci::Process& proc, const std::optional<oc
 std::vector<std::string> ExecCandidates(const std::string& file, const std::vector<std::string>& env);
 
 // The child ends of a process's stdio.
+//
+// With a terminal nothing is opened here: like runc, the final process
+// opens the pty in the container's own /dev/ptmx (its devpts instance) once
+// it is in the container's mount namespace and root, so that tty(1) names a
+// /dev/pts device the container can see. It makes the slave its
+// controlling terminal and stdio, and sends the master to the agent over
+// the sync socket (SCM_RIGHTS); SpawnPending stores it in
+// SpawnRequest::pty_master_out.
 struct ChildStdio {
   UniqueFd in, out, err;  // without a terminal
-  UniqueFd pty_slave;     // with a terminal
+  bool terminal = false;
+  std::optional<oci::ConsoleSize> console_size;  // applied to the new pty
 };
 
-// Makes pipes or a pty; fills `io` with the agent's ends.
+// Makes pipes, or records that a terminal is wanted; fills `io` with the
+// agent's pipe ends (the pty master comes from SpawnPending).
 Result<ChildStdio> MakeStdio(bool terminal, const std::optional<oci::ConsoleSize>& size,
-                             bool open_stdin, ProcessIo* io, std::string* pty_path);
+                             bool open_stdin, ProcessIo* io);
 
 struct SpawnRequest {
   const ProcessPlan* process = nullptr;
@@ -84,6 +96,11 @@ struct SpawnRequest {
   // for an init it builds the rootfs. May be empty.
   std::function<Status()> setup;
   std::string what;  // "container init", "exec" (error context)
+  // With stdio.terminal: where the pty master received from the child goes
+  // (required then), and whether the slave is bound over /dev/console (the
+  // init, as runc; not an exec).
+  UniqueFd* pty_master_out = nullptr;
+  bool bind_console = false;
 };
 
 // Forks as described above and returns the pending final process, or the

@@ -1,8 +1,9 @@
 // Pseudo-terminals for container processes.
 //
-// The pty pair is opened in the agent's /dev (the guest's devpts): the
-// master stays with the agent (ProcessIo::pty_master), the slave is passed
-// to the child, which makes it its controlling terminal.
+// The pty pair is opened by the container process itself, in the
+// container's /dev/ptmx (its own devpts instance, as runc), so tty(1) names
+// a /dev/pts device visible in the container; the master is passed to the
+// agent (ProcessIo::pty_master), the slave becomes the controlling terminal.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,8 @@ struct Pty {
   std::string slave_path;  // e.g. /dev/pts/3 (guest path)
 };
 
-// Opens /dev/ptmx (O_CLOEXEC, O_NOCTTY), unlocks it and opens the slave.
+// Opens /dev/ptmx of the calling process's root (O_CLOEXEC, O_NOCTTY),
+// unlocks it and opens the slave.
 // `size`, if given, is applied to the new terminal.
 Result<Pty> OpenPty(const std::optional<oci::ConsoleSize>& size);
 
