@@ -8,6 +8,7 @@
 #include "lib/base/fs.h"
 #include "lib/base/log.h"
 #include "lib/base/process.h"
+#include "lib/base/quote.h"
 #include "lib/base/result.h"
 
 namespace cask {
@@ -125,6 +126,24 @@ TEST(Log, LogfmtLine) {
   std::string line(buf, static_cast<size_t>(n));
   EXPECT_NE(line.find("level=info msg=\"hello world\" subsystem=test sandbox=s1 k=v\n"), std::string::npos) << line;
   EXPECT_EQ(line.find("hidden"), std::string::npos);
+}
+
+TEST(Quote, DoubleQuotedEscapes) {
+  EXPECT_EQ(DoubleQuoted(""), "\"\"");
+  EXPECT_EQ(DoubleQuoted("plain"), "\"plain\"");
+  EXPECT_EQ(DoubleQuoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(DoubleQuoted("1\n2\t3\r"), "\"1\\n2\\t3\\r\"");
+  EXPECT_EQ(DoubleQuoted(std::string_view("\x01\x1f\x7f\0", 4)), "\"\\u0001\\u001f\\u007f\\u0000\"");
+  EXPECT_EQ(DoubleQuoted("caf\xc3\xa9"), "\"caf\xc3\xa9\"");  // UTF-8 kept
+}
+
+TEST(Log, LogfmtValueQuotesOnlyWhenNeeded) {
+  EXPECT_EQ(LogfmtValue("v1.2_x/y"), "v1.2_x/y");
+  EXPECT_EQ(LogfmtValue(""), "\"\"");
+  EXPECT_EQ(LogfmtValue("a b"), "\"a b\"");
+  EXPECT_EQ(LogfmtValue("k=v"), "\"k=v\"");
+  EXPECT_EQ(LogfmtValue("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+  EXPECT_EQ(LogfmtValue("bell\a"), "\"bell\\u0007\"");
 }
 
 }  // namespace

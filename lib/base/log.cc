@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "lib/base/quote.h"
+
 namespace cask {
 
 Logger::Logger(int fd, LogLevel min_level, std::string subsystem) : fd_(fd), min_level_(min_level) {
@@ -40,19 +42,7 @@ std::string LogfmtValue(std::string_view v) {
     }
   }
   if (!quote) return std::string(v);
-  std::string out = "\"";
-  for (char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c;
-    }
-  }
-  out += '"';
-  return out;
+  return DoubleQuoted(v);
 }
 
 void Logger::Log(LogLevel level, std::string_view msg, const Fields& extra) const {

@@ -45,7 +45,9 @@ class Logger {
   Fields fields_;
 };
 
-// Quotes a value for logfmt when it needs it.
+// Quotes a value for logfmt when it needs it (empty, or holding a space, a
+// control character, '"', '=', '\\' or a byte >= 0x7f): see DoubleQuoted in
+// quote.h. Other values are returned as they are.
 std::string LogfmtValue(std::string_view v);
 
 }  // namespace cask

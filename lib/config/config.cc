@@ -1,13 +1,13 @@
 #include "lib/config/config.h"
 
 #include <array>
-#include <cstdio>
 #include <initializer_list>
 #include <string>
 
 #include <toml++/toml.h>
 
 #include "lib/base/fs.h"
+#include "lib/base/quote.h"
 
 namespace cask::config {
 namespace {
@@ -165,29 +165,6 @@ Status ReadRuntime(const toml::table& t, const Reader& r, RuntimeConfig* rt) {
   return Ok();
 }
 
-// A TOML basic string.
-std::string TomlString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 }  // namespace
 
 std::string_view AccelName(Accel a) {
@@ -267,22 +244,22 @@ std::string ToToml(const Config& c) {
   std::string s;
   s += "# cask configuration, from " + (c.source.empty() ? std::string(kBuiltinSource) : c.source) + "\n";
   s += "\n[hypervisor]\n";
-  s += "path = " + TomlString(h.path) + "\n";
-  s += "kernel = " + TomlString(h.kernel) + "\n";
-  s += "initrd = " + TomlString(h.initrd) + "\n";
-  s += "machine_type = " + TomlString(h.machine_type) + "\n";
-  s += "accel = " + TomlString(AccelName(h.accel)) + "\n";
+  s += "path = " + DoubleQuoted(h.path) + "\n";
+  s += "kernel = " + DoubleQuoted(h.kernel) + "\n";
+  s += "initrd = " + DoubleQuoted(h.initrd) + "\n";
+  s += "machine_type = " + DoubleQuoted(h.machine_type) + "\n";
+  s += "accel = " + DoubleQuoted(AccelName(h.accel)) + "\n";
   s += "vcpus = " + std::to_string(h.vcpus) + "\n";
   s += "memory_mib = " + std::to_string(h.memory_mib) + "\n";
-  s += "kernel_params = " + TomlString(h.kernel_params) + "\n";
-  s += "virtiofsd_path = " + TomlString(h.virtiofsd_path) + "\n";
-  s += "virtiofs_cache = " + TomlString(h.virtiofs_cache) + "\n";
+  s += "kernel_params = " + DoubleQuoted(h.kernel_params) + "\n";
+  s += "virtiofsd_path = " + DoubleQuoted(h.virtiofsd_path) + "\n";
+  s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";
   s += "\n[agent]\n";
-  s += "channel = " + TomlString(ChannelName(c.agent.channel)) + "\n";
+  s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";
   s += "connect_timeout_ms = " + std::to_string(c.agent.connect_timeout_ms) + "\n";
   s += "\n[runtime]\n";
   s += std::string("debug = ") + (c.runtime.debug ? "true" : "false") + "\n";
-  s += "state_dir = " + TomlString(c.runtime.state_dir) + "\n";
+  s += "state_dir = " + DoubleQuoted(c.runtime.state_dir) + "\n";
   return s;
 }
 
