@@ -15,6 +15,18 @@ EncodedEvent Make(std::string topic, const M& msg) {
   return EncodedEvent{std::move(topic), std::string(M::descriptor()->full_name()), msg.SerializeAsString()};
 }
 
+// TaskExit and TaskDelete carry the same fields.
+template <typename M, typename E>
+EncodedEvent MakeExit(std::string topic, const E& e) {
+  M m;
+  m.set_container_id(e.container_id);
+  m.set_id(e.id);
+  m.set_pid(e.pid);
+  m.set_exit_status(e.exit_status);
+  SetTimestamp(m.mutable_exited_at(), e.exited_at);
+  return Make(std::move(topic), m);
+}
+
 struct Encoder {
   EncodedEvent operator()(const TaskCreateEvent& e) const {
     ev::TaskCreate m;
@@ -43,22 +55,10 @@ struct Encoder {
     return Make("/tasks/start", m);
   }
   EncodedEvent operator()(const TaskExitEvent& e) const {
-    ev::TaskExit m;
-    m.set_container_id(e.container_id);
-    m.set_id(e.id);
-    m.set_pid(e.pid);
-    m.set_exit_status(e.exit_status);
-    SetTimestamp(m.mutable_exited_at(), e.exited_at);
-    return Make("/tasks/exit", m);
+    return MakeExit<ev::TaskExit>("/tasks/exit", e);
   }
   EncodedEvent operator()(const TaskDeleteEvent& e) const {
-    ev::TaskDelete m;
-    m.set_container_id(e.container_id);
-    m.set_id(e.id);
-    m.set_pid(e.pid);
-    m.set_exit_status(e.exit_status);
-    SetTimestamp(m.mutable_exited_at(), e.exited_at);
-    return Make("/tasks/delete", m);
+    return MakeExit<ev::TaskDelete>("/tasks/delete", e);
   }
   EncodedEvent operator()(const TaskExecAddedEvent& e) const {
     ev::TaskExecAdded m;

@@ -44,6 +44,18 @@ TEST(Events, TaskExitFields) {
   EXPECT_EQ(m.exited_at().seconds(), 12);
 }
 
+TEST(Events, TaskDeleteFields) {
+  TaskDeleteEvent x{"c2", "c2", 5, 1, std::chrono::system_clock::time_point(std::chrono::seconds(34))};
+  auto e = Encode(x);
+  ::containerd::events::TaskDelete m;
+  ASSERT_TRUE(m.ParseFromString(e.value));
+  EXPECT_EQ(m.container_id(), "c2");
+  EXPECT_EQ(m.id(), "c2");
+  EXPECT_EQ(m.pid(), 5u);
+  EXPECT_EQ(m.exit_status(), 1u);
+  EXPECT_EQ(m.exited_at().seconds(), 34);
+}
+
 TEST(Events, TaskCreateFields) {
   TaskCreateEvent c;
   c.container_id = "c";
