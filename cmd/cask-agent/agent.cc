@@ -446,6 +446,40 @@ Status Agent::RemoveContainer(const std::string& id, bool force) {
   return Ok();
 }
 
+Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
+  CASK_TRY(ValidateId("exec id", exec_id));
+  CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
+  std::lock_guard<std::mutex> op(rec->op_mu);
+  std::shared_ptr<Process> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = rec->execs.find(exec_id);
+    // A null entry is an ExecProcess still under way: not a process yet.
+    if (rec->removed || it == rec->execs.end() || !it->second)
+      return Error::NotFound("process " + exec_id + " not found in container " + id);
+    p = it->second;
+  }
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    if (p->state != Process::State::kStopped)
+      return Error::FailedPrecondition("process " + exec_id + " in container " + id + " is still running");
+    // Its stdio goes now; a reader blocked on a pump keeps it until it returns.
+    if (p->out) p->out->buffer().Abort();
+    if (p->err) p->err->buffer().Abort();
+    p->out.reset();
+    p->err.reset();
+    p->stdin_fd.reset();
+    p->pty_master.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = rec->execs.find(exec_id);
+    if (it != rec->execs.end() && it->second == p) rec->execs.erase(it);
+  }
+  log_.Info("process removed", {{"container", id}, {"exec", exec_id}});
+  return Ok();
+}
+
 Result<pid_t> Agent::ExecProcess(const std::string& id, const std::string& exec_id, std::string_view process_json,
                                  bool open_stdin) {
   CASK_TRY(ValidateId("exec id", exec_id));

@@ -121,6 +121,10 @@ class Agent {
   Status SignalProcess(const std::string& id, const std::string& exec_id, int sig, bool all);
   Result<ProcessExit> WaitProcess(const std::string& id, const std::string& exec_id, const WaitLimits& limits);
   Result<std::vector<pid_t>> ListProcesses(const std::string& id);
+  // Forgets a stopped exec (exit status, stdio buffers and fds); its id can
+  // be reused. NOT_FOUND if unknown, FAILED_PRECONDITION while it runs,
+  // INVALID_ARGUMENT for an empty exec id (the init goes with the container).
+  Status RemoveProcess(const std::string& id, const std::string& exec_id);
 
   // Writes all of `data` unless the limits end the call first; returns the
   // bytes written.

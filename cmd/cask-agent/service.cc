@@ -168,6 +168,11 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         return resp;
       });
 
+  Add<v1::RemoveProcessRequest, v1::Empty>(server, slog, "RemoveProcess", ProcessFields<v1::RemoveProcessRequest>,
+                                           [a](const rpc::CallContext&, const v1::RemoveProcessRequest& req) {
+                                             return EmptyOr<v1::Empty>(a->RemoveProcess(req.container_id(), req.exec_id()));
+                                           });
+
   Add<v1::CloseStdinRequest, v1::Empty>(server, slog, "CloseStdin", ProcessFields<v1::CloseStdinRequest>,
                                         [a](const rpc::CallContext&, const v1::CloseStdinRequest& req) {
                                           return EmptyOr<v1::Empty>(a->CloseStdin(req.container_id(), req.exec_id()));

@@ -376,6 +376,66 @@ TEST_F(ContainerServiceTest, ExecSignalAndForceRemove) {
   ASSERT_TRUE(Remove("c2", true).ok());
 }
 
+TEST_F(ContainerServiceTest, RemoveProcessFreesTheExecId) {
+  ASSERT_TRUE(Create("c5", {"sleep", "1000"}).ok());
+  ASSERT_TRUE(Start("c5").ok());
+  std::string fds_before = OpenFds();
+  auto remove = [&](const std::string& exec_id) {
+    v1::RemoveProcessRequest req;
+    req.set_container_id("c5");
+    req.set_exec_id(exec_id);
+    return Call<v1::Empty>("RemoveProcess", req);
+  };
+  v1::ExecProcessRequest exec;
+  exec.set_container_id("c5");
+  exec.set_exec_id("e1");
+  exec.set_process_json(oci::ToJson(Proc({"sh", "-c", "read x; echo first $x"})));
+  exec.set_stdin(true);
+  ASSERT_TRUE(Call<v1::ExecProcessResponse>("ExecProcess", exec).ok());
+  // Running: refused, and it keeps running.
+  auto busy = remove("e1");
+  ASSERT_FALSE(busy.ok());
+  EXPECT_EQ(busy.error().code(), Code::kFailedPrecondition) << busy.error().ToString();
+  v1::CloseStdinRequest close;
+  close.set_container_id("c5");
+  close.set_exec_id("e1");
+  ASSERT_TRUE(Call<v1::Empty>("CloseStdin", close).ok());
+  EXPECT_EQ(Drain("ReadStdout", "c5", "e1"), "first\n");
+  ASSERT_TRUE(Wait("c5", "e1").ok());
+  ASSERT_TRUE(remove("e1").ok());
+  EXPECT_EQ(OpenFds(), fds_before);  // its pipes, pidfd and pumps are closed
+  // Its record is gone: wait, stdio and a second remove are NOT_FOUND.
+  auto w = Wait("c5", "e1");
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code(), Code::kNotFound);
+  v1::ReadStreamRequest rd;
+  rd.set_container_id("c5");
+  rd.set_exec_id("e1");
+  auto r = Call<v1::ReadStreamResponse>("ReadStdout", rd);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kNotFound);
+  auto again = remove("e1");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), Code::kNotFound);
+  EXPECT_EQ(remove("").error().code(), Code::kInvalidArgument);  // the init goes with the container
+  EXPECT_EQ(remove("nope").error().code(), Code::kNotFound);
+
+  // The same id again, a new process with its own stdio.
+  exec.set_stdin(false);
+  exec.set_process_json(oci::ToJson(Proc({"sh", "-c", "echo second; exit 6"})));
+  ASSERT_TRUE(Call<v1::ExecProcessResponse>("ExecProcess", exec).ok());
+  EXPECT_EQ(Drain("ReadStdout", "c5", "e1"), "second\n");
+  auto st = Wait("c5", "e1");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, 6);
+  ASSERT_TRUE(remove("e1").ok());
+  ASSERT_TRUE(Remove("c5", true).ok());
+  v1::RemoveProcessRequest gone;
+  gone.set_container_id("c5");
+  gone.set_exec_id("e1");
+  EXPECT_EQ(Call<v1::Empty>("RemoveProcess", gone).error().code(), Code::kNotFound);
+}
+
 TEST_F(ContainerServiceTest, StartErrorIsReturnedAndInitStops) {
   ASSERT_TRUE(Create("c3", {"/bin/nonexistent"}).ok());
   auto started = Start("c3");

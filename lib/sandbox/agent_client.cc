@@ -171,6 +171,13 @@ Result<size_t> AgentClient::WriteStdin(const std::string& container_id, const st
   return static_cast<size_t>(r.len());
 }
 
+Status AgentClient::RemoveProcess(const std::string& container_id, const std::string& exec_id) {
+  pb::RemoveProcessRequest req;
+  req.set_container_id(container_id);
+  req.set_exec_id(exec_id);
+  return InvokeVoid<pb::Empty>(*client_, "RemoveProcess", req, opts_.call_timeout);
+}
+
 Status AgentClient::CloseStdin(const std::string& container_id, const std::string& exec_id) {
   pb::CloseStdinRequest req;
   req.set_container_id(container_id);

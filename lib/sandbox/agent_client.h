@@ -128,6 +128,8 @@ class AgentClient {
                        bool all = false);
   Result<ProcessExit> WaitProcess(const std::string& container_id, const std::string& exec_id);
   Result<std::vector<uint32_t>> ListProcesses(const std::string& container_id);
+  // Forgets a stopped exec in the guest (see RemoveProcess in agent.proto).
+  Status RemoveProcess(const std::string& container_id, const std::string& exec_id);
 
   // Returns how many bytes the agent accepted (may be fewer than data.size()).
   Result<size_t> WriteStdin(const std::string& container_id, const std::string& exec_id,

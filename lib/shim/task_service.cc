@@ -388,6 +388,14 @@ Result<ExitInfo> TaskService::Delete(const std::string& id, const std::string& e
     // A stopped exec's watcher has finished; a never-started one has none.
     if (p->watcher.joinable()) p->watcher.join();
     p->pump.reset();
+    // The guest keeps the exec's record (exit status, stdio) until told:
+    // drop it so that the exec id can be used again. Also after a failed
+    // start: the agent lists an exec whose execve failed.
+    if (sandbox_ && !sandbox_->agent().closed()) {
+      Status rm = sandbox_->agent().RemoveProcess(id, exec_id);
+      if (!rm.ok() && rm.error().code() != Code::kNotFound && !AgentGone(rm.error()))
+        return std::move(rm).error().Wrap("remove exec " + exec_id + " of task " + id);
+    }
     ExitInfo info;
     {
       std::lock_guard lk(mu_);

@@ -32,6 +32,7 @@ struct World {
   std::mutex mu;
   std::condition_variable cv;
   std::map<std::string, int> exits;
+  std::vector<std::string> removed;  // RemoveProcess calls, as keys
   bool stopping = false;
   std::atomic<int> vms{0};
 
@@ -81,6 +82,14 @@ class FakeVm : public hypervisor::Vm {
     });
     fake_.On<pb::RemoveContainerRequest, pb::Empty>("RemoveContainer", [this](const pb::RemoveContainerRequest& r) -> Result<pb::Empty> {
       w_.Exit(Key(r.container_id(), ""), 137);
+      return pb::Empty{};
+    });
+    fake_.On<pb::RemoveProcessRequest, pb::Empty>("RemoveProcess", [this](const pb::RemoveProcessRequest& r) -> Result<pb::Empty> {
+      std::lock_guard l(w_.mu);
+      std::string k = Key(r.container_id(), r.exec_id());
+      if (!w_.exits.count(k)) return Error::FailedPrecondition(k + " is still running");
+      w_.exits.erase(k);
+      w_.removed.push_back(k);
       return pb::Empty{};
     });
     fake_.On<pb::WaitProcessRequest, pb::WaitProcessResponse>(
@@ -293,11 +302,23 @@ TEST_F(TaskServiceTest, Exec) {
   EXPECT_EQ(ex->exit_status, 143u);
   ASSERT_TRUE(svc_->Delete("c2", "e1").ok());
   EXPECT_EQ(svc_->State("c2", "e1").error().code(), Code::kNotFound);
+  {
+    std::lock_guard l(world_.mu);
+    EXPECT_EQ(world_.removed, std::vector<std::string>{"c2/e1"});  // the guest forgets it too
+  }
+  // The exec id can be used again.
+  ASSERT_TRUE(svc_->Exec(ep).ok());
+  auto w2 = std::async(std::launch::async, [&] { return svc_->Wait("c2", "e1"); });
+  ASSERT_TRUE(svc_->Start("c2", "e1").ok());
+  ASSERT_TRUE(svc_->Kill("c2", "e1", 9, false).ok());
+  ASSERT_TRUE(w2.get().ok());
+  ASSERT_TRUE(svc_->Delete("c2", "e1").ok());
 
   ASSERT_TRUE(svc_->Kill("c2", "", 9, false).ok());
   ASSERT_TRUE(svc_->Wait("c2", "").ok());
   ASSERT_TRUE(svc_->Delete("c2", "").ok());
   EXPECT_EQ(Topics(), (std::vector<std::string>{"/tasks/create", "/tasks/start", "/tasks/exec-added",
+                                                "/tasks/exec-started", "/tasks/exit", "/tasks/exec-added",
                                                 "/tasks/exec-started", "/tasks/exit", "/tasks/exit",
                                                 "/tasks/delete"}));
 }
