@@ -63,8 +63,12 @@ void CopyMetadata(int dst_dir, const char* name, const struct stat& st, bool is_
   (void)::utimensat(dst_dir, name, times, flags);
 }
 
-Status CopyDir(int src, int dst, dev_t dev, const std::string& skip, const std::string& where) {
-  int dup = ::fcntl(src, F_DUPFD_CLOEXEC, 3);
+// The names in directory `dir` (read through a duplicate fd, so `dir` stays
+// open), without "." and ".." and without `skip`. `where` names the directory
+// in errors.
+Result<std::vector<std::string>> EntryNames(int dir, const std::string& skip,
+                                            const std::string& where) {
+  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 3);
   if (dup < 0) return Error::Sys(errno, "dup");
   DIR* d = ::fdopendir(dup);
   if (d == nullptr) {
@@ -77,6 +81,11 @@ Status CopyDir(int src, int dst, dev_t dev, const std::string& skip, const std::
     if (n != "." && n != ".." && n != skip) names.push_back(n);
   }
   ::closedir(d);
+  return names;
+}
+
+Status CopyDir(int src, int dst, dev_t dev, const std::string& skip, const std::string& where) {
+  CASK_ASSIGN_OR_RETURN(std::vector<std::string> names, EntryNames(src, skip, where));
   for (const std::string& n : names) {
     const char* name = n.c_str();
     std::string path = where + "/" + n;
@@ -112,19 +121,7 @@ Status CopyDir(int src, int dst, dev_t dev, const std::string& skip, const std::
 }
 
 Status DeleteDir(int dir, dev_t dev, const std::string& skip, const std::string& where) {
-  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 3);
-  if (dup < 0) return Error::Sys(errno, "dup");
-  DIR* d = ::fdopendir(dup);
-  if (d == nullptr) {
-    ::close(dup);
-    return Error::Sys(errno, "opendir " + where);
-  }
-  std::vector<std::string> names;
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != ".." && n != skip) names.push_back(n);
-  }
-  ::closedir(d);
+  CASK_ASSIGN_OR_RETURN(std::vector<std::string> names, EntryNames(dir, skip, where));
   Status first;
   for (const std::string& n : names) {
     struct stat st;
