@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# tests/shim/bench.sh [N]: `ctr run --rm IMAGE ID true` through one private
+# bench/ctr-run.sh [N]: `ctr run --rm IMAGE ID true` through one private
 # containerd, cask versus runc in the same run, N (default 5) runs each,
 # interleaved; prints every time, the medians and the ratio. A benchmark,
-# not a test. Same environment as e2e.sh (SHIM_BIN, GUEST_DIR).
-source "$(dirname "$0")/lib.sh"
+# not a test. Same environment as tests/shim/e2e.sh (SHIM_BIN, GUEST_DIR).
+source "$(dirname "$0")/../tests/shim/lib.sh"
 
 n=${1:-5}
 setup
