@@ -100,15 +100,22 @@ case_tty() {
   # container gets a pty of its own in the guest, of the same size.
   LAST_CMD="script -qec 'cask-runtime run -t ...' /dev/null"
   set +e
-  timeout -k 10 300 script -qec "stty rows 30 cols 100; $CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -- sh -c 'test -t 0 && test -t 1 && echo yes-tty; tty; stty size; exit 4'" /dev/null \
+  timeout -k 10 300 script -qec "stty rows 30 cols 100; $CASK_RUNTIME run --config $CONF --rootfs $ROOTFS -t -- sh -c 'test -t 0 && test -t 1 && echo yes-tty; tty; stty size; echo ok > /dev/tty && echo ctty-ok; exit 4'" /dev/null \
     > "$OUT" 2> "$ERR" < /dev/null
   RC=$?
   set -e
   log "$LAST_CMD -> $RC"
   expect_rc 4
   expect_out_has "yes-tty"
-  tr -d '\r' < "$OUT" | grep -qE '^/dev/(pts/[0-9]+|console)$' || fail "tty(1) names no terminal"
-  expect_out_has "30 100"
+  # As runc: the pty is of the container's own devpts (so tty(1) names a
+  # /dev/pts device it can see, not /dev/console), it is the controlling
+  # terminal (/dev/tty opens), has the host's size, and nothing precedes
+  # the output (no stray NUL).
+  tr -d '\r' < "$OUT" | grep -qE '^/dev/pts/[0-9]+$' || fail "tty(1) names no /dev/pts device"
+  tr -d '\r' < "$OUT" | grep -qx "30 100" || fail "stty size is not 30 100"
+  expect_out_has "ctty-ok"
+  [ "$(tr -cd '\000' < "$OUT" | wc -c)" -eq 0 ] || fail "NUL bytes in the terminal output"
+  [ "$(head -c 6 "$OUT")" = "yes-tt" ] || fail "the output does not start with the container's first line"
   # -t -i: an interactive shell reads what is typed on our terminal.
   LAST_CMD="script -qec 'cask-runtime run -t -i -- sh' (typing a command)"
   set +e

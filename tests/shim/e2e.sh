@@ -61,10 +61,36 @@ case_stdio() {
 }
 
 case_tty() {
-  local out
-  out=$(script -qec "ctr --address $CONTAINERD_ADDRESS -n $NS run --runtime $RUNTIME --runtime-config-path $W/cask.toml --rm -t $IMAGE t1 sh -c 'test -t 0 && test -t 1 && echo is-a-tty; tty'" /dev/null | tr -d '\r')
+  local out raw="$W/tty.out"
+  # script(1) gives ctr a 30x100 terminal; ctr sends that size to the task
+  # (TtyWinResize) just after the start, so the container polls for it.
+  # script's stdin stays open without data: at EOF script types ^D on ctr's
+  # terminal, which Linux queues as a NUL placeholder that ctr, switching to
+  # raw mode, then reads and sends (the container echoes "^@"). script
+  # lasts until its stdin ends: 15 s is past ctr's start (and its raw mode).
+  script -qec "stty rows 30 cols 100; ctr --address $CONTAINERD_ADDRESS -n $NS run --runtime $RUNTIME --runtime-config-path $W/cask.toml --rm -t $IMAGE t1 sh -c 'test -t 0 && test -t 1 && echo is-a-tty; tty; for i in \$(seq 40); do [ \"\$(stty size)\" = \"30 100\" ] && break; sleep 0.25; done; echo size=\$(stty size); echo ctty=\$(echo ok > /dev/tty && echo yes)'" /dev/null > "$raw" < <(sleep 15)
+  out=$(tr -d '\r' < "$raw")
   log "tty: $out"
   expect_contains "$out" "is-a-tty" "stdin and stdout are a terminal inside the container"
+  # As runc: a pty of the container's own devpts, controlling, sized by the host.
+  grep -qx '/dev/pts/[0-9]*' <<<"$out" || fail "tty(1) names no /dev/pts device: $out"
+  expect_contains "$out" "size=30 100" "stty size"
+  expect_contains "$out" "ctty=yes" "/dev/tty (the controlling terminal) opens"
+  expect_eq "$(tr -cd '\000' < "$raw" | wc -c)" 0 "NUL bytes in the terminal output"
+  expect_eq "$(grep -c '\^@' "$raw")" 0 "echoed NUL input (^@) in the terminal output"
+  # An exec with a terminal gets its own pty too.
+  run_cask -d "$IMAGE" t2 sleep 1000
+  script -qec "stty rows 30 cols 100; ctr --address $CONTAINERD_ADDRESS -n $NS task exec -t --exec-id et t2 sh -c 'tty; test -t 0 && echo exec-tty'" /dev/null > "$raw" < <(sleep 15)
+  out=$(tr -d '\r' < "$raw")
+  log "exec tty: $out"
+  grep -qx '/dev/pts/[0-9]*' <<<"$out" || fail "tty(1) in an exec names no /dev/pts device: $out"
+  expect_contains "$out" "exec-tty" "exec stdin is a terminal"
+  expect_eq "$(tr -cd '\000' < "$raw" | wc -c)" 0 "NUL bytes in the exec terminal output"
+  expect_eq "$(grep -c '\^@' "$raw")" 0 "echoed NUL input (^@) in the exec terminal output"
+  ctr_ task kill -s SIGKILL t2
+  wait_for 30 status_is t2 STOPPED || fail "not stopped"
+  ctr_ task rm t2
+  ctr_ containers rm t2
 }
 
 case_exec() {
