@@ -98,6 +98,12 @@ case_exec() {
   local rc=0 out
   ctr_ task exec --exec-id e1 ex sh -c 'exit 5' || rc=$?
   expect_eq "$rc" 5 "exec exit code"
+  # ctr deletes the exec when it is done: the same id can be used again
+  # (the guest agent forgets it too: RemoveProcess).
+  rc=0
+  out=$(ctr_ task exec --exec-id e1 ex sh -c 'echo again; exit 6' 2>&1) || rc=$?
+  expect_eq "$rc" 6 "exit code of a second exec with the same id ($out)"
+  expect_eq "$out" again "output of a second exec with the same id"
   out=$(ctr_ task exec --exec-id e2 ex sh -c 'echo from-exec; echo e >&2' 2>&1)
   expect_contains "$out" "from-exec" "exec stdout"
   out=$(echo piped | ctr_ task exec --exec-id e3 ex cat)
