@@ -154,17 +154,7 @@ Agent::Agent(AgentOptions opts, Reaper* reaper, OomWatcher* oom, Logger log)
       started_(std::chrono::steady_clock::now()) {}
 
 Agent::~Agent() {
-  std::map<std::string, std::shared_ptr<ContainerRec>> all;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    all.swap(containers_);
-  }
-  for (auto& [id, rec] : all) {
-    std::lock_guard<std::mutex> op(rec->op_mu);
-    if (rec->removed) continue;
-    (void)rec->c->KillAll(SIGKILL);
-    (void)DestroyContainer(*rec);
-  }
+  DestroyAllContainers();
   std::lock_guard<std::mutex> lock(power_mu_);
   if (power_off_thread_.joinable()) power_off_thread_.join();
 }
@@ -210,7 +200,7 @@ Status Agent::SetupSandbox(const SandboxSetup& setup) {
   return Ok();
 }
 
-Status Agent::DestroySandbox() {
+void Agent::DestroyAllContainers() {
   std::map<std::string, std::shared_ptr<ContainerRec>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -223,6 +213,10 @@ Status Agent::DestroySandbox() {
     Status st = DestroyContainer(*rec);
     if (!st.ok()) log_.Warn("destroy container", {{"container", id}, {"error", st.error().ToString()}});
   }
+}
+
+Status Agent::DestroySandbox() {
+  DestroyAllContainers();
   std::lock_guard<std::mutex> lock(power_mu_);
   if (opts_.power_off && !power_off_thread_.joinable()) {
     log_.Info("powering off", {{"delay_ms", std::to_string(opts_.power_off_delay.count())}});

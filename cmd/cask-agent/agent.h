@@ -165,6 +165,9 @@ class Agent {
   // Drops a container's processes' stdio and pending state (after Destroy).
   void CloseProcesses(ContainerRec& rec);
   Status DestroyContainer(ContainerRec& rec);
+  // Takes every container out of the table, kills and destroys each one not
+  // already removed; a failure is logged and the next one is tried.
+  void DestroyAllContainers();
 
   const AgentOptions opts_;
   Reaper* const reaper_;
