@@ -30,6 +30,7 @@ while [ $# -gt 0 ]; do
     *) echo "start-time: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+build=$(realpath -m "$build")
 runtime=${runtime:-$build/cmd/cask-runtime/cask-runtime}
 guest=${guest:-$build/guest}
 die() { echo "start-time: $*" >&2; exit 1; }
