@@ -533,38 +533,30 @@ Result<ExitInfo> TaskService::Wait(const std::string& id, const std::string& exe
 }
 
 Status TaskService::Pause(const std::string& id) {
-  std::unique_lock op(op_mu_);
-  {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    CASK_TRY(Transition(c->init.state, ProcessOp::kPause, "task"));
-  }
-  CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  CASK_TRY(vm->agent().PauseContainer(id));
-  {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    if (auto s = Transition(c->init.state, ProcessOp::kPause, "task"); s.ok()) c->init.state = *s;
-  }
-  Publish(TaskPausedEvent{id});
-  return Ok();
+  return ChangeFreeze(id, ProcessOp::kPause, &sandbox::AgentClient::PauseContainer, TaskPausedEvent{id});
 }
 
 Status TaskService::Resume(const std::string& id) {
-  std::unique_lock op(op_mu_);
+  return ChangeFreeze(id, ProcessOp::kResume, &sandbox::AgentClient::ResumeContainer, TaskResumedEvent{id});
+}
+
+Status TaskService::ChangeFreeze(const std::string& id, ProcessOp op,
+                                 Status (sandbox::AgentClient::*agent_call)(const std::string&),
+                                 const TaskEvent& event) {
+  std::unique_lock op_lock(op_mu_);
   {
     std::lock_guard lk(mu_);
     CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    CASK_TRY(Transition(c->init.state, ProcessOp::kResume, "task"));
+    CASK_TRY(Transition(c->init.state, op, "task"));
   }
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  CASK_TRY(vm->agent().ResumeContainer(id));
+  CASK_TRY((vm->agent().*agent_call)(id));
   {
     std::lock_guard lk(mu_);
     CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    if (auto s = Transition(c->init.state, ProcessOp::kResume, "task"); s.ok()) c->init.state = *s;
+    if (auto s = Transition(c->init.state, op, "task"); s.ok()) c->init.state = *s;
   }
-  Publish(TaskResumedEvent{id});
+  Publish(event);
   return Ok();
 }
 

@@ -165,6 +165,10 @@ class TaskService {
   void WatchOom(std::shared_ptr<sandbox::Sandbox> vm);
   Status DestroySandboxLocked(std::unique_lock<std::mutex>& op_lock);
   void Publish(const TaskEvent& e);
+  // Pause and Resume: check the transition, ask the agent, record the new
+  // state, publish `event`.
+  Status ChangeFreeze(const std::string& id, ProcessOp op,
+                      Status (sandbox::AgentClient::*agent_call)(const std::string&), const TaskEvent& event);
 
   const Deps deps_;
   const Logger log_;
