@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # tests/shim/e2e.sh CASE: one end-to-end test of containerd-shim-cask-v2
-# against a private, real containerd 1.6 (see lib.sh), driven with ctr.
+# against a private, real containerd 1.6 (tests/lib/e2e.sh), driven with ctr.
 # Exit 0 = pass, 77 = skipped (no guest assets / not root), else fail.
 # Every case also checks, on the way out, that no shim, QEMU or mount of
 # its own is left behind.
-source "$(dirname "$0")/lib.sh"
-
-expect_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
-expect_contains() { grep -qF -- "$2" <<<"$1" || fail "$3: expected output to contain '$2', got: $1"; }
+E2E_KIND=containerd E2E_TMP_PREFIX=cask-shim-e2e
+source "$(dirname "$0")/../lib/e2e.sh"
 
 case_basic() {
   # PID 1 of a pid namespace only gets the signals it handles: trap TERM.
@@ -294,12 +292,4 @@ JSON
   [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left after failed creates: $(ls -A "$W/cask-state")"
 }
 
-main() {
-  local c=${1:?usage: e2e.sh CASE}
-  declare -F "case_$c" >/dev/null || { echo "unknown case $c" >&2; exit 2; }
-  setup
-  log "case $c"
-  "case_$c"
-  log "case $c: PASS"
-}
-main "$@"
+e2e_main "$@"
