@@ -179,7 +179,7 @@ case_bad_spec() {
   expect_rejected "sandbox id naming the container itself" "names the container itself" "$id" -- \
     run_cask $(pod_args "$id" container) "$IMAGE" "$id" true
   id="g${TOK}d"
-  expect_rejected "container joining a pod that does not exist" "is not running in this shim" "$id" "nopod$TOK" -- \
+  expect_rejected "container joining a pod that does not exist" "pod nopod$TOK" "$id" "nopod$TOK" -- \
     run_cask $(pod_args "nopod$TOK" container) "$IMAGE" "$id" true
 
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$CASK_STATE")"
