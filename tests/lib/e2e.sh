@@ -28,6 +28,10 @@
 # guest assets missing).
 
 set -euo pipefail
+# A command that fails under set -e says where, instead of ending the test
+# in silence.
+set -E
+trap 'echo "[$(date +%T)] error: status $? at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
 
 : "${E2E_KIND:?set E2E_KIND=containerd or E2E_KIND=runtime before sourcing tests/lib/e2e.sh}"
 : "${GUEST_DIR:?GUEST_DIR must hold vmlinux and initrd.img}"

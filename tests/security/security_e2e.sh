@@ -450,6 +450,9 @@ case_escape_probes() {
   local id="esc$TOK" secret="SECRET-$TOK-$RANDOM$RANDOM"
   mkdir -p "$W/vol"
   echo volume-ok > "$W/vol/inside"
+  # Positive control of the search below: the one file named after the token
+  # that the container may see.
+  echo volume-ok > "$W/vol/inside-$TOK"
   # Host files the container must not reach: in /tmp, beside its volume,
   # at the top of the cask state dir, and (below, once the VM is up) in the
   # pod's own state dir, the parent of the virtio-fs export.
@@ -493,7 +496,7 @@ case_escape_probes() {
 
   # No host file outside its rootfs and volume, by name or by content.
   out=$(ex "find / -path /proc -prune -o -path /sys -prune -o -path /dev -prune -o -name '*$TOK*' -print 2>/dev/null")
-  [ -z "$out" ] || fail "marker files found in the container: $out"
+  [ "$out" = "/vol/inside-$TOK" ] || fail "files named after the token found in the container (only /vol/inside-$TOK may be): $out"
   out=$(ex "for f in /proc/1/root$m_tmp /proc/1/root$m_state /proc/1/root$m_pod /tmp/cask-sec-marker-$TOK \
               /vol/../marker-$TOK /vol/../../marker-$TOK /vol/../../../../../../tmp/cask-sec-marker-$TOK \
               /../../../../tmp/cask-sec-marker-$TOK /run/cask/shared/../marker-$TOK /proc/1/root/run/cask/marker-$TOK \
@@ -511,16 +514,26 @@ case_escape_probes() {
   out=$(ex "mkdir -p /m2 && for t in / .. ../.. /etc shared; do mount -t virtiofs \$t /m2 2>/dev/null && echo tag-\$t-mounted && umount /m2; done; true")
   [ -z "$out" ] || fail "virtio-fs tags other than the pod's mount: $out"
 
-  # No host device: the host's first disk by major:minor reads nothing of
-  # the host.
+  # No host device: the host's first disk, by its major:minor, reads
+  # nothing of the host from the container. Either the guest has no such
+  # device (the read fails), or it is a guest device (listed in the guest's
+  # /sys/dev/block) whose first block differs from the host's (when the host
+  # lets this test read its own disk at all).
   local disk majmin host_sum
   disk=$(lsblk -dnpo NAME,TYPE 2>/dev/null | awk '$2 == "disk" && $1 !~ /zram|loop|nbd/ {print $1; exit}')
   if [ -n "$disk" ]; then
     majmin=$(lsblk -dno MAJ:MIN "$disk" | tr -d ' ')
-    host_sum=$(dd if="$disk" bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1)
-    out=$(ex "mknod /tmp/hostdisk b ${majmin%%:*} ${majmin##*:} && dd if=/tmp/hostdisk bs=4096 count=1 2>/dev/null | md5sum; rm -f /tmp/hostdisk")
-    log "host disk $disk ($majmin) from the container: $out"
-    ! grep -qF "$host_sum" <<<"$out" || fail "the host disk $disk ($majmin) is readable from the container"
+    host_sum=$(dd if="$disk" bs=4096 count=1 2>/dev/null | md5sum | cut -d' ' -f1) || host_sum=unreadable-on-the-host
+    out=$(ex "mknod /tmp/hostdisk b ${majmin%%:*} ${majmin##*:} || echo mknod-failed
+              if dd if=/tmp/hostdisk of=/tmp/hd.bin bs=4096 count=1 2>/dev/null; then
+                echo read \$(md5sum < /tmp/hd.bin | cut -d' ' -f1)
+                [ -e /sys/dev/block/$majmin ] && echo guest-device
+              else echo unreadable; fi; rm -f /tmp/hostdisk /tmp/hd.bin")
+    log "host disk $disk ($majmin) from the container: $(tr '\n' ' ' <<<"$out")"
+    if ! grep -q unreadable <<<"$out"; then
+      grep -q guest-device <<<"$out" || fail "the host disk $disk ($majmin) read from the container is no guest device: $out"
+      ! grep -qF "$host_sum" <<<"$out" || fail "the host disk $disk ($majmin) is readable from the container"
+    fi
   fi
   out=$(ex 'ls /dev/kvm /dev/vhost-vsock /dev/vhost-net 2>/dev/null; cat /sys/class/block/*/dev 2>/dev/null; true')
   ! grep -q 'kvm\|vhost' <<<"$out" || fail "host virtualization devices in the guest: $out"
