@@ -270,6 +270,8 @@ case_bad_frames() {
   wait_for 120 status_is "$id" RUNNING || fail "$id never ran"
   local shim sock rss0 rss1 fds0 fds1
   sock=$(shim_socket "$id")
+  # The rule the leftover checks use to name a pod's socket.
+  expect_eq "$(shim_socket_for_group "$id")" "$sock" "shim socket of $id"
   shim=$(pgrep -f "containerd-shim-cask-v2.*-id $id -address $W/" | head -1)
   [ -n "$shim" ] || fail "no shim for $id"
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$shim/status")
