@@ -31,7 +31,8 @@ set -euo pipefail
 # A command that fails under set -e says where, instead of ending the test
 # in silence.
 set -E
-trap 'echo "[$(date +%T)] error: status $? at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
+e2e_on_err() { echo "[$(date +%T)] error: status $1 at ${BASH_SOURCE[1]##*/}:$2: $3" >&2; }
+trap 'e2e_on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 : "${E2E_KIND:?set E2E_KIND=containerd or E2E_KIND=runtime before sourcing tests/lib/e2e.sh}"
 : "${GUEST_DIR:?GUEST_DIR must hold vmlinux and initrd.img}"
@@ -319,6 +320,9 @@ e2e_cleanup() {
   local d
   for d in "${E2E_DEFERRED[@]}"; do eval "$d"; done
   [ "$E2E_KIND" = containerd ] && containerd_teardown
+  # Shims finish their teardown (and reap QEMU and virtiofsd) on their own
+  # after containerd's last call: give them a moment.
+  wait_for 20 test -z "$(procs_of_test)"
   # What is left now leaked: kill it, unmount it, and fail the test.
   local left
   left=$(procs_of_test)
