@@ -41,7 +41,7 @@ bool ParseLine(std::string_view line, MountInfo& m) {
     if (f == "-") break;
   }
   std::string_view fstype, source;
-  if (!NextField(line, pos, fstype) || !NextField(line, pos, source)) return false;
+  if (!NextField(line, pos, fstype) || !NextField(line, pos, source) || fstype.empty()) return false;
   m.root = UnescapeMountPath(root);
   m.mount_point = UnescapeMountPath(point);
   if (m.mount_point.empty() || m.mount_point.front() != '/') return false;
