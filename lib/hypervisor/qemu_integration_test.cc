@@ -98,11 +98,11 @@ class QemuBootTest : public ::testing::Test {
 
     cfg_.id = "it1";
     cfg_.state_dir = tmp_ + "/state/it1";
-    cfg_.hv.kernel = AssetDir() + "/vmlinux";
-    cfg_.hv.initrd = AssetDir() + "/initrd.img";
-    cfg_.hv.machine_type = "microvm";
-    cfg_.hv.accel = config::Accel::kAuto;
-    cfg_.channel = config::AgentChannel::kSerial;
+    cfg_.kernel = AssetDir() + "/vmlinux";
+    cfg_.initrd = AssetDir() + "/initrd.img";
+    cfg_.machine_type = "microvm";
+    cfg_.accel = Accel::kAuto;
+    cfg_.channel = ChannelRequest::kSerial;
     cfg_.shared_dir = tmp_ + "/shared";
     children_before_ = Children();
   }
@@ -128,7 +128,7 @@ class QemuBootTest : public ::testing::Test {
     *hello = ReadLines(fd->get(), 3, t0 + kBootTimeout, &first);
     if (first != Clock::time_point{}) {
       auto ms = [](auto d) { return std::chrono::duration_cast<milliseconds>(d).count(); };
-      std::cout << "[ timing ] " << cfg_.hv.machine_type << ": Start returned after " << ms(t_started - t0)
+      std::cout << "[ timing ] " << cfg_.machine_type << ": Start returned after " << ms(t_started - t0)
                 << " ms; spawn -> first agent byte " << ms(first - t0) << " ms" << std::endl;
     }
     EXPECT_THAT(*hello, HasSubstr("CASK-TEST-INIT-OK")) << "console: " << (*vm)->ConsoleTail(4096);
@@ -136,7 +136,7 @@ class QemuBootTest : public ::testing::Test {
   }
 
   std::string tmp_, token_, release_;
-  VmConfig cfg_;
+  VmSettings cfg_;
   std::set<pid_t> children_before_;
 };
 
@@ -196,7 +196,7 @@ TEST_F(QemuBootTest, GuestPowerOffIsSeenAsExit) {
 }
 
 TEST_F(QemuBootTest, Q35PciSerialWithoutShare) {
-  cfg_.hv.machine_type = "q35";
+  cfg_.machine_type = "q35";
   cfg_.shared_dir.clear();
   cfg_.debug = true;
   std::unique_ptr<Vm> vm;
@@ -230,7 +230,7 @@ TEST_F(QemuBootTest, KernelPanicEndsTheVmWithTheConsoleTail) {
 }
 
 TEST_F(QemuBootTest, MissingKernelIsNotFoundAndLeavesNothing) {
-  cfg_.hv.kernel = tmp_ + "/no-vmlinux";
+  cfg_.kernel = tmp_ + "/no-vmlinux";
   auto r = NewQemu()->Start(cfg_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kNotFound);
@@ -242,7 +242,7 @@ TEST_F(QemuBootTest, MissingKernelIsNotFoundAndLeavesNothing) {
 TEST_F(QemuBootTest, QemuStartFailureReportsQemuStderrAndLeavesNothing) {
   // A kernel QEMU cannot load: QEMU itself exits during startup.
   ASSERT_TRUE(WriteFile(tmp_ + "/junk-kernel", std::string(4096, 'x')).ok());
-  cfg_.hv.kernel = tmp_ + "/junk-kernel";
+  cfg_.kernel = tmp_ + "/junk-kernel";
   auto r = NewQemu()->Start(cfg_);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), HasSubstr("qemu exited during startup"));
