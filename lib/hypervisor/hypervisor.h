@@ -46,7 +46,7 @@ inline constexpr const char* kVirtiofsTag = "cask";
 struct VmCgroupSettings {
   bool enabled = false;
   // Below the calling process's own cgroup when relative ("cask" ->
-  // <caller's cgroup>/cask/<id>), from the hierarchy root when it starts
+  // <caller's cgroup>/cask/<id>-<hash of the state dir>), from the root when it starts
   // with '/'. Validated by host_cgroup.h's rule.
   std::string parent = "cask";
   bool include_caller = false;     // the calling process (the shim) joins the cgroup too

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -106,6 +107,17 @@ Result<bool> HasMountsUnder(const std::string& dir) {
       return true;
   }
   return false;
+}
+
+// "<id>-<8 hex digits of FNV-1a of the state dir>": sandbox ids are unique
+// within one state dir only, and two runtimes (containerd instances, test
+// runs) may share a parent cgroup.
+std::string CgroupNameFor(const std::string& id, const std::string& state_dir) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : Dirname(state_dir)) h = (h ^ c) * 16777619u;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", h);
+  return id + "-" + hex;
 }
 
 class QemuVm final : public Vm {
@@ -306,7 +318,7 @@ Status QemuVm::CreateCgroup(const VmSettings& cfg) {
     limits.memory_bytes = (uint64_t{cfg.memory_mib} + cfg.cgroup.memory_overhead_mib) << 20;
   limits.cpu_quota_us = uint64_t{cfg.cgroup.cpu_quota_cores} * limits.cpu_period_us;
   limits.pids_max = cfg.cgroup.pids_max;
-  CASK_ASSIGN_OR_RETURN(cgroup_, HostCgroup::Create(layout, cfg.cgroup.parent, id_, limits)
+  CASK_ASSIGN_OR_RETURN(cgroup_, HostCgroup::Create(layout, cfg.cgroup.parent, CgroupNameFor(id_, state_dir_), limits)
                                      .Context("create the pod's host cgroup (runtime.sandbox_cgroup)"));
   CASK_TRY(RecordHostProcesses());
   if (cfg.cgroup.include_caller)
@@ -553,7 +565,11 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmSettings& cfg) {
     return Error::InvalidArgument("hypervisor.memory_mib: must be between 64 and 65536, got " +
                                   std::to_string(cfg.memory_mib));
   if (!cfg.runas.empty()) CASK_TRY(ValidateRunas(cfg.runas));
-  if (cfg.cgroup.enabled) CASK_TRY(ValidateCgroupName(cfg.id, "VM id (as a cgroup name)"));
+  if (cfg.cgroup.enabled) {
+    CASK_TRY(ValidateCgroupName(cfg.id, "VM id (as a cgroup name)"));
+    if (cfg.id.find('/') != std::string::npos)
+      return Error::InvalidArgument("VM id must not contain '/' with a pod cgroup, got \"" + cfg.id + "\"");
+  }
   bool with_fs = !cfg.shared_dir.empty();
   if (with_fs) {
     CASK_TRY(CheckFile(cfg.virtiofsd_path, "hypervisor.virtiofsd_path", /*executable=*/true));
