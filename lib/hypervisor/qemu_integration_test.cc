@@ -5,6 +5,7 @@
 // then echoes lines ("ECHO <line>") until it reads "poweroff".
 #include <dirent.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -22,6 +23,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/hypervisor/qemu.h"
+#include "lib/hypervisor/vm_leftovers.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -180,6 +182,55 @@ TEST_F(QemuBootTest, MicrovmTcgVirtiofsSerialBootsEchoesPausesAndStops) {
   EXPECT_FALSE(vm->ConnectAgent(milliseconds(100)).ok());
   EXPECT_FALSE(PathExists(cfg_.state_dir));
   EXPECT_EQ(vm->ConsoleTail(100), "");
+}
+
+// The confinement the shim uses by default: QEMU drops to nobody after
+// opening its sockets, logs and devices (and still serves the agent
+// channel, the share and QMP), QEMU and virtiofsd run in the pod's cgroup
+// from spawn, the VM records them, and a killed virtiofsd takes the VM down.
+TEST_F(QemuBootTest, RunsAsNobodyInItsCgroupAndDiesWithVirtiofsd) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody";
+  cfg_.runas = "nobody";
+  cfg_.cgroup.enabled = true;
+  cfg_.cgroup.parent = "cask-it-" + std::to_string(::getpid());
+  cfg_.cgroup.memory_overhead_mib = 512;
+  cfg_.cgroup.cpu_quota_cores = 2;
+  cfg_.cgroup.pids_max = 512;
+  std::unique_ptr<Vm> vm;
+  std::string hello;
+  UniqueFd fd = BootAndGreet(&vm, &hello);
+  ASSERT_TRUE(fd.valid());
+  EXPECT_THAT(hello, HasSubstr("CASK-TEST-SHARE " + token_ + "\n"));
+  auto status = ReadFile("/proc/" + std::to_string(vm->pid()) + "/status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(*status, HasSubstr("Uid:\t65534\t65534\t65534\t65534"));
+  ASSERT_TRUE(WriteAll(fd.get(), "ping\n").ok());
+  EXPECT_EQ(ReadLines(fd.get(), 1, Clock::now() + milliseconds(30000)), "ECHO ping\n");
+  ASSERT_TRUE(vm->Pause().ok());
+  ASSERT_TRUE(vm->Resume().ok());
+
+  auto rec = ReadHostProcesses(cfg_.state_dir);
+  ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+  ASSERT_TRUE(rec->vmm && rec->virtiofsd);
+  EXPECT_EQ(rec->vmm->pid, vm->pid());
+  ASSERT_FALSE(rec->cgroup_dirs.empty());
+  for (const auto& d : rec->cgroup_dirs) {
+    auto procs = ReadFile(d + "/cgroup.procs");
+    ASSERT_TRUE(procs.ok()) << d;
+    EXPECT_THAT(*procs, HasSubstr(std::to_string(vm->pid()) + "\n")) << d;
+    EXPECT_THAT(*procs, HasSubstr(std::to_string(rec->virtiofsd->pid) + "\n")) << d;
+  }
+
+  ASSERT_TRUE(SignalIdentified(*rec->virtiofsd, SIGKILL).ok());
+  auto deadline = Clock::now() + milliseconds(30000);
+  while (!vm->Exited() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(vm->Exited()) << "QEMU kept running without its virtiofsd";
+  EXPECT_TRUE(vm->Stop(milliseconds(5000)).ok());
+  for (const auto& d : rec->cgroup_dirs) {
+    EXPECT_FALSE(PathExists(d)) << d;
+    ::rmdir(Dirname(d).c_str());  // the test's parent
+  }
 }
 
 TEST_F(QemuBootTest, GuestPowerOffIsSeenAsExit) {
