@@ -100,6 +100,8 @@ class QemuBootTest : public ::testing::Test {
 
     cfg_.id = "it1";
     cfg_.state_dir = tmp_ + "/state/it1";
+    cfg_.qemu_path = "/usr/bin/qemu-system-x86_64";
+    cfg_.virtiofsd_path = "/usr/lib/qemu/virtiofsd";
     cfg_.kernel = AssetDir() + "/vmlinux";
     cfg_.initrd = AssetDir() + "/initrd.img";
     cfg_.machine_type = "microvm";
