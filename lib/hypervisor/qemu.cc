@@ -4,11 +4,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <pwd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +26,8 @@
 #include "lib/hypervisor/sockets.h"
 #include "lib/hypervisor/virtiofsd.h"
 #include "lib/hypervisor/vm_leftovers.h"
+#include "lib/sys/mountinfo.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -82,31 +83,8 @@ Status CheckFile(const std::string& path, const char* key, bool executable) {
 
 // True if a mount point is at or below `dir` (per /proc/self/mountinfo).
 Result<bool> HasMountsUnder(const std::string& dir) {
-  CASK_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/mountinfo"));
-  std::string prefix = dir;
-  while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
-  size_t pos = 0;
-  while (pos < info.size()) {
-    size_t eol = info.find('\n', pos);
-    if (eol == std::string::npos) eol = info.size();
-    std::string_view line(info.data() + pos, eol - pos);
-    pos = eol + 1;
-    // Fields: id parent major:minor root mount-point ...
-    size_t start = 0;
-    std::string_view field;
-    for (int i = 0; i < 5; i++) {
-      size_t sp = line.find(' ', start);
-      field = line.substr(start, sp == std::string_view::npos ? std::string_view::npos : sp - start);
-      if (sp == std::string_view::npos) break;
-      start = sp + 1;
-    }
-    // Octal escapes (\040 for space) would only matter for paths with
-    // blanks; compare the raw text, which is exact for ours.
-    if (field == prefix || (field.size() > prefix.size() && field.substr(0, prefix.size()) == prefix &&
-                            field[prefix.size()] == '/'))
-      return true;
-  }
-  return false;
+  CASK_ASSIGN_OR_RETURN(auto mounts, sys::ReadMountInfo());
+  return !sys::MountPointsUnder(mounts, dir).empty();
 }
 
 // "<id>-<8 hex digits of FNV-1a of the state dir>": sandbox ids are unique
@@ -171,11 +149,11 @@ class QemuVm final : public Vm {
   bool created_dir_ = false;
   uint32_t guest_cid_ = 0;
   pid_t pid_ = -1;
-  UniqueFd pidfd_;  // pidfd of QEMU for poll(2), if the kernel has pidfd_open
+  sys::Pidfd pidfd_;  // QEMU's, for waiting on its exit
   ProcessIdentity qemu_id_, fsd_id_;
   HostCgroup cgroup_;  // the pod's host cgroup (empty when disabled)
 
-  UniqueFd fs_pidfd_;      // virtiofsd's pidfd, for the watch
+  sys::Pidfd fs_pidfd_;     // virtiofsd's, for the watch
   UniqueFd fs_watch_stop_;  // eventfd: Stop ends the watch
   std::thread fs_watch_;
 
@@ -244,7 +222,7 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
       virtiofsd_ = std::move(fsd);
     }
     CASK_ASSIGN_OR_RETURN(fsd_id_, IdentityOf(fsd_pid).Context("identify virtiofsd"));
-    CASK_ASSIGN_OR_RETURN(fs_pidfd_, OpenIdentified(fsd_id_).Context("pidfd of virtiofsd"));
+    CASK_ASSIGN_OR_RETURN(fs_pidfd_, sys::Pidfd::Open(fsd_pid).Context("pidfd of virtiofsd"));
     CASK_TRY(RecordHostProcesses());
   }
 
@@ -274,8 +252,9 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
   log.Reset();
   vhost.Reset();
   cgroup_fds.clear();
+  // QEMU is an unreaped child: its pid cannot have been reused.
+  CASK_ASSIGN_OR_RETURN(pidfd_, sys::Pidfd::Open(pid_).Context("pidfd of qemu"));
   CASK_ASSIGN_OR_RETURN(qemu_id_, IdentityOf(pid_).Context("identify qemu"));
-  CASK_ASSIGN_OR_RETURN(pidfd_, OpenIdentified(qemu_id_).Context("pidfd of qemu"));
   CASK_TRY(RecordHostProcesses());
 
   // QEMU serves QMP only once the machine is built, so a handshake means
@@ -348,7 +327,7 @@ void QemuVm::StartFsWatch() {
     if (stopping_) return;
     // QEMU would keep the guest running with a dead virtio-fs device:
     // its tasks would hang on their root filesystem. End it.
-    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    (void)pidfd_.Signal(SIGKILL);
   });
 }
 
@@ -391,8 +370,7 @@ bool QemuVm::WaitQemuExit(Clock::time_point deadline) {
     int left = MillisLeft(deadline);
     if (left == 0) return false;
     if (pidfd_) {
-      pollfd p{pidfd_.get(), POLLIN, 0};
-      ::poll(&p, 1, std::min(left, 100));
+      (void)pidfd_.WaitExited(milliseconds(std::min(left, 100)));
     } else {
       std::this_thread::sleep_for(milliseconds(std::min(left, 5)));
     }
