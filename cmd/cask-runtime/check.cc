@@ -1,6 +1,7 @@
 #include "cmd/cask-runtime/check.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,9 +9,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "lib/base/fs.h"
 #include "lib/base/process.h"
+#include "lib/sandbox/vm_settings.h"
 
 namespace cask::runtime {
 
@@ -88,7 +91,8 @@ std::vector<CheckItem> RunHostChecks(const config::Config& cfg, const hypervisor
   items.push_back(FileItem("virtiofsd", "hypervisor.virtiofsd_path", hv.virtiofsd_path, true));
 
   // Acceleration: KVM when usable, TCG (slow, but works) otherwise.
-  config::Accel accel = hypervisor::ResolveAccel(hv.accel, probe);
+  const hypervisor::VmSettings vs = sandbox::VmSettingsFromConfig(cfg);
+  hypervisor::Accel accel = hypervisor::ResolveAccel(vs.accel, probe);
   CheckItem kvm{"kvm", hv.accel == config::Accel::kKvm, R::kInfo, ""};
   if (probe.kvm_usable && probe.cpu_has_virt) {
     kvm.result = R::kOk;
@@ -97,11 +101,11 @@ std::vector<CheckItem> RunHostChecks(const config::Config& cfg, const hypervisor
     kvm.result = hv.accel == config::Accel::kKvm ? R::kFail : R::kInfo;
     kvm.detail = std::string(probe.kvm_usable ? "no vmx/svm in /proc/cpuinfo" : "/dev/kvm not usable");
   }
-  kvm.detail += "; accel = " + std::string(config::AccelName(accel)) + " (hypervisor.accel = " +
+  kvm.detail += "; accel = " + std::string(hypervisor::AccelWord(accel)) + " (hypervisor.accel = " +
                 std::string(config::AccelName(hv.accel)) + ")";
   items.push_back(std::move(kvm));
 
-  hypervisor::Channel ch = hypervisor::ResolveChannel(cfg.agent.channel, probe);
+  hypervisor::Channel ch = hypervisor::ResolveChannel(vs.channel, probe);
   CheckItem vsock{"vhost-vsock", cfg.agent.channel == config::AgentChannel::kVsock, R::kInfo, ""};
   if (probe.vhost_vsock) {
     vsock.result = R::kOk;
@@ -129,7 +133,64 @@ std::vector<CheckItem> RunHostChecks(const config::Config& cfg, const hypervisor
     root.detail = "not root: sharing a rootfs with the VM needs mount(2)";
   }
   items.push_back(std::move(root));
+
+  auto layout = hypervisor::DetectCgroupLayout();
+  items.push_back(CgroupItem(cfg, layout.ok() ? *layout : hypervisor::CgroupLayout{}, ::geteuid() == 0));
+  items.push_back(RunasItem(cfg));
   return items;
+}
+
+CheckItem CgroupItem(const config::Config& cfg, const hypervisor::CgroupLayout& l, bool root) {
+  const auto& rt = cfg.runtime;
+  CheckItem it{"cgroup", rt.sandbox_cgroup, R::kOk, ""};
+  if (l.v2()) {
+    it.detail = "cgroup v2 at " + l.unified + " (memory, cpu, pids)";
+  } else if (l.v1()) {
+    it.detail = "cgroup v1: memory " + l.memory + ", cpu " + l.cpu + ", pids " + l.pids;
+    if (!l.unified.empty()) it.detail += "; cgroup2 " + l.unified + " for cgroup.kill";
+  } else {
+    it.result = rt.sandbox_cgroup ? R::kFail : R::kInfo;
+    it.detail = "no usable hierarchy (need v2 with memory, cpu, pids, or the three v1 hierarchies)";
+  }
+  if (it.result == R::kOk && !root) {
+    it.result = rt.sandbox_cgroup ? R::kFail : R::kInfo;
+    it.detail += "; not root: cannot create pod cgroups";
+  }
+  if (!rt.sandbox_cgroup) {
+    if (it.result == R::kOk) it.result = R::kInfo;
+    it.detail += "; off (runtime.sandbox_cgroup = false)";
+  } else {
+    it.detail += "; pods in " + rt.cgroup_parent + "/<id>" + (rt.cgroup_shim ? " with their shim" : "") +
+                 ", memory limit " +
+                 (rt.cgroup_memory_overhead_mib == 0
+                      ? std::string("none")
+                      : std::to_string(cfg.hypervisor.memory_mib + rt.cgroup_memory_overhead_mib) + " MiB") +
+                 ", cpu " + std::to_string(cfg.hypervisor.vcpus + 1) + " cores, pids " +
+                 (rt.cgroup_pids_max == 0 ? std::string("unlimited") : std::to_string(rt.cgroup_pids_max));
+  }
+  return it;
+}
+
+CheckItem RunasItem(const config::Config& cfg) {
+  std::string user = sandbox::VmSettingsFromConfig(cfg).runas;
+  CheckItem it{"runas", false, R::kOk, ""};
+  if (user.empty()) {
+    it.result = R::kInfo;
+    it.detail = "QEMU stays root (hypervisor.runas = " + cfg.hypervisor.runas + ")";
+    return it;
+  }
+  if (user.find(':') == std::string::npos) {
+    passwd pw{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &res) != 0 || res == nullptr) {
+      it.result = R::kFail;
+      it.required = true;
+      it.detail = "hypervisor.runas = " + cfg.hypervisor.runas + ": no user \"" + user + "\"";
+      return it;
+    }
+  }
+  it.detail = "QEMU drops to " + user + " after start-up (hypervisor.runas = " + cfg.hypervisor.runas + ")";
+  return it;
 }
 
 std::string RenderChecks(const std::vector<CheckItem>& items) {

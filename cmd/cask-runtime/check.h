@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lib/config/config.h"
+#include "lib/hypervisor/host_cgroup.h"
 #include "lib/hypervisor/hypervisor.h"
 
 namespace cask::runtime {
@@ -20,6 +21,14 @@ struct CheckItem {
 // Every item for `cfg` on a host described by `probe`. Reads files, runs
 // nothing but `<qemu> --version`.
 std::vector<CheckItem> RunHostChecks(const config::Config& cfg, const hypervisor::HostProbe& probe);
+
+// "cgroup": which layout the pod cgroups would use (v1 memory/cpu/pids, or
+// v2), and whether the state allows creating them (root). Required only
+// when runtime.sandbox_cgroup is on.
+CheckItem CgroupItem(const config::Config& cfg, const hypervisor::CgroupLayout& layout, bool root);
+// "runas": the user QEMU drops to (hypervisor.runas resolved), or that it
+// stays root; FAIL for a named user that does not exist.
+CheckItem RunasItem(const config::Config& cfg);
 
 // "CHECK  RESULT  DETAIL" table, one line per item.
 std::string RenderChecks(const std::vector<CheckItem>& items);

@@ -43,6 +43,46 @@ TEST(CheckTest, NoKvmIsOnlyInformationalUnlessRequired) {
   EXPECT_FALSE(AllRequiredPass(items));
 }
 
+TEST(CheckTest, CgroupItem) {
+  config::Config c;
+  hypervisor::CgroupLayout v1;
+  v1.memory = "/sys/fs/cgroup/memory";
+  v1.cpu = "/sys/fs/cgroup/cpu";
+  v1.pids = "/sys/fs/cgroup/pids";
+  v1.unified = "/sys/fs/cgroup/unified";
+  CheckItem it = CgroupItem(c, v1, true);
+  EXPECT_EQ(it.result, CheckItem::Result::kOk);
+  EXPECT_NE(it.detail.find("cgroup v1"), std::string::npos) << it.detail;
+  EXPECT_NE(it.detail.find("memory limit 768 MiB"), std::string::npos) << it.detail;
+  EXPECT_EQ(CgroupItem(c, v1, false).result, CheckItem::Result::kFail);
+
+  hypervisor::CgroupLayout v2;
+  v2.unified = "/sys/fs/cgroup";
+  v2.unified_controllers = true;
+  EXPECT_NE(CgroupItem(c, v2, true).detail.find("cgroup v2"), std::string::npos);
+
+  hypervisor::CgroupLayout none;
+  it = CgroupItem(c, none, true);
+  EXPECT_EQ(it.result, CheckItem::Result::kFail);
+  EXPECT_TRUE(it.required);
+  c.runtime.sandbox_cgroup = false;
+  it = CgroupItem(c, none, true);
+  EXPECT_EQ(it.result, CheckItem::Result::kInfo);
+  EXPECT_FALSE(it.required);
+}
+
+TEST(CheckTest, RunasItem) {
+  config::Config c;
+  c.hypervisor.runas = "none";
+  EXPECT_EQ(RunasItem(c).result, CheckItem::Result::kInfo);
+  c.hypervisor.runas = "no-such-user-for-cask";
+  CheckItem it = RunasItem(c);
+  EXPECT_EQ(it.result, CheckItem::Result::kFail);
+  EXPECT_TRUE(it.required);
+  c.hypervisor.runas = "1000:1000";
+  EXPECT_EQ(RunasItem(c).result, CheckItem::Result::kOk);
+}
+
 TEST(CheckTest, RenderAlignsColumns) {
   std::vector<CheckItem> items = {{"a", true, CheckItem::Result::kOk, "fine"},
                                   {"longer-name", false, CheckItem::Result::kFail, "meh"}};

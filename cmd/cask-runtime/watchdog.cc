@@ -1,6 +1,5 @@
 #include "cmd/cask-runtime/watchdog.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "lib/base/fs.h"
+#include "lib/hypervisor/vm_leftovers.h"
 #include "lib/sandbox/shared_dir.h"
 
 namespace cask::runtime {
@@ -22,34 +22,13 @@ namespace {
 
 constexpr char kDisarm = 'd';
 
-std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  DIR* d = ::opendir("/proc");
-  if (d == nullptr) return out;
-  while (struct dirent* e = ::readdir(d)) {
-    char* end = nullptr;
-    long pid = std::strtol(e->d_name, &end, 10);
-    if (pid <= 0 || *end != '\0' || pid == ::getpid()) continue;
-    auto cmd = ReadFile(std::string("/proc/") + e->d_name + "/cmdline");
-    if (!cmd.ok()) continue;
-    for (char& c : *cmd)
-      if (c == '\0') c = ' ';
-    if (cmd->find(needle) != std::string::npos) out.push_back(static_cast<pid_t>(pid));
-  }
-  ::closedir(d);
-  return out;
-}
+constexpr std::chrono::milliseconds kKillTimeout{5000};
 
 }  // namespace
 
 Status CleanupSandboxDir(const std::string& sandbox_dir) {
-  const std::string needle = sandbox_dir + "/";
-  for (int round = 0; round < 50; ++round) {
-    auto pids = ProcessesMentioning(needle);
-    if (pids.empty()) break;
-    for (pid_t p : pids) ::kill(p, SIGKILL);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  // By identity only: the pod's cgroup and the recorded pids + start times.
+  CASK_TRY(hypervisor::KillVmLeftovers(sandbox_dir, kKillTimeout));
   if (!PathExists(sandbox_dir)) return Ok();
   char buf[PATH_MAX];
   std::string real = ::realpath(sandbox_dir.c_str(), buf) ? std::string(buf) : sandbox_dir;

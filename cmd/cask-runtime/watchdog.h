@@ -2,8 +2,11 @@
 // a sandbox's host state if cask-runtime dies without doing so itself
 // (SIGKILL, a crash). It waits on a pipe from its parent: a "disarm" byte
 // means the parent cleaned up; EOF without it means the parent is gone, and
-// the watchdog kills every process whose command line mentions the sandbox
-// directory (QEMU, virtiofsd), unmounts everything under it and removes it.
+// the watchdog kills the VM's host processes by identity (the pod's cgroup,
+// QEMU's and virtiofsd's pid + start time recorded in the sandbox directory:
+// hypervisor/vm_leftovers.h), unmounts everything under the directory and
+// removes it. Nothing is matched by command line, so an operator's
+// `tail -f` of the console log survives.
 // It runs in its own session with the parent's blocked signals, so a ^C or
 // a signal to the terminal's process group does not stop it.
 #pragma once
@@ -49,9 +52,8 @@ class CleanupWatchdog {
   pid_t pid_ = -1;
 };
 
-// What the watchdog does: SIGKILL every process whose /proc/<pid>/cmdline
-// contains "<sandbox_dir>/" (except the caller), wait for them to go,
-// unmount everything under sandbox_dir and remove it.
+// What the watchdog does: hypervisor::KillVmLeftovers(sandbox_dir) (waits
+// for them to go), then unmount everything under sandbox_dir and remove it.
 Status CleanupSandboxDir(const std::string& sandbox_dir);
 
 }  // namespace cask::runtime

@@ -120,6 +120,9 @@ Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const SpawnOpti
       (void)ignored;
       ::_exit(127);
     };
+    for (int cg : opts.cgroup_procs_fds) {
+      if (::write(cg, "0", 1) != 1) fail(errno);
+    }
     if (opts.new_session && ::setsid() < 0) fail(errno);
     if (opts.new_process_group && ::setpgid(0, 0) < 0) fail(errno);
     if (opts.parent_death_signal != 0) {

@@ -68,6 +68,12 @@ struct SpawnOptions {
   // Signal sent to the child when the parent thread dies (PR_SET_PDEATHSIG);
   // 0 for none.
   int parent_death_signal = 0;
+  // Open, writable cgroup membership files (a v2 "cgroup.procs", v1
+  // "cgroup.procs" of each hierarchy). The child writes "0" to each before
+  // anything else, so it runs in those cgroups from its first instruction
+  // after fork and execs already charged there; a failed write fails the
+  // spawn (the errno is the write's).
+  std::vector<int> cgroup_procs_fds;
 };
 
 // fork + execve. argv[0] must be a path (no PATH lookup). The exec failure is

@@ -127,6 +127,9 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
     } else if (name == "virtiofs_cache") {
       CASK_ASSIGN_OR_RETURN(size_t i, r.Word(node, key, {"auto", "always", "none"}));
       h->virtiofs_cache = std::array{"auto", "always", "none"}[i];
+    } else if (name == "runas") {
+      CASK_TRY(r.String(node, key, &h->runas));
+      if (h->runas.empty()) return r.Bad(key, "must not be empty (\"none\" keeps QEMU root)");
     } else {
       return r.Bad(key, "unknown key");
     }
@@ -158,6 +161,25 @@ Status ReadRuntime(const toml::table& t, const Reader& r, RuntimeConfig* rt) {
       CASK_TRY(r.Bool(node, key, &rt->debug));
     } else if (name == "state_dir") {
       CASK_TRY(r.AbsolutePath(node, key, &rt->state_dir));
+    } else if (name == "sandbox_cgroup") {
+      CASK_TRY(r.Bool(node, key, &rt->sandbox_cgroup));
+    } else if (name == "cgroup_parent") {
+      CASK_TRY(r.String(node, key, &rt->cgroup_parent));
+      std::string_view rel = rt->cgroup_parent;
+      if (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+      bool ok = !rel.empty() && rel.back() != '/' && rel.find("//") == std::string_view::npos;
+      for (char c : rel)
+        ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-' || c == '/';
+      ok &= rel != "." && rel != ".." && rel.find("./") == std::string_view::npos && rel.find("/.") == std::string_view::npos &&
+            rel.substr(0, 2) != "..";
+      if (!ok) return r.Bad(key, "must be cgroup names of [A-Za-z0-9_.-] separated by '/', got " + Quote(rt->cgroup_parent));
+    } else if (name == "cgroup_shim") {
+      CASK_TRY(r.Bool(node, key, &rt->cgroup_shim));
+    } else if (name == "cgroup_memory_overhead_mib") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxCgroupOverheadMib, &rt->cgroup_memory_overhead_mib));
+    } else if (name == "cgroup_pids_max") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxCgroupPids, &rt->cgroup_pids_max));
     } else {
       return r.Bad(key, "unknown key");
     }
@@ -254,12 +276,18 @@ std::string ToToml(const Config& c) {
   s += "kernel_params = " + DoubleQuoted(h.kernel_params) + "\n";
   s += "virtiofsd_path = " + DoubleQuoted(h.virtiofsd_path) + "\n";
   s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";
+  s += "runas = " + DoubleQuoted(h.runas) + "\n";
   s += "\n[agent]\n";
   s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";
   s += "connect_timeout_ms = " + std::to_string(c.agent.connect_timeout_ms) + "\n";
   s += "\n[runtime]\n";
   s += std::string("debug = ") + (c.runtime.debug ? "true" : "false") + "\n";
   s += "state_dir = " + DoubleQuoted(c.runtime.state_dir) + "\n";
+  s += std::string("sandbox_cgroup = ") + (c.runtime.sandbox_cgroup ? "true" : "false") + "\n";
+  s += "cgroup_parent = " + DoubleQuoted(c.runtime.cgroup_parent) + "\n";
+  s += std::string("cgroup_shim = ") + (c.runtime.cgroup_shim ? "true" : "false") + "\n";
+  s += "cgroup_memory_overhead_mib = " + std::to_string(c.runtime.cgroup_memory_overhead_mib) + "\n";
+  s += "cgroup_pids_max = " + std::to_string(c.runtime.cgroup_pids_max) + "\n";
   return s;
 }
 

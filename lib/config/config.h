@@ -40,6 +40,9 @@ struct HypervisorConfig {
   std::string kernel_params;              // appended to the kernel command line
   std::string virtiofsd_path = "/usr/lib/qemu/virtiofsd";
   std::string virtiofs_cache = "auto";    // auto | always | none
+  // QEMU's user after start-up (-runas): "auto" (nobody if it exists, else
+  // root), "none" (stay root), a user name, or "<uid>:<gid>".
+  std::string runas = "auto";
 
   bool operator==(const HypervisorConfig&) const = default;
 };
@@ -54,6 +57,12 @@ struct AgentConfig {
 struct RuntimeConfig {
   bool debug = false;                     // guest console log kept, agent debug logs
   std::string state_dir = "/run/cask";
+  // The pod's host cgroup (QEMU, virtiofsd, optionally the shim).
+  bool sandbox_cgroup = true;
+  std::string cgroup_parent = "cask";     // relative: below the shim's own cgroup; "/x": from the root
+  bool cgroup_shim = false;               // the shim joins its pod's cgroup too
+  uint32_t cgroup_memory_overhead_mib = 512;  // limit = memory_mib + this; 0: no memory limit
+  uint32_t cgroup_pids_max = 1024;        // 0: no limit
 
   bool operator==(const RuntimeConfig&) const = default;
 };
@@ -70,6 +79,7 @@ struct Config {
 // Bounds checked by Parse.
 inline constexpr uint32_t kMinVcpus = 1, kMaxVcpus = 64;
 inline constexpr uint32_t kMinMemoryMib = 64, kMaxMemoryMib = 65536;
+inline constexpr uint32_t kMaxCgroupOverheadMib = 65536, kMaxCgroupPids = 4194304;
 inline constexpr uint32_t kMinConnectTimeoutMs = 100, kMaxConnectTimeoutMs = 3600000;
 
 // Parses TOML text. Unknown tables/keys and bad values are INVALID_ARGUMENT

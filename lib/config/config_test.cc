@@ -68,6 +68,7 @@ memory_mib = 2048
 kernel_params = "loglevel=7 cask.x=\"y\""
 virtiofsd_path = "/usr/libexec/virtiofsd"
 virtiofs_cache = "none"
+runas = "1000:1000"
 
 [agent]
 channel = "serial"
@@ -76,6 +77,11 @@ connect_timeout_ms = 120000
 [runtime]
 debug = true
 state_dir = "/var/run/cask-test"
+sandbox_cgroup = false
+cgroup_parent = "/system.slice/cask"
+cgroup_shim = true
+cgroup_memory_overhead_mib = 0
+cgroup_pids_max = 77
 )");
   EXPECT_EQ(c.hypervisor.path, "/opt/qemu/bin/qemu-system-x86_64");
   EXPECT_EQ(c.hypervisor.kernel, "/boot/cask-vmlinux");
@@ -91,6 +97,12 @@ state_dir = "/var/run/cask-test"
   EXPECT_EQ(c.agent.connect_timeout_ms, 120000u);
   EXPECT_TRUE(c.runtime.debug);
   EXPECT_EQ(c.runtime.state_dir, "/var/run/cask-test");
+  EXPECT_EQ(c.hypervisor.runas, "1000:1000");
+  EXPECT_FALSE(c.runtime.sandbox_cgroup);
+  EXPECT_EQ(c.runtime.cgroup_parent, "/system.slice/cask");
+  EXPECT_TRUE(c.runtime.cgroup_shim);
+  EXPECT_EQ(c.runtime.cgroup_memory_overhead_mib, 0u);
+  EXPECT_EQ(c.runtime.cgroup_pids_max, 77u);
 }
 
 TEST(ConfigParse, EnumWords) {
@@ -177,6 +189,14 @@ TEST(ConfigParse, BadValues) {
               "/etc/cask/test.toml: hypervisor.virtiofs_cache: must be one of auto, always, none, got \"never\"");
   ExpectError("[agent]\nchannel = \"virtio\"",
               "/etc/cask/test.toml: agent.channel: must be one of auto, vsock, serial, got \"virtio\"");
+  ExpectError("[runtime]\ncgroup_parent = \"../etc\"",
+              "/etc/cask/test.toml: runtime.cgroup_parent: must be cgroup names of [A-Za-z0-9_.-] separated by '/', got \"../etc\"");
+  ExpectError("[runtime]\ncgroup_parent = \"a//b\"",
+              "/etc/cask/test.toml: runtime.cgroup_parent: must be cgroup names of [A-Za-z0-9_.-] separated by '/', got \"a//b\"");
+  ExpectError("[runtime]\ncgroup_parent = \"a/./b\"",
+              "/etc/cask/test.toml: runtime.cgroup_parent: must be cgroup names of [A-Za-z0-9_.-] separated by '/', got \"a/./b\"");
+  ExpectError("[hypervisor]\nrunas = \"\"",
+              "/etc/cask/test.toml: hypervisor.runas: must not be empty (\"none\" keeps QEMU root)");
   ExpectError("[hypervisor]\nkernel_params = \"a\\nb\"",
               "/etc/cask/test.toml: hypervisor.kernel_params: must not contain control characters");
 }
@@ -235,6 +255,12 @@ TEST(ConfigToToml, RoundTrip) {
   c.agent.connect_timeout_ms = 100;
   c.runtime.debug = true;
   c.runtime.state_dir = "/tmp/cask state";
+  c.hypervisor.runas = "none";
+  c.runtime.sandbox_cgroup = false;
+  c.runtime.cgroup_parent = "/cask.slice";
+  c.runtime.cgroup_shim = true;
+  c.runtime.cgroup_memory_overhead_mib = 1;
+  c.runtime.cgroup_pids_max = 0;
   std::string text = ToToml(c);
   back = Parse(text, kOrigin);
   ASSERT_TRUE(back.ok()) << back.error().ToString() << "\n" << text;
@@ -324,7 +350,8 @@ TEST(ConfigShippedFile, ParsesToDefaults) {
   ASSERT_TRUE(text.ok());
   for (const char* key : {"path", "kernel", "initrd", "machine_type", "accel", "vcpus", "memory_mib",
                           "kernel_params", "virtiofsd_path", "virtiofs_cache", "channel",
-                          "connect_timeout_ms", "debug", "state_dir"}) {
+                          "connect_timeout_ms", "debug", "state_dir", "runas", "sandbox_cgroup", "cgroup_parent",
+                          "cgroup_shim", "cgroup_memory_overhead_mib", "cgroup_pids_max"}) {
     EXPECT_NE(text->find(std::string("\n") + key + " = "), std::string::npos) << key;
   }
 }

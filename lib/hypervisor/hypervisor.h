@@ -20,12 +20,18 @@
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
-#include "lib/config/config.h"
 
 namespace cask::hypervisor {
 
-// The channel actually used (after resolving config "auto").
+// The accelerator asked for; auto resolves to KVM when usable, else TCG.
+enum class Accel { kAuto, kKvm, kTcg };
+// The agent channel asked for; auto resolves to vsock when the host has it.
+enum class ChannelRequest { kAuto, kVsock, kSerial };
+// The channel actually used (after resolving "auto").
 enum class Channel { kSerial, kVsock };
+
+// "auto" / "kvm" / "tcg".
+std::string_view AccelWord(Accel a);
 
 // "serial" / "vsock": the word of the kernel parameter cask.channel=.
 std::string_view ChannelWord(Channel c);
@@ -35,17 +41,51 @@ inline constexpr const char* kAgentPortName = "cask.agent";  // virtio-serial po
 inline constexpr uint32_t kAgentVsockPort = 1024;
 inline constexpr const char* kVirtiofsTag = "cask";
 
-struct VmConfig {
-  std::string id;                 // sandbox id, used in names (QEMU -name cask-<id>)
+// The pod's host cgroup (host_cgroup.h): QEMU and virtiofsd start inside
+// it, and Stop kills whatever is left in it and removes it.
+struct VmCgroupSettings {
+  bool enabled = false;
+  // Below the calling process's own cgroup when relative ("cask" ->
+  // <caller's cgroup>/cask/<id>-<hash of the state dir>), from the root when it starts
+  // with '/'. Validated by host_cgroup.h's rule.
+  std::string parent = "cask";
+  bool include_caller = false;     // the calling process (the shim) joins the cgroup too
+  uint32_t memory_overhead_mib = 0;  // memory limit = memory_mib + this; 0: no memory limit
+  uint32_t cpu_quota_cores = 0;      // CPU limit in cores; 0: none
+  uint32_t pids_max = 0;             // task limit; 0: none
+};
+
+// Everything Hypervisor::Start needs to know, filled by the caller (the
+// sandbox builds it from the TOML configuration); this library reads no
+// configuration file. Keys named in errors are the configuration keys the
+// values usually come from (docs/configuration.md).
+struct VmSettings {
+  std::string id;                 // sandbox id, used in names (QEMU -name cask-<id>, the cgroup)
   // Per-VM directory for sockets and logs. Start creates it if absent; Stop
   // removes what Start put there, and the directory itself if Start created
   // it or it is left empty. Must be absolute.
   std::string state_dir;
-  config::HypervisorConfig hv;
-  config::AgentChannel channel = config::AgentChannel::kAuto;
+
+  std::string qemu_path;          // hypervisor.path
+  std::string kernel;             // hypervisor.kernel
+  std::string initrd;             // hypervisor.initrd
+  std::string machine_type = "microvm";  // microvm | q35 | pc
+  Accel accel = Accel::kAuto;
+  uint32_t vcpus = 1;             // 1..64
+  uint32_t memory_mib = 256;      // 64..65536
+  std::string kernel_params;      // user additions to the kernel command line
+  std::string virtiofsd_path;     // hypervisor.virtiofsd_path
+  std::string virtiofs_cache = "auto";  // auto | always | none
+
+  ChannelRequest channel = ChannelRequest::kAuto;
   std::string shared_dir;         // host dir exported over virtio-fs with tag "cask" (empty = none)
   bool debug = false;             // keep console log verbose (no "quiet"), cask.debug=1
   std::vector<std::string> extra_kernel_params;
+
+  // QEMU drops to this user once its devices are set up (-runas): a user
+  // name or "<uid>:<gid>"; empty keeps it root.
+  std::string runas;
+  VmCgroupSettings cgroup;
 };
 
 class Vm {
@@ -63,7 +103,8 @@ class Vm {
   virtual Result<UniqueFd> ConnectAgent(std::chrono::milliseconds timeout) = 0;
   // QMP "quit", waits up to `grace` for QEMU to exit, then SIGKILL; stops
   // virtiofsd (it exits when QEMU disconnects; killed if it does not);
-  // removes the sockets and logs and the state dir (see VmConfig). Refuses
+  // kills what is left in the pod's cgroup and removes
+  // it; removes the sockets and logs and the state dir (see VmSettings). Refuses
   // to remove anything below a mount point. Idempotent: later calls return
   // the first call's result.
   virtual Status Stop(std::chrono::milliseconds grace) = 0;
@@ -91,7 +132,12 @@ class Hypervisor {
   // QMP (not waiting for the guest). If QEMU exits first the error carries
   // its stderr. A failure unwinds everything: no process, socket or
   // directory is left behind.
-  virtual Result<std::unique_ptr<Vm>> Start(const VmConfig& cfg) = 0;
+  // With cgroup.enabled, the pod's cgroup is created first (a failure is
+  // an error: FAILED_PRECONDITION without usable cgroups, ALREADY_EXISTS
+  // when one of that name is in use) and QEMU and virtiofsd are placed in
+  // it at spawn. The VM's host processes and cgroup are recorded in the
+  // state dir (vm_leftovers.h) for cleanup after a dead owner.
+  virtual Result<std::unique_ptr<Vm>> Start(const VmSettings& cfg) = 0;
 };
 
 std::unique_ptr<Hypervisor> NewQemu();
@@ -108,10 +154,10 @@ HostProbe ProbeHost();
 
 // auto -> KVM only when /dev/kvm opens read-write and /proc/cpuinfo has vmx
 // or svm; else TCG. kKvm and kTcg are returned as they are.
-config::Accel ResolveAccel(config::Accel requested, const HostProbe& host);
-config::Accel ResolveAccel(config::Accel requested);
+Accel ResolveAccel(Accel requested, const HostProbe& host);
+Accel ResolveAccel(Accel requested);
 // auto -> vsock iff /dev/vhost-vsock exists; else serial.
-Channel ResolveChannel(config::AgentChannel requested, const HostProbe& host);
-Channel ResolveChannel(config::AgentChannel requested);
+Channel ResolveChannel(ChannelRequest requested, const HostProbe& host);
+Channel ResolveChannel(ChannelRequest requested);
 
 }  // namespace cask::hypervisor

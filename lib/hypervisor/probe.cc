@@ -101,23 +101,32 @@ HostProbe ProbeHost() {
   return p;
 }
 
-config::Accel ResolveAccel(config::Accel requested, const HostProbe& host) {
-  if (requested != config::Accel::kAuto) return requested;
-  return host.kvm_usable && host.cpu_has_virt ? config::Accel::kKvm : config::Accel::kTcg;
+Accel ResolveAccel(Accel requested, const HostProbe& host) {
+  if (requested != Accel::kAuto) return requested;
+  return host.kvm_usable && host.cpu_has_virt ? Accel::kKvm : Accel::kTcg;
 }
 
-config::Accel ResolveAccel(config::Accel requested) { return ResolveAccel(requested, ProbeHost()); }
+Accel ResolveAccel(Accel requested) { return ResolveAccel(requested, ProbeHost()); }
 
-Channel ResolveChannel(config::AgentChannel requested, const HostProbe& host) {
+Channel ResolveChannel(ChannelRequest requested, const HostProbe& host) {
   switch (requested) {
-    case config::AgentChannel::kSerial: return Channel::kSerial;
-    case config::AgentChannel::kVsock: return Channel::kVsock;
-    case config::AgentChannel::kAuto: break;
+    case ChannelRequest::kSerial: return Channel::kSerial;
+    case ChannelRequest::kVsock: return Channel::kVsock;
+    case ChannelRequest::kAuto: break;
   }
   return host.vhost_vsock ? Channel::kVsock : Channel::kSerial;
 }
 
-Channel ResolveChannel(config::AgentChannel requested) { return ResolveChannel(requested, ProbeHost()); }
+Channel ResolveChannel(ChannelRequest requested) { return ResolveChannel(requested, ProbeHost()); }
+
+std::string_view AccelWord(Accel a) {
+  switch (a) {
+    case Accel::kAuto: return "auto";
+    case Accel::kKvm: return "kvm";
+    case Accel::kTcg: return "tcg";
+  }
+  return "auto";
+}
 
 std::string_view ChannelWord(Channel c) { return c == Channel::kVsock ? "vsock" : "serial"; }
 

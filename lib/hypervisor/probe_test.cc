@@ -37,29 +37,29 @@ TEST(Cpuinfo, TscKhz) {
 
 TEST(Resolve, AccelAutoNeedsKvmAndVirtFlags) {
   HostProbe h;
-  EXPECT_EQ(ResolveAccel(config::Accel::kAuto, h), config::Accel::kTcg);
+  EXPECT_EQ(ResolveAccel(Accel::kAuto, h), Accel::kTcg);
   h.kvm_usable = true;
-  EXPECT_EQ(ResolveAccel(config::Accel::kAuto, h), config::Accel::kTcg);
+  EXPECT_EQ(ResolveAccel(Accel::kAuto, h), Accel::kTcg);
   h.cpu_has_virt = true;
-  EXPECT_EQ(ResolveAccel(config::Accel::kAuto, h), config::Accel::kKvm);
+  EXPECT_EQ(ResolveAccel(Accel::kAuto, h), Accel::kKvm);
   h.kvm_usable = false;
-  EXPECT_EQ(ResolveAccel(config::Accel::kAuto, h), config::Accel::kTcg);
+  EXPECT_EQ(ResolveAccel(Accel::kAuto, h), Accel::kTcg);
 }
 
 TEST(Resolve, AccelExplicitIsKept) {
   HostProbe none;
   HostProbe all{true, true, true, 1};
-  EXPECT_EQ(ResolveAccel(config::Accel::kKvm, none), config::Accel::kKvm);
-  EXPECT_EQ(ResolveAccel(config::Accel::kTcg, all), config::Accel::kTcg);
+  EXPECT_EQ(ResolveAccel(Accel::kKvm, none), Accel::kKvm);
+  EXPECT_EQ(ResolveAccel(Accel::kTcg, all), Accel::kTcg);
 }
 
 TEST(Resolve, Channel) {
   HostProbe h;
-  EXPECT_EQ(ResolveChannel(config::AgentChannel::kAuto, h), Channel::kSerial);
-  EXPECT_EQ(ResolveChannel(config::AgentChannel::kVsock, h), Channel::kVsock);
+  EXPECT_EQ(ResolveChannel(ChannelRequest::kAuto, h), Channel::kSerial);
+  EXPECT_EQ(ResolveChannel(ChannelRequest::kVsock, h), Channel::kVsock);
   h.vhost_vsock = true;
-  EXPECT_EQ(ResolveChannel(config::AgentChannel::kAuto, h), Channel::kVsock);
-  EXPECT_EQ(ResolveChannel(config::AgentChannel::kSerial, h), Channel::kSerial);
+  EXPECT_EQ(ResolveChannel(ChannelRequest::kAuto, h), Channel::kVsock);
+  EXPECT_EQ(ResolveChannel(ChannelRequest::kSerial, h), Channel::kSerial);
   EXPECT_EQ(ChannelWord(Channel::kSerial), "serial");
   EXPECT_EQ(ChannelWord(Channel::kVsock), "vsock");
 }
@@ -68,9 +68,9 @@ TEST(Resolve, ThisHost) {
   // The real probes agree with the devices present.
   HostProbe h = ProbeHost();
   EXPECT_EQ(h.vhost_vsock, ::access("/dev/vhost-vsock", F_OK) == 0);
-  EXPECT_EQ(ResolveChannel(config::AgentChannel::kAuto),
+  EXPECT_EQ(ResolveChannel(ChannelRequest::kAuto),
             h.vhost_vsock ? Channel::kVsock : Channel::kSerial);
-  EXPECT_EQ(ResolveAccel(config::Accel::kAuto), ResolveAccel(config::Accel::kAuto, h));
+  EXPECT_EQ(ResolveAccel(Accel::kAuto), ResolveAccel(Accel::kAuto, h));
 }
 
 }  // namespace

@@ -3,11 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -15,10 +19,13 @@
 
 #include "lib/base/fs.h"
 #include "lib/base/process.h"
+#include "lib/hypervisor/host_cgroup.h"
+#include "lib/hypervisor/process_identity.h"
 #include "lib/hypervisor/qemu_cmdline.h"
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
 #include "lib/hypervisor/virtiofsd.h"
+#include "lib/hypervisor/vm_leftovers.h"
 #include "lib/sys/mountinfo.h"
 #include "lib/sys/pidfd.h"
 
@@ -80,9 +87,20 @@ Result<bool> HasMountsUnder(const std::string& dir) {
   return !sys::MountPointsUnder(mounts, dir).empty();
 }
 
+// "<id>-<8 hex digits of FNV-1a of the state dir>": sandbox ids are unique
+// within one state dir only, and two runtimes (containerd instances, test
+// runs) may share a parent cgroup.
+std::string CgroupNameFor(const std::string& id, const std::string& state_dir) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : Dirname(state_dir)) h = (h ^ c) * 16777619u;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", h);
+  return id + "-" + hex;
+}
+
 class QemuVm final : public Vm {
  public:
-  QemuVm(const VmConfig& cfg, Channel channel)
+  QemuVm(const VmSettings& cfg, Channel channel)
       : id_(cfg.id),
         state_dir_(cfg.state_dir),
         channel_(channel),
@@ -91,13 +109,14 @@ class QemuVm final : public Vm {
         fs_sock_(JoinPath(cfg.state_dir, "virtiofsd.sock")),
         console_log_(JoinPath(cfg.state_dir, "console.log")),
         qemu_log_(JoinPath(cfg.state_dir, "qemu.log")),
-        fs_log_(JoinPath(cfg.state_dir, "virtiofsd.log")) {}
+        fs_log_(JoinPath(cfg.state_dir, "virtiofsd.log")),
+        host_processes_(JoinPath(cfg.state_dir, kHostProcessesFile)) {}
 
   ~QemuVm() override { (void)Stop(kDefaultStopGrace); }
 
   // Creates the state dir, starts virtiofsd and QEMU, waits for QMP. On
   // error the caller runs Stop() to unwind.
-  Status Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs);
+  Status Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs);
 
   pid_t pid() const override { return pid_; }
   Channel channel() const override { return channel_; }
@@ -116,14 +135,27 @@ class QemuVm final : public Vm {
   std::string ExitDescription();
   Status RemoveFiles();
   Status StopLocked(milliseconds grace);
+  Status CreateCgroup(const VmSettings& cfg);
+  // Writes <state_dir>/host-processes with what runs now.
+  Status RecordHostProcesses();
+  // Watches virtiofsd: a VM whose file server died has lost its root
+  // filesystem, so QEMU is killed and the VM reads as exited.
+  void StartFsWatch();
+  void StopFsWatch();
 
   const std::string id_, state_dir_;
   const Channel channel_;
-  const std::string agent_sock_, qmp_sock_, fs_sock_, console_log_, qemu_log_, fs_log_;
+  const std::string agent_sock_, qmp_sock_, fs_sock_, console_log_, qemu_log_, fs_log_, host_processes_;
   bool created_dir_ = false;
   uint32_t guest_cid_ = 0;
   pid_t pid_ = -1;
   sys::Pidfd pidfd_;  // QEMU's, for waiting on its exit
+  ProcessIdentity qemu_id_, fsd_id_;
+  HostCgroup cgroup_;  // the pod's host cgroup (empty when disabled)
+
+  sys::Pidfd fs_pidfd_;     // virtiofsd's, for the watch
+  UniqueFd fs_watch_stop_;  // eventfd: Stop ends the watch
+  std::thread fs_watch_;
 
   mutable std::mutex proc_mu_;  // qemu_, qemu_status_, virtiofsd_
   ChildProcess qemu_;
@@ -154,7 +186,7 @@ Result<uint32_t> ReserveGuestCid(int vhost_fd) {
   return Error::ResourceExhausted("no free vsock guest CID after 64 attempts");
 }
 
-Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
+Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) {
   struct stat st;
   if (::stat(state_dir_.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("state dir " + state_dir_ + " is not a directory");
@@ -167,19 +199,35 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
     if (::unlink(p->c_str()) != 0 && errno != ENOENT) return Error::Sys(errno, "remove stale socket " + *p);
   }
 
+  std::vector<UniqueFd> cgroup_fds;
+  std::vector<int> cgroup_fd_numbers;
+  if (cfg.cgroup.enabled) {
+    CASK_TRY(CreateCgroup(cfg));
+    CASK_ASSIGN_OR_RETURN(cgroup_fds, cgroup_.OpenProcsFiles());
+    for (const auto& fd : cgroup_fds) cgroup_fd_numbers.push_back(fd.get());
+  }
+
   if (with_fs) {
     VirtiofsdOptions fo;
-    fo.binary = cfg.hv.virtiofsd_path;
+    fo.binary = cfg.virtiofsd_path;
     fo.socket_path = fs_sock_;
     fo.source = cfg.shared_dir;
-    fo.cache = cfg.hv.virtiofs_cache;
+    fo.cache = cfg.virtiofs_cache;
     fo.log_path = fs_log_;
+    fo.cgroup_procs_fds = cgroup_fd_numbers;
     CASK_ASSIGN_OR_RETURN(ChildProcess fsd, StartVirtiofsd(fo, kVirtiofsdStartTimeout));
-    std::lock_guard<std::mutex> l(proc_mu_);
-    virtiofsd_ = std::move(fsd);
+    pid_t fsd_pid = fsd.pid();
+    {
+      std::lock_guard<std::mutex> l(proc_mu_);
+      virtiofsd_ = std::move(fsd);
+    }
+    CASK_ASSIGN_OR_RETURN(fsd_id_, IdentityOf(fsd_pid).Context("identify virtiofsd"));
+    CASK_ASSIGN_OR_RETURN(fs_pidfd_, sys::Pidfd::Open(fsd_pid).Context("pidfd of virtiofsd"));
+    CASK_TRY(RecordHostProcesses());
   }
 
   SpawnOptions so;
+  so.cgroup_procs_fds = cgroup_fd_numbers;
   UniqueFd vhost;
   if (channel_ == Channel::kVsock) {
     vhost.Reset(::open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC));
@@ -203,7 +251,11 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
   }
   log.Reset();
   vhost.Reset();
-  if (auto pfd = sys::Pidfd::Open(pid_); pfd.ok()) pidfd_ = std::move(*pfd);
+  cgroup_fds.clear();
+  // QEMU is an unreaped child: its pid cannot have been reused.
+  CASK_ASSIGN_OR_RETURN(pidfd_, sys::Pidfd::Open(pid_).Context("pidfd of qemu"));
+  CASK_ASSIGN_OR_RETURN(qemu_id_, IdentityOf(pid_).Context("identify qemu"));
+  CASK_TRY(RecordHostProcesses());
 
   // QEMU serves QMP only once the machine is built, so a handshake means
   // every device was realised and the guest is running.
@@ -219,6 +271,7 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
       if (client.ok()) {
         std::lock_guard<std::mutex> l(qmp_mu_);
         qmp_ = std::move(*client);
+        if (fs_pidfd_) StartFsWatch();
         return Ok();
       }
       // A reset handshake usually means QEMU is exiting on an error: give
@@ -235,6 +288,54 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
                                      std::to_string(kQemuStartTimeout.count()) + " ms");
     std::this_thread::sleep_for(milliseconds(5));
   }
+}
+
+Status QemuVm::CreateCgroup(const VmSettings& cfg) {
+  CASK_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
+  CgroupLimits limits;
+  if (cfg.cgroup.memory_overhead_mib > 0)
+    limits.memory_bytes = (uint64_t{cfg.memory_mib} + cfg.cgroup.memory_overhead_mib) << 20;
+  limits.cpu_quota_us = uint64_t{cfg.cgroup.cpu_quota_cores} * limits.cpu_period_us;
+  limits.pids_max = cfg.cgroup.pids_max;
+  CASK_ASSIGN_OR_RETURN(cgroup_, HostCgroup::Create(layout, cfg.cgroup.parent, CgroupNameFor(id_, state_dir_), limits)
+                                     .Context("create the pod's host cgroup (runtime.sandbox_cgroup)"));
+  CASK_TRY(RecordHostProcesses());
+  if (cfg.cgroup.include_caller)
+    CASK_TRY_CTX(cgroup_.Add(::getpid()), "move the shim into the pod's cgroup (runtime.cgroup_shim)");
+  return Ok();
+}
+
+Status QemuVm::RecordHostProcesses() {
+  HostProcesses hp;
+  if (qemu_id_.pid > 0) hp.vmm = qemu_id_;
+  if (fsd_id_.pid > 0) hp.virtiofsd = fsd_id_;
+  hp.cgroup_dirs = cgroup_.dirs();
+  return WriteHostProcesses(state_dir_, hp).Context("record the VM's host processes");
+}
+
+void QemuVm::StartFsWatch() {
+  fs_watch_stop_.Reset(::eventfd(0, EFD_CLOEXEC));
+  if (!fs_watch_stop_) return;  // no watch; Stop still cleans up
+  fs_watch_ = std::thread([this] {
+    pollfd p[2] = {{fs_pidfd_.get(), POLLIN, 0}, {fs_watch_stop_.get(), POLLIN, 0}};
+    for (;;) {
+      int r = ::poll(p, 2, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 || (p[1].revents & POLLIN)) return;
+      if (p[0].revents & POLLIN) break;
+    }
+    if (stopping_) return;
+    // QEMU would keep the guest running with a dead virtio-fs device:
+    // its tasks would hang on their root filesystem. End it.
+    (void)pidfd_.Signal(SIGKILL);
+  });
+}
+
+void QemuVm::StopFsWatch() {
+  if (!fs_watch_.joinable()) return;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(fs_watch_stop_.get(), &one, sizeof one);
+  fs_watch_.join();
 }
 
 bool QemuVm::Exited() {
@@ -322,6 +423,7 @@ Status QemuVm::StopLocked(milliseconds grace) {
   auto note = [&](Status st) {
     if (!st.ok() && !first) first = std::move(st).error();
   };
+  StopFsWatch();
 
   bool have_qemu;
   {
@@ -363,6 +465,9 @@ Status QemuVm::StopLocked(milliseconds grace) {
       }
     }
   }
+  fs_pidfd_.Reset();
+  // Anything else in the pod's cgroup (nothing, normally) goes with it.
+  if (cgroup_.valid()) note(cgroup_.Remove(milliseconds(2000)).Context("remove the pod's cgroup"));
   note(RemoveFiles());
   if (first) return std::move(*first).Wrap("stop VM " + id_);
   return Ok();
@@ -370,7 +475,7 @@ Status QemuVm::StopLocked(milliseconds grace) {
 
 Status QemuVm::RemoveFiles() {
   std::optional<Error> first;
-  for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_, &console_log_, &qemu_log_, &fs_log_}) {
+  for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_, &console_log_, &qemu_log_, &fs_log_, &host_processes_}) {
     if (::unlink(p->c_str()) != 0 && errno != ENOENT && !first) first = Error::Sys(errno, "remove " + *p);
   }
   if (first) return std::move(*first);
@@ -386,38 +491,69 @@ Status QemuVm::RemoveFiles() {
   return Ok();
 }
 
+// A user name that exists, or "<uid>:<gid>" (both numbers, not 0).
+Status ValidateRunas(const std::string& runas) {
+  size_t colon = runas.find(':');
+  if (colon != std::string::npos) {
+    auto number = [](std::string_view s) -> long {
+      if (s.empty() || s.size() > 10) return -1;
+      long v = 0;
+      for (char c : s) {
+        if (c < '0' || c > '9') return -1;
+        v = v * 10 + (c - '0');
+      }
+      return v;
+    };
+    long uid = number(std::string_view(runas).substr(0, colon)), gid = number(std::string_view(runas).substr(colon + 1));
+    if (uid <= 0 || gid <= 0 || uid > 0xfffffffe || gid > 0xfffffffe)
+      return Error::InvalidArgument("hypervisor.runas: \"" + runas + "\" is not <uid>:<gid> with non-zero numbers");
+    return Ok();
+  }
+  passwd pw{}, *res = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(runas.c_str(), &pw, buf.data(), buf.size(), &res) != 0 || res == nullptr)
+    return Error::NotFound("hypervisor.runas: no user \"" + runas + "\" on this host");
+  if (pw.pw_uid == 0) return Error::InvalidArgument("hypervisor.runas: user \"" + runas + "\" is root");
+  return Ok();
+}
+
 class QemuHypervisor final : public Hypervisor {
  public:
   explicit QemuHypervisor(std::optional<HostProbe> host) : host_(std::move(host)) {}
-  Result<std::unique_ptr<Vm>> Start(const VmConfig& cfg) override;
+  Result<std::unique_ptr<Vm>> Start(const VmSettings& cfg) override;
 
  private:
   std::optional<HostProbe> host_;  // fixed facts (tests); probed per Start otherwise
 };
 
-Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmConfig& cfg) {
-  const config::HypervisorConfig& hv = cfg.hv;
+Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmSettings& cfg) {
   if (cfg.id.empty()) return Error::InvalidArgument("VM id is empty");
   if (cfg.state_dir.empty() || cfg.state_dir.front() != '/')
     return Error::InvalidArgument("VM state dir must be an absolute path, got \"" + cfg.state_dir + "\"");
   if (cfg.state_dir.size() + std::string_view("/virtiofsd.sock").size() > kMaxUnixPath)
     return Error::InvalidArgument("VM state dir " + cfg.state_dir + " is too long for unix socket paths (max " +
                                   std::to_string(kMaxUnixPath) + " bytes with \"/virtiofsd.sock\")");
-  CASK_TRY(CheckFile(hv.path, "hypervisor.path", /*executable=*/true));
-  CASK_TRY(CheckFile(hv.kernel, "hypervisor.kernel", false));
-  CASK_TRY(CheckFile(hv.initrd, "hypervisor.initrd", false));
-  CASK_ASSIGN_OR_RETURN(qemu::MachineType machine, qemu::ParseMachineType(hv.machine_type));
-  if (hv.vcpus < config::kMinVcpus || hv.vcpus > config::kMaxVcpus)
-    return Error::InvalidArgument("hypervisor.vcpus: must be between 1 and 64, got " + std::to_string(hv.vcpus));
-  if (hv.memory_mib < config::kMinMemoryMib || hv.memory_mib > config::kMaxMemoryMib)
+  CASK_TRY(CheckFile(cfg.qemu_path, "hypervisor.path", /*executable=*/true));
+  CASK_TRY(CheckFile(cfg.kernel, "hypervisor.kernel", false));
+  CASK_TRY(CheckFile(cfg.initrd, "hypervisor.initrd", false));
+  CASK_ASSIGN_OR_RETURN(qemu::MachineType machine, qemu::ParseMachineType(cfg.machine_type));
+  if (cfg.vcpus < 1 || cfg.vcpus > 64)
+    return Error::InvalidArgument("hypervisor.vcpus: must be between 1 and 64, got " + std::to_string(cfg.vcpus));
+  if (cfg.memory_mib < 64 || cfg.memory_mib > 65536)
     return Error::InvalidArgument("hypervisor.memory_mib: must be between 64 and 65536, got " +
-                                  std::to_string(hv.memory_mib));
+                                  std::to_string(cfg.memory_mib));
+  if (!cfg.runas.empty()) CASK_TRY(ValidateRunas(cfg.runas));
+  if (cfg.cgroup.enabled) {
+    CASK_TRY(ValidateCgroupName(cfg.id, "VM id (as a cgroup name)"));
+    if (cfg.id.find('/') != std::string::npos)
+      return Error::InvalidArgument("VM id must not contain '/' with a pod cgroup, got \"" + cfg.id + "\"");
+  }
   bool with_fs = !cfg.shared_dir.empty();
   if (with_fs) {
-    CASK_TRY(CheckFile(hv.virtiofsd_path, "hypervisor.virtiofsd_path", /*executable=*/true));
+    CASK_TRY(CheckFile(cfg.virtiofsd_path, "hypervisor.virtiofsd_path", /*executable=*/true));
     VirtiofsdOptions fo;
     fo.source = cfg.shared_dir;
-    fo.cache = hv.virtiofs_cache;
+    fo.cache = cfg.virtiofs_cache;
     CASK_TRY(ValidateVirtiofsdOptions(fo));
     struct stat st;
     if (::stat(cfg.shared_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -425,8 +561,8 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmConfig& cfg) {
   }
 
   HostProbe host = host_ ? *host_ : ProbeHost();
-  config::Accel accel = ResolveAccel(hv.accel, host);
-  if (accel == config::Accel::kKvm && !host.kvm_usable)
+  Accel accel = ResolveAccel(cfg.accel, host);
+  if (accel == Accel::kKvm && !host.kvm_usable)
     return Error::FailedPrecondition("hypervisor.accel = kvm, but /dev/kvm cannot be opened read-write");
   Channel channel = ResolveChannel(cfg.channel, host);
   if (channel == Channel::kVsock && !host.vhost_vsock)
@@ -438,21 +574,22 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmConfig& cfg) {
   kp.tsc_khz = host.tsc_khz;
   kp.channel = channel;
   kp.debug = cfg.debug;
-  kp.user_params = hv.kernel_params;
+  kp.user_params = cfg.kernel_params;
   kp.extra = cfg.extra_kernel_params;
   CASK_ASSIGN_OR_RETURN(std::vector<std::string> params, qemu::KernelParams(kp));
 
   auto vm = std::make_unique<QemuVm>(cfg, channel);
   qemu::QemuCommand cmd;
-  cmd.binary = hv.path;
+  cmd.binary = cfg.qemu_path;
+  cmd.runas = cfg.runas;
   cmd.name = "cask-" + cfg.id;
   cmd.machine.type = machine;
   cmd.accel.accel = accel;
-  cmd.accel.vcpus = hv.vcpus;
-  cmd.memory.mib = hv.memory_mib;
+  cmd.accel.vcpus = cfg.vcpus;
+  cmd.memory.mib = cfg.memory_mib;
   cmd.memory.shared = with_fs;
-  cmd.kernel.kernel = hv.kernel;
-  cmd.kernel.initrd = hv.initrd;
+  cmd.kernel.kernel = cfg.kernel;
+  cmd.kernel.initrd = cfg.initrd;
   cmd.kernel.params = std::move(params);
   cmd.console.log_path = vm->console_log_path();
   cmd.agent.channel = channel;

@@ -36,7 +36,7 @@ void AppendMachine(std::vector<std::string>* argv, const MachineOptions& m, cons
 }
 
 void AppendAccel(std::vector<std::string>* argv, const AccelOptions& a) {
-  if (a.accel == config::Accel::kKvm) {
+  if (a.accel == Accel::kKvm) {
     Add(argv, "-accel", "kvm");
     Add(argv, "-cpu", "host");
   } else {
@@ -54,10 +54,14 @@ void AppendMemory(std::vector<std::string>* argv, const MachineOptions& m, const
   if (!IsMicrovm(m)) Add(argv, "-numa", "node,memdev=mem");
 }
 
-void AppendFixed(std::vector<std::string>* argv, bool seccomp) {
+void AppendFixed(std::vector<std::string>* argv, bool seccomp, const std::string& runas) {
   for (const char* a : {"-nodefaults", "-no-user-config", "-no-reboot"}) argv->push_back(a);
   Add(argv, "-display", "none");
-  if (seccomp) Add(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+  if (seccomp) {
+    std::string elevate = runas.empty() ? "deny" : "allow";
+    Add(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=" + elevate + ",spawn=deny,resourcecontrol=deny");
+  }
+  if (!runas.empty()) Add(argv, "-runas", runas);
 }
 
 void AppendConsole(std::vector<std::string>* argv, const ConsoleOptions& c) {
@@ -135,7 +139,7 @@ std::vector<std::string> BuildQemuArgv(const QemuCommand& cmd) {
   AppendMachine(&argv, cmd.machine, cmd.memory);
   AppendAccel(&argv, cmd.accel);
   AppendMemory(&argv, cmd.machine, cmd.memory);
-  AppendFixed(&argv, cmd.seccomp);
+  AppendFixed(&argv, cmd.seccomp, cmd.runas);
   AppendConsole(&argv, cmd.console);
   AppendKernel(&argv, cmd.kernel);
   AppendAgent(&argv, cmd.machine, cmd.agent);
@@ -150,7 +154,7 @@ Result<std::vector<std::string>> KernelParams(const KernelParamsOptions& o) {
   if (o.machine == MachineType::kMicrovm) {
     if (o.tsc_khz > 0) {
       p.push_back("tsc_early_khz=" + std::to_string(o.tsc_khz));
-    } else if (o.accel != config::Accel::kKvm) {
+    } else if (o.accel != Accel::kKvm) {
       return Error::FailedPrecondition(
           "hypervisor.machine_type = microvm under TCG needs the host TSC frequency (tsc_early_khz), "
           "but /proc/cpuinfo has no \"cpu MHz\"; use machine_type = \"q35\"");

@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "lib/base/result.h"
-#include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
 
 namespace cask::hypervisor::qemu {
@@ -37,7 +36,7 @@ struct MachineOptions {
 };
 
 struct AccelOptions {
-  config::Accel accel = config::Accel::kTcg;  // resolved: kKvm or kTcg (kAuto is treated as kTcg)
+  Accel accel = Accel::kTcg;  // resolved: kKvm or kTcg (kAuto is treated as kTcg)
   uint32_t vcpus = 1;
 };
 
@@ -88,6 +87,12 @@ struct QemuCommand {
   QmpOptions qmp;
   // -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
   bool seccomp = true;
+  // -runas <user or uid:gid>: QEMU drops to this user after opening its
+  // files, sockets and devices. QEMU installs its seccomp filter before it
+  // drops the user, so set*uid must stay allowed then
+  // (elevateprivileges=allow); once every uid is unprivileged the process
+  // has no capability left with which to get root back.
+  std::string runas;
 };
 
 std::vector<std::string> BuildQemuArgv(const QemuCommand& cmd);
@@ -98,12 +103,12 @@ std::string EscapeOptionValue(std::string_view v);
 // Inputs of the guest kernel command line.
 struct KernelParamsOptions {
   MachineType machine = MachineType::kMicrovm;
-  config::Accel accel = config::Accel::kTcg;
+  Accel accel = Accel::kTcg;
   uint64_t tsc_khz = 0;             // host TSC; 0 = unknown
   Channel channel = Channel::kSerial;
   bool debug = false;
   std::string user_params;          // hypervisor.kernel_params, split on whitespace
-  std::vector<std::string> extra;   // VmConfig::extra_kernel_params
+  std::vector<std::string> extra;   // VmSettings::extra_kernel_params
 };
 
 // console=ttyS0 panic=-1 [quiet] [tsc_early_khz=N] cask.channel=serial|vsock

@@ -14,7 +14,7 @@ QemuCommand Base(MachineType m) {
   c.binary = "/usr/bin/qemu-system-x86_64";
   c.name = "cask-sb1";
   c.machine.type = m;
-  c.accel.accel = config::Accel::kTcg;
+  c.accel.accel = Accel::kTcg;
   c.accel.vcpus = 1;
   c.memory.mib = 256;
   c.kernel = {"/k/vmlinux", "/k/initrd.img", {"console=ttyS0", "panic=-1"}};
@@ -79,7 +79,7 @@ TEST(QemuCmdline, MicrovmWithoutVirtioFsHasNoSharedMemory) {
 
 TEST(QemuCmdline, Q35KvmVsockWithVirtioFs) {
   QemuCommand c = Base(MachineType::kQ35);
-  c.accel.accel = config::Accel::kKvm;
+  c.accel.accel = Accel::kKvm;
   c.accel.vcpus = 4;
   c.memory.mib = 2048;
   c.memory.shared = true;
@@ -181,12 +181,12 @@ TEST(KernelParams, DebugVsockUserAndExtraParamsLast) {
 TEST(KernelParams, MicrovmTcgWithoutTscIsAnError) {
   KernelParamsOptions o;
   o.machine = MachineType::kMicrovm;
-  o.accel = config::Accel::kTcg;
+  o.accel = Accel::kTcg;
   auto p = KernelParams(o);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.error().code(), Code::kFailedPrecondition);
   EXPECT_THAT(p.error().ToString(), HasSubstr("tsc_early_khz"));
-  o.accel = config::Accel::kKvm;  // KVM has kvmclock
+  o.accel = Accel::kKvm;  // KVM has kvmclock
   auto k = KernelParams(o);
   ASSERT_TRUE(k.ok());
   for (const auto& s : *k) EXPECT_THAT(s, ::testing::Not(HasSubstr("tsc_early_khz")));

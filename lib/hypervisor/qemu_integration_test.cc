@@ -5,6 +5,7 @@
 // then echoes lines ("ECHO <line>") until it reads "poweroff".
 #include <dirent.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -22,6 +23,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/hypervisor/qemu.h"
+#include "lib/hypervisor/vm_leftovers.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -98,11 +100,13 @@ class QemuBootTest : public ::testing::Test {
 
     cfg_.id = "it1";
     cfg_.state_dir = tmp_ + "/state/it1";
-    cfg_.hv.kernel = AssetDir() + "/vmlinux";
-    cfg_.hv.initrd = AssetDir() + "/initrd.img";
-    cfg_.hv.machine_type = "microvm";
-    cfg_.hv.accel = config::Accel::kAuto;
-    cfg_.channel = config::AgentChannel::kSerial;
+    cfg_.qemu_path = "/usr/bin/qemu-system-x86_64";
+    cfg_.virtiofsd_path = "/usr/lib/qemu/virtiofsd";
+    cfg_.kernel = AssetDir() + "/vmlinux";
+    cfg_.initrd = AssetDir() + "/initrd.img";
+    cfg_.machine_type = "microvm";
+    cfg_.accel = Accel::kAuto;
+    cfg_.channel = ChannelRequest::kSerial;
     cfg_.shared_dir = tmp_ + "/shared";
     children_before_ = Children();
   }
@@ -128,7 +132,7 @@ class QemuBootTest : public ::testing::Test {
     *hello = ReadLines(fd->get(), 3, t0 + kBootTimeout, &first);
     if (first != Clock::time_point{}) {
       auto ms = [](auto d) { return std::chrono::duration_cast<milliseconds>(d).count(); };
-      std::cout << "[ timing ] " << cfg_.hv.machine_type << ": Start returned after " << ms(t_started - t0)
+      std::cout << "[ timing ] " << cfg_.machine_type << ": Start returned after " << ms(t_started - t0)
                 << " ms; spawn -> first agent byte " << ms(first - t0) << " ms" << std::endl;
     }
     EXPECT_THAT(*hello, HasSubstr("CASK-TEST-INIT-OK")) << "console: " << (*vm)->ConsoleTail(4096);
@@ -136,7 +140,7 @@ class QemuBootTest : public ::testing::Test {
   }
 
   std::string tmp_, token_, release_;
-  VmConfig cfg_;
+  VmSettings cfg_;
   std::set<pid_t> children_before_;
 };
 
@@ -182,6 +186,55 @@ TEST_F(QemuBootTest, MicrovmTcgVirtiofsSerialBootsEchoesPausesAndStops) {
   EXPECT_EQ(vm->ConsoleTail(100), "");
 }
 
+// The confinement the shim uses by default: QEMU drops to nobody after
+// opening its sockets, logs and devices (and still serves the agent
+// channel, the share and QMP), QEMU and virtiofsd run in the pod's cgroup
+// from spawn, the VM records them, and a killed virtiofsd takes the VM down.
+TEST_F(QemuBootTest, RunsAsNobodyInItsCgroupAndDiesWithVirtiofsd) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  if (::getpwnam("nobody") == nullptr) GTEST_SKIP() << "no user nobody";
+  cfg_.runas = "nobody";
+  cfg_.cgroup.enabled = true;
+  cfg_.cgroup.parent = "cask-it-" + std::to_string(::getpid());
+  cfg_.cgroup.memory_overhead_mib = 512;
+  cfg_.cgroup.cpu_quota_cores = 2;
+  cfg_.cgroup.pids_max = 512;
+  std::unique_ptr<Vm> vm;
+  std::string hello;
+  UniqueFd fd = BootAndGreet(&vm, &hello);
+  ASSERT_TRUE(fd.valid());
+  EXPECT_THAT(hello, HasSubstr("CASK-TEST-SHARE " + token_ + "\n"));
+  auto status = ReadFile("/proc/" + std::to_string(vm->pid()) + "/status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(*status, HasSubstr("Uid:\t65534\t65534\t65534\t65534"));
+  ASSERT_TRUE(WriteAll(fd.get(), "ping\n").ok());
+  EXPECT_EQ(ReadLines(fd.get(), 1, Clock::now() + milliseconds(30000)), "ECHO ping\n");
+  ASSERT_TRUE(vm->Pause().ok());
+  ASSERT_TRUE(vm->Resume().ok());
+
+  auto rec = ReadHostProcesses(cfg_.state_dir);
+  ASSERT_TRUE(rec.ok()) << rec.error().ToString();
+  ASSERT_TRUE(rec->vmm && rec->virtiofsd);
+  EXPECT_EQ(rec->vmm->pid, vm->pid());
+  ASSERT_FALSE(rec->cgroup_dirs.empty());
+  for (const auto& d : rec->cgroup_dirs) {
+    auto procs = ReadFile(d + "/cgroup.procs");
+    ASSERT_TRUE(procs.ok()) << d;
+    EXPECT_THAT(*procs, HasSubstr(std::to_string(vm->pid()) + "\n")) << d;
+    EXPECT_THAT(*procs, HasSubstr(std::to_string(rec->virtiofsd->pid) + "\n")) << d;
+  }
+
+  ASSERT_TRUE(SignalIdentified(*rec->virtiofsd, SIGKILL).ok());
+  auto deadline = Clock::now() + milliseconds(30000);
+  while (!vm->Exited() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(vm->Exited()) << "QEMU kept running without its virtiofsd";
+  EXPECT_TRUE(vm->Stop(milliseconds(5000)).ok());
+  for (const auto& d : rec->cgroup_dirs) {
+    EXPECT_FALSE(PathExists(d)) << d;
+    ::rmdir(Dirname(d).c_str());  // the test's parent
+  }
+}
+
 TEST_F(QemuBootTest, GuestPowerOffIsSeenAsExit) {
   std::unique_ptr<Vm> vm;
   std::string hello;
@@ -196,7 +249,7 @@ TEST_F(QemuBootTest, GuestPowerOffIsSeenAsExit) {
 }
 
 TEST_F(QemuBootTest, Q35PciSerialWithoutShare) {
-  cfg_.hv.machine_type = "q35";
+  cfg_.machine_type = "q35";
   cfg_.shared_dir.clear();
   cfg_.debug = true;
   std::unique_ptr<Vm> vm;
@@ -230,7 +283,7 @@ TEST_F(QemuBootTest, KernelPanicEndsTheVmWithTheConsoleTail) {
 }
 
 TEST_F(QemuBootTest, MissingKernelIsNotFoundAndLeavesNothing) {
-  cfg_.hv.kernel = tmp_ + "/no-vmlinux";
+  cfg_.kernel = tmp_ + "/no-vmlinux";
   auto r = NewQemu()->Start(cfg_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kNotFound);
@@ -242,7 +295,7 @@ TEST_F(QemuBootTest, MissingKernelIsNotFoundAndLeavesNothing) {
 TEST_F(QemuBootTest, QemuStartFailureReportsQemuStderrAndLeavesNothing) {
   // A kernel QEMU cannot load: QEMU itself exits during startup.
   ASSERT_TRUE(WriteFile(tmp_ + "/junk-kernel", std::string(4096, 'x')).ok());
-  cfg_.hv.kernel = tmp_ + "/junk-kernel";
+  cfg_.kernel = tmp_ + "/junk-kernel";
   auto r = NewQemu()->Start(cfg_);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), HasSubstr("qemu exited during startup"));

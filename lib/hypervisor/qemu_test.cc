@@ -28,10 +28,10 @@ class QemuStartTest : public ::testing::Test {
     host_.tsc_khz = 2445404;
     cfg_.id = "sb1";
     cfg_.state_dir = tmp_ + "/state/sb1";
-    cfg_.hv.path = Script("qemu", "exit 0");
-    cfg_.hv.kernel = tmp_ + "/vmlinux";
-    cfg_.hv.initrd = tmp_ + "/initrd.img";
-    cfg_.hv.virtiofsd_path = Script("virtiofsd", "exit 0");
+    cfg_.qemu_path = Script("qemu", "exit 0");
+    cfg_.kernel = tmp_ + "/vmlinux";
+    cfg_.initrd = tmp_ + "/initrd.img";
+    cfg_.virtiofsd_path = Script("virtiofsd", "exit 0");
   }
   void TearDown() override { (void)RemoveAll(tmp_); }
 
@@ -50,11 +50,11 @@ class QemuStartTest : public ::testing::Test {
 
   std::string tmp_;
   HostProbe host_;
-  VmConfig cfg_;
+  VmSettings cfg_;
 };
 
 TEST_F(QemuStartTest, MissingKernelIsNotFoundNamingPathAndKey) {
-  cfg_.hv.kernel = tmp_ + "/no-such-vmlinux";
+  cfg_.kernel = tmp_ + "/no-such-vmlinux";
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kNotFound);
@@ -66,15 +66,15 @@ TEST_F(QemuStartTest, MissingKernelIsNotFoundNamingPathAndKey) {
 
 TEST_F(QemuStartTest, MissingBinariesAreNotFound) {
   struct Case {
-    std::string config::HypervisorConfig::*field;
+    std::string VmSettings::*field;
     const char* key;
   };
-  for (auto c : {Case{&config::HypervisorConfig::path, "hypervisor.path"},
-                 Case{&config::HypervisorConfig::initrd, "hypervisor.initrd"},
-                 Case{&config::HypervisorConfig::virtiofsd_path, "hypervisor.virtiofsd_path"}}) {
-    VmConfig saved = cfg_;
+  for (auto c : {Case{&VmSettings::qemu_path, "hypervisor.path"},
+                 Case{&VmSettings::initrd, "hypervisor.initrd"},
+                 Case{&VmSettings::virtiofsd_path, "hypervisor.virtiofsd_path"}}) {
+    VmSettings saved = cfg_;
     cfg_.shared_dir = tmp_ + "/shared";
-    cfg_.hv.*c.field = tmp_ + "/missing";
+    cfg_.*c.field = tmp_ + "/missing";
     auto r = Start();
     ASSERT_FALSE(r.ok()) << c.key;
     EXPECT_EQ(r.error().code(), Code::kNotFound) << c.key;
@@ -86,35 +86,35 @@ TEST_F(QemuStartTest, MissingBinariesAreNotFound) {
 }
 
 TEST_F(QemuStartTest, VirtiofsdIsOnlyRequiredWithASharedDir) {
-  cfg_.hv.virtiofsd_path = tmp_ + "/missing";
-  cfg_.hv.path = Script("qemu", "echo 'qemu-system-x86_64: fake failure' >&2; exit 1");
+  cfg_.virtiofsd_path = tmp_ + "/missing";
+  cfg_.qemu_path = Script("qemu", "echo 'qemu-system-x86_64: fake failure' >&2; exit 1");
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), ::testing::Not(HasSubstr("virtiofsd")));
 }
 
 TEST_F(QemuStartTest, BadValuesAreInvalidArgumentNamingTheKey) {
-  cfg_.hv.machine_type = "virt";
+  cfg_.machine_type = "virt";
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
   EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.machine_type"));
-  cfg_.hv.machine_type = "q35";
+  cfg_.machine_type = "q35";
 
-  cfg_.hv.memory_mib = 12;
+  cfg_.memory_mib = 12;
   r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.memory_mib"));
-  cfg_.hv.memory_mib = 256;
+  cfg_.memory_mib = 256;
 
   cfg_.shared_dir = tmp_ + "/shared";
-  cfg_.hv.virtiofs_cache = "sometimes";
+  cfg_.virtiofs_cache = "sometimes";
   r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
   EXPECT_THAT(r.error().ToString(), HasSubstr("hypervisor.virtiofs_cache"));
 
-  cfg_.hv.virtiofs_cache = "auto";
+  cfg_.virtiofs_cache = "auto";
   cfg_.shared_dir = tmp_ + "/no-such-shared";
   r = Start();
   ASSERT_FALSE(r.ok());
@@ -139,14 +139,14 @@ TEST_F(QemuStartTest, BadValuesAreInvalidArgumentNamingTheKey) {
 }
 
 TEST_F(QemuStartTest, KvmAndVsockRequireTheDevices) {
-  cfg_.hv.accel = config::Accel::kKvm;
+  cfg_.accel = Accel::kKvm;
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kFailedPrecondition);
   EXPECT_THAT(r.error().ToString(), HasSubstr("/dev/kvm"));
 
-  cfg_.hv.accel = config::Accel::kAuto;
-  cfg_.channel = config::AgentChannel::kVsock;
+  cfg_.accel = Accel::kAuto;
+  cfg_.channel = ChannelRequest::kVsock;
   r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kFailedPrecondition);
@@ -164,11 +164,11 @@ TEST_F(QemuStartTest, MicrovmUnderTcgNeedsTheTscFrequency) {
 
 TEST_F(QemuStartTest, QemuFailureCarriesItsStderrAndUnwinds) {
   // The fake qemu records its argv, then fails like QEMU on a bad option.
-  cfg_.hv.path = Script("qemu", "printf '%s\\n' \"$@\" > " + tmp_ +
+  cfg_.qemu_path = Script("qemu", "printf '%s\\n' \"$@\" > " + tmp_ +
                                     "/argv; echo 'qemu-system-x86_64: -device foo: bad device' >&2; exit 1");
   cfg_.shared_dir = tmp_ + "/shared";
   // The fake virtiofsd listens on its socket path and waits.
-  cfg_.hv.virtiofsd_path =
+  cfg_.virtiofsd_path =
       Script("virtiofsd", "sock=${1#--socket-path=}; exec socat UNIX-LISTEN:\"$sock\" /dev/null");
   auto r = Start();
   ASSERT_FALSE(r.ok());
@@ -186,7 +186,7 @@ TEST_F(QemuStartTest, QemuFailureCarriesItsStderrAndUnwinds) {
 
 TEST_F(QemuStartTest, VirtiofsdFailureCarriesItsLog) {
   cfg_.shared_dir = tmp_ + "/shared";
-  cfg_.hv.virtiofsd_path = Script("virtiofsd", "echo 'fake virtiofsd: cannot do it' >&2; exit 3");
+  cfg_.virtiofsd_path = Script("virtiofsd", "echo 'fake virtiofsd: cannot do it' >&2; exit 3");
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), HasSubstr("cannot do it"));
@@ -196,7 +196,7 @@ TEST_F(QemuStartTest, VirtiofsdFailureCarriesItsLog) {
 
 TEST_F(QemuStartTest, PreexistingStateDirIsKeptWithItsOtherContent) {
   ASSERT_TRUE(MkdirAll(cfg_.state_dir + "/shared").ok());
-  cfg_.hv.path = Script("qemu", "exit 1");
+  cfg_.qemu_path = Script("qemu", "exit 1");
   auto r = Start();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(PathExists(cfg_.state_dir + "/shared"));

@@ -29,7 +29,8 @@ bool IsSocket(const std::string& path) {
 }  // namespace
 
 std::vector<std::string> VirtiofsdArgv(const VirtiofsdOptions& o) {
-  return {o.binary, "--socket-path=" + o.socket_path, "-o", "source=" + o.source, "-o", "cache=" + o.cache};
+  return {o.binary, "--socket-path=" + o.socket_path, "-o", "source=" + o.source, "-o", "cache=" + o.cache,
+          "-o", "sandbox=namespace", "-o", "modcaps=-mknod:-fsetid"};
 }
 
 Status ValidateVirtiofsdOptions(const VirtiofsdOptions& o) {
@@ -49,6 +50,7 @@ Result<ChildProcess> StartVirtiofsd(const VirtiofsdOptions& o, std::chrono::mill
   CASK_ASSIGN_OR_RETURN(UniqueFd log, Open(o.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600));
   SpawnOptions so;
   so.stderr_fd = log.get();
+  so.cgroup_procs_fds = o.cgroup_procs_fds;
   CASK_ASSIGN_OR_RETURN(ChildProcess child, Spawn(VirtiofsdArgv(o), so).Context("start virtiofsd " + o.binary));
   log.Reset();
 

@@ -18,9 +18,16 @@ struct VirtiofsdOptions {
   std::string source;       // absolute host directory to export
   std::string cache;        // hypervisor.virtiofs_cache: auto | always | none
   std::string log_path;     // virtiofsd's stderr (appended)
+  std::vector<int> cgroup_procs_fds;  // joined at spawn (SpawnOptions::cgroup_procs_fds)
 };
 
 // <binary> --socket-path=<sock> -o source=<dir> -o cache=<cache>
+//   -o sandbox=namespace -o modcaps=-mknod:-fsetid
+// virtiofsd confines itself (mount, pid and net namespaces, pivot_root into
+// the shared directory, and its seccomp filter, which the C virtiofsd always
+// installs); without CAP_MKNOD the guest cannot create device nodes through
+// the share, and without CAP_FSETID it cannot keep a setgid bit on a file of
+// a group it is not in, nor keep set-id bits across writes.
 std::vector<std::string> VirtiofsdArgv(const VirtiofsdOptions& o);
 
 // INVALID_ARGUMENT for a cache word other than auto/always/none (naming

@@ -1,4 +1,5 @@
 #include "lib/sandbox/sandbox.h"
+#include "lib/sandbox/vm_settings.h"
 
 #include <sys/stat.h>
 
@@ -73,13 +74,10 @@ Status Sandbox::Boot(SandboxOptions& opts) {
 
   hypervisor_ = std::move(opts.hypervisor);
   if (!hypervisor_) hypervisor_ = hypervisor::NewQemu();
-  hypervisor::VmConfig vc;
+  hypervisor::VmSettings vc = VmSettingsFromConfig(config_);
   vc.id = id_;
   vc.state_dir = dir_;
-  vc.hv = config_.hypervisor;
-  vc.channel = config_.agent.channel;
   vc.shared_dir = shared_->path();
-  vc.debug = config_.runtime.debug;
   vc.extra_kernel_params = opts.extra_kernel_params;
   CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
   auto t_started = Clock::now();

@@ -26,7 +26,7 @@ struct FakeWorld {
   std::atomic<bool> setup_fails{false};
   std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0};
   std::mutex mu;
-  hypervisor::VmConfig last_config;
+  hypervisor::VmSettings last_config;
   pb::SetupSandboxRequest last_setup;
 };
 
@@ -85,7 +85,7 @@ class FakeVm : public hypervisor::Vm {
 class FakeHypervisor : public hypervisor::Hypervisor {
  public:
   explicit FakeHypervisor(FakeWorld& w) : w_(w) {}
-  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmConfig& cfg) override {
+  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmSettings& cfg) override {
     {
       std::lock_guard<std::mutex> l(w_.mu);
       w_.last_config = cfg;

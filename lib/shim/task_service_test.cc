@@ -156,7 +156,7 @@ class FakeVm : public hypervisor::Vm {
 class FakeHypervisor : public hypervisor::Hypervisor {
  public:
   explicit FakeHypervisor(World& w) : w_(w) {}
-  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmConfig&) override {
+  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmSettings&) override {
     return std::unique_ptr<hypervisor::Vm>(new FakeVm(w_));
   }
 

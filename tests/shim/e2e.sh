@@ -250,12 +250,54 @@ case_vm_death() {
   [ -n "$shim" ] || fail "no shim process"
   local sock
   sock=$(sed 's#^unix://##' "$W/state/io.containerd.runtime.v2.task/$NS/sd/address")
+  # An operator's `tail -f` of the console log names the VM's directory on
+  # its command line; the cleanup finds the VM by identity and spares it.
+  bash -c "exec -a 'tail -f $W/cask-state/sd/console.log' sleep 1000" &
+  local tailer=$!
   kill -9 "$shim"
   wait_for 60 status_is_not sd RUNNING || fail "task still running after the shim died"
   ctr_ task rm -f sd >/dev/null 2>&1 || true
   ctr_ containers rm sd
   wait_for 30 no_qemu || fail "QEMU left after the shim was killed"
   wait_for 10 test ! -e "$sock" || fail "the killed shim's socket $sock is left"
+  kill -0 "$tailer" 2>/dev/null || fail "the dead-shim cleanup killed an operator's tail -f of the console log"
+  kill "$tailer"; wait "$tailer" 2>/dev/null || true
+}
+
+virtiofsd_pids() { pgrep -f "virtiofsd.*$W/cask-state" || true; }
+# The pod cgroup directories the VM recorded (hypervisor/vm_leftovers.h).
+pod_cgroups() { sed -n 's/^cgroup //p' "$W/cask-state/$1/host-processes" 2>/dev/null; }
+
+case_virtiofsd_death() {
+  run_cask -d "$IMAGE" fd sleep 1000
+  local q v cgs d p
+  q=$(qemu_pids)
+  v=$(virtiofsd_pids)
+  [ -n "$q" ] || fail "no QEMU"
+  [ -n "$v" ] || fail "no virtiofsd"
+  # The pod's host cgroup holds QEMU and every virtiofsd process.
+  cgs=$(pod_cgroups fd)
+  [ -n "$cgs" ] || fail "no pod cgroup recorded in $W/cask-state/fd/host-processes"
+  for d in $cgs; do
+    [ -d "$d" ] || fail "pod cgroup $d does not exist"
+    for p in $q $v; do
+      grep -qx "$p" "$d/cgroup.procs" || fail "process $p ($(tr '\0' ' ' < /proc/$p/cmdline | cut -c1-60)) is not in $d"
+    done
+    log "pod cgroup $d: $(tr '\n' ' ' < "$d/cgroup.procs")"
+  done
+  case "$cgs" in *memory*) log "memory limit $(cat "$(grep memory <<<"$cgs")/memory.limit_in_bytes")";; esac
+  # QEMU dropped root where the host has nobody (hypervisor.runas = auto).
+  if getent passwd nobody >/dev/null; then
+    expect_eq "$(ps -o user= -p "$q" | tr -d ' ')" nobody "QEMU's user"
+  fi
+  kill -9 $v
+  wait_for 60 status_is fd STOPPED || fail "task did not exit when virtiofsd died: $(task_status fd)"
+  ctr_ task rm fd
+  ctr_ containers rm fd
+  wait_for 30 no_qemu || fail "QEMU left after virtiofsd died"
+  [ -z "$(virtiofsd_pids)" ] || fail "virtiofsd left: $(virtiofsd_pids)"
+  for d in $cgs; do wait_for 10 test ! -d "$d" || fail "pod cgroup $d left after delete"; done
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
 }
 
 expect_create_fails() {  # expect_create_fails WHAT NEEDLE ctr-run-args...
