@@ -1,22 +1,21 @@
-#include "lib/shim/rootfs.h"
+#include "lib/sandbox/rootfs_mount.h"
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include "lib/base/fs.h"
-#include "lib/shim/delete.h"
 
-namespace cask::shim {
+namespace cask::sandbox {
 namespace {
 
-TEST(Rootfs, OverlayOptionsGoToData) {
+TEST(RootfsMount, OverlayOptionsGoToData) {
   auto mo = ParseMountOptions({"index=off", "userxattr", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"});
   EXPECT_EQ(mo.flags, 0u);
   EXPECT_EQ(mo.data, "index=off,userxattr,workdir=/w,upperdir=/u,lowerdir=/a:/b");
 }
 
-TEST(Rootfs, BindFlags) {
+TEST(RootfsMount, BindFlags) {
   auto mo = ParseMountOptions({"rw", "rbind"});
   EXPECT_EQ(mo.flags, static_cast<unsigned long>(MS_BIND | MS_REC));
   EXPECT_EQ(mo.data, "");
@@ -27,7 +26,7 @@ TEST(Rootfs, BindFlags) {
   EXPECT_EQ(ParseMountOptions({"ro", "rw"}).flags, 0u);
 }
 
-TEST(Rootfs, MountBindAndUnmount) {
+TEST(RootfsMount, OwnerMountsAndUnmounts) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";
   char tmpl[] = "/tmp/cask-rootfs-test-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -35,21 +34,28 @@ TEST(Rootfs, MountBindAndUnmount) {
   ASSERT_TRUE(MkdirAll(dir + "/src").ok());
   ASSERT_TRUE(MkdirAll(dir + "/rootfs").ok());
   ASSERT_TRUE(WriteFile(dir + "/src/hello", "hi").ok());
-  ASSERT_TRUE(MountAll({{"bind", dir + "/src", "", {"ro", "rbind"}}}, dir + "/rootfs").ok());
-  auto content = ReadFile(dir + "/rootfs/hello");
-  ASSERT_TRUE(content.ok());
-  EXPECT_EQ(*content, "hi");
-  // Read-only as asked.
-  EXPECT_FALSE(WriteFile(dir + "/rootfs/x", "y").ok());
-  ASSERT_TRUE(UnmountAll(dir + "/rootfs").ok());
+  {
+    auto m = RootfsMount::Mount({{"bind", dir + "/src", {"ro", "rbind"}}}, dir + "/rootfs");
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+    EXPECT_TRUE(m->mounted());
+    auto content = ReadFile(dir + "/rootfs/hello");
+    ASSERT_TRUE(content.ok());
+    EXPECT_EQ(*content, "hi");
+    EXPECT_FALSE(WriteFile(dir + "/rootfs/x", "y").ok());  // read-only as asked
+    RootfsMount moved = std::move(*m);
+    EXPECT_FALSE(m->mounted());
+    EXPECT_TRUE(PathExists(dir + "/rootfs/hello"));
+  }  // the owner unmounts
   EXPECT_FALSE(PathExists(dir + "/rootfs/hello"));
 
-  // A failing mount names what it tried and leaves nothing mounted.
-  auto bad = MountAll({{"bind", dir + "/missing", "", {"rbind"}}}, dir + "/rootfs");
+  // A failing second mount names what it tried and leaves nothing mounted.
+  auto bad = RootfsMount::Mount({{"bind", dir + "/src", {"rbind"}}, {"bind", dir + "/missing", {"rbind"}}},
+                                dir + "/rootfs");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().ToString().find(dir + "/missing"), std::string::npos);
+  EXPECT_FALSE(PathExists(dir + "/rootfs/hello"));
   ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 }  // namespace
-}  // namespace cask::shim
+}  // namespace cask::sandbox
