@@ -330,6 +330,9 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
                                  {"kernel", BoundedString(vm->agent_info().kernel_release, 128)}});
   }
 
+  // Output that never ends (a guest answering reads with nothing) cannot
+  // hold an exit longer than a teardown may take.
+  co.drain_after_exit = TeardownTimeout();
   auto c = sandbox::Container::Create(vm, std::move(co));
   if (!c.ok()) {
     if (boot) (void)DestroySandboxLocked();

@@ -116,13 +116,16 @@ class TaskServiceTest : public ::testing::Test {
     auto t0 = std::chrono::steady_clock::now();
     Status k = svc_->Kill(id, "", 9, true);
     EXPECT_TRUE(k.ok() || k.error().code() == Code::kNotFound) << k.error().ToString();
+    // As containerd does: the exit, then Delete.
+    auto w = svc_->Wait(id, "");
+    ASSERT_TRUE(w.ok()) << w.error().ToString();
     auto d = svc_->Delete(id, "");
     auto took = std::chrono::steady_clock::now() - t0;
     ASSERT_TRUE(d.ok()) << d.error().ToString();
     EXPECT_EQ(d->exit_status, 137u);
-    // Each of Kill and Delete may wait the teardown timeout once; the rest
-    // is local work.
-    EXPECT_LT(took, std::chrono::milliseconds(2 * kTeardownMs) + 3s);
+    // Each of Kill, the exit's output drain and Delete may wait the
+    // teardown timeout once; the rest is local work.
+    EXPECT_LT(took, std::chrono::milliseconds(3 * kTeardownMs) + 3s);
     EXPECT_TRUE(svc_->Empty());
     EXPECT_EQ(world_.stopped.load(), 1);  // the VM was destroyed
     EXPECT_FALSE(PathExists(root_ + "/state/" + id));
