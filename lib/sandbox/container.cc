@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "lib/oci/id.h"
 #include "lib/sandbox/sandbox.h"
 
 namespace cask::sandbox {
@@ -108,7 +109,7 @@ Container::Container(std::shared_ptr<Sandbox> sandbox, ContainerOptions opts)
 
 Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<Sandbox> sandbox, ContainerOptions opts) {
   if (!sandbox) return Error::FailedPrecondition("create container " + opts.id + ": no sandbox");
-  CASK_TRY(ValidateId("container id", opts.id));
+  CASK_TRY(oci::ValidateId("container id", opts.id));
   if (!opts.spec.process) return Error::InvalidArgument("container " + opts.id + ": the spec has no process");
   std::unique_ptr<Container> c(new Container(std::move(sandbox), std::move(opts)));
   bool guest_created = false;

@@ -25,22 +25,12 @@ struct MountSpec {
   std::vector<std::string> options;
 };
 
-// mount(2) flags and the data string from fstab-style options, as
-// containerd's mount package splits them ("ro", "rbind", "nosuid", ... are
-// flags; "lowerdir=...", "index=off", ... go to data). `propagation` is
-// MS_PRIVATE/MS_SHARED/... when such an option is present, else 0.
-struct MountOptions {
-  unsigned long flags = 0;
-  unsigned long propagation = 0;
-  std::string data;
-};
-MountOptions ParseMountOptions(const std::vector<std::string>& options);
-
 class RootfsMount {
  public:
   RootfsMount() = default;  // owns nothing
   // Mounts each of `mounts` onto `target` (an existing directory), in
-  // order. On failure everything mounted so far is unmounted again and the
+  // order, options split by lib/sys/mount_options.h (an unsupported one is
+  // INVALID_ARGUMENT). On failure everything mounted so far is unmounted again and the
   // error names the mount ("mount overlay overlay onto /b/rootfs: ...").
   static Result<RootfsMount> Mount(const std::vector<MountSpec>& mounts, const std::string& target);
   ~RootfsMount();  // Unmount(), errors ignored

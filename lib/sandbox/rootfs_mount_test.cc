@@ -9,23 +9,6 @@
 namespace cask::sandbox {
 namespace {
 
-TEST(RootfsMount, OverlayOptionsGoToData) {
-  auto mo = ParseMountOptions({"index=off", "userxattr", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"});
-  EXPECT_EQ(mo.flags, 0u);
-  EXPECT_EQ(mo.data, "index=off,userxattr,workdir=/w,upperdir=/u,lowerdir=/a:/b");
-}
-
-TEST(RootfsMount, BindFlags) {
-  auto mo = ParseMountOptions({"rw", "rbind"});
-  EXPECT_EQ(mo.flags, static_cast<unsigned long>(MS_BIND | MS_REC));
-  EXPECT_EQ(mo.data, "");
-  auto ro = ParseMountOptions({"ro", "bind", "nosuid", "rprivate"});
-  EXPECT_EQ(ro.flags, static_cast<unsigned long>(MS_RDONLY | MS_BIND | MS_NOSUID));
-  EXPECT_EQ(ro.propagation, static_cast<unsigned long>(MS_PRIVATE | MS_REC));
-  // A later "rw" clears an earlier "ro".
-  EXPECT_EQ(ParseMountOptions({"ro", "rw"}).flags, 0u);
-}
-
 TEST(RootfsMount, OwnerMountsAndUnmounts) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root";
   char tmpl[] = "/tmp/cask-rootfs-test-XXXXXX";

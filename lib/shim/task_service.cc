@@ -10,6 +10,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
 #include "lib/oci/parse.h"
+#include "lib/oci/id.h"
 #include "lib/sandbox/container.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
@@ -228,7 +229,7 @@ Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
 }
 
 Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
-  CASK_TRY(sandbox::ValidateId("task id", p.id));
+  CASK_TRY(oci::ValidateId("task id", p.id));
   {
     MutexLock lk(mu_);
     if (stopped_) return Error::Unavailable("the shim is shutting down");
