@@ -354,7 +354,7 @@ TEST_F(ContainerServiceTest, ExecSignalAndForceRemove) {
   exec.set_process_json(oci::ToJson(Proc({"/bin/nonexistent"})));
   auto bad = Call<v1::ExecProcessResponse>("ExecProcess", exec);
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().code(), Code::kNotFound) << bad.error().ToString();
+  EXPECT_EQ(ExecFailureOf(bad.error()), ExecFailure::kNotFound) << bad.error().ToString();
   auto bst = Wait("c2", "e2");
   ASSERT_TRUE(bst.ok());
   EXPECT_EQ(*bst, 127);
@@ -440,7 +440,7 @@ TEST_F(ContainerServiceTest, StartErrorIsReturnedAndInitStops) {
   ASSERT_TRUE(Create("c3", {"/bin/nonexistent"}).ok());
   auto started = Start("c3");
   ASSERT_FALSE(started.ok());
-  EXPECT_EQ(started.error().code(), Code::kNotFound) << started.error().ToString();
+  EXPECT_EQ(ExecFailureOf(started.error()), ExecFailure::kNotFound) << started.error().ToString();
   auto st = Wait("c3");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(*st, 127);

@@ -16,7 +16,7 @@
 #include "lib/base/log.h"
 #include "lib/config/config.h"
 #include "lib/oci/id.h"
-#include "lib/sandbox/process_io.h"
+#include "lib/sandbox/container.h"
 #include "lib/sandbox/sandbox.h"
 
 namespace cask::runtime {
@@ -63,6 +63,7 @@ Result<UniqueFd> Dup(int fd) {
 struct SignalTarget {
   std::mutex mu;
   sandbox::AgentClient* agent = nullptr;  // set once the container started
+  std::shared_ptr<sandbox::Process> init;  // likewise
   std::string container_id;
   bool tty = false;
   // A terminating signal received before the container started: abandon.
@@ -76,25 +77,29 @@ struct SignalTarget {
       }
       return;
     }
-    if (agent) {
-      (void)agent->SignalProcess(container_id, "", sig);
+    if (init) {
+      (void)init->Signal(sig);
       return;
     }
     if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) cancel_signal = sig;
   }
 };
 
-// The exec failure of StartContainer, docker style.
+// The exec failure of StartContainer, docker style: the exit status comes
+// from the reason the guest reported (ExecFailureOf), nothing else.
 int ReportStartFailure(const Error& e, const std::string& cmd) {
   // The agent's message may carry its own context before "exec: ...".
-  const std::string& msg = e.message();
+  const std::string msg = BoundedString(e.message(), 1024);
   if (auto pos = msg.find("exec: "); pos != std::string::npos) {
     PrintError(msg.substr(pos));
   } else {
     PrintError("exec: " + cmd + ": " + msg);
   }
-  if (e.code() == Code::kNotFound) return kExitCommandNotFound;
-  if (e.code() == Code::kPermissionDenied) return kExitCannotExecute;
+  switch (ExecFailureOf(e)) {
+    case ExecFailure::kNotFound: return kExitCommandNotFound;
+    case ExecFailure::kPermissionDenied: return kExitCannotExecute;
+    case ExecFailure::kNone: break;
+  }
   return kExitRuntimeError;
 }
 
@@ -120,11 +125,9 @@ class RunSession {
   // right order explicitly.
   CleanupWatchdog watchdog_;
   std::unique_ptr<SignalForwarder> forwarder_;
-  std::unique_ptr<sandbox::Sandbox> sandbox_;
-  bool shared_ = false;
-  bool container_created_ = false;
-  std::unique_ptr<sandbox::ProcessIoPump> pump_;
-  bool drained_ = false;
+  std::shared_ptr<sandbox::Sandbox> sandbox_;
+  std::unique_ptr<sandbox::Container> container_;
+  std::chrono::milliseconds teardown_timeout_{10'000};
   RawTerminal raw_;
 };
 
@@ -175,6 +178,7 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   // Whatever happens to this process, the sandbox's host state goes away.
   // Forked while this process still has a single thread.
   CASK_ASSIGN_OR_RETURN(watchdog_, CleanupWatchdog::Start(JoinPath(cfg.runtime.state_dir, id_)));
+  teardown_timeout_ = std::chrono::milliseconds(cfg.agent.teardown_timeout_ms);
 
   // Signals: blocked from here on in every thread, handled by one thread.
   CASK_ASSIGN_OR_RETURN(forwarder_, SignalForwarder::Start([this](int sig) { target_.Handle(sig); }));
@@ -192,25 +196,26 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   }
   sandbox_ = std::move(*sb);
   t_booted_ = Clock::now();
-  auto& agent = sandbox_->agent();
   const std::string& cid = id_;
 
-  CASK_ASSIGN_OR_RETURN(std::string guest_rootfs, sandbox_->ShareRootfs(cid, pc.rootfs, pc.readonly_rootfs));
-  shared_ = true;
-  CASK_ASSIGN_OR_RETURN(oci::Spec spec, sandbox_->ShareMounts(cid, pc.spec));
-  CASK_TRY_CTX(agent.CreateContainer(cid, spec, guest_rootfs, opts_.interactive), "create the container");
-  container_created_ = true;
-  t_created_ = Clock::now();
-
-  sandbox::ProcessIoFds fds;
+  // The container: rootfs shared, created in the guest, stdio pumped.
+  sandbox::ContainerOptions co;
+  co.id = cid;
+  co.spec = pc.spec;
+  co.rootfs_dir = pc.rootfs;
+  co.readonly_rootfs = pc.readonly_rootfs;
+  co.log = log_;
+  co.drain_after_exit = kDrainTimeout;
   if (opts_.interactive) {
-    CASK_ASSIGN_OR_RETURN(fds.stdin_fd, Dup(STDIN_FILENO));
+    CASK_ASSIGN_OR_RETURN(co.init_io.stdin_fd, Dup(STDIN_FILENO));
   }
-  CASK_ASSIGN_OR_RETURN(fds.stdout_fd, Dup(STDOUT_FILENO));
+  CASK_ASSIGN_OR_RETURN(co.init_io.stdout_fd, Dup(STDOUT_FILENO));
   if (!tty) {
-    CASK_ASSIGN_OR_RETURN(fds.stderr_fd, Dup(STDERR_FILENO));
+    CASK_ASSIGN_OR_RETURN(co.init_io.stderr_fd, Dup(STDERR_FILENO));
   }
-  CASK_ASSIGN_OR_RETURN(pump_, sandbox::ProcessIoPump::Start(agent, cid, "", std::move(fds)));
+  CASK_ASSIGN_OR_RETURN(container_, sandbox::Container::Create(sandbox_, std::move(co)).Context("create the container"));
+  t_created_ = Clock::now();
+  const std::shared_ptr<sandbox::Process>& init = container_->init();
 
   if (int sig = target_.cancel_signal.load()) return 128 + sig;
   if (tty && stdin_is_tty && opts_.interactive) {
@@ -219,7 +224,7 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
     raw_ = std::move(*raw);
   }
 
-  auto started = agent.StartContainer(cid);
+  auto started = container_->Start(*init, {});
   if (!started.ok()) {
     raw_.Restore();
     return ReportStartFailure(started.error(), proc.args.empty() ? "" : proc.args[0]);
@@ -227,57 +232,58 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   t_started_ = Clock::now();
   {
     std::lock_guard<std::mutex> l(target_.mu);
-    target_.agent = &agent;
+    target_.agent = &sandbox_->agent();
+    target_.init = init;
     target_.container_id = cid;
     target_.tty = tty;
   }
   // A signal that arrived between boot and start is delivered now.
-  if (int sig = target_.cancel_signal.load()) (void)agent.SignalProcess(cid, "", sig);
+  if (int sig = target_.cancel_signal.load()) (void)init->Signal(sig);
 
-  auto exit = agent.WaitProcess(cid, "");
+  // The exit watcher has waited for the output to drain (kDrainTimeout).
+  sandbox::ExitInfo exit = init->WaitExit();
   t_exited_ = Clock::now();
-  if (!exit.ok()) {
-    if (sandbox_->VmExited())
-      return Error::Unavailable("the VM exited while the container ran; last console output:\n" +
-                                sandbox_->ConsoleTail(3000));
-    return std::move(exit).error().Wrap("wait for the container");
-  }
-  drained_ = pump_->WaitDrainedFor(kDrainTimeout);
-  if (!drained_) log_.Warn("output did not drain in time; some may be lost");
-  return exit->status;
+  if (exit.status == sandbox::kLostExitStatus && sandbox_->VmExited())
+    return Error::Unavailable("the VM exited while the container ran; last console output:\n" +
+                              sandbox_->ConsoleTail(3000));
+  return static_cast<int>(exit.status);
 }
 
 void RunSession::Teardown() {
   bool clean = true;
   raw_.Restore();
-  // No more signal deliveries to an agent that is going away.
+  // No more signal deliveries to a container that is going away.
   forwarder_.reset();
+  {
+    std::lock_guard<std::mutex> l(target_.mu);
+    target_.agent = nullptr;
+    target_.init.reset();
+  }
+  if (container_) {
+    // Kills what is left of the container; its exits and EOFs follow. A
+    // guest that does not answer in time loses its connection, which ends
+    // every wait at once.
+    Status st;
+    {
+      sandbox::GuestDeadline deadline(teardown_timeout_, [this] {
+        container_->MarkVmKilled();
+        sandbox_->agent().Close();
+      });
+      st = container_->Remove(teardown_timeout_);
+    }
+    if (!st.ok()) {
+      log_.Debug("remove container", {{"error", st.error().Bounded(1024).ToString()}});
+      sandbox_->agent().Close();
+    }
+    container_.reset();  // unshares the rootfs
+  }
   if (sandbox_) {
-    auto& agent = sandbox_->agent();
-    if (container_created_ && !agent.closed()) {
-      // Kills what is left of the container; its streams then reach EOF.
-      auto st = agent.RemoveContainer(id_, /*force=*/true);
-      if (!st.ok()) log_.Debug("remove container", {{"error", st.error().ToString()}});
-    }
-    container_created_ = false;
-    if (pump_ && !drained_ && !pump_->WaitDrainedFor(std::chrono::milliseconds(2000)))
-      agent.Close();  // unblocks the pump's reads
-    pump_.reset();
-    if (shared_) {
-      auto st = sandbox_->UnshareRootfs(id_);
-      if (!st.ok()) {
-        PrintError(st.error().ToString());
-        clean = false;
-      }
-      shared_ = false;
-    }
     auto st = sandbox_->Destroy();
     if (!st.ok()) {
       PrintError(st.error().ToString());
       clean = false;
     }
   }
-  pump_.reset();
   if (clean) {
     watchdog_.Disarm();
   } else {

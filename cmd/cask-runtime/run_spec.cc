@@ -20,7 +20,10 @@ constexpr int64_t kCpuPeriodUs = 100'000;
 
 Result<std::string> CheckedDirectory(const std::string& path, const std::string& what) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Error::Sys(errno, what + " " + path);
+  if (::stat(path.c_str(), &st) != 0) {
+    int err = errno;  // the contract: a missing path is NOT_FOUND
+    return Error::Sys(err == ENOENT || err == ENOTDIR ? Code::kNotFound : Code::kInternal, err, what + " " + path);
+  }
   if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument(what + " " + path + ": not a directory");
   char buf[PATH_MAX];
   if (::realpath(path.c_str(), buf) == nullptr) return Error::Sys(errno, what + " " + path);

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <cerrno>
 #include <sys/mount.h>
 #include <signal.h>
 #include <unistd.h>
@@ -35,11 +36,40 @@ TEST(Result, ValueAndErrorWithContext) {
   EXPECT_EQ(bad.error().ToString(), "second half: odd: 3");
 }
 
-TEST(Error, SysMapsErrno) {
+TEST(Error, SysKeepsErrnoAndDefaultsToInternal) {
   auto e = Error::Sys(ENOENT, "open /nope");
-  EXPECT_EQ(e.code(), Code::kNotFound);
+  EXPECT_EQ(e.code(), Code::kInternal);  // errno alone never decides the category
   EXPECT_EQ(e.sys_errno(), ENOENT);
   EXPECT_NE(e.ToString().find("open /nope: "), std::string::npos);
+  for (int err : {EINVAL, EEXIST, EPERM, ESRCH, ETIMEDOUT}) EXPECT_EQ(Error::Sys(err, "x").code(), Code::kInternal);
+  auto named = Error::Sys(Code::kNotFound, ENOENT, "open /nope");
+  EXPECT_EQ(named.code(), Code::kNotFound);
+  EXPECT_EQ(named.sys_errno(), ENOENT);
+}
+
+TEST(Error, ExecFailureMarkerSurvivesContext) {
+  Error nf = ExecFailedError(ExecFailure::kNotFound, ENOENT, "exec: /bin/nope");
+  EXPECT_EQ(nf.code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ExecFailureOf(nf), ExecFailure::kNotFound);
+  // As it reaches the host: the agent's context in front, one string.
+  Error wire(Code::kFailedPrecondition, "start container c1: " + nf.ToString());
+  EXPECT_EQ(ExecFailureOf(wire), ExecFailure::kNotFound);
+  Error denied = ExecFailedError(ExecFailure::kPermissionDenied, EACCES, "exec: /etc/passwd");
+  EXPECT_EQ(ExecFailureOf(denied), ExecFailure::kPermissionDenied);
+  // Only with its code: a NOT_FOUND or INTERNAL error quoting the text is not the reason.
+  EXPECT_EQ(ExecFailureOf(Error(Code::kInternal, std::string(kExecNotFoundMarker) + "x")), ExecFailure::kNone);
+  EXPECT_EQ(ExecFailureOf(Error::NotFound("exec: /bin/nope: No such file")), ExecFailure::kNone);
+}
+
+TEST(Error, BoundedCutsAndSanitises) {
+  Error e(Code::kInternal, std::string(5000, 'a') + "\x1b[2J");
+  e.Wrap(std::string(3000, 'b'));
+  Error b = e.Bounded(100);
+  EXPECT_EQ(b.code(), Code::kInternal);
+  EXPECT_LT(b.ToString().size(), 300u);
+  EXPECT_NE(b.message().find("bytes cut]"), std::string::npos);
+  EXPECT_EQ(BoundedString("a\x1b" "b", 10), "a?b");
+  EXPECT_EQ(BoundedString("short", 10), "short");
 }
 
 TEST(Fs, WriteReadAtomicRemove) {

@@ -28,21 +28,42 @@ std::string_view CodeName(Code code) {
   return "UNKNOWN";
 }
 
-Error Error::Sys(int err, std::string what) {
-  Code code = Code::kInternal;
-  switch (err) {
-    case ENOENT: code = Code::kNotFound; break;
-    case EEXIST: code = Code::kAlreadyExists; break;
-    case EINVAL: code = Code::kInvalidArgument; break;
-    case EACCES:
-    case EPERM: code = Code::kPermissionDenied; break;
-    case ETIMEDOUT: code = Code::kDeadlineExceeded; break;
-    case ESRCH: code = Code::kNotFound; break;
-    default: break;
-  }
+Error Error::Sys(int err, std::string what) { return Sys(Code::kInternal, err, std::move(what)); }
+
+Error Error::Sys(Code code, int err, std::string what) {
   Error e(code, std::move(what) + ": " + std::strerror(err));
   e.errno_ = err;
   return e;
+}
+
+std::string BoundedString(std::string_view s, size_t max_bytes) {
+  std::string out(s.substr(0, max_bytes));
+  for (char& c : out) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) c = '?';
+  }
+  if (s.size() > max_bytes) out += "...[" + std::to_string(s.size() - max_bytes) + " bytes cut]";
+  return out;
+}
+
+Error Error::Bounded(size_t max_bytes) const {
+  Error e(code_, BoundedString(message_, max_bytes));
+  e.errno_ = errno_;
+  for (const auto& c : context_) e.context_.push_back(BoundedString(c, max_bytes));
+  return e;
+}
+
+Error ExecFailedError(ExecFailure why, int err, std::string what) {
+  std::string_view marker = why == ExecFailure::kPermissionDenied ? kExecDeniedMarker : kExecNotFoundMarker;
+  return Error::Sys(Code::kFailedPrecondition, err, std::string(marker) + what);
+}
+
+ExecFailure ExecFailureOf(const Error& e) {
+  if (e.code() != Code::kFailedPrecondition) return ExecFailure::kNone;
+  const std::string& m = e.message();
+  if (m.find(kExecNotFoundMarker) != std::string::npos) return ExecFailure::kNotFound;
+  if (m.find(kExecDeniedMarker) != std::string::npos) return ExecFailure::kPermissionDenied;
+  return ExecFailure::kNone;
 }
 
 std::string Error::ToString() const {

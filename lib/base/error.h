@@ -44,11 +44,13 @@ class Error {
  public:
   Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 
-  // An error from a failed system call: the code is derived from errno
-  // (ENOENT -> NOT_FOUND, EEXIST -> ALREADY_EXISTS, EINVAL -> INVALID_ARGUMENT,
-  // EACCES/EPERM -> PERMISSION_DENIED, ETIMEDOUT -> DEADLINE_EXCEEDED, else
-  // INTERNAL) and the message is "<what>: <strerror>".
+  // An error from a failed system call: INTERNAL, errno kept (sys_errno()),
+  // message "<what>: <strerror>". The errno alone never decides the
+  // category: an ENOENT from deep inside a mount is not "no such task". A
+  // call site that knows what a failure means names the category itself:
+  //   Error::Sys(err == ENOENT ? Code::kNotFound : Code::kInternal, err, "open " + path)
   static Error Sys(int err, std::string what);
+  static Error Sys(Code code, int err, std::string what);
 
   static Error InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
   static Error NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
@@ -79,11 +81,38 @@ class Error {
   // "outer: inner: message".
   std::string ToString() const;
 
+  // The same error with the message and each context string cut to at most
+  // `max_bytes` bytes (marked "...[N bytes cut]") and control characters
+  // replaced by '?': for errors whose text came from the guest, before they
+  // are logged or passed on.
+  Error Bounded(size_t max_bytes) const;
+
  private:
   Code code_;
   int errno_ = 0;
   std::string message_;
   std::vector<std::string> context_;
 };
+
+// Cuts `s` to at most `max_bytes` bytes (plus a "...[N bytes cut]" mark)
+// and replaces control characters with '?'. For strings from the guest.
+std::string BoundedString(std::string_view s, size_t max_bytes);
+
+// Why a process could not be executed. The guest reports it with code
+// FAILED_PRECONDITION and a message that starts with a fixed marker
+// (kExecNotFoundMarker, kExecDeniedMarker) followed by what was run; the
+// host reads it with ExecFailureOf, wherever the marker ended up after
+// context was added in front. The errno is not sent: the marker is the
+// reason.
+enum class ExecFailure { kNone, kNotFound, kPermissionDenied };
+inline constexpr std::string_view kExecNotFoundMarker = "exec failed: not found: ";
+inline constexpr std::string_view kExecDeniedMarker = "exec failed: permission denied: ";
+
+// FAILED_PRECONDITION "<marker><what>: <strerror(err)>" for kNotFound and
+// kPermissionDenied (err is kept as sys_errno()).
+Error ExecFailedError(ExecFailure why, int err, std::string what);
+// The reason an error carries, or kNone (any code other than
+// FAILED_PRECONDITION, or no marker).
+ExecFailure ExecFailureOf(const Error& e);
 
 }  // namespace cask

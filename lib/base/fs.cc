@@ -11,7 +11,11 @@ namespace cask {
 
 Result<UniqueFd> Open(const std::string& path, int flags, mode_t mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-  if (fd < 0) return Error::Sys(errno, "open " + path);
+  if (fd < 0) {
+    // The one meaning callers rely on: the path does not exist.
+    int err = errno;
+    return Error::Sys(err == ENOENT || err == ENOTDIR ? Code::kNotFound : Code::kInternal, err, "open " + path);
+  }
   return UniqueFd(fd);
 }
 

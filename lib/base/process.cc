@@ -178,7 +178,10 @@ Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const SpawnOpti
   ::close(errpipe[0]);
   if (n == sizeof child_err) {
     (void)child.Wait();
-    return Error::Sys(child_err, "exec " + argv[0]);
+    return Error::Sys(child_err == ENOENT ? Code::kNotFound
+                      : child_err == EACCES ? Code::kPermissionDenied
+                                            : Code::kInternal,
+                      child_err, "exec " + argv[0]);
   }
   return child;
 }

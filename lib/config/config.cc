@@ -146,6 +146,8 @@ Status ReadAgent(const toml::table& t, const Reader& r, AgentConfig* a) {
       a->channel = std::array{AgentChannel::kAuto, AgentChannel::kVsock, AgentChannel::kSerial}[i];
     } else if (name == "connect_timeout_ms") {
       CASK_TRY(r.Uint(node, key, kMinConnectTimeoutMs, kMaxConnectTimeoutMs, &a->connect_timeout_ms));
+    } else if (name == "teardown_timeout_ms") {
+      CASK_TRY(r.Uint(node, key, kMinTeardownTimeoutMs, kMaxTeardownTimeoutMs, &a->teardown_timeout_ms));
     } else {
       return r.Bad(key, "unknown key");
     }
@@ -280,6 +282,7 @@ std::string ToToml(const Config& c) {
   s += "\n[agent]\n";
   s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";
   s += "connect_timeout_ms = " + std::to_string(c.agent.connect_timeout_ms) + "\n";
+  s += "teardown_timeout_ms = " + std::to_string(c.agent.teardown_timeout_ms) + "\n";
   s += "\n[runtime]\n";
   s += std::string("debug = ") + (c.runtime.debug ? "true" : "false") + "\n";
   s += "state_dir = " + DoubleQuoted(c.runtime.state_dir) + "\n";

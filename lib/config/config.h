@@ -50,6 +50,9 @@ struct HypervisorConfig {
 struct AgentConfig {
   AgentChannel channel = AgentChannel::kAuto;
   uint32_t connect_timeout_ms = 60000;    // boot + agent ready under TCG can take seconds
+  // How long a teardown (kill, delete, shutdown) waits for the agent before
+  // the host destroys the VM without it.
+  uint32_t teardown_timeout_ms = 10000;
 
   bool operator==(const AgentConfig&) const = default;
 };
@@ -81,6 +84,7 @@ inline constexpr uint32_t kMinVcpus = 1, kMaxVcpus = 64;
 inline constexpr uint32_t kMinMemoryMib = 64, kMaxMemoryMib = 65536;
 inline constexpr uint32_t kMaxCgroupOverheadMib = 65536, kMaxCgroupPids = 4194304;
 inline constexpr uint32_t kMinConnectTimeoutMs = 100, kMaxConnectTimeoutMs = 3600000;
+inline constexpr uint32_t kMinTeardownTimeoutMs = 100, kMaxTeardownTimeoutMs = 600000;
 
 // Parses TOML text. Unknown tables/keys and bad values are INVALID_ARGUMENT
 // naming the key and the file: "<origin>: hypervisor.memory_mib: must be between 64 and 65536, got 12".

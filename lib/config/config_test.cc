@@ -124,6 +124,9 @@ TEST(ConfigParse, Bounds) {
   EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 64").hypervisor.memory_mib, 64u);
   EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 65536").hypervisor.memory_mib, 65536u);
   EXPECT_EQ(MustParse("[agent]\nconnect_timeout_ms = 100").agent.connect_timeout_ms, 100u);
+  EXPECT_EQ(MustParse("[agent]\nteardown_timeout_ms = 2000").agent.teardown_timeout_ms, 2000u);
+  ExpectError("[agent]\nteardown_timeout_ms = 1",
+              "/etc/cask/test.toml: agent.teardown_timeout_ms: must be between 100 and 600000, got 1");
   ExpectError("[hypervisor]\nmemory_mib = 12",
               "/etc/cask/test.toml: hypervisor.memory_mib: must be between 64 and 65536, got 12");
   ExpectError("[hypervisor]\nmemory_mib = 65537",
@@ -350,8 +353,9 @@ TEST(ConfigShippedFile, ParsesToDefaults) {
   ASSERT_TRUE(text.ok());
   for (const char* key : {"path", "kernel", "initrd", "machine_type", "accel", "vcpus", "memory_mib",
                           "kernel_params", "virtiofsd_path", "virtiofs_cache", "channel",
-                          "connect_timeout_ms", "debug", "state_dir", "runas", "sandbox_cgroup", "cgroup_parent",
-                          "cgroup_shim", "cgroup_memory_overhead_mib", "cgroup_pids_max"}) {
+                          "connect_timeout_ms", "teardown_timeout_ms", "debug", "state_dir", "runas",
+                          "sandbox_cgroup", "cgroup_parent", "cgroup_shim", "cgroup_memory_overhead_mib",
+                          "cgroup_pids_max"}) {
     EXPECT_NE(text->find(std::string("\n") + key + " = "), std::string::npos) << key;
   }
 }

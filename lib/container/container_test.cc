@@ -455,8 +455,9 @@ TEST_F(ContainerTest, ExecNotFoundIsReportedByStart) {
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   auto started = init.Start();
   ASSERT_FALSE(started.ok());
-  EXPECT_EQ(started.error().code(), Code::kNotFound);
-  EXPECT_EQ(started.error().ToString(), "exec: nosuchcmd: No such file or directory");
+  EXPECT_EQ(started.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ExecFailureOf(started.error()), ExecFailure::kNotFound);
+  EXPECT_EQ(started.error().ToString(), "exec failed: not found: exec: nosuchcmd: No such file or directory");
   int st = WaitFor((*c)->init_pid());
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 127);

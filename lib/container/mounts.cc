@@ -341,7 +341,8 @@ Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs) 
   plan.rootfs = rootfs;
   while (plan.rootfs.size() > 1 && plan.rootfs.back() == '/') plan.rootfs.pop_back();
   struct stat st {};
-  if (stat(plan.rootfs.c_str(), &st) != 0) return Error::Sys(errno, "rootfs " + rootfs);
+  if (stat(plan.rootfs.c_str(), &st) != 0)
+    return Error::Sys(errno == ENOENT ? Code::kNotFound : Code::kInternal, errno, "rootfs " + rootfs);
   if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + rootfs + " is not a directory");
 
   const oci::Linux* lx = spec.linux ? &*spec.linux : nullptr;

@@ -361,7 +361,15 @@ Result<pid_t> PendingProcess::Start() {
   int32_t err = 0;
   if (buf.size() >= sizeof err) memcpy(&err, buf.data(), sizeof err);
   std::string what = buf.size() > sizeof err ? buf.substr(sizeof err) : "exec";
-  return Error::Sys(err != 0 ? err : EIO, what);
+  if (err == 0) err = EIO;
+  // The reason the host reads (lib/base/error.h): the program is missing or
+  // not executable. Any other failure before or at execve is INTERNAL.
+  if (what.rfind("exec: ", 0) == 0) {
+    if (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG)
+      return ExecFailedError(ExecFailure::kNotFound, err, what);
+    if (err == EACCES) return ExecFailedError(ExecFailure::kPermissionDenied, err, what);
+  }
+  return Error::Sys(err, what);
 }
 
 // --- planning ------------------------------------------------------------

@@ -14,6 +14,9 @@ namespace {
 Error ConnectError(int err, const std::string& what) {
   if (err == ECONNREFUSED || err == ECONNRESET || err == ENODEV || err == EHOSTUNREACH || err == ENETUNREACH)
     return Error::Unavailable(what + ": " + std::strerror(err));
+  // The socket is not there (yet): callers retry on NOT_FOUND.
+  if (err == ENOENT) return Error::Sys(Code::kNotFound, err, what);
+  if (err == ETIMEDOUT) return Error::Sys(Code::kDeadlineExceeded, err, what);
   return Error::Sys(err, what);
 }
 

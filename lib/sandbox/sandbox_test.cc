@@ -10,93 +10,15 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
-#include "lib/sandbox/fake_agent_for_test.h"
+#include "lib/sandbox/fake_vm_for_test.h"
 
 namespace cask::sandbox {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::FakeAgent;
+using testing::FakeHypervisor;
+using testing::FakeWorld;
 namespace pb = ::cask::agent::v1;
-
-// What the fake VMs saw and did, shared with the test.
-struct FakeWorld {
-  std::atomic<bool> start_fails{false};
-  std::atomic<bool> vm_dies_at_boot{false};
-  std::atomic<bool> setup_fails{false};
-  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0};
-  std::mutex mu;
-  hypervisor::VmSettings last_config;
-  pb::SetupSandboxRequest last_setup;
-};
-
-class FakeVm : public hypervisor::Vm {
- public:
-  explicit FakeVm(FakeWorld& w) : w_(w) {
-    w_.started++;
-    fake_.On<pb::CheckRequest, pb::CheckResponse>("Check", [](const pb::CheckRequest&) -> Result<pb::CheckResponse> {
-      pb::CheckResponse r;
-      r.set_kernel_release("6.1.0-fake");
-      return r;
-    });
-    fake_.On<pb::SetupSandboxRequest, pb::Empty>("SetupSandbox",
-                                                 [this](const pb::SetupSandboxRequest& r) -> Result<pb::Empty> {
-                                                   std::lock_guard<std::mutex> l(w_.mu);
-                                                   w_.last_setup = r;
-                                                   if (w_.setup_fails) return Error::Internal("mount virtiofs: boom");
-                                                   return pb::Empty{};
-                                                 });
-    fake_.On<pb::DestroySandboxRequest, pb::Empty>("DestroySandbox",
-                                                   [this](const pb::DestroySandboxRequest&) -> Result<pb::Empty> {
-                                                     w_.destroy_rpcs++;
-                                                     return pb::Empty{};
-                                                   });
-    if (w_.vm_dies_at_boot) {
-      fake_.CloseWithoutServing();
-      exited_ = true;
-    } else {
-      fake_.Serve();
-    }
-  }
-  ~FakeVm() override { (void)Stop(1s); }
-  pid_t pid() const override { return 4242; }
-  hypervisor::Channel channel() const override { return hypervisor::Channel::kSerial; }
-  Result<UniqueFd> ConnectAgent(std::chrono::milliseconds) override { return fake_.TakeClientEnd(); }
-  Status Stop(std::chrono::milliseconds) override {
-    if (!stopped_) {
-      stopped_ = true;
-      w_.stopped++;
-      fake_.Stop();
-      exited_ = true;
-    }
-    return Ok();
-  }
-  bool Exited() override { return exited_; }
-  std::string console_log_path() const override { return ""; }
-  std::string ConsoleTail(size_t) const override { return exited_ ? "Kernel panic - not syncing: fake" : ""; }
-
- private:
-  FakeWorld& w_;
-  FakeAgent fake_;
-  std::atomic<bool> exited_{false};
-  bool stopped_ = false;
-};
-
-class FakeHypervisor : public hypervisor::Hypervisor {
- public:
-  explicit FakeHypervisor(FakeWorld& w) : w_(w) {}
-  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmSettings& cfg) override {
-    {
-      std::lock_guard<std::mutex> l(w_.mu);
-      w_.last_config = cfg;
-    }
-    if (w_.start_fails) return Error::NotFound("hypervisor.kernel: /nonexistent/vmlinux: No such file");
-    return std::unique_ptr<hypervisor::Vm>(new FakeVm(w_));
-  }
-
- private:
-  FakeWorld& w_;
-};
 
 class SandboxTest : public ::testing::Test {
  protected:
@@ -135,7 +57,7 @@ TEST_F(SandboxTest, BootsSharesAndDestroys) {
   EXPECT_EQ((*sb)->vmm_pid(), 4242);
   EXPECT_EQ((*sb)->agent_info().kernel_release, "6.1.0-fake");
   {
-    std::lock_guard<std::mutex> l(world_.mu);
+    std::lock_guard l(world_.mu);
     EXPECT_EQ(world_.last_config.id, "sb1");
     EXPECT_EQ(world_.last_config.state_dir, dir);
     EXPECT_EQ(world_.last_config.shared_dir, dir + "/shared");

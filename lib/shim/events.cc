@@ -1,5 +1,7 @@
 #include "lib/shim/events.h"
 
+#include <algorithm>
+
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/api/services/ttrpc/events/v1/events.pb.h"
 #include "lib/shim/proto_time.h"
@@ -104,6 +106,30 @@ std::string EncodeForwardRequest(const EncodedEvent& event, const std::string& n
   env->mutable_event()->set_type_url(event.type_url);
   env->mutable_event()->set_value(event.value);
   return req.SerializeAsString();
+}
+
+bool OomEventFilter::Accept(const std::string& id, bool known, Clock::time_point now) {
+  if (!known) {
+    ++unknown_;
+    return false;
+  }
+  auto it = last_.find(id);
+  if (it != last_.end() && now - it->second < opts_.coalesce) {
+    ++coalesced_;
+    return false;
+  }
+  if (last_refill_ != Clock::time_point{}) {
+    double secs = std::chrono::duration<double>(now - last_refill_).count();
+    tokens_ = std::min(opts_.max_per_second, tokens_ + secs * opts_.max_per_second);
+  }
+  last_refill_ = now;
+  if (tokens_ < 1) {
+    ++rate_limited_;
+    return false;
+  }
+  tokens_ -= 1;
+  last_[id] = now;
+  return true;
 }
 
 }  // namespace cask::shim

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -86,5 +87,37 @@ EncodedEvent Encode(const TaskEvent& event);
 // one Envelope{timestamp, namespace, topic, event}. The timestamp is always
 // set (containerd rejects a zero one).
 std::string EncodeForwardRequest(const EncodedEvent& event, const std::string& ns, Timestamp when);
+
+// Decides which OOM notifications from the guest become TaskOOM events.
+// The id comes from the guest, which may send anything at any rate, so an
+// id is accepted only when the shim created a container of that name
+// (`known`), at most once per container per `coalesce` window, and at most
+// `max_per_second` in all (a token bucket with that burst). Everything else
+// is counted, not published.
+//
+// Thread safety: none; one OOM watcher owns it.
+class OomEventFilter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Options {
+    std::chrono::milliseconds coalesce{1000};
+    double max_per_second = 10;
+  };
+  OomEventFilter() : OomEventFilter(Options{}) {}
+  explicit OomEventFilter(Options opts) : opts_(opts), tokens_(opts.max_per_second) {}
+
+  bool Accept(const std::string& id, bool known, Clock::time_point now);
+
+  uint64_t unknown() const { return unknown_; }
+  uint64_t coalesced() const { return coalesced_; }
+  uint64_t rate_limited() const { return rate_limited_; }
+
+ private:
+  Options opts_;
+  double tokens_;
+  Clock::time_point last_refill_{};
+  std::map<std::string, Clock::time_point> last_;  // only known ids: bounded by the shim's containers
+  uint64_t unknown_ = 0, coalesced_ = 0, rate_limited_ = 0;
+};
 
 }  // namespace cask::shim

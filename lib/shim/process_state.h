@@ -1,34 +1,16 @@
-// The lifecycle of a task process (a container's init or an exec), with one
-// transition function so that every illegal call fails the same way and says
-// why ("cannot pause task in created state"), as containerd's runc shim does.
-//
-//   created --start--> running --pause--> paused --resume--> running
-//   created|running|paused --exit--> stopped
-//   created|stopped --delete--> deleted
-//
-// Kill is legal while the process can still receive a signal (created,
-// running, paused) and leaves the state alone: the exit arrives separately.
-// Kill of a stopped process is NOT_FOUND ("process already finished"),
-// which containerd tolerates. Anything on a deleted process is NOT_FOUND.
-// Exec needs a running container; Update anything not stopped; CloseIO and
-// ResizePty are always accepted. Other illegal operations are
-// FAILED_PRECONDITION.
+// The task process lifecycle now lives with its owner, sandbox::Process
+// (lib/sandbox/process_state.h); the shim keeps these names for its
+// adapter and tests.
 #pragma once
 
-#include <string_view>
-
-#include "lib/base/result.h"
+#include "lib/sandbox/process_state.h"
 
 namespace cask::shim {
 
-enum class ProcessState { kCreated, kRunning, kPaused, kStopped, kDeleted };
-enum class ProcessOp { kStart, kPause, kResume, kKill, kExit, kDelete, kExec, kUpdate, kCloseIo, kResize };
-
-std::string_view StateName(ProcessState s);
-std::string_view OpName(ProcessOp op);
-
-// The state after `op`, or the error explaining why `op` is illegal in
-// `from`. `what` names the object in messages: "task" or "exec".
-Result<ProcessState> Transition(ProcessState from, ProcessOp op, std::string_view what);
+using sandbox::OpName;
+using sandbox::ProcessOp;
+using sandbox::ProcessState;
+using sandbox::StateName;
+using sandbox::Transition;
 
 }  // namespace cask::shim

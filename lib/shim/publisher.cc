@@ -23,13 +23,35 @@ void EventPublisher::Publish(const TaskEvent& event) {
     ++dropped_;
     return;
   }
-  if (queue_.size() >= opts_.max_queue) {
-    log_.Error("event queue full, dropping oldest event", {{"topic", queue_.front().event.topic}});
-    queue_.pop_front();
-    ++dropped_;
+  const size_t bytes = item.event.value.size() + item.event.topic.size() + item.event.type_url.size();
+  if (bytes > opts_.max_queue_bytes) {
+    CountDropLocked(item.event.topic, "event larger than the queue's byte bound, dropped");
+    return;
   }
+  while (!queue_.empty() && queue_.size() > (busy_ ? 1u : 0u) &&
+         (queue_.size() >= opts_.max_queue || queued_bytes_ + bytes > opts_.max_queue_bytes))
+    DropOldestLocked();
+  queued_bytes_ += bytes;
   queue_.push_back(std::move(item));
   cv_.notify_all();
+}
+
+namespace {
+size_t ItemBytes(const EncodedEvent& e) { return e.value.size() + e.topic.size() + e.type_url.size(); }
+}  // namespace
+
+void EventPublisher::DropOldestLocked() {
+  // The sender delivers the front without holding mu_: leave it in place.
+  auto it = busy_ ? std::next(queue_.begin()) : queue_.begin();
+  CountDropLocked(it->event.topic, "event queue full, dropping the oldest waiting event");
+  queued_bytes_ -= ItemBytes(it->event);
+  queue_.erase(it);
+}
+
+void EventPublisher::CountDropLocked(const std::string& topic, const char* why) {
+  ++dropped_;
+  if (dropped_ == 1 || dropped_ % 100 == 0)
+    log_.Error(why, {{"topic", topic}, {"dropped_so_far", std::to_string(dropped_)}});
 }
 
 bool EventPublisher::Flush(std::chrono::milliseconds timeout) {
@@ -74,7 +96,10 @@ void EventPublisher::Run() {
     }
     bool ok = Deliver(item);
     std::lock_guard lk(mu_);
-    if (!queue_.empty()) queue_.pop_front();
+    if (!queue_.empty()) {
+      queued_bytes_ -= ItemBytes(queue_.front().event);
+      queue_.pop_front();
+    }
     busy_ = false;
     if (ok) ++delivered_;
     else ++dropped_;

@@ -43,6 +43,10 @@ class EventPublisher {
     std::chrono::milliseconds retry_delay{250};
     int max_attempts = 120;     // ~30 s of retries per event: a containerd restart fits
     size_t max_queue = 2048;    // beyond this the oldest event is dropped
+    // Bytes of queued events (serialized); beyond this the oldest are
+    // dropped, and a single larger event is never queued. Publish never
+    // blocks: a stuck containerd costs at most this much memory.
+    size_t max_queue_bytes = 1u << 20;
   };
 
   EventPublisher(Options opts, Logger log);
@@ -50,7 +54,10 @@ class EventPublisher {
   EventPublisher(const EventPublisher&) = delete;
   EventPublisher& operator=(const EventPublisher&) = delete;
 
-  // Queues `event` stamped with the current time. Never blocks on I/O.
+  // Queues `event` stamped with the current time. Never blocks on I/O. When
+  // the queue is over max_queue or max_queue_bytes the oldest waiting
+  // events are dropped, counted (dropped()) and logged: the first drop and
+  // then every 100th, so a flood cannot flood the log either.
   void Publish(const TaskEvent& event);
 
   // Waits until every queued event was delivered or dropped, at most
@@ -70,6 +77,9 @@ class EventPublisher {
     Timestamp when;
   };
   void Run();
+  // Drops one waiting event (not the one the sender holds). Needs mu_.
+  void DropOldestLocked();
+  void CountDropLocked(const std::string& topic, const char* why);
   // Sends one item, reconnecting as needed; false if it must be dropped.
   bool Deliver(const Item& item);
 
@@ -78,6 +88,7 @@ class EventPublisher {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
+  size_t queued_bytes_ = 0;
   bool stopping_ = false;
   bool busy_ = false;  // the sender holds an item it has not finished
   uint64_t delivered_ = 0;

@@ -166,6 +166,23 @@ TEST_F(PublisherTest, GivesUpAfterMaxAttempts) {
   EXPECT_EQ(pub.dropped(), 1u);
 }
 
+TEST_F(PublisherTest, QueueIsBoundedInBytesAndNeverBlocks) {
+  auto o = Opts();
+  o.max_attempts = 1000000;  // nobody listens: everything stays queued
+  o.max_queue_bytes = 64 * 1024;
+  EventPublisher pub(o, Logger());
+  auto t0 = std::chrono::steady_clock::now();
+  // 1000 events of ~1 KiB: far more bytes than the bound, fewer than max_queue.
+  for (int i = 0; i < 1000; ++i) pub.Publish(TaskOomEvent{std::string(1000, 'a') + std::to_string(i)});
+  // One event larger than the whole bound is refused outright.
+  pub.Publish(TaskOomEvent{std::string(100 * 1024, 'b')});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  // At most ~64 KiB stay queued: about 60 of the 1000 events.
+  EXPECT_GE(pub.dropped(), 1000u - 70u);
+  EXPECT_LE(pub.dropped(), 1000u - 50u + 1u);
+  pub.Close(std::chrono::milliseconds(10));
+}
+
 TEST_F(PublisherTest, NoSink) {
   auto o = Opts();
   o.ttrpc_address.clear();

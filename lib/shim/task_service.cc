@@ -9,51 +9,30 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
-#include "lib/oci/id.h"
 #include "lib/oci/parse.h"
+#include "lib/oci/id.h"
+#include "lib/sandbox/container.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
-#include "lib/shim/delete.h"
-#include "lib/shim/rootfs.h"
 #include "lib/shim/vm_record.h"
 
 namespace cask::shim {
 
-struct TaskService::Process {
-  std::string container_id;
-  std::string exec_id;  // "" for the init process
-  ProcessState state = ProcessState::kCreated;
-  uint32_t pid = 0;  // reported to containerd: the VMM pid for init, the guest pid for execs
-  StdioPaths stdio;
-  std::optional<oci::Process> exec_spec;  // execs, until started
-  std::optional<ExitInfo> exit;
-  std::unique_ptr<sandbox::ProcessIoPump> pump;
-  bool stdin_pumped = false;
-  std::thread watcher;
-
-  std::string_view what() const { return exec_id.empty() ? "task" : "exec"; }
-};
-
-struct TaskService::Container {
+struct TaskService::Task {
   std::string id;
   std::string bundle;
   ContainerKind kind = ContainerKind::kStandalone;
-  Process init;
-  std::map<std::string, std::unique_ptr<Process>> execs;
-  std::string rootfs_dir;        // <bundle>/rootfs
-  bool rootfs_mounted = false;   // we mounted containerd's snapshot there
   Logger log;
+  StdioPaths init_stdio;
+  std::map<std::string, StdioPaths> exec_stdio;
+  std::unique_ptr<sandbox::Container> c;
 };
 
 namespace {
 
-constexpr auto kDrainAfterExit = std::chrono::seconds(10);
-constexpr auto kDrainAfterLoss = std::chrono::seconds(1);
-constexpr auto kExitAfterRemove = std::chrono::seconds(10);
-
-Timestamp FromNs(uint64_t ns) {
-  return Timestamp(std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(ns)));
-}
+// Pacing of GetOOMEvent calls: a guest answering at once in a loop costs
+// at most this many calls (and their payloads) per second.
+constexpr auto kOomPollInterval = std::chrono::milliseconds(100);
 
 // containerd's stdout/stderr "paths": a FIFO (no scheme), file:///path, or
 // binary:///path?args (a logging binary, not supported).
@@ -86,7 +65,42 @@ Result<UniqueFd> OpenInput(const std::string& path) {
   return Open(p, O_RDONLY | O_NONBLOCK);
 }
 
+Result<sandbox::ProcessIoFds> OpenStdio(const StdioPaths& s) {
+  sandbox::ProcessIoFds fds;
+  CASK_ASSIGN_OR_RETURN(fds.stdout_fd, OpenOutput(s.stdout_path));
+  if (!s.terminal) {
+    CASK_ASSIGN_OR_RETURN(fds.stderr_fd, OpenOutput(s.stderr_path));
+  }
+  CASK_ASSIGN_OR_RETURN(fds.stdin_fd, OpenInput(s.stdin_path));
+  return fds;
+}
+
 bool AgentGone(const Error& e) { return e.code() == Code::kUnavailable; }
+
+// The one mapping to containerd's codes for errors that are not about an
+// unknown task or exec id. `from_guest`: the text came from the agent and
+// is cut before it goes anywhere.
+Error ForContainerd(Error e, bool from_guest) {
+  if (from_guest) e = e.Bounded(kMaxGuestMessage);
+  switch (e.code()) {
+    case Code::kNotFound:
+      // "No such task" is containerd's reading of NOT_FOUND: a missing file
+      // on the host is the request's fault, anything the guest misses is a
+      // failed precondition.
+      return Error(from_guest ? Code::kFailedPrecondition : Code::kInvalidArgument, e.ToString());
+    case Code::kAlreadyExists:
+      return Error(Code::kFailedPrecondition, e.ToString());
+    default:
+      return e;
+  }
+}
+Error FromGuest(Error e) { return ForContainerd(std::move(e), true); }
+Error FromHost(Error e) { return ForContainerd(std::move(e), false); }
+
+Status FromGuest(Status st) {
+  if (st.ok()) return st;
+  return FromGuest(std::move(st).error());
+}
 
 }  // namespace
 
@@ -101,95 +115,125 @@ void TaskService::Publish(const TaskEvent& e) {
 uint32_t TaskService::VmmPid() const { return sandbox_ ? static_cast<uint32_t>(sandbox_->vmm_pid()) : 0; }
 
 Result<std::shared_ptr<sandbox::Sandbox>> TaskService::Vm() const {
-  std::lock_guard lk(mu_);
+  MutexLock lk(mu_);
   if (!sandbox_) return Error::Unavailable("the pod VM is gone");
   return sandbox_;
 }
 
-Result<TaskService::Container*> TaskService::FindContainer(const std::string& id) {
-  auto it = containers_.find(id);
-  if (it == containers_.end()) return Error::NotFound("task " + id + " not found");
+std::chrono::milliseconds TaskService::TeardownTimeout() const {
+  MutexLock lk(mu_);
+  return teardown_timeout_;
+}
+
+uint32_t TaskService::ReportedPid(const sandbox::Process& p) {
+  if (!p.is_init()) return p.pid();
+  MutexLock lk(mu_);
+  return VmmPid();
+}
+
+Result<TaskService::Task*> TaskService::FindTask(const std::string& id) {
+  auto it = tasks_.find(id);
+  if (it == tasks_.end() || !it->second->c) return Error::NotFound("task " + id + " not found");
   return it->second.get();
 }
 
-Result<TaskService::Process*> TaskService::FindProcess(const std::string& id, const std::string& exec_id) {
-  CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-  if (exec_id.empty()) return &c->init;
-  auto it = c->execs.find(exec_id);
-  if (it == c->execs.end()) return Error::NotFound("exec " + exec_id + " of task " + id + " not found");
-  return it->second.get();
+Result<std::shared_ptr<sandbox::Process>> TaskService::FindProcess(const std::string& id,
+                                                                   const std::string& exec_id) {
+  CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+  auto p = t->c->Find(exec_id);
+  if (!p) return Error::NotFound("exec " + exec_id + " of task " + id + " not found");
+  return p;
 }
 
 bool TaskService::Empty() const {
-  std::lock_guard lk(mu_);
-  return containers_.empty();
+  MutexLock lk(mu_);
+  return tasks_.empty();
 }
 
-Status TaskService::Attach(Container& c, Process& p, bool stdin) {
-  sandbox::ProcessIoFds fds;
-  CASK_ASSIGN_OR_RETURN(fds.stdout_fd, OpenOutput(p.stdio.stdout_path));
-  if (!p.stdio.terminal) {
-    CASK_ASSIGN_OR_RETURN(fds.stderr_fd, OpenOutput(p.stdio.stderr_path));
-  }
-  if (stdin) {
-    CASK_ASSIGN_OR_RETURN(fds.stdin_fd, OpenInput(p.stdio.stdin_path));
-  }
-  p.stdin_pumped = fds.stdin_fd.valid();
-  CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  CASK_ASSIGN_OR_RETURN(p.pump, sandbox::ProcessIoPump::Start(vm->agent(), c.id, p.exec_id, std::move(fds)));
-  p.watcher = std::thread([this, vm, cp = &c, pp = &p] { WatchExit(vm, cp, pp); });
-  return Ok();
-}
-
-void TaskService::WatchExit(std::shared_ptr<sandbox::Sandbox> vm, Container* c, Process* p) {
-  auto r = vm->agent().WaitProcess(c->id, p->exec_id);
-  ExitInfo e;
-  if (r.ok()) {
-    e.exit_status = static_cast<uint32_t>(r->status);
-    e.exited_at = r->exited_at_ns ? FromNs(r->exited_at_ns) : std::chrono::system_clock::now();
-  } else {
-    // The VM (or the agent) is gone: the exit is lost, as containerd says it.
-    c->log.Warn("lost the exit of a process", {{"exec_id", p->exec_id}, {"error", r.error().ToString()}});
-    e.exit_status = kLostExitStatus;
-    e.exited_at = std::chrono::system_clock::now();
-  }
-  // Everything the process wrote reaches containerd before the exit does.
-  if (p->pump && !p->pump->WaitDrainedFor(r.ok() ? kDrainAfterExit : kDrainAfterLoss))
-    c->log.Warn("output still open after the process exited", {{"exec_id", p->exec_id}});
-  std::lock_guard ev(event_mu_);
+void TaskService::OnExit(const sandbox::Process& p, const sandbox::ExitInfo& e) {
+  // Wakes Wait; TaskExit after the start event (event_mu_).
+  uint32_t pid = ReportedPid(p);
+  MutexLock ev(event_mu_);
   {
-    std::lock_guard lk(mu_);
-    e.pid = p->pid;
-    p->exit = e;
-    p->state = ProcessState::kStopped;
+    // The exit is recorded: a Wait that checked before holds mu_ until it
+    // sleeps, so taking it here orders this wake-up after that sleep.
+    MutexLock lk(mu_);
   }
   exit_cv_.notify_all();
-  c->log.Info("process exited", {{"exec_id", p->exec_id}, {"exit_status", std::to_string(e.exit_status)}});
-  Publish(TaskExitEvent{c->id, p->exec_id.empty() ? c->id : p->exec_id, e.pid, e.exit_status, e.exited_at});
+  const std::string& cid = p.container_id();
+  Publish(TaskExitEvent{cid, p.is_init() ? cid : p.exec_id(), pid, e.status, e.exited_at});
+}
+
+void TaskService::TerminateVm(const std::string& why) {
+  std::shared_ptr<sandbox::Sandbox> vm;
+  {
+    MutexLock lk(mu_);
+    if (!sandbox_ || vm_terminated_) return;
+    vm = sandbox_;
+    vm_terminated_ = true;
+    vm_killed_ = true;
+    for (auto& [id, t] : tasks_)
+      if (t->c) t->c->MarkVmKilled();
+  }
+  log_.Warn("destroying the pod VM without the agent", {{"reason", why}});
+  // Every pending and blocked agent call fails now; the watchers record
+  // the tasks as killed.
+  vm->agent().Close();
+  if (Status st = vm->Destroy(); !st.ok()) log_.Error("destroy pod VM", {{"error", st.error().ToString()}});
+}
+
+Status TaskService::WithTeardownDeadline(const std::string& what, const std::function<Status()>& call) {
+  sandbox::GuestDeadline deadline(TeardownTimeout(), [this, what] {
+    TerminateVm(what + ": the agent did not answer within agent.teardown_timeout_ms");
+  });
+  return call();
 }
 
 void TaskService::WatchOom(std::shared_ptr<sandbox::Sandbox> vm) {
   sandbox::AgentClient& agent = vm->agent();
+  OomEventFilter filter;
+  uint64_t refused_logged = 0;
   for (;;) {
+    auto t0 = std::chrono::steady_clock::now();
     auto r = agent.GetOOMEvent();
+    if (agent.closed()) return;
     if (!r.ok()) {
-      if (AgentGone(r.error()) || r.error().code() == Code::kUnimplemented || agent.closed()) return;
-      log_.Warn("GetOOMEvent failed", {{"error", r.error().ToString()}});
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      continue;
+      if (AgentGone(r.error()) || r.error().code() == Code::kUnimplemented) return;
+      log_.Warn("GetOOMEvent failed", {{"error", r.error().Bounded(kMaxGuestMessage).ToString()}});
+    } else {
+      bool known;
+      {
+        MutexLock lk(mu_);
+        known = tasks_.count(*r) > 0;
+      }
+      if (filter.Accept(*r, known, std::chrono::steady_clock::now())) {
+        log_.Info("container OOM-killed a process", {{"container", *r}});
+        Publish(TaskOomEvent{*r});
+      } else if (filter.unknown() + filter.coalesced() + filter.rate_limited() >= refused_logged * 2 + 1) {
+        refused_logged = filter.unknown() + filter.coalesced() + filter.rate_limited();
+        log_.Warn("OOM notifications refused", {{"id", BoundedString(*r, 64)},
+                                                {"unknown", std::to_string(filter.unknown())},
+                                                {"coalesced", std::to_string(filter.coalesced())},
+                                                {"rate_limited", std::to_string(filter.rate_limited())}});
+      }
     }
-    log_.Info("container OOM-killed a process", {{"container", *r}});
-    Publish(TaskOomEvent{*r});
+    // However fast the guest answers, calls are paced.
+    auto spent = std::chrono::steady_clock::now() - t0;
+    if (spent < kOomPollInterval) std::this_thread::sleep_for(kOomPollInterval - spent);
   }
 }
 
 Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
-  std::unique_lock op(op_mu_);
+  MutexLock op(op_mu_);
+  return CreateLocked(p);
+}
+
+Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
   CASK_TRY(oci::ValidateId("task id", p.id));
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     if (stopped_) return Error::Unavailable("the shim is shutting down");
-    if (containers_.count(p.id)) return Error::AlreadyExists("task " + p.id + " already exists");
+    if (tasks_.count(p.id)) return Error::AlreadyExists("task " + p.id + " already exists");
   }
   if (!p.checkpoint.empty()) return Error::Unimplemented("restoring a checkpoint is not supported by cask");
   if (p.bundle.empty() || p.bundle[0] != '/')
@@ -197,293 +241,266 @@ Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
 
   // Everything is validated before the first side effect.
   const std::string spec_path = JoinPath(p.bundle, "config.json");
-  CASK_ASSIGN_OR_RETURN(std::string json, ReadFile(spec_path).Context("read OCI spec"));
-  auto parsed = oci::ParseSpec(json);
-  if (!parsed.ok()) return std::move(parsed).error().Wrap("invalid OCI spec " + spec_path);
+  auto json = ReadFile(spec_path);
+  if (!json.ok()) return FromHost(std::move(json).error().Wrap("read OCI spec"));
+  auto parsed = oci::ParseSpec(*json);
+  if (!parsed.ok()) return FromHost(std::move(parsed).error().Wrap("invalid OCI spec " + spec_path));
   oci::Spec spec = std::move(parsed).value();
   if (!spec.process) return Error::InvalidArgument("invalid OCI spec " + spec_path + ": process: required to run a task");
   CASK_ASSIGN_OR_RETURN(Grouping g, DecideGrouping(spec.annotations, p.id));
 
-  const bool boot = !sandbox_;
+  std::shared_ptr<sandbox::Sandbox> vm;
+  std::string vm_id;
+  {
+    MutexLock lk(mu_);
+    vm = sandbox_;
+    vm_id = sandbox_id_;
+  }
+  const bool boot = !vm;
   if (g.kind == ContainerKind::kPodContainer) {
-    if (!sandbox_ || g.group_id != sandbox_id_)
+    if (!vm || g.group_id != vm_id)
       return Error::FailedPrecondition("pod sandbox " + g.group_id + " is not running in this shim");
-  } else if (sandbox_) {
-    return Error::FailedPrecondition("cannot create another sandbox in pod " + sandbox_id_);
+  } else if (vm) {
+    return Error::FailedPrecondition("cannot create another sandbox in pod " + vm_id);
   }
   std::optional<config::Config> cfg;
   if (boot) {
     auto loaded = deps_.load_config(p.config_path);
-    if (!loaded.ok()) return std::move(loaded).error().Wrap("cask configuration");
+    if (!loaded.ok()) return FromHost(std::move(loaded).error().Wrap("cask configuration"));
     cfg = std::move(loaded).value();
   }
 
-  auto c = std::make_unique<Container>();
-  c->id = p.id;
-  c->bundle = p.bundle;
-  c->kind = g.kind;
-  c->log = log_.With("sandbox", g.group_id).With("container", p.id);
-  c->init.container_id = p.id;
-  c->init.stdio = p.stdio;
+  auto t = std::make_unique<Task>();
+  t->id = p.id;
+  t->bundle = p.bundle;
+  t->kind = g.kind;
+  t->log = log_.With("sandbox", g.group_id).With("container", p.id);
+  t->init_stdio = p.stdio;
 
-  // The rootfs on the host.
-  std::string host_root;
+  sandbox::ContainerOptions co;
+  co.id = p.id;
+  co.log = t->log;
+  co.readonly_rootfs = spec.root && spec.root->readonly;
+  co.on_exit = [this](sandbox::Process& proc, const sandbox::ExitInfo& e) { OnExit(proc, e); };
   if (!p.rootfs.empty()) {
-    c->rootfs_dir = JoinPath(p.bundle, "rootfs");
-    CASK_TRY(MkdirAll(c->rootfs_dir, 0711));
-    CASK_TRY_CTX(MountAll(p.rootfs, c->rootfs_dir), "mount rootfs");
-    c->rootfs_mounted = true;
-    host_root = c->rootfs_dir;
+    co.rootfs_dir = JoinPath(p.bundle, "rootfs");
+    for (const RootfsMount& m : p.rootfs) co.rootfs_mounts.push_back({m.type, m.source, m.options});
+    if (Status st = MkdirAll(co.rootfs_dir, 0711); !st.ok()) return FromHost(std::move(st).error());
   } else {
     if (!spec.root || spec.root->path.empty())
       return Error::InvalidArgument("invalid OCI spec " + spec_path +
                                     ": root.path: required when containerd passes no rootfs mounts");
-    host_root = spec.root->path[0] == '/' ? spec.root->path : JoinPath(p.bundle, spec.root->path);
+    co.rootfs_dir = spec.root->path[0] == '/' ? spec.root->path : JoinPath(p.bundle, spec.root->path);
     struct stat st;
-    if (::stat(host_root.c_str(), &st) != 0)
-      return Error::InvalidArgument("rootfs " + host_root + " does not exist");
-    if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + host_root + " is not a directory");
+    if (::stat(co.rootfs_dir.c_str(), &st) != 0)
+      return Error::InvalidArgument("rootfs " + co.rootfs_dir + " does not exist");
+    if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + co.rootfs_dir + " is not a directory");
   }
-
-  bool shared = false;
-  auto unwind = [&](Error err) -> Error {
-    if (shared && sandbox_) (void)sandbox_->UnshareRootfs(p.id);
-    if (c->rootfs_mounted) (void)UnmountAll(c->rootfs_dir);
-    if (boot && sandbox_) (void)DestroySandboxLocked(op);
-    c->log.Error("create failed", {{"error", err.ToString()}});
-    return err;
-  };
+  auto io = OpenStdio(p.stdio);
+  if (!io.ok()) return FromHost(std::move(io).error().Wrap("open stdio"));
+  co.init_io = std::move(io).value();
+  co.spec = std::move(spec);
 
   if (boot) {
     sandbox::SandboxOptions so;
     so.id = g.group_id;
     so.config = *cfg;
-    so.hostname = spec.hostname;
+    so.hostname = co.spec.hostname;
     so.logger = log_.WithSubsystem("sandbox");
     so.cancelled = [this] {
-      std::lock_guard lk(mu_);
+      MutexLock lk(mu_);
       return stopped_;
     };
-    c->log.Info("booting pod VM", {{"config", cfg->source}});
+    t->log.Info("booting pod VM", {{"config", cfg->source}});
     auto sb = deps_.create_sandbox(std::move(so));
-    if (!sb.ok()) return unwind(std::move(sb).error());
+    if (!sb.ok()) return FromHost(std::move(sb).error());
+    vm = std::move(sb).value();
     {
-      std::lock_guard lk(mu_);
-      sandbox_ = std::move(sb).value();
+      MutexLock lk(mu_);
+      sandbox_ = vm;
       sandbox_id_ = g.group_id;
       sandbox_bundle_ = p.bundle;
+      teardown_timeout_ = std::chrono::milliseconds(cfg->agent.teardown_timeout_ms);
+      vm_killed_ = false;
+      vm_terminated_ = false;
     }
-    if (Status st = WriteVmRecord(p.bundle, sandbox_->dir()); !st.ok())
-      c->log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
-    oom_thread_ = std::thread([this, vm = sandbox_] { WatchOom(vm); });
-    c->log.Info("pod VM ready", {{"vmm_pid", std::to_string(VmmPid())},
-                                 {"kernel", sandbox_->agent_info().kernel_release}});
+    if (Status st = WriteVmRecord(p.bundle, vm->dir()); !st.ok())
+      t->log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
+    oom_thread_ = std::thread([this, vm] { WatchOom(vm); });
+    t->log.Info("pod VM ready", {{"vmm_pid", std::to_string(vm->vmm_pid())},
+                                 {"kernel", BoundedString(vm->agent_info().kernel_release, 128)}});
   }
 
-  auto guest_root = sandbox_->ShareRootfs(p.id, host_root, spec.root && spec.root->readonly);
-  if (!guest_root.ok()) return unwind(std::move(guest_root).error().Wrap("share rootfs"));
-  shared = true;
-  auto guest_spec = sandbox_->ShareMounts(p.id, std::move(spec));
-  if (!guest_spec.ok()) return unwind(std::move(guest_spec).error().Wrap("share mounts"));
-  const bool want_stdin = !p.stdio.stdin_path.empty();
-  auto guest_pid = sandbox_->agent().CreateContainer(p.id, *guest_spec, *guest_root, want_stdin);
-  if (!guest_pid.ok()) return unwind(std::move(guest_pid).error());
-  c->init.pid = VmmPid();
-  if (Status st = Attach(*c, c->init, want_stdin); !st.ok()) {
-    (void)sandbox_->agent().RemoveContainer(p.id, /*force=*/true);
-    if (c->init.watcher.joinable()) c->init.watcher.join();
-    c->init.pump.reset();
-    return unwind(std::move(st).error().Wrap("attach stdio"));
+  // Output that never ends (a guest answering reads with nothing) cannot
+  // hold an exit longer than a teardown may take.
+  co.drain_after_exit = TeardownTimeout();
+  auto c = sandbox::Container::Create(vm, std::move(co));
+  if (!c.ok()) {
+    if (boot) (void)DestroySandboxLocked();
+    return FromGuest(std::move(c).error());
   }
-
+  t->c = std::move(c).value();
   TaskCreateEvent ev{p.id, p.bundle, p.rootfs, p.stdio.stdin_path, p.stdio.stdout_path, p.stdio.stderr_path,
-                     p.stdio.terminal, p.checkpoint, c->init.pid};
-  uint32_t pid = c->init.pid;
-  c->log.Info("task created", {{"guest_pid", std::to_string(*guest_pid)}});
+                     p.stdio.terminal, p.checkpoint, 0};
   {
-    std::lock_guard lk(mu_);
-    containers_[p.id] = std::move(c);
+    MutexLock lk(mu_);
+    ev.pid = VmmPid();
+    tasks_[p.id] = std::move(t);
   }
+  log_.Info("task created", {{"container", p.id}});
   Publish(ev);
-  return pid;
+  return ev.pid;
 }
 
 Result<uint32_t> TaskService::Start(const std::string& id, const std::string& exec_id) {
-  std::unique_lock op(op_mu_);
-  Container* c;
-  Process* p;
+  MutexLock op(op_mu_);
+  sandbox::Container* c;
+  std::shared_ptr<sandbox::Process> p;
+  StdioPaths stdio;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(c, FindContainer(id));
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
     CASK_ASSIGN_OR_RETURN(p, FindProcess(id, exec_id));
-    CASK_TRY(Transition(p->state, ProcessOp::kStart, p->what()));
-    if (!exec_id.empty() && c->init.state != ProcessState::kRunning)
-      return Error::FailedPrecondition("cannot start exec " + exec_id + ": task " + id + " is " +
-                                       std::string(StateName(c->init.state)));
+    c = t->c.get();
+    if (!exec_id.empty()) stdio = t->exec_stdio[exec_id];
   }
-  CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  std::lock_guard ev(event_mu_);
-  if (exec_id.empty()) {
-    auto r = vm->agent().StartContainer(id);
-    if (!r.ok()) return std::move(r).error();
-  } else {
-    const bool want_stdin = !p->stdio.stdin_path.empty();
-    auto r = vm->agent().ExecProcess(id, exec_id, *p->exec_spec, want_stdin);
-    if (!r.ok()) return std::move(r).error();
-    {
-      std::lock_guard lk(mu_);
-      p->pid = *r;
-    }
-    if (Status st = Attach(*c, *p, want_stdin); !st.ok()) {
-      (void)vm->agent().SignalProcess(id, exec_id, SIGKILL);
-      return std::move(st).error().Wrap("attach stdio of exec " + exec_id);
-    }
+  CASK_TRY(p->Check(ProcessOp::kStart));
+  if (!exec_id.empty() && c->init()->state() != ProcessState::kRunning)
+    return Error::FailedPrecondition("cannot start exec " + exec_id + ": task " + id + " is " +
+                                     std::string(StateName(c->init()->state())));
+  sandbox::ProcessIoFds io;
+  if (!exec_id.empty()) {
+    auto opened = OpenStdio(stdio);
+    if (!opened.ok()) return FromHost(std::move(opened).error().Wrap("open stdio of exec " + exec_id));
+    io = std::move(opened).value();
   }
-  uint32_t pid;
-  {
-    std::lock_guard lk(mu_);
-    if (auto s = Transition(p->state, ProcessOp::kStart, p->what()); s.ok()) p->state = *s;
-    // else it already exited: TaskExit waits for us (event_mu_).
-    pid = p->pid;
-  }
+  MutexLock ev(event_mu_);
+  auto started = c->Start(*p, std::move(io));
+  if (!started.ok()) return FromGuest(std::move(started).error());
+  uint32_t pid = ReportedPid(*p);
   if (exec_id.empty()) Publish(TaskStartEvent{id, pid});
   else Publish(TaskExecStartedEvent{id, exec_id, pid});
-  c->log.Info("started", {{"exec_id", exec_id}, {"pid", std::to_string(pid)}});
+  log_.Info("started", {{"container", id}, {"exec_id", exec_id}, {"pid", std::to_string(pid)}});
   return pid;
 }
 
 Status TaskService::Exec(const ExecParams& p) {
-  std::unique_lock op(op_mu_);
+  MutexLock op(op_mu_);
   auto proc = oci::ParseProcess(p.process_json);
-  if (!proc.ok()) return std::move(proc).error().Wrap("invalid exec process spec");
+  if (!proc.ok()) return FromHost(std::move(proc).error().Wrap("invalid exec process spec"));
   if (p.exec_id.empty()) return Error::InvalidArgument("exec id must not be empty");
+  oci::Process spec = std::move(proc).value();
+  spec.terminal = p.stdio.terminal;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(p.id));
-    if (c->execs.count(p.exec_id)) return Error::AlreadyExists("exec " + p.exec_id + " already exists in task " + p.id);
-    CASK_TRY(Transition(c->init.state, ProcessOp::kExec, "task"));
-    auto e = std::make_unique<Process>();
-    e->container_id = p.id;
-    e->exec_id = p.exec_id;
-    e->stdio = p.stdio;
-    e->exec_spec = std::move(proc).value();
-    e->exec_spec->terminal = p.stdio.terminal;
-    c->execs[p.exec_id] = std::move(e);
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(p.id));
+    CASK_TRY(t->c->AddExec(p.exec_id, std::move(spec)));
+    t->exec_stdio[p.exec_id] = p.stdio;
   }
   Publish(TaskExecAddedEvent{p.id, p.exec_id});
   return Ok();
 }
 
 Result<ExitInfo> TaskService::Delete(const std::string& id, const std::string& exec_id) {
-  std::unique_lock op(op_mu_);
-  Container* c;
-  Process* p;
+  MutexLock op(op_mu_);
+  sandbox::Container* c;
+  std::shared_ptr<sandbox::Process> p;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(c, FindContainer(id));
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
     CASK_ASSIGN_OR_RETURN(p, FindProcess(id, exec_id));
-    CASK_TRY(Transition(p->state, ProcessOp::kDelete, p->what()));
+    c = t->c.get();
   }
+  CASK_TRY(p->Check(ProcessOp::kDelete));
+  const auto timeout = TeardownTimeout();
 
   if (!exec_id.empty()) {
-    // A stopped exec's watcher has finished; a never-started one has none.
-    if (p->watcher.joinable()) p->watcher.join();
-    p->pump.reset();
-    // The guest keeps the exec's record (exit status, stdio) until told:
-    // drop it so that the exec id can be used again. Also after a failed
-    // start: the agent lists an exec whose execve failed.
-    if (sandbox_ && !sandbox_->agent().closed()) {
-      Status rm = sandbox_->agent().RemoveProcess(id, exec_id);
-      if (!rm.ok() && rm.error().code() != Code::kNotFound && !AgentGone(rm.error()))
-        return std::move(rm).error().Wrap("remove exec " + exec_id + " of task " + id);
+    Status st = WithTeardownDeadline("delete exec " + exec_id, [&] { return c->RemoveExec(exec_id, timeout); });
+    if (!st.ok() && (st.error().code() == Code::kDeadlineExceeded || AgentGone(st.error()))) {
+      TerminateVm("delete exec " + exec_id + ": " + st.error().Bounded(kMaxGuestMessage).ToString());
+      st = c->RemoveExec(exec_id, timeout);
     }
-    ExitInfo info;
+    if (!st.ok()) return FromGuest(std::move(st).error());
+    ExitInfo info{p->pid(), 0, {}};
+    if (auto e = p->exit()) info = ExitInfo{p->pid(), e->status, e->exited_at};
     {
-      std::lock_guard lk(mu_);
-      info = p->exit.value_or(ExitInfo{p->pid, 0, {}});
-      c->execs.erase(exec_id);
+      MutexLock lk(mu_);
+      if (auto t = FindTask(id); t.ok()) (*t)->exec_stdio.erase(exec_id);
     }
     exit_cv_.notify_all();  // a Wait on a never-started exec returns NOT_FOUND now
     return info;
   }
 
-  // The init process: remove the container from the guest (killing a
-  // created-but-never-started init), collect the exit, undo the rootfs.
-  bool vm_alive = sandbox_ && !sandbox_->agent().closed();
-  if (vm_alive) {
-    Status rm = sandbox_->agent().RemoveContainer(id, /*force=*/true);
-    if (!rm.ok() && rm.error().code() != Code::kNotFound && !AgentGone(rm.error()))
-      return std::move(rm).error().Wrap("remove container " + id);
-  }
-  {
-    std::unique_lock lk(mu_);
-    exit_cv_.wait_for(lk, kExitAfterRemove, [&] { return p->exit.has_value(); });
-  }
-  if (p->watcher.joinable()) p->watcher.join();
-  for (auto& [eid, e] : c->execs) {
-    if (e->watcher.joinable()) e->watcher.join();
-    e->pump.reset();
-  }
-  p->pump.reset();
-  if (sandbox_) {
-    if (Status st = sandbox_->UnshareRootfs(id); !st.ok())
-      c->log.Warn("unshare rootfs", {{"error", st.error().ToString()}});
-  }
-  if (c->rootfs_mounted) {
-    if (Status st = UnmountAll(c->rootfs_dir); !st.ok()) c->log.Warn("unmount rootfs", {{"error", st.error().ToString()}});
+  // The init process: the container leaves the guest (a created init is
+  // killed), every exit and output is collected, then the owner unwinds.
+  Status st = WithTeardownDeadline("delete task " + id, [&] { return c->Remove(timeout); });
+  if (!st.ok()) {
+    log_.Warn("the guest did not finish the task", {{"container", id},
+                                                    {"error", st.error().Bounded(kMaxGuestMessage).ToString()}});
+    TerminateVm("delete task " + id);
+    st = c->Remove(timeout);  // the agent is closed: only the local waits remain
+    if (!st.ok()) log_.Error("task still not finished", {{"container", id}, {"error", st.error().ToString()}});
   }
   ExitInfo info;
+  std::unique_ptr<Task> dead;
   {
-    std::lock_guard lk(mu_);
-    info = p->exit.value_or(ExitInfo{p->pid, kLostExitStatus, std::chrono::system_clock::now()});
-    containers_.erase(id);  // c and p die here
+    MutexLock lk(mu_);
+    auto e = p->exit();
+    info = e ? ExitInfo{VmmPid(), e->status, e->exited_at}
+             : ExitInfo{VmmPid(), vm_killed_ ? kKilledExitStatus : kLostExitStatus, std::chrono::system_clock::now()};
+    auto it = tasks_.find(id);
+    dead = std::move(it->second);
+    tasks_.erase(it);
   }
+  dead.reset();  // the Container unwinds: watchers, pumps, share, rootfs
   exit_cv_.notify_all();
   {
-    std::lock_guard ev(event_mu_);
+    MutexLock ev(event_mu_);
     Publish(TaskDeleteEvent{id, id, info.pid, info.exit_status, info.exited_at});
   }
   log_.Info("task deleted", {{"container", id}});
-  bool last;
-  {
-    std::lock_guard lk(mu_);
-    last = containers_.empty();
-  }
-  if (last && sandbox_) {
-    if (Status st = DestroySandboxLocked(op); !st.ok())
-      log_.Error("destroy pod VM", {{"error", st.error().ToString()}});
+  if (Empty()) {
+    if (Status d = DestroySandboxLocked(); !d.ok()) log_.Error("destroy pod VM", {{"error", d.error().ToString()}});
   }
   return info;
 }
 
-Status TaskService::DestroySandboxLocked(std::unique_lock<std::mutex>&) {
-  if (!sandbox_) return Ok();
-  log_.Info("destroying pod VM", {{"sandbox", sandbox_id_}});
-  Status st = sandbox_->Destroy();
-  if (oom_thread_.joinable()) oom_thread_.join();
-  std::shared_ptr<sandbox::Sandbox> dead;
+Status TaskService::DestroySandboxLocked() {
+  std::shared_ptr<sandbox::Sandbox> vm;
+  std::string bundle;
   {
-    std::lock_guard lk(mu_);
-    dead = std::move(sandbox_);
+    MutexLock lk(mu_);
+    if (!sandbox_) return Ok();
+    vm = sandbox_;
+    bundle = sandbox_bundle_;
+    log_.Info("destroying pod VM", {{"sandbox", sandbox_id_}});
+  }
+  // Destroy asks the agent first (DestroySandbox): bounded like any teardown.
+  Status st = WithTeardownDeadline("destroy the pod VM", [&] { return vm->Destroy(); });
+  vm->agent().Close();
+  if (oom_thread_.joinable()) oom_thread_.join();
+  {
+    MutexLock lk(mu_);
+    sandbox_.reset();
     sandbox_id_.clear();
   }
-  if (st.ok()) RemoveVmRecord(sandbox_bundle_);
-  dead.reset();
+  if (st.ok()) RemoveVmRecord(bundle);
+  vm.reset();
   return st;
 }
 
 Result<ProcessStatus> TaskService::State(const std::string& id, const std::string& exec_id) {
-  std::lock_guard lk(mu_);
-  CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-  CASK_ASSIGN_OR_RETURN(Process * p, FindProcess(id, exec_id));
+  MutexLock lk(mu_);
+  CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   ProcessStatus s;
   s.id = id;
   s.exec_id = exec_id;
-  s.bundle = c->bundle;
-  s.pid = p->pid;
-  s.state = p->state;
-  s.stdio = p->stdio;
-  s.exit = p->exit;
+  s.bundle = t->bundle;
+  s.pid = p->is_init() ? VmmPid() : p->pid();
+  s.state = p->state();
+  s.stdio = exec_id.empty() ? t->init_stdio : t->exec_stdio[exec_id];
+  if (auto e = p->exit()) s.exit = ExitInfo{s.pid, e->status, e->exited_at};
   return s;
 }
 
@@ -491,17 +508,19 @@ Result<std::vector<PidInfo>> TaskService::Pids(const std::string& id) {
   std::vector<PidInfo> out;
   std::map<uint32_t, std::string> exec_pids;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
     out.push_back(PidInfo{VmmPid(), ""});
-    for (auto& [eid, e] : c->execs)
-      if (e->pid) exec_pids[e->pid] = eid;
+    for (auto& e : t->c->Execs())
+      if (e->pid()) exec_pids[e->pid()] = e->exec_id();
   }
   // Guest pids are best effort: the VMM pid alone keeps a live task visible.
   if (auto vm = Vm(); vm.ok() && !(*vm)->agent().closed()) {
     auto guest = (*vm)->agent().ListProcesses(id);
     if (guest.ok()) {
-      for (uint32_t gp : *guest) {
+      constexpr size_t kMaxPids = 65536;  // the guest's list is bounded before it is stored
+      for (size_t i = 0; i < guest->size() && i < kMaxPids; ++i) {
+        uint32_t gp = (*guest)[i];
         auto it = exec_pids.find(gp);
         out.push_back(PidInfo{gp, it == exec_pids.end() ? "" : it->second});
       }
@@ -511,143 +530,155 @@ Result<std::vector<PidInfo>> TaskService::Pids(const std::string& id) {
 }
 
 Status TaskService::Kill(const std::string& id, const std::string& exec_id, uint32_t signal, bool all) {
+  std::shared_ptr<sandbox::Process> p;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Process * p, FindProcess(id, exec_id));
-    CASK_TRY(Transition(p->state, ProcessOp::kKill, p->what()));
-    if (!sandbox_) return Error::NotFound("process already finished");
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(p, FindProcess(id, exec_id));
+    if (!sandbox_ || vm_killed_) {
+      CASK_TRY(p->Check(ProcessOp::kKill));
+      return Error::NotFound("process already finished");
+    }
   }
-  CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  Status st = vm->agent().SignalProcess(id, exec_id, static_cast<int>(signal), all && exec_id.empty());
-  if (!st.ok() && (st.error().code() == Code::kNotFound || AgentGone(st.error())))
+  CASK_TRY(p->Check(ProcessOp::kKill));
+  Status st = WithTeardownDeadline("kill " + id, [&] { return p->Signal(static_cast<int>(signal), all); });
+  if (st.ok()) return st;
+  {
+    MutexLock lk(mu_);
+    // The VM was destroyed meanwhile: the process is dead, as asked.
+    if (vm_killed_) return Ok();
+  }
+  if (st.error().code() == Code::kNotFound || AgentGone(st.error()))
     return Error::NotFound("process already finished");
-  return st;
+  return FromGuest(std::move(st).error());
 }
 
 Result<ExitInfo> TaskService::Wait(const std::string& id, const std::string& exec_id) {
-  std::unique_lock lk(mu_);
+  MutexLock lk(mu_);
   for (;;) {
-    CASK_ASSIGN_OR_RETURN(Process * p, FindProcess(id, exec_id));
-    if (p->exit) return *p->exit;
-    exit_cv_.wait(lk);
+    CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+    if (auto e = p->exit()) return ExitInfo{p->is_init() ? VmmPid() : p->pid(), e->status, e->exited_at};
+    exit_cv_.wait(mu_);
   }
 }
 
 Status TaskService::Pause(const std::string& id) {
-  return ChangeFreeze(id, ProcessOp::kPause, &sandbox::AgentClient::PauseContainer, TaskPausedEvent{id});
+  MutexLock op(op_mu_);
+  sandbox::Container* c;
+  {
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+    c = t->c.get();
+  }
+  CASK_TRY(FromGuest(c->Pause()));
+  Publish(TaskPausedEvent{id});
+  return Ok();
 }
 
 Status TaskService::Resume(const std::string& id) {
-  return ChangeFreeze(id, ProcessOp::kResume, &sandbox::AgentClient::ResumeContainer, TaskResumedEvent{id});
-}
-
-Status TaskService::ChangeFreeze(const std::string& id, ProcessOp op,
-                                 Status (sandbox::AgentClient::*agent_call)(const std::string&),
-                                 const TaskEvent& event) {
-  std::unique_lock op_lock(op_mu_);
+  MutexLock op(op_mu_);
+  sandbox::Container* c;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    CASK_TRY(Transition(c->init.state, op, "task"));
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+    c = t->c.get();
   }
-  CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  CASK_TRY((vm->agent().*agent_call)(id));
-  {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    if (auto s = Transition(c->init.state, op, "task"); s.ok()) c->init.state = *s;
-  }
-  Publish(event);
+  CASK_TRY(FromGuest(c->Resume()));
+  Publish(TaskResumedEvent{id});
   return Ok();
 }
 
 Status TaskService::CloseIo(const std::string& id, const std::string& exec_id) {
-  bool pumped;
+  std::shared_ptr<sandbox::Process> p;
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Process * p, FindProcess(id, exec_id));
-    CASK_TRY(Transition(p->state, ProcessOp::kCloseIo, p->what()));
-    if (p->state == ProcessState::kStopped) return Ok();
-    pumped = p->stdin_pumped;
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(p, FindProcess(id, exec_id));
   }
+  CASK_TRY(p->Check(ProcessOp::kCloseIo));
+  if (p->state() == ProcessState::kStopped) return Ok();
   // With a stdin FIFO the pump closes the guest's stdin when the client
   // closes its end (after everything written was copied), which containerd
   // does before CloseIO.
-  if (pumped) return Ok();
+  if (p->stdin_pumped()) return Ok();
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());
   Status st = vm->agent().CloseStdin(id, exec_id);
   if (!st.ok() && st.error().code() == Code::kNotFound) return Ok();
-  return st;
+  return FromGuest(std::move(st));
 }
 
 Status TaskService::ResizePty(const std::string& id, const std::string& exec_id, uint32_t width, uint32_t height) {
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Process * p, FindProcess(id, exec_id));
-    if (!p->stdio.terminal) return Error::FailedPrecondition(std::string(p->what()) + " has no terminal");
-    if (p->state == ProcessState::kStopped) return Ok();
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+    CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+    const StdioPaths& s = exec_id.empty() ? t->init_stdio : t->exec_stdio[exec_id];
+    if (!s.terminal) return Error::FailedPrecondition(std::string(p->what()) + " has no terminal");
+    if (p->state() == ProcessState::kStopped) return Ok();
   }
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  return vm->agent().TtyWinResize(id, exec_id, height, width);
+  return FromGuest(vm->agent().TtyWinResize(id, exec_id, height, width));
 }
 
 Status TaskService::Update(const std::string& id, const std::string& resources_json) {
-  std::unique_lock op(op_mu_);
+  MutexLock op(op_mu_);
   auto res = oci::ParseLinuxResources(resources_json);
-  if (!res.ok()) return std::move(res).error().Wrap("invalid resources");
+  if (!res.ok()) return FromHost(std::move(res).error().Wrap("invalid resources"));
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    CASK_TRY(Transition(c->init.state, ProcessOp::kUpdate, "task"));
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+    CASK_TRY(t->c->init()->Check(ProcessOp::kUpdate));
   }
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  return vm->agent().UpdateContainer(id, *res);
+  return FromGuest(vm->agent().UpdateContainer(id, *res));
 }
 
 Result<sandbox::ContainerStats> TaskService::Stats(const std::string& id) {
   {
-    std::lock_guard lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-    if (c->init.state == ProcessState::kStopped) return Error::NotFound("task " + id + " has exited");
+    MutexLock lk(mu_);
+    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+    if (t->c->init()->state() == ProcessState::kStopped)
+      return Error::FailedPrecondition("task " + id + " has exited");
   }
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());
-  return vm->agent().StatsContainer(id);
+  auto r = vm->agent().StatsContainer(id);
+  if (!r.ok()) return FromGuest(std::move(r).error());
+  return r;
 }
 
 Result<ConnectInfo> TaskService::Connect(const std::string& id) {
-  std::lock_guard lk(mu_);
-  CASK_ASSIGN_OR_RETURN(Container * c, FindContainer(id));
-  (void)c;
+  MutexLock lk(mu_);
+  CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+  (void)t;
   return ConnectInfo{static_cast<uint32_t>(::getpid()), VmmPid()};
 }
 
 void TaskService::Stop() {
+  std::shared_ptr<sandbox::Sandbox> vm;
   {
-    std::lock_guard lk(mu_);
+    MutexLock lk(mu_);
     if (stopped_) return;
     stopped_ = true;
-  }
-  std::unique_lock op(op_mu_);
-  // Closing the VM ends every blocked agent call: watchers record lost exits.
-  if (sandbox_) {
-    log_.Info("stopping: destroying pod VM", {{"sandbox", sandbox_id_}});
-    (void)sandbox_->Destroy();
-  }
-  std::vector<Container*> all;
-  {
-    std::lock_guard lk(mu_);
-    for (auto& [id, c] : containers_) all.push_back(c.get());
-  }
-  for (Container* c : all) {
-    if (c->init.watcher.joinable()) c->init.watcher.join();
-    for (auto& [eid, e] : c->execs) {
-      if (e->watcher.joinable()) e->watcher.join();
-      e->pump.reset();
+    vm = sandbox_;
+    if (vm) {
+      vm_killed_ = true;  // what is left is killed with the VM: 137
+      for (auto& [id, t] : tasks_)
+        if (t->c) t->c->MarkVmKilled();
     }
-    c->init.pump.reset();
-    if (c->rootfs_mounted) (void)UnmountAll(c->rootfs_dir);
   }
-  (void)DestroySandboxLocked(op);
+  // First, without the operation lock: the VM goes (politely, within the
+  // teardown timeout), so a Create or Delete stuck on the agent fails now.
+  if (vm) {
+    log_.Info("stopping: destroying pod VM");
+    (void)WithTeardownDeadline("stop", [&] { return vm->Destroy(); });
+    vm->agent().Close();
+  }
+  MutexLock op(op_mu_);
+  std::map<std::string, std::unique_ptr<Task>> all;
+  {
+    MutexLock lk(mu_);
+    all.swap(tasks_);
+  }
+  all.clear();  // each Container unwinds; the agent is closed, so nothing waits on the guest
+  (void)DestroySandboxLocked();
   exit_cv_.notify_all();
 }
 

@@ -5,27 +5,42 @@
 //
 // Model. The shim serves one pod: the first container created (the CRI
 // sandbox, or a standalone container) boots a sandbox::Sandbox (one VM);
-// the pod's other containers join it. Each container has an init process
-// and any number of execs, each with an explicit ProcessState changed only
-// through Transition() (process_state.h), so an illegal call fails with a
-// precise message. The VM is destroyed when the last container is deleted.
+// the pod's other containers join it. Each task is a sandbox::Container
+// (lib/sandbox/container.h), which owns the rootfs mount, the share, the
+// guest container and each process with its pump, exit watcher and state;
+// this service keeps the bookkeeping (bundles, stdio paths, which tasks
+// exist) and turns lifecycle facts into containerd events. The VM is
+// destroyed when the last container is deleted.
 //
-// Per process, once created in the guest:
-//  - a ProcessIoPump copies containerd's FIFOs to and from the agent;
-//  - an exit watcher blocks in WaitProcess; on exit it waits for the output
-//    to be fully delivered, records the exit (waking every Wait) and then
-//    publishes TaskExit. If the VM dies, the agent connection closes and
-//    every watcher records exit status 255.
-// An OOM watcher per VM turns GetOOMEvent into TaskOOM.
+// Teardown does not need the guest. Kill, Delete and Stop (Shutdown, the
+// shim's SIGTERM) wait at most Config::agent.teardown_timeout_ms for the
+// agent; then the VM is destroyed without it (the agent connection closed,
+// QMP quit, then SIGKILL) from a thread that holds no lock of this service,
+// every task of the pod is reported exited with status 137, and the
+// deletion goes on. Delete never waits on a watcher that could block: it
+// joins watchers only after their exit was delivered or the VM is gone.
+//
+// Error codes containerd sees are decided here, once: NOT_FOUND only for an
+// unknown task or exec id (and containerd's "process already finished" on
+// Kill of a stopped process); a program the guest could not execute is
+// FAILED_PRECONDITION with the reason's marker (lib/base/error.h); NOT_FOUND
+// or ALREADY_EXISTS from the guest or from the host's files become
+// FAILED_PRECONDITION or INVALID_ARGUMENT; the guest's messages are cut to
+// kMaxGuestMessage bytes.
+//
+// OOM: one watcher per VM turns GetOOMEvent into TaskOOM, through an
+// OomEventFilter (only ids of tasks of this shim, coalesced, rate-limited)
+// and pacing of the calls themselves, so a flooding guest costs little CPU.
 //
 // Event order: TaskCreate when Create returns; TaskStart/TaskExecStarted
-// are published under the same lock the exit watcher takes before
+// are published under event_mu_, which the exit callback takes before
 // TaskExit, so no TaskExit precedes its start event; TaskDelete follows
 // TaskExit.
 //
 // Thread safety: every method may be called concurrently from ttrpc
 // handler threads. Wait blocks; State/Pids/Kill/Connect never wait behind a
-// long Create or Start.
+// long Create or Start. Locks, in acquisition order: op_mu_, event_mu_,
+// mu_ (annotated below).
 #pragma once
 
 #include <sys/types.h>
@@ -34,7 +49,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,6 +56,7 @@
 
 #include "lib/base/log.h"
 #include "lib/base/result.h"
+#include "lib/base/thread_annotations.h"
 #include "lib/config/config.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
@@ -53,13 +68,19 @@
 namespace cask::sandbox {
 class Sandbox;
 struct SandboxOptions;
-class ProcessIoPump;
+class Container;
+class Process;
+struct ExitInfo;
 }  // namespace cask::sandbox
 
 namespace cask::shim {
 
 // Exit status containerd uses for an exit that was lost (VM gone).
 inline constexpr uint32_t kLostExitStatus = 255;
+// Exit status of the tasks of a VM the shim destroyed (128 + SIGKILL).
+inline constexpr uint32_t kKilledExitStatus = 137;
+// Bound on a guest-supplied message before it is logged or returned.
+inline constexpr size_t kMaxGuestMessage = 1024;
 
 struct StdioPaths {
   std::string stdin_path, stdout_path, stderr_path;  // empty: none
@@ -151,45 +172,53 @@ class TaskService {
   void Stop();
 
  private:
-  struct Process;
-  struct Container;
+  struct Task;
 
-  Result<Container*> FindContainer(const std::string& id);
-  Result<Process*> FindProcess(const std::string& id, const std::string& exec_id);
-  uint32_t VmmPid() const;
+  Result<Task*> FindTask(const std::string& id) REQUIRES(mu_);
+  Result<std::shared_ptr<sandbox::Process>> FindProcess(const std::string& id, const std::string& exec_id)
+      REQUIRES(mu_);
+  uint32_t VmmPid() const REQUIRES(mu_);
   // The pod VM, or UNAVAILABLE when there is none (any more).
-  Result<std::shared_ptr<sandbox::Sandbox>> Vm() const;
-  // Starts the pump and the exit watcher of a process now living in the guest.
-  Status Attach(Container& c, Process& p, bool stdin);
-  void WatchExit(std::shared_ptr<sandbox::Sandbox> vm, Container* c, Process* p);
+  Result<std::shared_ptr<sandbox::Sandbox>> Vm() const EXCLUDES(mu_);
+  std::chrono::milliseconds TeardownTimeout() const EXCLUDES(mu_);
+  // The pid containerd sees for `p`: the VMM's for an init, the guest's
+  // for an exec.
+  uint32_t ReportedPid(const sandbox::Process& p) EXCLUDES(mu_);
+  void OnExit(const sandbox::Process& p, const sandbox::ExitInfo& e) EXCLUDES(event_mu_, mu_);
   void WatchOom(std::shared_ptr<sandbox::Sandbox> vm);
-  Status DestroySandboxLocked(std::unique_lock<std::mutex>& op_lock);
+  // Destroys the VM without the guest's help (see the class comment). Takes
+  // no lock besides mu_ briefly; safe from any thread, idempotent.
+  void TerminateVm(const std::string& why) EXCLUDES(mu_);
+  // Runs `call` (which needs the guest); if it has not returned after the
+  // teardown timeout, the VM is destroyed, which ends it.
+  Status WithTeardownDeadline(const std::string& what, const std::function<Status()>& call) EXCLUDES(mu_);
+  Status DestroySandboxLocked() REQUIRES(op_mu_) EXCLUDES(mu_);
+  Result<uint32_t> CreateLocked(const CreateTaskParams& p) REQUIRES(op_mu_);
   void Publish(const TaskEvent& e);
-  // Pause and Resume: check the transition, ask the agent, record the new
-  // state, publish `event`.
-  Status ChangeFreeze(const std::string& id, ProcessOp op,
-                      Status (sandbox::AgentClient::*agent_call)(const std::string&), const TaskEvent& event);
 
   const Deps deps_;
   const Logger log_;
 
   // Serialises the calls that change the pod (Create, Start, Delete, Exec,
   // Pause, Resume, Update) across agent round trips.
-  std::mutex op_mu_;
+  Mutex op_mu_ ACQUIRED_BEFORE(event_mu_);
   // Held from "start the process" to "TaskStart published", and by the exit
-  // watcher around "record exit, publish TaskExit".
-  std::mutex event_mu_;
+  // callback around "publish TaskExit".
+  Mutex event_mu_ ACQUIRED_BEFORE(mu_);
   // Guards everything below; never held across an agent call.
-  mutable std::mutex mu_;
-  std::condition_variable exit_cv_;
+  mutable Mutex mu_;
+  std::condition_variable_any exit_cv_;
 
   // Shared so that calls outside op_mu_ keep it alive while they use it.
-  std::shared_ptr<sandbox::Sandbox> sandbox_;
-  std::string sandbox_id_;
-  std::string sandbox_bundle_;  // bundle holding the VM record (vm_record.h)
-  std::thread oom_thread_;
-  std::map<std::string, std::unique_ptr<Container>> containers_;
-  bool stopped_ = false;
+  std::shared_ptr<sandbox::Sandbox> sandbox_ GUARDED_BY(mu_);
+  std::string sandbox_id_ GUARDED_BY(mu_);
+  std::string sandbox_bundle_ GUARDED_BY(mu_);  // bundle holding the VM record (vm_record.h)
+  std::chrono::milliseconds teardown_timeout_ GUARDED_BY(mu_){10'000};
+  bool vm_killed_ GUARDED_BY(mu_) = false;      // lost exits are reported as 137
+  bool vm_terminated_ GUARDED_BY(mu_) = false;  // TerminateVm ran
+  std::map<std::string, std::unique_ptr<Task>> tasks_ GUARDED_BY(mu_);
+  bool stopped_ GUARDED_BY(mu_) = false;
+  std::thread oom_thread_;  // started and joined under op_mu_
 };
 
 }  // namespace cask::shim

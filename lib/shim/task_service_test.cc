@@ -4,7 +4,10 @@
 #include "lib/shim/task_service.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <atomic>
 #include <condition_variable>
@@ -15,7 +18,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/parse.h"
-#include "lib/sandbox/fake_agent_for_test.h"
+#include "lib/sandbox/fake_vm_for_test.h"
 #include "lib/sandbox/sandbox.h"
 #include "lib/sandbox/shared_dir.h"
 
@@ -24,145 +27,27 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace pb = ::cask::agent::v1;
-using sandbox::testing::FakeAgent;
+using sandbox::testing::FakeHypervisor;
+using sandbox::testing::FakeWorld;
 
-// The guest as the fake agent sees it: process exits keyed by
-// "container/exec".
-struct World {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, int> exits;
-  std::vector<std::string> removed;  // RemoveProcess calls, as keys
-  bool stopping = false;
-  std::atomic<int> vms{0};
+constexpr uint32_t kTeardownMs = 700;
 
-  void Exit(const std::string& key, int status) {
-    std::lock_guard l(mu);
-    exits.emplace(key, status);
-    cv.notify_all();
-  }
-};
+// CPU time (user + system) of this process.
+std::chrono::microseconds CpuTime() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const timeval& t) { return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec); };
+  return std::chrono::duration_cast<std::chrono::microseconds>(us(ru.ru_utime) + us(ru.ru_stime));
+}
 
-std::string Key(const std::string& c, const std::string& e) { return c + "/" + e; }
-
-class FakeVm : public hypervisor::Vm {
- public:
-  explicit FakeVm(World& w) : w_(w) {
-    w_.vms++;
-    fake_.On<pb::CheckRequest, pb::CheckResponse>("Check", [](const pb::CheckRequest&) -> Result<pb::CheckResponse> {
-      pb::CheckResponse r;
-      r.set_kernel_release("6.1.0-fake");
-      return r;
-    });
-    fake_.On<pb::SetupSandboxRequest, pb::Empty>("SetupSandbox",
-                                                 [](const pb::SetupSandboxRequest&) -> Result<pb::Empty> { return pb::Empty{}; });
-    fake_.On<pb::DestroySandboxRequest, pb::Empty>("DestroySandbox",
-                                                   [](const pb::DestroySandboxRequest&) -> Result<pb::Empty> { return pb::Empty{}; });
-    fake_.On<pb::CreateContainerRequest, pb::CreateContainerResponse>(
-        "CreateContainer", [](const pb::CreateContainerRequest&) -> Result<pb::CreateContainerResponse> {
-          pb::CreateContainerResponse r;
-          r.set_pid(10);
-          return r;
-        });
-    fake_.On<pb::StartContainerRequest, pb::StartContainerResponse>(
-        "StartContainer", [](const pb::StartContainerRequest&) -> Result<pb::StartContainerResponse> {
-          pb::StartContainerResponse r;
-          r.set_pid(10);
-          return r;
-        });
-    fake_.On<pb::ExecProcessRequest, pb::ExecProcessResponse>(
-        "ExecProcess", [](const pb::ExecProcessRequest&) -> Result<pb::ExecProcessResponse> {
-          pb::ExecProcessResponse r;
-          r.set_pid(20);
-          return r;
-        });
-    fake_.On<pb::SignalProcessRequest, pb::Empty>("SignalProcess", [this](const pb::SignalProcessRequest& r) -> Result<pb::Empty> {
-      w_.Exit(Key(r.container_id(), r.exec_id()), 128 + static_cast<int>(r.signal()));
-      return pb::Empty{};
-    });
-    fake_.On<pb::RemoveContainerRequest, pb::Empty>("RemoveContainer", [this](const pb::RemoveContainerRequest& r) -> Result<pb::Empty> {
-      w_.Exit(Key(r.container_id(), ""), 137);
-      return pb::Empty{};
-    });
-    fake_.On<pb::RemoveProcessRequest, pb::Empty>("RemoveProcess", [this](const pb::RemoveProcessRequest& r) -> Result<pb::Empty> {
-      std::lock_guard l(w_.mu);
-      std::string k = Key(r.container_id(), r.exec_id());
-      if (!w_.exits.count(k)) return Error::FailedPrecondition(k + " is still running");
-      w_.exits.erase(k);
-      w_.removed.push_back(k);
-      return pb::Empty{};
-    });
-    fake_.On<pb::WaitProcessRequest, pb::WaitProcessResponse>(
-        "WaitProcess", [this](const pb::WaitProcessRequest& r) -> Result<pb::WaitProcessResponse> {
-          std::unique_lock l(w_.mu);
-          std::string k = Key(r.container_id(), r.exec_id());
-          w_.cv.wait(l, [&] { return w_.stopping || w_.exits.count(k); });
-          if (!w_.exits.count(k)) return Error::Unavailable("agent going away");
-          pb::WaitProcessResponse resp;
-          resp.set_exit_status(w_.exits[k]);
-          resp.set_exited_at_ns(1700000000ull * 1000000000ull);
-          return resp;
-        });
-    auto eof = [](const pb::ReadStreamRequest&) -> Result<pb::ReadStreamResponse> {
-      pb::ReadStreamResponse r;
-      r.set_eof(true);
-      return r;
-    };
-    fake_.On<pb::ReadStreamRequest, pb::ReadStreamResponse>("ReadStdout", eof);
-    fake_.On<pb::ReadStreamRequest, pb::ReadStreamResponse>("ReadStderr", eof);
-    fake_.On<pb::ListProcessesRequest, pb::ListProcessesResponse>(
-        "ListProcesses", [](const pb::ListProcessesRequest&) -> Result<pb::ListProcessesResponse> {
-          pb::ListProcessesResponse r;
-          r.add_pids(10);
-          return r;
-        });
-    fake_.On<pb::PauseContainerRequest, pb::Empty>("PauseContainer",
-                                                   [](const pb::PauseContainerRequest&) -> Result<pb::Empty> { return pb::Empty{}; });
-    fake_.On<pb::ResumeContainerRequest, pb::Empty>("ResumeContainer",
-                                                    [](const pb::ResumeContainerRequest&) -> Result<pb::Empty> { return pb::Empty{}; });
-    fake_.On<pb::GetOOMEventRequest, pb::OOMEvent>("GetOOMEvent", [this](const pb::GetOOMEventRequest&) -> Result<pb::OOMEvent> {
-      std::unique_lock l(w_.mu);
-      w_.cv.wait(l, [&] { return w_.stopping; });
-      return Error::Unavailable("agent going away");
-    });
-    fake_.Serve();
-  }
-  ~FakeVm() override { (void)Stop(1s); }
-  pid_t pid() const override { return 4242; }
-  hypervisor::Channel channel() const override { return hypervisor::Channel::kSerial; }
-  Result<UniqueFd> ConnectAgent(std::chrono::milliseconds) override { return fake_.TakeClientEnd(); }
-  Status Stop(std::chrono::milliseconds) override {
-    if (!stopped_) {
-      stopped_ = true;
-      {
-        std::lock_guard l(w_.mu);
-        w_.stopping = true;  // blocked handlers return, so the server can stop
-        w_.cv.notify_all();
-      }
-      fake_.Stop();
-    }
-    return Ok();
-  }
-  bool Exited() override { return stopped_; }
-  std::string console_log_path() const override { return ""; }
-  std::string ConsoleTail(size_t) const override { return ""; }
-
- private:
-  World& w_;
-  FakeAgent fake_;
-  std::atomic<bool> stopped_{false};
-};
-
-class FakeHypervisor : public hypervisor::Hypervisor {
- public:
-  explicit FakeHypervisor(World& w) : w_(w) {}
-  Result<std::unique_ptr<hypervisor::Vm>> Start(const hypervisor::VmSettings&) override {
-    return std::unique_ptr<hypervisor::Vm>(new FakeVm(w_));
-  }
-
- private:
-  World& w_;
-};
+// Resident set size of this process, in bytes.
+size_t Rss() {
+  auto statm = ReadFile("/proc/self/statm");
+  if (!statm.ok()) return 0;
+  size_t pages = 0, resident = 0;
+  std::sscanf(statm->c_str(), "%zu %zu", &pages, &resident);
+  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+}
 
 class TaskServiceTest : public ::testing::Test {
  protected:
@@ -187,6 +72,7 @@ class TaskServiceTest : public ::testing::Test {
       config::Config c;
       c.runtime.state_dir = root_ + "/state";
       c.agent.connect_timeout_ms = 5000;
+      c.agent.teardown_timeout_ms = kTeardownMs;
       return c;
     };
     svc_ = std::make_unique<TaskService>(std::move(d));
@@ -209,13 +95,48 @@ class TaskServiceTest : public ::testing::Test {
     p.bundle = b;
     return p;
   }
+  // Runs `body` for `window` and returns the CPU share it used (1.0 = one
+  // core busy) and the RSS growth.
+  struct Cost {
+    double cpu_share;
+    long long rss_growth;
+  };
+  Cost Measure(std::chrono::milliseconds window) {
+    auto cpu0 = CpuTime();
+    size_t rss0 = Rss();
+    auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(window);
+    auto wall = std::chrono::steady_clock::now() - t0;
+    auto cpu = CpuTime() - cpu0;
+    return Cost{std::chrono::duration<double>(cpu).count() / std::chrono::duration<double>(wall).count(),
+                static_cast<long long>(Rss()) - static_cast<long long>(rss0)};
+  }
+  // Kill + Delete of the task, timed; the VM must be gone afterwards.
+  void KillAndDeleteWithinTimeout(const std::string& id) {
+    auto t0 = std::chrono::steady_clock::now();
+    Status k = svc_->Kill(id, "", 9, true);
+    EXPECT_TRUE(k.ok() || k.error().code() == Code::kNotFound) << k.error().ToString();
+    // As containerd does: the exit, then Delete.
+    auto w = svc_->Wait(id, "");
+    ASSERT_TRUE(w.ok()) << w.error().ToString();
+    auto d = svc_->Delete(id, "");
+    auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_TRUE(d.ok()) << d.error().ToString();
+    EXPECT_EQ(d->exit_status, 137u);
+    // Each of Kill, the exit's output drain and Delete may wait the
+    // teardown timeout once; the rest is local work.
+    EXPECT_LT(took, std::chrono::milliseconds(3 * kTeardownMs) + 3s);
+    EXPECT_TRUE(svc_->Empty());
+    EXPECT_EQ(world_.stopped.load(), 1);  // the VM was destroyed
+    EXPECT_FALSE(PathExists(root_ + "/state/" + id));
+  }
   std::vector<std::string> Topics() {
     std::lock_guard l(ev_mu_);
     return topics_;
   }
 
   std::string root_;
-  World world_;
+  FakeWorld world_;
   std::mutex ev_mu_;
   std::vector<std::string> topics_;
   std::unique_ptr<TaskService> svc_;
@@ -225,7 +146,7 @@ TEST_F(TaskServiceTest, LifecycleWaitBeforeStartAndEventOrder) {
   auto pid = svc_->Create(Bundle("c1"));
   ASSERT_TRUE(pid.ok()) << pid.error().ToString();
   EXPECT_EQ(*pid, 4242u);  // the VMM pid, like Kata
-  EXPECT_EQ(world_.vms.load(), 1);
+  EXPECT_EQ(world_.started.load(), 1);
   EXPECT_EQ(svc_->State("c1", "")->state, ProcessState::kCreated);
 
   auto pause = svc_->Pause("c1");
@@ -352,9 +273,140 @@ TEST_F(TaskServiceTest, ErrorsBeforeAnyVm) {
   ASSERT_TRUE(WriteFile(pod.bundle + "/config.json", oci::ToJson(spec)).ok());
   EXPECT_EQ(svc_->Create(pod).error().code(), Code::kFailedPrecondition);
 
-  EXPECT_EQ(world_.vms.load(), 0);
+  EXPECT_EQ(world_.started.load(), 0);
   EXPECT_TRUE(svc_->Empty());
   EXPECT_TRUE(Topics().empty());
+}
+
+// Hostile agent (a): OOM notifications with 4 MiB ids, as fast as the shim
+// asks. None is published (no such container), the shim stays cheap, and
+// the pod still tears down.
+TEST_F(TaskServiceTest, HostileOomFloodIsBoundedAndRefused) {
+  world_.oom_id_bytes = (4u << 20) - 4096;  // the largest reply a ttrpc frame carries
+  world_.oom_flood = true;
+  ASSERT_TRUE(svc_->Create(Bundle("h1")).ok());
+  ASSERT_TRUE(svc_->Start("h1", "").ok());
+  std::this_thread::sleep_for(500ms);  // let the flood start
+  Cost cost = Measure(3s);
+  EXPECT_LT(cost.cpu_share, 0.5) << "the OOM watcher must pace its calls";
+  EXPECT_LT(cost.rss_growth, 64ll << 20);
+  EXPECT_GT(world_.oom_sent.load(), 3);
+  EXPECT_LT(world_.oom_sent.load(), 100);  // paced (10 calls per second)
+  for (const auto& t : Topics()) EXPECT_NE(t, "/tasks/oom");
+  KillAndDeleteWithinTimeout("h1");
+}
+
+// Hostile agent (b): every read of the output answers at once with an
+// empty chunk that is not EOF. The shim must not spin, and Delete must not
+// wait forever for an output that never ends.
+TEST_F(TaskServiceTest, HostileEmptyReadsDoNotSpinOrHang) {
+  world_.empty_reads = true;
+  auto p = Bundle("h2");
+  p.stdio.stdout_path = "file://" + root_ + "/h2.out";
+  p.stdio.stderr_path = "file://" + root_ + "/h2.err";
+  ASSERT_TRUE(svc_->Create(p).ok());
+  ASSERT_TRUE(svc_->Start("h2", "").ok());
+  std::this_thread::sleep_for(300ms);
+  Cost cost = Measure(2s);
+  EXPECT_LT(cost.cpu_share, 0.5) << "empty non-EOF reads must back off";
+  EXPECT_LT(cost.rss_growth, 64ll << 20);
+  KillAndDeleteWithinTimeout("h2");
+}
+
+// Hostile agent (c): after start, nothing is ever answered again. Kill and
+// Delete still finish within the configured timeout, the VM is destroyed
+// and the task is reported killed (137).
+TEST_F(TaskServiceTest, SilentAgentTeardownDestroysTheVm) {
+  ASSERT_TRUE(svc_->Create(Bundle("h3")).ok());
+  ASSERT_TRUE(svc_->Start("h3", "").ok());
+  auto waiter = std::async(std::launch::async, [&] { return svc_->Wait("h3", ""); });
+  world_.silent = true;
+  Cost cost = Measure(500ms);
+  EXPECT_LT(cost.cpu_share, 0.5);
+  KillAndDeleteWithinTimeout("h3");
+  auto w = waiter.get();
+  ASSERT_TRUE(w.ok()) << w.error().ToString();
+  EXPECT_EQ(w->exit_status, 137u);
+  auto topics = Topics();
+  ASSERT_GE(topics.size(), 2u);
+  EXPECT_EQ(topics[topics.size() - 2], "/tasks/exit");
+  EXPECT_EQ(topics.back(), "/tasks/delete");
+}
+
+// Shutdown (the shim's SIGTERM) with a silent agent: bounded, VM gone,
+// tasks exited 137.
+TEST_F(TaskServiceTest, SilentAgentStopIsBounded) {
+  ASSERT_TRUE(svc_->Create(Bundle("h4")).ok());
+  ASSERT_TRUE(svc_->Start("h4", "").ok());
+  auto waiter = std::async(std::launch::async, [&] { return svc_->Wait("h4", ""); });
+  world_.silent = true;
+  auto t0 = std::chrono::steady_clock::now();
+  svc_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(kTeardownMs) + 3s);
+  EXPECT_EQ(world_.stopped.load(), 1);
+  auto w = waiter.get();
+  // Either the exit (137) or, once the task is gone, NOT_FOUND.
+  if (w.ok()) {
+    EXPECT_EQ(w->exit_status, 137u);
+  }
+  EXPECT_TRUE(svc_->Empty());
+}
+
+// The codes containerd sees, one per kind of failure.
+TEST_F(TaskServiceTest, ErrorCodesContainerdSees) {
+  // Unknown ids: NOT_FOUND, and only they.
+  EXPECT_EQ(svc_->State("nope", "").error().code(), Code::kNotFound);
+  EXPECT_EQ(svc_->Kill("nope", "", 9, false).error().code(), Code::kNotFound);
+  EXPECT_EQ(svc_->Delete("nope", "").error().code(), Code::kNotFound);
+  EXPECT_EQ(svc_->Start("nope", "").error().code(), Code::kNotFound);
+  // A bundle without config.json: the request's fault, not "no such task".
+  CreateTaskParams nobundle;
+  nobundle.id = "nb";
+  nobundle.bundle = root_ + "/no-bundle";
+  EXPECT_EQ(svc_->Create(nobundle).error().code(), Code::kInvalidArgument);
+  // A guest failure while creating: INTERNAL, not INVALID_ARGUMENT.
+  world_.create_fails = true;
+  auto cf = svc_->Create(Bundle("e0"));
+  ASSERT_FALSE(cf.ok());
+  EXPECT_EQ(cf.error().code(), Code::kInternal) << cf.error().ToString();
+  world_.create_fails = false;
+
+  ASSERT_TRUE(svc_->Create(Bundle("e1")).ok());
+  EXPECT_EQ(svc_->Create(Bundle("e1")).error().code(), Code::kAlreadyExists);
+  EXPECT_EQ(svc_->State("e1", "x").error().code(), Code::kNotFound);  // unknown exec id
+  ASSERT_TRUE(svc_->Start("e1", "").ok());
+  // An exec of a missing program: FAILED_PRECONDITION with the reason.
+  ExecParams ep;
+  ep.id = "e1";
+  ep.exec_id = "x1";
+  ep.process_json = R"({"args":[")" + world_.missing_program + R"("],"cwd":"/","user":{"uid":0,"gid":0}})";
+  ASSERT_TRUE(svc_->Exec(ep).ok());
+  auto st = svc_->Start("e1", "x1");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Code::kFailedPrecondition) << st.error().ToString();
+  EXPECT_EQ(ExecFailureOf(st.error()), ExecFailure::kNotFound);
+  ASSERT_TRUE(svc_->Delete("e1", "x1").ok());
+  // Kill of a stopped task: containerd's "process already finished".
+  ASSERT_TRUE(svc_->Kill("e1", "", 9, false).ok());
+  ASSERT_TRUE(svc_->Wait("e1", "").ok());
+  EXPECT_EQ(svc_->Kill("e1", "", 9, false).error().code(), Code::kNotFound);
+  EXPECT_EQ(svc_->Stats("e1").error().code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(svc_->Delete("e1", "").ok());
+}
+
+TEST(OomEventFilter, OnlyKnownCoalescedAndRateLimited) {
+  OomEventFilter f({std::chrono::milliseconds(1000), 2});
+  auto t = OomEventFilter::Clock::now();
+  EXPECT_FALSE(f.Accept("ghost", false, t));
+  EXPECT_TRUE(f.Accept("a", true, t));
+  EXPECT_FALSE(f.Accept("a", true, t + 10ms));  // coalesced
+  EXPECT_TRUE(f.Accept("b", true, t + 20ms));
+  EXPECT_FALSE(f.Accept("c", true, t + 30ms));  // over 2 per second
+  EXPECT_TRUE(f.Accept("c", true, t + 800ms));  // a token came back
+  EXPECT_TRUE(f.Accept("a", true, t + 1500ms)); // the window passed
+  EXPECT_EQ(f.unknown(), 1u);
+  EXPECT_EQ(f.coalesced(), 1u);
+  EXPECT_EQ(f.rate_limited(), 1u);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
-#include "lib/shim/process_state.h"
+#include "lib/sandbox/process_state.h"
 
 #include <gtest/gtest.h>
 
-namespace cask::shim {
+namespace cask::sandbox {
 namespace {
 
 using S = ProcessState;
@@ -71,4 +71,4 @@ TEST(ProcessState, ExecAndUpdate) {
 }
 
 }  // namespace
-}  // namespace cask::shim
+}  // namespace cask::sandbox

@@ -1,8 +1,8 @@
-#include "lib/shim/process_state.h"
+#include "lib/sandbox/process_state.h"
 
 #include <string>
 
-namespace cask::shim {
+namespace cask::sandbox {
 
 std::string_view StateName(ProcessState s) {
   switch (s) {
@@ -71,4 +71,4 @@ Result<ProcessState> Transition(ProcessState from, ProcessOp op, std::string_vie
   return illegal();
 }
 
-}  // namespace cask::shim
+}  // namespace cask::sandbox
