@@ -383,7 +383,11 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
     if (containers_.count(id) || creating_.count(id)) return Error::AlreadyExists("container " + id + " already exists");
     creating_.insert(id);
   }
-  Reservation reservation(mu_, [this, id] { creating_.erase(id); });
+  // Runs under mu_ (Reservation takes it).
+  Reservation reservation(mu_, [this, id] {
+    mu_.AssertHeld();
+    creating_.erase(id);
+  });
 
   CASK_ASSIGN_OR_RETURN(oci::Spec spec, oci::ParseSpec(spec_json).Context("container " + id + ": oci spec"));
   if (!spec.process) return Error::InvalidArgument("container " + id + ": oci spec: process: missing");

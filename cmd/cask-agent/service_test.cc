@@ -553,20 +553,13 @@ TEST_F(ContainerServiceTest, RemovingACreatedContainerKillsItsInit) {
   EXPECT_EQ(r.error().code(), Code::kNotFound);
 }
 
-}  // namespace
-}  // namespace cask::agent
-
 // --- the event stream with real processes ---
-
-namespace {
 
 struct Collected {
   std::map<std::string, std::string> out;  // "cid/eid/stream" -> bytes
   std::set<std::string> eof;
   std::map<std::string, int> exits;  // "cid/eid" -> status
 };
-
-}  // namespace
 
 class EventStreamTest : public ContainerServiceTest {
  protected:
@@ -595,7 +588,9 @@ class EventStreamTest : public ContainerServiceTest {
         }
       }
       for (const auto& x : r->exits()) c.exits[x.container_id() + "/" + x.exec_id()] = x.exit_status();
-      if (g.credits_size() > 0) ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+      if (g.credits_size() > 0) {
+        ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+      }
     }
   }
   uint64_t ack_ = 0;
@@ -643,7 +638,9 @@ TEST_F(EventStreamTest, OutputWaitsForCreditAndALostReplyIsSentAgain) {
   ASSERT_TRUE(Start("ev2").ok());
   Collected c;
   // Without grants the stream stops at the credit.
-  PollUntil(c, [](const Collected& c) { return c.out["ev2//out"].size() >= kInitialOutputCredit; }, /*grant=*/0);
+  PollUntil(
+      c, [](const Collected& c) { return c.out.count("ev2//out") && c.out.at("ev2//out").size() >= kInitialOutputCredit; },
+      /*grant=*/0);
   auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 300));
   ASSERT_TRUE(r.ok());
   size_t extra = 0;
@@ -671,3 +668,6 @@ TEST_F(EventStreamTest, OutputWaitsForCreditAndALostReplyIsSentAgain) {
   EXPECT_EQ(c.out["ev2//out"].size(), 3000u * 101);
   ASSERT_TRUE(Remove("ev2", true).ok());
 }
+
+}  // namespace
+}  // namespace cask::agent

@@ -33,7 +33,10 @@ void HandlerPool::Work() NO_THREAD_SAFETY_ANALYSIS {
   for (;;) {
     if (queue_.empty() && !stopped_) {
       ++idle_;
-      bool woke = cv_.wait_for(lock, idle_timeout_, [this] { return stopped_ || !queue_.empty(); });
+      bool woke = cv_.wait_for(lock, idle_timeout_, [this] {
+        mu_.AssertHeld();
+        return stopped_ || !queue_.empty();
+      });
       --idle_;
       if (!woke) {
         // Idle too long: retire; a later Submit or Stop joins this thread.

@@ -65,6 +65,9 @@ struct AgentClient::Events {
   struct Proc {
     std::optional<ProcessExit> exit;
     Output out[2];  // stdout, stderr
+    // Removed by the host before its exit arrived (e.g. RemoveContainer
+    // with force): its output is gone, its exit still awaited.
+    bool removed = false;
   };
 
   mutable Mutex mu;
@@ -81,6 +84,19 @@ struct AgentClient::Events {
   std::deque<Key> unclaimed_order GUARDED_BY(mu);
   std::deque<std::string> ooms GUARDED_BY(mu);
   size_t buffered_total GUARDED_BY(mu) = 0;
+
+  // Forgets a process's output; returns whether the entry can go now (its
+  // exit arrived) or must stay for the exit, which a waiter may still want.
+  bool Forget(Proc& p) REQUIRES(mu) {
+    for (auto& o : p.out) {
+      buffered_total -= o.buffered();
+      o.buf.clear();
+      o.head = 0;
+      o.eof = true;
+    }
+    p.removed = true;
+    return p.exit.has_value();
+  }
   EventStats stats GUARDED_BY(mu);
   std::thread thread;  // started once under mu; joined by the destructor
 };
@@ -127,17 +143,19 @@ void AgentClient::EnsureEvents() {
 
 bool AgentClient::Track(const std::string& container_id, const std::string& exec_id) {
   MutexLock lock(events_->mu);
-  return events_->procs.try_emplace(Key{container_id, exec_id}).second;
+  auto [it, fresh] = events_->procs.try_emplace(Key{container_id, exec_id});
+  if (!fresh && it->second.removed) {  // an id reused after its removal
+    it->second = Events::Proc{};
+    return true;
+  }
+  return fresh;
 }
 
-void AgentClient::Untrack(const std::string& container_id, const std::string& exec_id) {
+void AgentClient::Untrack(const std::string& container_id, const std::string& exec_id, bool exit_may_come) {
   MutexLock lock(events_->mu);
   Key key{container_id, exec_id};
   auto it = events_->procs.find(key);
-  if (it != events_->procs.end()) {
-    for (auto& o : it->second.out) events_->buffered_total -= o.buffered();
-    events_->procs.erase(it);
-  }
+  if (it != events_->procs.end() && (events_->Forget(it->second) || !exit_may_come)) events_->procs.erase(it);
   events_->unclaimed.erase(key);
   events_->cv.notify_all();
 }
@@ -146,8 +164,10 @@ void AgentClient::UntrackContainer(const std::string& container_id) {
   MutexLock lock(events_->mu);
   for (auto it = events_->procs.lower_bound(Key{container_id, ""});
        it != events_->procs.end() && it->first.first == container_id;) {
-    for (auto& o : it->second.out) events_->buffered_total -= o.buffered();
-    it = events_->procs.erase(it);
+    if (events_->Forget(it->second))
+      it = events_->procs.erase(it);
+    else
+      ++it;
   }
   std::erase_if(events_->unclaimed, [&](const auto& e) { return e.first.first == container_id; });
   events_->cv.notify_all();
@@ -250,10 +270,12 @@ void AgentClient::EventLoop() {
       ProcessExit e{x.exit_status(), x.exited_at_ns()};
       ++ev.stats.exits;
       auto it = ev.procs.find(key);
-      if (it != ev.procs.end()) {
+      if (it != ev.procs.end() && !it->second.removed) {
         it->second.exit = e;
         continue;
       }
+      // A removed process's exit: its waiters find it among the unclaimed.
+      if (it != ev.procs.end()) ev.procs.erase(it);
       // Not (or no longer) tracked: kept a while for a late WaitProcess.
       if (opts_.max_unclaimed_exits == 0) {
         ++ev.stats.dropped_events;
@@ -344,7 +366,7 @@ Result<uint32_t> AgentClient::CreateContainer(const std::string& container_id, c
   EnsureEvents();
   auto r = Invoke<pb::CreateContainerResponse>(*client_, "CreateContainer", req, opts_.call_timeout);
   // A failed create leaves no process behind in the agent.
-  if (!r.ok() && fresh) Untrack(container_id, "");
+  if (!r.ok() && fresh) Untrack(container_id, "", /*exit_may_come=*/false);
   if (!r.ok()) return std::move(r).error();
   return r->pid();
 }
@@ -381,7 +403,7 @@ Result<uint32_t> AgentClient::ExecProcess(const std::string& container_id, const
     // that failed to start) leave a stopped process whose exit will come.
     Code c = r.error().code();
     if (fresh && (c == Code::kInvalidArgument || c == Code::kAlreadyExists || c == Code::kFailedPrecondition))
-      Untrack(container_id, exec_id);
+      Untrack(container_id, exec_id, /*exit_may_come=*/false);
     return std::move(r).error();
   }
   return r->pid();
@@ -455,7 +477,7 @@ Status AgentClient::RemoveProcess(const std::string& container_id, const std::st
   req.set_container_id(container_id);
   req.set_exec_id(exec_id);
   Status st = InvokeVoid<pb::Empty>(*client_, "RemoveProcess", req, opts_.call_timeout);
-  if (st.ok() || st.error().code() == Code::kNotFound) Untrack(container_id, exec_id);
+  if (st.ok() || st.error().code() == Code::kNotFound) Untrack(container_id, exec_id, /*exit_may_come=*/true);
   return st;
 }
 
@@ -499,7 +521,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
         continue;
       }
       auto it = ev.procs.find(Key{container_id, exec_id});
-      if (it == ev.procs.end()) return StreamChunk{"", true};  // removed (or never ours): nothing more comes
+      if (it == ev.procs.end() || it->second.removed) return StreamChunk{"", true};  // removed (or never ours)
       Events::Output& out = it->second.out[stream];
       if (out.buffered() > 0) {
         size_t n = std::min(cap, out.buffered());

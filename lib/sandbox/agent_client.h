@@ -223,7 +223,9 @@ class AgentClient {
   // Tracks a process so that its events are accepted. Returns whether it
   // was new.
   bool Track(const std::string& container_id, const std::string& exec_id);
-  void Untrack(const std::string& container_id, const std::string& exec_id);
+  // Forgets a process's output; its entry stays (for WaitProcess) until its
+  // exit arrives when `exit_may_come`.
+  void Untrack(const std::string& container_id, const std::string& exec_id, bool exit_may_come);
   void UntrackContainer(const std::string& container_id);
 
   std::unique_ptr<rpc::Client> client_;

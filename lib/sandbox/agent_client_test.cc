@@ -241,8 +241,8 @@ struct EventFixture {
     client.reset();
     fake.Stop();
   }
+  EventFeed feed;  // declared first: outlives the fake's handlers
   FakeAgent fake;
-  EventFeed feed;
   std::unique_ptr<AgentClient> client;
 };
 
@@ -270,7 +270,7 @@ TEST(AgentClientEventsTest, ExitsAndOutputArriveThroughTheStream) {
     EXPECT_FALSE(c->data.empty());
   }
   EXPECT_EQ(out, "hello world");
-  auto e = f.client->ReadStderr("c1", "");
+  auto e = f.client->ReadStderr("c1", "", 0);
   ASSERT_TRUE(e.ok());
   EXPECT_TRUE(e->eof);
   EXPECT_TRUE(f.client->using_event_stream());
