@@ -29,7 +29,7 @@ struct Agent::Process {
   std::string exec_id;
   pid_t pid = -1;
   bool terminal = false;
-  UniqueFd pidfd;  // signals never hit a recycled pid
+  UniqueFd pidfd;  // signals never hit a recycled pid; read and reset under mu
 
   // Guarded by the container's op_mu.
   std::optional<container::PendingProcess> pending;
@@ -466,6 +466,7 @@ void Agent::CloseProcesses(ContainerRec& rec) {
     p->err.reset();
     p->stdin_fd.reset();
     p->pty_master.reset();
+    p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not
   }
 }
 
@@ -541,6 +542,7 @@ Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
     p->err.reset();
     p->stdin_fd.reset();
     p->pty_master.reset();
+    p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not
   }
   {
     MutexLock lock(mu_);

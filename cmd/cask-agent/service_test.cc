@@ -188,7 +188,7 @@ TEST_F(ServiceTest, ShortCallsAnswerWhileManyLongCallsBlock) {
   for (int i = 0; i < 40; ++i)
     blocked.emplace_back([this] {
       (void)client_->CallTyped<v1::OOMEvent>(kAgentService, "GetOOMEvent", v1::GetOOMEventRequest(),
-                                             std::chrono::seconds(20));
+                                             std::chrono::seconds(3));
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto start = std::chrono::steady_clock::now();

@@ -521,7 +521,10 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
         continue;
       }
       auto it = ev.procs.find(Key{container_id, exec_id});
-      if (it == ev.procs.end() || it->second.removed) return StreamChunk{"", true};  // removed (or never ours)
+      if (it == ev.procs.end() || it->second.removed) {
+        if (ev.closed) return ClosedError(std::string("agent ") + method);
+        return StreamChunk{"", true};  // removed (or never ours): nothing more comes
+      }
       Events::Output& out = it->second.out[stream];
       if (out.buffered() > 0) {
         size_t n = std::min(cap, out.buffered());

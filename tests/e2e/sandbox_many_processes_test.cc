@@ -75,11 +75,15 @@ class ManyProcessesTest : public ::testing::Test {
       EXPECT_TRUE(st.ok()) << st.error().ToString();
       sb_.reset();
     }
-    if (vmm_pid_ > 0) EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
+    if (vmm_pid_ > 0) {
+      EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
+    }
     auto mounts = LiveMountPointsUnder(dir_);
     ASSERT_TRUE(mounts.ok());
     EXPECT_TRUE(mounts->empty()) << "left mounted: " << mounts->front();
-    if (mounts->empty()) EXPECT_TRUE(RemoveTreeNoMounts(dir_).ok());
+    if (mounts->empty()) {
+      EXPECT_TRUE(RemoveTreeNoMounts(dir_).ok());
+    }
   }
 
   void StartContainer(const std::string& cid) {
