@@ -459,11 +459,14 @@ void Agent::CloseProcesses(ContainerRec& rec) {
   }
   for (auto& p : procs) {
     p->pending.reset();  // kills a never-started process
+    // Destroyed after the lock: a pump's destructor waits for its IoLoop
+    // handler, which may be waiting for Agent locks itself.
+    std::shared_ptr<StreamPump> out, err;
     std::lock_guard<std::mutex> lock(p->mu);
     if (p->out) p->out->buffer().Abort();
     if (p->err) p->err->buffer().Abort();
-    p->out.reset();  // a blocked reader keeps its pump until it returns
-    p->err.reset();
+    out.swap(p->out);  // a blocked reader keeps its pump until it returns
+    err.swap(p->err);
     p->stdin_fd.reset();
     p->pty_master.reset();
     p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not
@@ -530,6 +533,7 @@ Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
       return Error::NotFound("process " + exec_id + " not found in container " + id);
     p = it->second;
   }
+  std::shared_ptr<StreamPump> out, err;  // destroyed after the lock (see CloseProcesses)
   {
     std::lock_guard<std::mutex> lock(p->mu);
     if (p->state != State::kStopped)
@@ -538,8 +542,8 @@ Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
     // Its stdio goes now; a reader blocked on a pump keeps it until it returns.
     if (p->out) p->out->buffer().Abort();
     if (p->err) p->err->buffer().Abort();
-    p->out.reset();
-    p->err.reset();
+    out.swap(p->out);
+    err.swap(p->err);
     p->stdin_fd.reset();
     p->pty_master.reset();
     p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not

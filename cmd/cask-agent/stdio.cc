@@ -205,9 +205,12 @@ void IoLoop::Rearm(uint64_t token, int fd) {
 }
 
 void IoLoop::Remove(uint64_t token, int fd) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(token);
+  // A handler of this token running now finishes first (not waited for on
+  // the loop thread itself, where it would be this very call).
+  if (std::this_thread::get_id() != thread_.get_id()) done_cv_.wait(lock, [&] { return running_ != token; });
 }
 
 size_t IoLoop::size() const {
@@ -233,8 +236,15 @@ void IoLoop::Run() {
         auto it = handlers_.find(token);
         if (it == handlers_.end()) continue;  // removed after the event was queued
         h = it->second;
+        running_ = token;
       }
       (*h)(token);
+      h.reset();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running_ = 0;
+      }
+      done_cv_.notify_all();
     }
   }
 }

@@ -122,8 +122,9 @@ class IoLoop {
   // Watches the fd of `token` again (after its handler ran). A token already
   // removed is ignored.
   void Rearm(uint64_t token, int fd);
-  // Stops watching. A handler already running finishes (it must keep what
-  // it uses alive itself); it will not run again.
+  // Stops watching. Waits for a handler of `token` running on the loop
+  // thread to return (so call it without locks that handlers take); it will
+  // not run again.
   void Remove(uint64_t token, int fd);
 
   // Fds being watched (for tests and benchmarks).
@@ -137,7 +138,9 @@ class IoLoop {
   UniqueFd stop_;
   std::thread thread_;
   mutable std::mutex mu_;
+  std::condition_variable done_cv_;  // a handler returned
   uint64_t next_token_ = 1;  // 0 is the stop eventfd
+  uint64_t running_ = 0;     // token of the handler running now
   std::map<uint64_t, std::shared_ptr<Handler>> handlers_;
 };
 
