@@ -3,7 +3,8 @@
 # containerd, cask versus runc in the same run, N (default 5) runs each,
 # interleaved; prints every time, the medians and the ratio. A benchmark,
 # not a test. Same environment as tests/shim/e2e.sh (SHIM_BIN, GUEST_DIR).
-source "$(dirname "$0")/../tests/shim/lib.sh"
+E2E_KIND=containerd E2E_TMP_PREFIX=cask-shim-e2e
+source "$(dirname "$0")/../tests/lib/e2e.sh"
 
 n=${1:-5}
 setup

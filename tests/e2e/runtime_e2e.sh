@@ -2,9 +2,10 @@
 # End-to-end tests of `cask-runtime run` under QEMU (TCG): one case per
 # invocation, `runtime_e2e.sh CASE`. Every case boots real VMs with the
 # build-tree guest assets, checks what the issue asks, and then checks that
-# nothing is left behind (lib.sh: assert_clean, and again on exit).
+# nothing is left behind (tests/lib/e2e.sh: assert_clean, and again on exit).
 # Exit status: 0 pass, 1 fail, 77 skip (no guest assets / not root).
-source "$(dirname "$0")/lib.sh"
+E2E_KIND=runtime E2E_TMP_PREFIX=cask-e2e
+source "$(dirname "$0")/../lib/e2e.sh"
 
 case_uname() {  # the guest kernel, not the host's
   run -- uname -r
@@ -331,9 +332,4 @@ case_check_env() {
   expect_out_has "$W/no-vmlinux"
 }
 
-[ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
-declare -F "case_$1" >/dev/null || { echo "unknown case '$1'" >&2; exit 2; }
-setup
-log "case $1 in $W"
-"case_$1"
-log "case $1: PASS"
+e2e_main "$@"

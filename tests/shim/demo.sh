@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # tests/shim/demo.sh: the user's flow of issue 3 through a private
-# containerd (its own root, state and socket; see lib.sh), printing the
+# containerd (its own root, state and socket; see tests/lib/e2e.sh), printing the
 # host's and the container's `uname -r`:
 #   ctr run -d --runtime io.containerd.cask.v2 docker.io/library/busybox:latest busybox
 #   ctr container ls; ctr task exec --exec-id e1 busybox uname -r
 #   ctr task kill busybox; ctr containers rm busybox
 # Same environment as e2e.sh (SHIM_BIN, GUEST_DIR). The image's default
 # command waits for SIGTERM, so the plain `ctr task kill` ends it.
-source "$(dirname "$0")/lib.sh"
+E2E_KIND=containerd E2E_TMP_PREFIX=cask-shim-e2e
+source "$(dirname "$0")/../lib/e2e.sh"
 
 [ -f "$GUEST_DIR/vmlinux" ] && [ -f "$GUEST_DIR/initrd.img" ] || { echo "demo: no guest assets in $GUEST_DIR" >&2; exit 1; }
 write_cask_config "$W/cask.toml"
