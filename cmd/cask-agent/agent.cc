@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 
 #include "lib/base/fs.h"
 #include "lib/oci/id.h"
@@ -26,21 +27,26 @@ namespace cask::agent {
 
 // One process of a container: the init (exec_id "") or an exec.
 struct Agent::Process {
-  enum class State { kCreated, kRunning, kStopped };
-
   std::string container_id;
   std::string exec_id;
   pid_t pid = -1;
   bool terminal = false;
-  sys::Pidfd pidfd;  // signals never hit a recycled pid
+  sys::Pidfd pidfd;  // signals never hit a recycled pid; read and reset under mu
 
   // Guarded by the container's op_mu.
   std::optional<container::PendingProcess> pending;
 
   std::mutex mu;  // guards everything below
   std::condition_variable cv;
-  State state = State::kCreated;
+  State state = State::kCreated;  // changed only through Transition
   ProcessExit exit;
+  // The event stream: credit per output stream (bytes GetEvents may still
+  // send), whether each stream's EOF and the exit were sent.
+  size_t credit[2] = {kInitialOutputCredit, kInitialOutputCredit};
+  bool eof_sent[2] = {false, false};
+  bool exit_sent = false;
+  // Guarded by Agent::ev_mu_: queued in Agent::ready_.
+  bool queued = false;
   std::shared_ptr<UniqueFd> stdin_fd;    // pipe writer, or the pty master
   std::shared_ptr<UniqueFd> pty_master;  // terminal processes only
   std::shared_ptr<StreamPump> out;       // stdout, or the pty output
@@ -54,23 +60,48 @@ struct Agent::Process {
 
 struct Agent::ContainerRec {
   std::string id;
-  std::mutex op_mu;  // serialises operations on `c`; taken before Agent::mu_
+  Mutex op_mu;  // serialises operations on `c`; taken before Agent::mu_
   std::unique_ptr<container::Container> c;
   std::shared_ptr<Process> init;
-  bool removed = false;  // op_mu
+  State state GUARDED_BY(op_mu) = State::kCreated;  // changed only through Transition
   // Guarded by Agent::mu_. A null entry reserves an exec id being created.
   std::map<std::string, std::shared_ptr<Process>> execs;
 };
 
+const char* StateName(State s) {
+  switch (s) {
+    case State::kCreated: return "created";
+    case State::kRunning: return "running";
+    case State::kStopped: return "stopped";
+    case State::kRemoved: return "removed";
+  }
+  return "unknown";
+}
+
+Status Transition(State* state, State to, std::string_view what) {
+  const State from = *state;
+  bool ok = false;
+  switch (to) {
+    case State::kCreated: ok = false; break;
+    case State::kRunning: ok = from == State::kCreated; break;
+    case State::kStopped: ok = from == State::kCreated || from == State::kRunning; break;
+    case State::kRemoved: ok = from != State::kRemoved; break;
+  }
+  if (!ok) {
+    const char* verb = to == State::kRunning   ? "start"
+                       : to == State::kStopped ? "stop"
+                       : to == State::kRemoved ? "remove"
+                                               : "create";
+    return Error::FailedPrecondition(std::string("cannot ") + verb + " " + std::string(what) + " in " +
+                                     StateName(from) + " state");
+  }
+  *state = to;
+  return Ok();
+}
+
 namespace {
 
-const char* StateName(int s) {
-  switch (s) {
-    case 0: return "created";
-    case 1: return "running";
-    default: return "stopped";
-  }
-}
+size_t StreamIndex(StreamKind k) { return k == StreamKind::kStdout ? 0 : 1; }
 
 bool IsMountPoint(const std::string& path) {
   struct stat st, parent;
@@ -87,16 +118,16 @@ Status SetNonBlocking(int fd) {
 // Reserves an id in a set under a mutex; releases it on scope exit.
 class Reservation {
  public:
-  Reservation(std::mutex& mu, std::function<void()> release) : mu_(mu), release_(std::move(release)) {}
+  Reservation(Mutex& mu, std::function<void()> release) : mu_(mu), release_(std::move(release)) {}
   ~Reservation() {
     if (!release_) return;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     release_();
   }
   void Commit() { release_ = nullptr; }
 
  private:
-  std::mutex& mu_;
+  Mutex& mu_;
   std::function<void()> release_;
 };
 
@@ -107,9 +138,14 @@ Agent::Agent(AgentOptions opts, Reaper* reaper, OomWatcher* oom, Logger log)
       reaper_(reaper),
       oom_(oom),
       log_(std::move(log)),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(std::chrono::steady_clock::now()),
+      io_loop_(IoLoop::Start()) {
+  if (!io_loop_.ok()) log_.Error("no stdio loop: processes cannot be created", {{"error", io_loop_.error().ToString()}});
+  oom_->SetListener([this] { MarkOomReady(); });
+}
 
 Agent::~Agent() {
+  oom_->SetListener(nullptr);
   DestroyAllContainers();
   std::lock_guard<std::mutex> lock(power_mu_);
   if (power_off_thread_.joinable()) power_off_thread_.join();
@@ -123,6 +159,19 @@ AgentInfo Agent::Check() const {
   struct timespec ts;
   if (::clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
     info.uptime_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  if (auto status = ReadFile("/proc/self/status"); status.ok()) {
+    for (std::string_view rest = *status; !rest.empty();) {
+      size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      auto value = [&](std::string_view key) -> std::optional<uint64_t> {
+        if (line.substr(0, key.size()) != key) return std::nullopt;
+        return std::strtoull(std::string(line.substr(key.size())).c_str(), nullptr, 10);
+      };
+      if (auto v = value("Threads:")) info.threads = static_cast<uint32_t>(*v);
+      if (auto v = value("VmRSS:")) info.rss_bytes = *v * 1024;  // "VmRSS:  1234 kB"
+    }
+  }
   return info;
 }
 
@@ -163,12 +212,12 @@ Status Agent::SetupSandbox(const SandboxSetup& setup) {
 void Agent::DestroyAllContainers() {
   std::map<std::string, std::shared_ptr<ContainerRec>> all;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     all.swap(containers_);
   }
   for (auto& [id, rec] : all) {
-    std::lock_guard<std::mutex> op(rec->op_mu);
-    if (rec->removed) continue;
+    MutexLock op(rec->op_mu);
+    if (rec->state == State::kRemoved) continue;
     (void)rec->c->KillAll(SIGKILL);
     Status st = DestroyContainer(*rec);
     if (!st.ok()) log_.Warn("destroy container", {{"container", id}, {"error", st.error().ToString()}});
@@ -189,14 +238,14 @@ Status Agent::DestroySandbox() {
 }
 
 Result<std::shared_ptr<Agent::ContainerRec>> Agent::FindContainer(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = containers_.find(id);
   if (it == containers_.end()) return Error::NotFound("container " + id + " not found");
   return it->second;
 }
 
 Result<std::shared_ptr<Agent::Process>> Agent::FindProcess(const std::string& id, const std::string& exec_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = containers_.find(id);
   if (it == containers_.end()) return Error::NotFound("container " + id + " not found");
   if (exec_id.empty()) return it->second->init;
@@ -217,21 +266,28 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
   if (auto pidfd = sys::Pidfd::Open(p->pid); pidfd.ok()) p->pidfd = std::move(*pidfd);
   // An error return before the Watch below destroys `pending`, which kills
   // the process; the reaper drops its exit as an orphan's.
+  if (!io_loop_.ok()) return io_loop_.error();
+  std::weak_ptr<Process> weak = p;
+  auto ready = [this, weak] {
+    if (auto sp = weak.lock()) MarkReady(sp);
+  };
   if (terminal) {
     if (!io.pty_master) return Error::Internal("container library returned no pty master for a terminal process");
     int dup = ::fcntl(io.pty_master.get(), F_DUPFD_CLOEXEC, 3);
     if (dup < 0) return Error::Sys(errno, "dup pty master");
-    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(UniqueFd(dup), opts_.stream_buffer_bytes));
+    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(**io_loop_, UniqueFd(dup), opts_.stream_buffer_bytes, ready));
     p->out = std::move(pump);
     p->pty_master = std::make_shared<UniqueFd>(std::move(io.pty_master));
     p->stdin_fd = p->pty_master;
   } else {
     if (io.stdout_r) {
-      CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(std::move(io.stdout_r), opts_.stream_buffer_bytes));
+      CASK_ASSIGN_OR_RETURN(auto pump,
+                            StreamPump::Start(**io_loop_, std::move(io.stdout_r), opts_.stream_buffer_bytes, ready));
       p->out = std::move(pump);
     }
     if (io.stderr_r) {
-      CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(std::move(io.stderr_r), opts_.stream_buffer_bytes));
+      CASK_ASSIGN_OR_RETURN(auto pump,
+                            StreamPump::Start(**io_loop_, std::move(io.stderr_r), opts_.stream_buffer_bytes, ready));
       p->err = std::move(pump);
     }
     if (io.stdin_w) {
@@ -242,14 +298,16 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
   p->pending.emplace(std::move(pending));
 
   Logger plog = log_.With("container", id).With("exec", exec_id).With("pid", std::to_string(p->pid));
-  reaper_->Watch(p->pid, mark, [p, plog](const ExitEvent& ev) {
+  reaper_->Watch(p->pid, mark, [this, p, plog](const ExitEvent& ev) {
     {
       std::lock_guard<std::mutex> lock(p->mu);
-      p->state = Process::State::kStopped;
+      Status st = Transition(&p->state, State::kStopped, p->Name());
+      if (!st.ok()) plog.Warn("exit of a process not alive", {{"error", st.error().ToString()}});
       p->exit = ProcessExit{ev.status, ev.exited_at_ns};
       p->cv.notify_all();
     }
     plog.Info("process exited", {{"status", std::to_string(ev.status)}});
+    MarkReady(p);
   });
 
   return p;
@@ -259,14 +317,15 @@ Result<pid_t> Agent::StartProcess(Process& p) {
   auto started = p.pending->Start();
   p.pending.reset();
   std::unique_lock<std::mutex> lock(p.mu);
+  // Already stopped when the reaper was first (it exited at once): stays so.
   if (started.ok()) {
-    if (p.state == Process::State::kCreated) p.state = Process::State::kRunning;
+    if (p.state == State::kCreated) CASK_TRY(Transition(&p.state, State::kRunning, p.Name()));
     return p.pid;
   }
   // The process exits (127) right after a failed exec; let the reaper see
   // it so that the host's next WaitProcess/RemoveContainer finds it stopped.
-  p.cv.wait_for(lock, std::chrono::seconds(2), [&] { return p.state == Process::State::kStopped; });
-  if (p.state == Process::State::kCreated) p.state = Process::State::kRunning;
+  p.cv.wait_for(lock, std::chrono::seconds(2), [&] { return p.state == State::kStopped; });
+  if (p.state == State::kCreated) (void)Transition(&p.state, State::kRunning, p.Name());
   return std::move(started).error();
 }
 
@@ -276,11 +335,15 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
   if (rootfs.empty() || rootfs.front() != '/')
     return Error::InvalidArgument("container " + id + ": rootfs_path \"" + rootfs + "\" is not an absolute path");
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (containers_.count(id) || creating_.count(id)) return Error::AlreadyExists("container " + id + " already exists");
     creating_.insert(id);
   }
-  Reservation reservation(mu_, [this, id] { creating_.erase(id); });
+  // Runs under mu_ (Reservation takes it).
+  Reservation reservation(mu_, [this, id] {
+    mu_.AssertHeld();
+    creating_.erase(id);
+  });
 
   CASK_ASSIGN_OR_RETURN(oci::Spec spec, oci::ParseSpec(spec_json).Context("container " + id + ": oci spec"));
   if (!spec.process) return Error::InvalidArgument("container " + id + ": oci spec: process: missing");
@@ -313,7 +376,7 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
   if (!watched.ok()) log_.Warn("no OOM events for container", {{"container", id}, {"error", watched.error().ToString()}});
 
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     creating_.erase(id);
     containers_[id] = rec;
   }
@@ -324,15 +387,21 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
 
 Result<pid_t> Agent::StartContainer(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
+  SyncContainerState(*rec);
   Process& p = *rec->init;
   {
-    std::lock_guard<std::mutex> lock(p.mu);
-    if (p.state == Process::State::kStopped) return Error::FailedPrecondition("container " + id + " has stopped");
-    if (!p.pending) return Error::FailedPrecondition("container " + id + " is already started");
+    State next = rec->state;
+    CASK_TRY(Transition(&next, State::kRunning, "container " + id));
   }
-  CASK_ASSIGN_OR_RETURN(pid_t pid, StartProcess(p).Context("start container " + id));
+  if (!p.pending) return Error::FailedPrecondition("container " + id + " is already started");
+  auto started = StartProcess(p);
+  // Started, or failed to exec (then stopped at once): either way it ran.
+  (void)Transition(&rec->state, State::kRunning, "container " + id);
+  SyncContainerState(*rec);
+  if (!started.ok()) return std::move(started).error().Wrap("start container " + id);
+  pid_t pid = *started;
   log_.Info("container started", {{"container", id}, {"pid", std::to_string(pid)}});
   return pid;
 }
@@ -340,19 +409,23 @@ Result<pid_t> Agent::StartContainer(const std::string& id) {
 void Agent::CloseProcesses(ContainerRec& rec) {
   std::vector<std::shared_ptr<Process>> procs = {rec.init};
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [eid, p] : rec.execs)
       if (p) procs.push_back(p);
   }
   for (auto& p : procs) {
     p->pending.reset();  // kills a never-started process
+    // Destroyed after the lock: a pump's destructor waits for its IoLoop
+    // handler, which may be waiting for Agent locks itself.
+    std::shared_ptr<StreamPump> out, err;
     std::lock_guard<std::mutex> lock(p->mu);
     if (p->out) p->out->buffer().Abort();
     if (p->err) p->err->buffer().Abort();
-    p->out.reset();  // a blocked reader keeps its pump until it returns
-    p->err.reset();
+    out.swap(p->out);  // a blocked reader keeps its pump until it returns
+    err.swap(p->err);
     p->stdin_fd.reset();
     p->pty_master.reset();
+    p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not
   }
 }
 
@@ -360,26 +433,33 @@ Status Agent::DestroyContainer(ContainerRec& rec) {
   // Pending processes first: they are killed while certainly unreaped.
   rec.init->pending.reset();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [eid, p] : rec.execs)
       if (p) p->pending.reset();
   }
   CASK_TRY_CTX(rec.c->Destroy(), "destroy container " + rec.id);
   CloseProcesses(rec);
   oom_->Unwatch(rec.id);
-  rec.removed = true;
-  return Ok();
+  return Transition(&rec.state, State::kRemoved, "container " + rec.id);
+}
+
+void Agent::SyncContainerState(ContainerRec& rec) {
+  rec.op_mu.AssertHeld();
+  bool init_stopped;
+  {
+    std::lock_guard<std::mutex> lock(rec.init->mu);
+    init_stopped = rec.init->state == State::kStopped;
+  }
+  if (init_stopped && (rec.state == State::kCreated || rec.state == State::kRunning))
+    (void)Transition(&rec.state, State::kStopped, "container " + rec.id);
 }
 
 Status Agent::RemoveContainer(const std::string& id, bool force) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
-  bool running;
-  {
-    std::lock_guard<std::mutex> lock(rec->init->mu);
-    running = rec->init->state == Process::State::kRunning;
-  }
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
+  SyncContainerState(*rec);
+  bool running = rec->state == State::kRunning;
   if (running && !force)
     return Error::FailedPrecondition("container " + id + " is running; stop it first or remove with force");
   if (force) {
@@ -388,7 +468,7 @@ Status Agent::RemoveContainer(const std::string& id, bool force) {
   }
   CASK_TRY(DestroyContainer(*rec));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = containers_.find(id);
     if (it != containers_.end() && it->second == rec) containers_.erase(it);
   }
@@ -399,30 +479,33 @@ Status Agent::RemoveContainer(const std::string& id, bool force) {
 Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
   CASK_TRY(oci::ValidateId("exec id", exec_id));
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
+  MutexLock op(rec->op_mu);
   std::shared_ptr<Process> p;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = rec->execs.find(exec_id);
     // A null entry is an ExecProcess still under way: not a process yet.
-    if (rec->removed || it == rec->execs.end() || !it->second)
+    if (rec->state == State::kRemoved || it == rec->execs.end() || !it->second)
       return Error::NotFound("process " + exec_id + " not found in container " + id);
     p = it->second;
   }
+  std::shared_ptr<StreamPump> out, err;  // destroyed after the lock (see CloseProcesses)
   {
     std::lock_guard<std::mutex> lock(p->mu);
-    if (p->state != Process::State::kStopped)
+    if (p->state != State::kStopped)
       return Error::FailedPrecondition("process " + exec_id + " in container " + id + " is still running");
+    CASK_TRY(Transition(&p->state, State::kRemoved, p->Name()));
     // Its stdio goes now; a reader blocked on a pump keeps it until it returns.
     if (p->out) p->out->buffer().Abort();
     if (p->err) p->err->buffer().Abort();
-    p->out.reset();
-    p->err.reset();
+    out.swap(p->out);
+    err.swap(p->err);
     p->stdin_fd.reset();
     p->pty_master.reset();
+    p->pidfd.Reset();  // the record may outlive this in the event queue; its fds must not
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = rec->execs.find(exec_id);
     if (it != rec->execs.end() && it->second == p) rec->execs.erase(it);
   }
@@ -435,20 +518,18 @@ Result<pid_t> Agent::ExecProcess(const std::string& id, const std::string& exec_
   CASK_TRY(oci::ValidateId("exec id", exec_id));
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (rec->execs.count(exec_id))
       return Error::AlreadyExists("process " + exec_id + " already exists in container " + id);
     rec->execs[exec_id] = nullptr;
   }
   Reservation reservation(mu_, [rec, exec_id] { rec->execs.erase(exec_id); });
 
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
-  {
-    std::lock_guard<std::mutex> lock(rec->init->mu);
-    if (rec->init->state != Process::State::kRunning)
-      return Error::FailedPrecondition("container " + id + " is not running");
-  }
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
+  SyncContainerState(*rec);
+  if (rec->state != State::kRunning)
+    return Error::FailedPrecondition("cannot exec in container " + id + " in " + StateName(rec->state) + " state");
   CASK_ASSIGN_OR_RETURN(oci::Process proc,
                         oci::ParseProcess(process_json).Context("exec " + exec_id + " in container " + id));
   container::ProcessIo io;
@@ -458,7 +539,7 @@ Result<pid_t> Agent::ExecProcess(const std::string& id, const std::string& exec_
   CASK_ASSIGN_OR_RETURN(auto p, AdoptProcess(id, exec_id, mark, std::move(pending), std::move(io), proc.terminal)
                                     .Context("exec " + exec_id + " in container " + id));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     rec->execs[exec_id] = p;
   }
   reservation.Commit();
@@ -474,13 +555,14 @@ Status Agent::SignalProcess(const std::string& id, const std::string& exec_id, i
   if (all) {
     if (!exec_id.empty()) return Error::InvalidArgument("signal to all processes names an exec id");
     CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-    std::lock_guard<std::mutex> op(rec->op_mu);
-    if (rec->removed) return Error::NotFound("container " + id + " not found");
+    MutexLock op(rec->op_mu);
+    if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
     return rec->c->KillAll(sig).Context("signal all processes of container " + id);
   }
   CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   std::lock_guard<std::mutex> lock(p->mu);
-  if (p->state == Process::State::kStopped) return Error::NotFound(p->Name() + " has already exited");
+  if (p->state == State::kStopped || p->state == State::kRemoved)
+    return Error::NotFound(p->Name() + " has already exited");
   int err = 0;
   if (p->pidfd) {
     Status st = p->pidfd.Signal(sig);
@@ -496,19 +578,19 @@ Status Agent::SignalProcess(const std::string& id, const std::string& exec_id, i
 Result<ProcessExit> Agent::WaitProcess(const std::string& id, const std::string& exec_id, const WaitLimits& limits) {
   CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   std::unique_lock<std::mutex> lock(p->mu);
-  CASK_TRY_CTX(limits.Wait(lock, p->cv, [&] { return p->state == Process::State::kStopped; }), "wait for " + p->Name());
+  CASK_TRY_CTX(limits.Wait(lock, p->cv, [&] { return p->state == State::kStopped || p->state == State::kRemoved; }),
+               "wait for " + p->Name());
   return p->exit;
 }
 
 Result<std::vector<pid_t>> Agent::ListProcesses(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
   return rec->c->Pids().Context("list processes of container " + id);
 }
 
-Result<size_t> Agent::WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data,
-                                 const WaitLimits& limits) {
+Result<size_t> Agent::WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data) {
   CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   std::shared_ptr<UniqueFd> fd;
   {
@@ -524,16 +606,8 @@ Result<size_t> Agent::WriteStdin(const std::string& id, const std::string& exec_
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      if (limits.IsCancelled() || (limits.deadline && std::chrono::steady_clock::now() >= *limits.deadline)) {
-        if (done > 0) break;
-        return limits.IsCancelled() ? Error::Unavailable("call cancelled: the host connection is gone")
-                                    : Error::DeadlineExceeded("deadline exceeded writing stdin of " + p->Name());
-      }
-      struct pollfd pfd = {fd->get(), POLLOUT, 0};
-      ::poll(&pfd, 1, 100);
-      continue;
-    }
+    if (n < 0 && errno == EAGAIN) break;  // the pipe is full: the host retries later
+    if (done > 0) break;
     if (n < 0 && (errno == EPIPE || errno == EIO))
       return Error::FailedPrecondition("stdin of " + p->Name() + " is closed (the process exited)");
     return Error::Sys(errno, "write stdin of " + p->Name());
@@ -579,28 +653,25 @@ Status Agent::ResizeTty(const std::string& id, const std::string& exec_id, uint3
 
 Result<container::CgroupStats> Agent::StatsContainer(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
   return rec->c->Stats().Context("stats of container " + id);
 }
 
 Status Agent::PauseContainer(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
-  {
-    std::lock_guard<std::mutex> lock(rec->init->mu);
-    if (rec->init->state != Process::State::kRunning)
-      return Error::FailedPrecondition("container " + id + " is not running (" +
-                                       StateName(static_cast<int>(rec->init->state)) + ")");
-  }
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
+  SyncContainerState(*rec);
+  if (rec->state != State::kRunning)
+    return Error::FailedPrecondition("cannot pause container " + id + " in " + StateName(rec->state) + " state");
   return rec->c->Pause().Context("pause container " + id);
 }
 
 Status Agent::ResumeContainer(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
   return rec->c->Resume().Context("resume container " + id);
 }
 
@@ -608,8 +679,8 @@ Status Agent::UpdateContainer(const std::string& id, std::string_view resources_
   CASK_ASSIGN_OR_RETURN(oci::LinuxResources r,
                         oci::ParseLinuxResources(resources_json).Context("update container " + id));
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
-  std::lock_guard<std::mutex> op(rec->op_mu);
-  if (rec->removed) return Error::NotFound("container " + id + " not found");
+  MutexLock op(rec->op_mu);
+  if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");
   return rec->c->Update(r).Context("update container " + id);
 }
 
@@ -627,7 +698,7 @@ void Agent::CancelBlockingCalls() {
   cancel_epoch_.fetch_add(1);
   std::vector<std::shared_ptr<Process>> procs;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, rec] : containers_) {
       procs.push_back(rec->init);
       for (auto& [eid, p] : rec->execs)
@@ -641,6 +712,117 @@ void Agent::CancelBlockingCalls() {
     if (p->err) p->err->buffer().Interrupt();
   }
   oom_->Interrupt();
+  {
+    MutexLock lock(ev_mu_);
+    ev_cv_.notify_all();
+  }
+}
+
+void Agent::MarkReady(const std::shared_ptr<Process>& p) {
+  MutexLock lock(ev_mu_);
+  if (!p->queued) {
+    p->queued = true;
+    ready_.push_back(p);
+  }
+  ev_cv_.notify_all();
+}
+
+void Agent::MarkOomReady() {
+  MutexLock lock(ev_mu_);
+  oom_ready_ = true;
+  ev_cv_.notify_all();
+}
+
+EventBatch Agent::BuildBatchLocked(size_t budget) {
+  EventBatch b;
+  if (oom_ready_) {
+    oom_ready_ = false;
+    while (b.oom_container_ids.size() < kMaxOomPerBatch) {
+      auto id = oom_->TryNext();
+      if (!id) break;
+      if (std::find(b.oom_container_ids.begin(), b.oom_container_ids.end(), *id) == b.oom_container_ids.end())
+        b.oom_container_ids.push_back(std::move(*id));
+    }
+    if (b.oom_container_ids.size() == kMaxOomPerBatch) oom_ready_ = true;  // maybe more
+  }
+  std::vector<std::shared_ptr<Process>> todo;
+  todo.swap(ready_);
+  std::vector<std::shared_ptr<Process>> again;
+  for (auto& p : todo) {
+    p->queued = false;
+    if (b.exits.size() >= kMaxExitsPerBatch) {
+      again.push_back(p);
+      continue;
+    }
+    bool more = false;
+    std::lock_guard<std::mutex> lock(p->mu);
+    for (StreamKind kind : {StreamKind::kStdout, StreamKind::kStderr}) {
+      const size_t i = StreamIndex(kind);
+      if (p->eof_sent[i]) continue;
+      const std::shared_ptr<StreamPump>& pump = kind == StreamKind::kStdout ? p->out : p->err;
+      StreamChunk c;
+      if (!pump) {
+        c.eof = true;  // no such stream (a terminal's stderr), or the process was removed
+      } else {
+        c = pump->buffer().TryRead(std::min(p->credit[i], budget));
+        p->credit[i] -= c.data.size();
+        budget -= c.data.size();
+        // Still readable: more data than credit or budget allowed.
+        if (!c.eof && pump->buffer().Readable() && p->credit[i] > 0) more = true;
+      }
+      if (c.data.empty() && !c.eof) continue;
+      if (c.eof) p->eof_sent[i] = true;
+      b.output.push_back(OutputEvent{p->container_id, p->exec_id, kind, std::move(c.data), c.eof});
+    }
+    if ((p->state == State::kStopped || p->state == State::kRemoved) && !p->exit_sent &&
+        p->state != State::kCreated) {
+      p->exit_sent = true;
+      b.exits.push_back(ExitReport{p->container_id, p->exec_id, p->exit});
+    }
+    if (more) again.push_back(p);
+  }
+  for (auto& p : again) {
+    if (!p->queued) {
+      p->queued = true;
+      ready_.push_back(p);
+    }
+  }
+  return b;
+}
+
+Result<EventBatch> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
+                                    const WaitLimits& limits) {
+  using Clock = std::chrono::steady_clock;
+  const size_t budget = max_output == 0 ? kMaxReadLen : std::min(max_output, kMaxReadLen);
+  auto deadline = Clock::now() + std::min(wait, kMaxEventWait);
+  if (limits.deadline && *limits.deadline < deadline) deadline = *limits.deadline;
+  MutexLock lock(ev_mu_);
+  const uint64_t gen = ++poll_gen_;
+  ev_cv_.notify_all();  // an older poll still waiting ends now
+  // The host did not get the latest batch: send it again.
+  if (last_batch_.seq != 0 && ack != last_batch_.seq) return last_batch_;
+  for (;;) {
+    EventBatch b = BuildBatchLocked(budget);
+    if (!b.empty()) {
+      b.seq = last_batch_.seq + 1;
+      last_batch_ = b;
+      return b;
+    }
+    if (limits.IsCancelled()) return Error::Unavailable("call cancelled: the host connection is gone");
+    if (gen != poll_gen_ || Clock::now() >= deadline) return EventBatch{};
+    ev_cv_.wait_until(ev_mu_, deadline);
+  }
+}
+
+Status Agent::GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes) {
+  CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    size_t& c = p->credit[StreamIndex(stream)];
+    c = std::min(c + bytes, kMaxOutputCredit);
+  }
+  MarkReady(p);
+  return Ok();
 }
 
 }  // namespace cask::agent

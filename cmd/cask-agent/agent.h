@@ -2,22 +2,36 @@
 // what the host may do with them (proto/agent.proto, in domain types; the
 // ttrpc adapter is service.h).
 //
-// Lifecycles. A container is created (init pending before execve) ->
-// running (StartContainer) -> stopped (init reaped) -> removed. A process
-// (the init or an exec) is created -> running -> stopped; its exit comes
-// from the Reaper, its output from a StreamPump per stream.
+// Lifecycles. Containers and processes share one State enum and one
+// transition function (Transition): created -> running -> stopped ->
+// removed, with created -> stopped (killed before it started) and any ->
+// removed (forced removal) as the only shortcuts. A container is created
+// (init pending before execve), running after StartContainer, stopped once
+// its init was reaped, removed by RemoveContainer. A process (the init or an
+// exec) is created, running once started, stopped when the Reaper delivers
+// its exit, removed by RemoveProcess; its output comes from a StreamPump per
+// stream, all pumps sharing one IoLoop thread.
+//
+// Events. Exits, OOM kills and output reach the host through one long poll
+// per connection (GetEvents): the pumps, the reaper and the OOM watcher mark
+// a process (or the OOM queue) ready and wake the poll, which gathers a
+// batch. Output is sent within per-stream credit (GrantOutput). The legacy
+// blocking calls (WaitProcess, ReadStream, NextOomEvent) still work.
 //
 // Ownership. The Agent owns every Container (lib/container), every stdio fd
 // and pump, and the pending processes until they start. It never waits for
 // a child: the Reaper (owned by main) delivers exits.
 //
-// Blocking calls (WaitProcess, ReadStream, WriteStdin, NextOomEvent) honour
+// Blocking calls (GetEvents, WaitProcess, ReadStream, NextOomEvent) honour
 // their WaitLimits; CancelBlockingCalls() ends every blocked call (used when
 // the host connection drops, so the server can finish the connection).
+// WriteStdin never blocks.
 //
 // Thread safety: every method may be called from any thread. Operations on
-// one container are serialised; calls on different containers, and blocking
-// calls, run concurrently.
+// one container are serialised (its op_mu); calls on different containers,
+// and blocking calls, run concurrently. Lock order: op_mu, then mu_, then
+// ev_mu_, then a process's mu, then a stream buffer's lock (annotated below
+// where the analysis can check it).
 #pragma once
 
 #include <sys/types.h>
@@ -41,6 +55,7 @@
 #include "cmd/cask-agent/stdio.h"
 #include "lib/base/log.h"
 #include "lib/base/result.h"
+#include "lib/base/thread_annotations.h"
 #include "lib/container/container.h"
 
 namespace cask::agent {
@@ -62,6 +77,8 @@ struct AgentInfo {
   std::string version;
   std::string kernel_release;
   uint64_t uptime_ns = 0;
+  uint32_t threads = 0;    // of the agent process
+  uint64_t rss_bytes = 0;  // of the agent process
 };
 
 struct GuestMount {
@@ -84,6 +101,42 @@ struct ProcessExit {
 };
 
 enum class StreamKind { kStdout, kStderr };
+
+// The lifecycle of containers and processes (see the file comment).
+enum class State { kCreated, kRunning, kStopped, kRemoved };
+const char* StateName(State s);
+// Moves `*state` to `to` when the lifecycle allows it; otherwise
+// FAILED_PRECONDITION "cannot <verb> <what> in <state> state" and *state
+// stays as it was.
+Status Transition(State* state, State to, std::string_view what);
+
+// Output credit a stream starts with (proto/agent.proto: kInitialOutputCredit).
+inline constexpr size_t kInitialOutputCredit = 64 * 1024;
+// Credit of one stream never grows beyond this, whatever the host grants.
+inline constexpr size_t kMaxOutputCredit = 16 << 20;
+
+struct OutputEvent {
+  std::string container_id;
+  std::string exec_id;
+  StreamKind stream = StreamKind::kStdout;
+  std::string data;
+  bool eof = false;
+};
+
+struct ExitReport {
+  std::string container_id;
+  std::string exec_id;
+  ProcessExit exit;
+};
+
+// One GetEvents reply. seq 0: nothing to report.
+struct EventBatch {
+  uint64_t seq = 0;
+  std::vector<OutputEvent> output;
+  std::vector<ExitReport> exits;
+  std::vector<std::string> oom_container_ids;
+  bool empty() const { return output.empty() && exits.empty() && oom_container_ids.empty(); }
+};
 
 class Agent {
  public:
@@ -114,10 +167,9 @@ class Agent {
   // INVALID_ARGUMENT for an empty exec id (the init goes with the container).
   Status RemoveProcess(const std::string& id, const std::string& exec_id);
 
-  // Writes all of `data` unless the limits end the call first; returns the
-  // bytes written.
-  Result<size_t> WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data,
-                            const WaitLimits& limits);
+  // Writes what the stdin pipe takes now, without blocking; returns the
+  // bytes written (0 when the pipe is full).
+  Result<size_t> WriteStdin(const std::string& id, const std::string& exec_id, std::string_view data);
   Status CloseStdin(const std::string& id, const std::string& exec_id);
   // At most min(max_len, 1 MiB) bytes (max_len 0 means the cap).
   Result<StreamChunk> ReadStream(const std::string& id, const std::string& exec_id, StreamKind kind,
@@ -130,12 +182,28 @@ class Agent {
   Status UpdateContainer(const std::string& id, std::string_view resources_json);
   Result<std::string> NextOomEvent(const WaitLimits& limits);
 
+  // The event stream (proto/agent.proto, GetEvents). `ack` is the seq of the
+  // last batch the host received: if it is not the latest batch, that batch
+  // is returned again. Otherwise waits up to `wait` (capped at 60 s, and
+  // ending early on the limits or when a newer GetEvents arrives) for
+  // something to report and returns it as a new batch, or an empty one
+  // (seq 0). At most `max_output` output bytes per batch (capped at 1 MiB).
+  Result<EventBatch> GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
+                               const WaitLimits& limits);
+  // Adds `bytes` of credit to an output stream (capped at kMaxOutputCredit).
+  Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes);
+
   // WaitLimits for a call: `deadline` plus cancellation by CancelBlockingCalls().
   WaitLimits Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const;
   // Ends every blocked call with UNAVAILABLE.
   void CancelBlockingCalls();
 
   static constexpr size_t kMaxReadLen = 1 << 20;
+  static constexpr std::chrono::milliseconds kMaxEventWait{60'000};
+  // Process ids sent per batch: bounds a batch however many processes
+  // exited at once (the rest follow in the next batch).
+  static constexpr size_t kMaxExitsPerBatch = 4096;
+  static constexpr size_t kMaxOomPerBatch = 256;
 
  private:
   struct Process;
@@ -153,6 +221,12 @@ class Agent {
   // Drops a container's processes' stdio and pending state (after Destroy).
   void CloseProcesses(ContainerRec& rec);
   Status DestroyContainer(ContainerRec& rec);
+  // Moves a container whose init was reaped to stopped. Call under op_mu.
+  void SyncContainerState(ContainerRec& rec);
+  // Queues `p` for the next event batch and wakes GetEvents.
+  void MarkReady(const std::shared_ptr<Process>& p) EXCLUDES(ev_mu_);
+  void MarkOomReady() EXCLUDES(ev_mu_);
+  EventBatch BuildBatchLocked(size_t max_output) REQUIRES(ev_mu_);
   // Takes every container out of the table, kills and destroys each one not
   // already removed; a failure is logged and the next one is tried.
   void DestroyAllContainers();
@@ -163,10 +237,24 @@ class Agent {
   const Logger log_;
   const std::chrono::steady_clock::time_point started_;
 
-  mutable std::mutex mu_;  // guards containers_, creating_, and each rec's execs
-  std::map<std::string, std::shared_ptr<ContainerRec>> containers_;
-  std::set<std::string> creating_;
+  // The one stdio thread; declared first so that it outlives every pump.
+  Result<std::unique_ptr<IoLoop>> io_loop_;
+
+  // Guards the container table and each ContainerRec's execs (which the
+  // analysis cannot name from ContainerRec).
+  mutable Mutex mu_ ACQUIRED_BEFORE(ev_mu_);
+  std::map<std::string, std::shared_ptr<ContainerRec>> containers_ GUARDED_BY(mu_);
+  std::set<std::string> creating_ GUARDED_BY(mu_);
   std::atomic<uint64_t> cancel_epoch_{0};
+
+  // The event stream. Taken before a process's mu (BuildBatchLocked reads
+  // processes); MarkReady is called with no process lock held.
+  Mutex ev_mu_;
+  std::condition_variable_any ev_cv_;
+  std::vector<std::shared_ptr<Process>> ready_ GUARDED_BY(ev_mu_);  // each process at most once
+  bool oom_ready_ GUARDED_BY(ev_mu_) = false;
+  uint64_t poll_gen_ GUARDED_BY(ev_mu_) = 0;  // the newest GetEvents
+  EventBatch last_batch_ GUARDED_BY(ev_mu_);  // kept until acked
 
   std::mutex power_mu_;
   std::thread power_off_thread_;

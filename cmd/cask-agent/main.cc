@@ -11,6 +11,7 @@
 // serves on a unix socket, becomes a child subreaper, skips the PID 1
 // duties, and exits after DestroySandbox.
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -77,6 +78,9 @@ void LoadModules(const std::vector<std::string>& wanted, const Logger& log) {
   for (const auto& f : report->failed) log.Warn("kernel module failed to load", {{"error", f}});
 }
 
+// Open files of the agent (PID 1): room for about 16,000 processes' stdio.
+constexpr rlim_t kAgentOpenFiles = 65536;
+
 int RunPid1(char** argv) {
   // First of all, leave the initramfs (re-executes /init from a tmpfs root).
   auto switched = SwitchRootFromInitramfs(argv[0] != nullptr && argv[0][0] == '/' ? argv[0] : "/init", argv);
@@ -102,6 +106,13 @@ int RunPid1(char** argv) {
   if (!cg.ok()) log.Error("cgroup setup failed; containers will fail", {{"error", cg.error().ToString()}});
 
   LoadModules(AgentModules(boot.channel == ChannelKind::kVsock), log.WithSubsystem("modules"));
+
+  // The kernel starts PID 1 with 1024 open files; each container process
+  // holds up to four fds here (stdin, stdout, stderr, pidfd), so a pod with
+  // hundreds of processes needs more.
+  struct rlimit nofile = {kAgentOpenFiles, kAgentOpenFiles};
+  if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+    log.Warn("cannot raise the open file limit", {{"error", Error::Sys(errno, "setrlimit RLIMIT_NOFILE").ToString()}});
 
   Reaper reaper;
   if (Status st = reaper.Start(); !st.ok()) Die(log, "reaper failed to start", st.error());

@@ -1,5 +1,7 @@
 #include "cmd/cask-agent/oom.h"
 
+#include <algorithm>
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -79,13 +81,32 @@ void OomWatcher::Check(const std::string& id) {
   auto text = ReadFile(path);
   if (!text.ok()) return;
   uint64_t count = ParseOomKillCount(*text);
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = watched_.find(id);
+    if (it == watched_.end() || count <= it->second.oom_kills) return;
+    it->second.oom_kills = count;
+    // Coalesced: a container already queued is not queued twice.
+    if (std::find(queue_.begin(), queue_.end(), id) == queue_.end()) queue_.push_back(id);
+    while (queue_.size() > kMaxQueued) queue_.pop_front();
+    cv_.notify_all();
+    listener = listener_;
+  }
+  if (listener) listener();
+}
+
+void OomWatcher::SetListener(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = watched_.find(id);
-  if (it == watched_.end() || count <= it->second.oom_kills) return;
-  it->second.oom_kills = count;
-  queue_.push_back(id);
-  while (queue_.size() > kMaxQueued) queue_.pop_front();
-  cv_.notify_all();
+  listener_ = std::move(fn);
+}
+
+std::optional<std::string> OomWatcher::TryNext() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queue_.empty()) return std::nullopt;
+  std::string id = std::move(queue_.front());
+  queue_.pop_front();
+  return id;
 }
 
 Result<std::string> OomWatcher::Next(const WaitLimits& limits) {

@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -47,8 +49,14 @@ class OomWatcher {
   // Re-reads the counter of `id` now (what an inotify event triggers).
   void Check(const std::string& id);
 
-  // Blocks until a container was OOM-killed; returns its id.
+  // Blocks until a container was OOM-killed; returns its id. A container
+  // OOM-killed again while still queued is queued once.
   Result<std::string> Next(const WaitLimits& limits);
+  // The next queued id, without waiting.
+  std::optional<std::string> TryNext();
+  // Called (without the watcher's lock) after an id was queued; must not
+  // block. Set before Start().
+  void SetListener(std::function<void()> fn);
   // Wakes blocked Next() calls so they re-check their limits.
   void Interrupt();
 
@@ -69,6 +77,7 @@ class OomWatcher {
   std::map<std::string, Watched> watched_;  // by container id
   std::map<int, std::string> by_wd_;
   std::deque<std::string> queue_;
+  std::function<void()> listener_;
 };
 
 }  // namespace cask::agent

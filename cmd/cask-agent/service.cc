@@ -15,7 +15,7 @@ namespace {
 template <typename Req, typename Resp>
 void Add(rpc::Server& server, const Logger& log, const char* method,
          std::function<Logger::Fields(const Req&)> fields,
-         std::function<Result<Resp>(const rpc::CallContext&, const Req&)> fn) {
+         std::function<Result<Resp>(const rpc::CallContext&, const Req&)> fn, rpc::Lane lane = rpc::Lane::kShort) {
   Logger mlog = log.With("method", method);
   server.RegisterTyped<Req, Resp>(
       kAgentService, method,
@@ -36,8 +36,11 @@ void Add(rpc::Server& server, const Logger& log, const char* method,
           mlog.Debug("rpc done", f);
         }
         return r;
-      });
+      },
+      lane);
 }
+
+v1::OutputStream ToProto(StreamKind k) { return k == StreamKind::kStdout ? v1::STDOUT : v1::STDERR; }
 
 template <typename Req>
 Logger::Fields ContainerFields(const Req& r) {
@@ -68,6 +71,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
                                              resp.set_agent_version(info.version);
                                              resp.set_kernel_release(info.kernel_release);
                                              resp.set_uptime_ns(info.uptime_ns);
+                                             resp.set_agent_threads(info.threads);
+                                             resp.set_agent_rss_bytes(info.rss_bytes);
                                              return Result<v1::CheckResponse>(resp);
                                            });
 
@@ -145,7 +150,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         resp.set_exit_status(e.status);
         resp.set_exited_at_ns(e.exited_at_ns);
         return resp;
-      });
+      },
+      rpc::Lane::kLong);
 
   Add<v1::ListProcessesRequest, v1::ListProcessesResponse>(
       server, slog, "ListProcesses", ContainerFields<v1::ListProcessesRequest>,
@@ -161,8 +167,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
       [](const v1::WriteStreamRequest& r) {
         return Logger::Fields{{"container", r.container_id()}, {"exec", r.exec_id()}, {"len", std::to_string(r.data().size())}};
       },
-      [a](const rpc::CallContext& ctx, const v1::WriteStreamRequest& req) -> Result<v1::WriteStreamResponse> {
-        CASK_ASSIGN_OR_RETURN(size_t n, a->WriteStdin(req.container_id(), req.exec_id(), req.data(), a->Limits(ctx.deadline)));
+      [a](const rpc::CallContext&, const v1::WriteStreamRequest& req) -> Result<v1::WriteStreamResponse> {
+        CASK_ASSIGN_OR_RETURN(size_t n, a->WriteStdin(req.container_id(), req.exec_id(), req.data()));
         v1::WriteStreamResponse resp;
         resp.set_len(static_cast<uint32_t>(n));
         return resp;
@@ -188,8 +194,47 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
           resp.set_data(std::move(c.data));
           resp.set_eof(c.eof);
           return resp;
-        });
+        },
+        rpc::Lane::kLong);
   }
+
+  Add<v1::GetEventsRequest, v1::GetEventsResponse>(
+      server, slog, "GetEvents",
+      [](const v1::GetEventsRequest& r) { return Logger::Fields{{"ack", std::to_string(r.ack())}}; },
+      [a](const rpc::CallContext& ctx, const v1::GetEventsRequest& req) -> Result<v1::GetEventsResponse> {
+        CASK_ASSIGN_OR_RETURN(EventBatch b, a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()),
+                                                         req.max_output_bytes(), a->Limits(ctx.deadline)));
+        v1::GetEventsResponse resp;
+        resp.set_seq(b.seq);
+        for (auto& o : b.output) {
+          v1::OutputChunk* c = resp.add_output();
+          c->set_container_id(o.container_id);
+          c->set_exec_id(o.exec_id);
+          c->set_stream(ToProto(o.stream));
+          c->set_data(o.data);
+          c->set_eof(o.eof);
+        }
+        for (auto& e : b.exits) {
+          v1::ProcessExited* x = resp.add_exits();
+          x->set_container_id(e.container_id);
+          x->set_exec_id(e.exec_id);
+          x->set_exit_status(e.exit.status);
+          x->set_exited_at_ns(e.exit.exited_at_ns);
+        }
+        for (auto& id : b.oom_container_ids) resp.add_oom_container_ids(id);
+        return resp;
+      },
+      rpc::Lane::kLong);
+
+  Add<v1::GrantOutputRequest, v1::Empty>(
+      server, slog, "GrantOutput", nullptr, [a](const rpc::CallContext&, const v1::GrantOutputRequest& req) -> Result<v1::Empty> {
+        // Unknown or removed processes are skipped: a grant may race with
+        // RemoveProcess, and the host cannot tell.
+        for (const auto& c : req.credits())
+          (void)a->GrantOutput(c.container_id(), c.exec_id(),
+                               c.stream() == v1::STDERR ? StreamKind::kStderr : StreamKind::kStdout, c.bytes());
+        return v1::Empty();
+      });
 
   Add<v1::TtyWinResizeRequest, v1::Empty>(
       server, slog, "TtyWinResize", ProcessFields<v1::TtyWinResizeRequest>,
@@ -246,7 +291,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
                                               v1::OOMEvent ev;
                                               ev.set_container_id(id);
                                               return ev;
-                                            });
+                                            },
+                                            rpc::Lane::kLong);
 }
 
 }  // namespace cask::agent

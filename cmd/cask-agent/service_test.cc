@@ -6,6 +6,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 
+#include <map>
+#include <set>
 #include <thread>
 
 #include <dirent.h>
@@ -136,6 +138,84 @@ TEST_F(ServiceTest, DestroySandboxRepliesThenPowersOff) {
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   for (int i = 0; i < 200 && !powered_off_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_TRUE(powered_off_.load());
+}
+
+// --- the event stream (GetEvents), without containers ---
+
+v1::GetEventsRequest Poll(uint64_t ack, uint32_t wait_ms) {
+  v1::GetEventsRequest req;
+  req.set_ack(ack);
+  req.set_wait_ms(wait_ms);
+  return req;
+}
+
+TEST_F(ServiceTest, GetEventsWithNothingToReportReturnsEmptyAfterTheWait) {
+  auto start = std::chrono::steady_clock::now();
+  auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(0, 200));
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->seq(), 0u);
+  EXPECT_EQ(r->output_size() + r->exits_size() + r->oom_container_ids_size(), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(190));
+}
+
+TEST_F(ServiceTest, ANewerPollEndsAnOlderOne) {
+  Result<v1::GetEventsResponse> old = Error::Internal("not run");
+  std::thread t([&] { old = Call<v1::GetEventsResponse>("GetEvents", Poll(0, 30'000)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto start = std::chrono::steady_clock::now();
+  auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(0, 0));
+  t.join();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  ASSERT_TRUE(old.ok()) << old.error().ToString();
+  EXPECT_EQ(old->seq(), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ServiceTest, BlockedPollIsReleasedByCancel) {
+  std::thread canceller([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    agent_->CancelBlockingCalls();
+  });
+  auto r = client_->CallTyped<v1::GetEventsResponse>(kAgentService, "GetEvents", Poll(0, 30'000));
+  canceller.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kUnavailable);
+}
+
+TEST_F(ServiceTest, ShortCallsAnswerWhileManyLongCallsBlock) {
+  // Legacy blocking calls fill the long lane; Check still answers at once.
+  std::vector<std::thread> blocked;
+  for (int i = 0; i < 40; ++i)
+    blocked.emplace_back([this] {
+      (void)client_->CallTyped<v1::OOMEvent>(kAgentService, "GetOOMEvent", v1::GetOOMEventRequest(),
+                                             std::chrono::seconds(3));
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto start = std::chrono::steady_clock::now();
+  auto r = Call<v1::CheckResponse>("Check", v1::CheckRequest());
+  auto took = std::chrono::steady_clock::now() - start;
+  agent_->CancelBlockingCalls();
+  for (auto& t : blocked) t.join();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_LE(server_->thread_count(rpc::Lane::kLong), rpc::Server::Options().max_long_calls);
+}
+
+TEST(StateTest, TransitionsFollowTheLifecycle) {
+  State s = State::kCreated;
+  EXPECT_TRUE(Transition(&s, State::kRunning, "c").ok());
+  auto bad = Transition(&s, State::kRunning, "container c");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kFailedPrecondition);
+  EXPECT_NE(bad.error().ToString().find("cannot start container c in running state"), std::string::npos);
+  EXPECT_EQ(s, State::kRunning);
+  EXPECT_TRUE(Transition(&s, State::kStopped, "c").ok());
+  EXPECT_FALSE(Transition(&s, State::kRunning, "c").ok());
+  EXPECT_TRUE(Transition(&s, State::kRemoved, "c").ok());
+  EXPECT_FALSE(Transition(&s, State::kRemoved, "c").ok());
+  EXPECT_FALSE(Transition(&s, State::kCreated, "c").ok());
+  State t = State::kCreated;
+  EXPECT_TRUE(Transition(&t, State::kStopped, "c").ok());  // killed before it started
 }
 
 // --- real containers (lib/container) in a busybox rootfs on this host ---
@@ -471,6 +551,122 @@ TEST_F(ContainerServiceTest, RemovingACreatedContainerKillsItsInit) {
   auto r = Call<v1::WaitProcessResponse>("WaitProcess", req);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kNotFound);
+}
+
+// --- the event stream with real processes ---
+
+struct Collected {
+  std::map<std::string, std::string> out;  // "cid/eid/stream" -> bytes
+  std::set<std::string> eof;
+  std::map<std::string, int> exits;  // "cid/eid" -> status
+};
+
+class EventStreamTest : public ContainerServiceTest {
+ protected:
+  // Polls until `done` holds or 20 s pass, acking each batch. Grants `grant`
+  // bytes of credit to every stream that sent output, after each batch.
+  void PollUntil(Collected& c, const std::function<bool(const Collected&)>& done, uint32_t grant = 65536) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done(c) && std::chrono::steady_clock::now() < end) {
+      auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 500));
+      ASSERT_TRUE(r.ok()) << r.error().ToString();
+      if (r->seq() == 0) continue;
+      EXPECT_EQ(r->seq(), ack_ + 1);
+      ack_ = r->seq();
+      v1::GrantOutputRequest g;
+      for (const auto& o : r->output()) {
+        std::string k = o.container_id() + "/" + o.exec_id() + "/" + (o.stream() == v1::STDERR ? "err" : "out");
+        EXPECT_FALSE(c.eof.count(k)) << "data after EOF on " << k;
+        c.out[k] += o.data();
+        if (o.eof()) c.eof.insert(k);
+        if (!o.data().empty() && grant > 0) {
+          auto* cr = g.add_credits();
+          cr->set_container_id(o.container_id());
+          cr->set_exec_id(o.exec_id());
+          cr->set_stream(o.stream());
+          cr->set_bytes(static_cast<uint32_t>(o.data().size()));
+        }
+      }
+      for (const auto& x : r->exits()) c.exits[x.container_id() + "/" + x.exec_id()] = x.exit_status();
+      if (g.credits_size() > 0) {
+        ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+      }
+    }
+  }
+  uint64_t ack_ = 0;
+};
+
+TEST_F(EventStreamTest, OutputAndExitsOfManyProcessesComeInOneStream) {
+  ASSERT_TRUE(Create("ev1", {"sh", "-c", "echo init-out; echo init-err >&2; sleep 30"}).ok());
+  ASSERT_TRUE(Start("ev1").ok());
+  constexpr int kExecs = 20;
+  for (int i = 0; i < kExecs; ++i) {
+    v1::ExecProcessRequest ex;
+    ex.set_container_id("ev1");
+    ex.set_exec_id("e" + std::to_string(i));
+    ex.set_process_json(oci::ToJson(Proc({"sh", "-c", "echo out" + std::to_string(i) + "; exit " + std::to_string(i)})));
+    ASSERT_TRUE(Call<v1::ExecProcessResponse>("ExecProcess", ex).ok());
+  }
+  Collected c;
+  PollUntil(c, [&](const Collected& c) {
+    return c.exits.size() >= kExecs && c.eof.size() >= 2 * kExecs && c.out.count("ev1//err");
+  });
+  for (int i = 0; i < kExecs; ++i) {
+    std::string k = "ev1/e" + std::to_string(i);
+    ASSERT_TRUE(c.exits.count(k)) << k;
+    EXPECT_EQ(c.exits[k], i);
+    EXPECT_EQ(c.out[k + "/out"], "out" + std::to_string(i) + "\n");
+    EXPECT_TRUE(c.eof.count(k + "/out"));
+    EXPECT_TRUE(c.eof.count(k + "/err"));
+  }
+  EXPECT_EQ(c.out["ev1//out"], "init-out\n");
+  EXPECT_EQ(c.out["ev1//err"], "init-err\n");
+  // The init is still running: no exit for it yet. Kill it; its exit comes.
+  EXPECT_FALSE(c.exits.count("ev1/"));
+  v1::SignalProcessRequest sig;
+  sig.set_container_id("ev1");
+  sig.set_signal(SIGKILL);
+  ASSERT_TRUE(Call<v1::Empty>("SignalProcess", sig).ok());
+  PollUntil(c, [](const Collected& c) { return c.exits.count("ev1/") > 0; });
+  EXPECT_EQ(c.exits["ev1/"], 128 + SIGKILL);
+  ASSERT_TRUE(Remove("ev1", false).ok());
+}
+
+TEST_F(EventStreamTest, OutputWaitsForCreditAndALostReplyIsSentAgain) {
+  // 300 KiB of output: more than the initial 64 KiB credit.
+  ASSERT_TRUE(Create("ev2", {"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789; i=$((i+1)); done"}).ok());
+  ASSERT_TRUE(Start("ev2").ok());
+  Collected c;
+  // Without grants the stream stops at the credit.
+  PollUntil(
+      c, [](const Collected& c) { return c.out.count("ev2//out") && c.out.at("ev2//out").size() >= kInitialOutputCredit; },
+      /*grant=*/0);
+  auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 300));
+  ASSERT_TRUE(r.ok());
+  size_t extra = 0;
+  for (const auto& o : r->output()) extra += o.data().size();
+  EXPECT_EQ(c.out["ev2//out"].size() + extra, kInitialOutputCredit);
+  if (r->seq() != 0) ack_ = r->seq();
+  // Grant the rest: everything arrives, in order.
+  v1::GrantOutputRequest g;
+  auto* cr = g.add_credits();
+  cr->set_container_id("ev2");
+  cr->set_stream(v1::STDOUT);
+  cr->set_bytes(1 << 20);
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+  auto first = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 2000));
+  ASSERT_TRUE(first.ok());
+  ASSERT_NE(first->seq(), 0u);
+  // Pretend the reply was lost: the same ack gets the same batch again.
+  auto again = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 2000));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->seq(), first->seq());
+  EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
+  ack_ = first->seq();
+  for (const auto& o : first->output()) c.out["ev2//out"] += o.data();
+  PollUntil(c, [](const Collected& c) { return c.eof.count("ev2//out") > 0; });
+  EXPECT_EQ(c.out["ev2//out"].size(), 3000u * 101);
+  ASSERT_TRUE(Remove("ev2", true).ok());
 }
 
 }  // namespace

@@ -1,17 +1,21 @@
-// Container stdio on the guest side: a bounded buffer per output stream and
-// a pump thread that fills it from the process's pipe or pty master.
+// Container stdio on the guest side: a bounded buffer per output stream,
+// filled from the process's pipe or pty master by one IoLoop thread shared
+// by every stream of the agent (threads do not grow with processes).
 //
-// Back-pressure, never loss: when a buffer is full the pump stops reading,
-// the pipe fills up, and the container's writes block until the host reads
-// (ReadStdout/ReadStderr). EOF is reported only once the writer side is
-// closed (pipe EOF, or EIO on a pty master whose slave side is gone) *and*
-// every buffered byte has been read.
+// Back-pressure, never loss: when a buffer is full the loop stops reading
+// that fd, the pipe fills up, and the container's writes block until the
+// host takes output (GetEvents, or the legacy ReadStdout/ReadStderr). EOF is
+// reported only once the writer side is closed (pipe EOF, or EIO on a pty
+// master whose slave side is gone) *and* every buffered byte has been read.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,20 +47,35 @@ struct StreamChunk {
 };
 
 // A bounded byte FIFO between one producer (the pump) and any number of
-// readers. Thread-safe.
+// readers. Thread-safe. Its callbacks run without the buffer's lock held,
+// on the thread that caused them; they must not block.
 class StreamBuffer {
  public:
   explicit StreamBuffer(size_t capacity);
 
+  // Called (outside the lock) after data or EOF arrived. Set before the
+  // producer starts.
+  void SetListener(std::function<void()> on_ready);
+  // Called once after a reader freed space in a buffer whose producer had
+  // found it full (TakeRoom returned 0). Set before the producer starts.
+  void SetOnSpace(std::function<void()> on_space);
+
   // Producer side. Blocks until there is room (returns the free space) or
   // the buffer is closed/aborted (returns 0).
   size_t WaitForSpace();
+  // Non-blocking: the free space; 0 when full (the producer then pauses
+  // until on_space), closed or aborted.
+  size_t TakeRoom();
   void Append(std::string_view data);  // at most the free space
   void SetEof();                       // the writer side is closed
 
   // Reader side. Blocks until data is buffered or EOF, then returns up to
   // `max` bytes; eof is set only when nothing is left to read.
   Result<StreamChunk> Read(size_t max, const WaitLimits& limits);
+  // Non-blocking: up to `max` buffered bytes (possibly none); eof as Read.
+  StreamChunk TryRead(size_t max);
+  // Whether TryRead(n > 0) would return data or eof.
+  bool Readable() const;
 
   // Closes the stream for good: the producer stops, buffered data is
   // dropped and readers get eof. Used when the process is removed.
@@ -68,6 +87,9 @@ class StreamBuffer {
   size_t capacity() const { return capacity_; }
 
  private:
+  StreamChunk TakeLocked(size_t max);
+  void Notify();
+
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -75,29 +97,82 @@ class StreamBuffer {
   size_t head_ = 0;  // bytes of data_ already read
   bool eof_ = false;
   bool aborted_ = false;
+  bool paused_ = false;  // the producer found the buffer full
+  std::function<void()> on_ready_;
+  std::function<void()> on_space_;
 };
 
-// Owns a readable fd and a thread that copies it into a StreamBuffer until
-// EOF (or EIO, for a pty master). Destroying the pump stops the thread
-// (through an eventfd) and closes the fd.
+// One epoll thread that runs input handlers for many fds. A handler is
+// one-shot: after it ran, its fd is not watched until Rearm. Used by every
+// StreamPump of the agent, so output costs no thread per process.
+//
+// Thread safety: all methods are thread-safe; handlers run on the loop
+// thread, one at a time, with no IoLoop lock held.
+class IoLoop {
+ public:
+  using Handler = std::function<void(uint64_t token)>;  // gets its own token
+
+  static Result<std::unique_ptr<IoLoop>> Start();
+  ~IoLoop();  // stops and joins the thread
+  IoLoop(const IoLoop&) = delete;
+  IoLoop& operator=(const IoLoop&) = delete;
+
+  // Watches `fd` (which must stay open until Remove) for input or hang-up.
+  Result<uint64_t> Add(int fd, Handler on_input);
+  // Watches the fd of `token` again (after its handler ran). A token already
+  // removed is ignored.
+  void Rearm(uint64_t token, int fd);
+  // Stops watching. Waits for a handler of `token` running on the loop
+  // thread to return (so call it without locks that handlers take); it will
+  // not run again.
+  void Remove(uint64_t token, int fd);
+
+  // Fds being watched (for tests and benchmarks).
+  size_t size() const;
+
+ private:
+  IoLoop(UniqueFd epoll, UniqueFd stop);
+  void Run();
+
+  UniqueFd epoll_;
+  UniqueFd stop_;
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;  // a handler returned
+  uint64_t next_token_ = 1;  // 0 is the stop eventfd
+  uint64_t running_ = 0;     // token of the handler running now
+  std::map<uint64_t, std::shared_ptr<Handler>> handlers_;
+};
+
+// Copies a readable fd into a StreamBuffer until EOF (or EIO, for a pty
+// master), on an IoLoop. Destroying the pump stops the copying and closes
+// the fd (once a handler running at that moment has returned).
 class StreamPump {
  public:
-  // `fd` is made non-blocking.
-  static Result<std::unique_ptr<StreamPump>> Start(UniqueFd fd, size_t capacity);
+  // `fd` is made non-blocking. `on_ready` is the buffer's listener (data or
+  // EOF arrived); may be empty.
+  static Result<std::unique_ptr<StreamPump>> Start(IoLoop& loop, UniqueFd fd, size_t capacity,
+                                                   std::function<void()> on_ready = {});
   ~StreamPump();
   StreamPump(const StreamPump&) = delete;
   StreamPump& operator=(const StreamPump&) = delete;
 
-  StreamBuffer& buffer() { return buffer_; }
+  StreamBuffer& buffer() { return state_->buffer; }
 
  private:
-  explicit StreamPump(size_t capacity) : buffer_(capacity) {}
-  void Run();
+  struct State {
+    explicit State(size_t capacity) : buffer(capacity) {}
+    StreamBuffer buffer;
+    UniqueFd fd;
+    std::atomic<uint64_t> token{0};  // the IoLoop token, once known
+  };
+  StreamPump(IoLoop& loop, std::shared_ptr<State> state) : loop_(loop), state_(std::move(state)) {}
+  // One readable event: reads what fits, then re-arms or pauses.
+  static void OnInput(IoLoop& loop, uint64_t token, State& s);
 
-  StreamBuffer buffer_;
-  UniqueFd fd_;
-  UniqueFd stop_fd_;
-  std::thread thread_;
+  IoLoop& loop_;
+  std::shared_ptr<State> state_;
+  uint64_t token_ = 0;
 };
 
 }  // namespace cask::agent

@@ -46,6 +46,13 @@ struct Client::Impl {
   std::map<uint32_t, std::shared_ptr<Pending>> pending;
   std::function<void()> on_close;
   bool on_close_ran = false;
+
+ public:
+  // Test seam: the next stream id to hand out.
+  void SetNextIdForTest(uint32_t id) {
+    std::lock_guard<std::mutex> lock(mu);
+    next_id = id | 1u;
+  }
 };
 
 Client::Client(UniqueFd fd) : impl_(std::make_unique<Impl>()) {
@@ -71,6 +78,8 @@ void Client::Close() {
   // The reader notices, closes the fd and runs OnClose.
   if (impl_->stream) impl_->stream->Wake();
 }
+
+void Client::SetNextStreamIdForTest(uint32_t id) { impl_->SetNextIdForTest(id); }
 
 bool Client::closed() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -172,8 +181,13 @@ Result<std::string> Client::Call(std::string_view service, std::string_view meth
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->closed) return Closed().Wrap(what);
-    sid = impl_->next_id;
-    impl_->next_id += 2;  // odd ids; wraps from 0xffffffff back to 1
+    // Odd ids, wrapping from 0xffffffff back to 1. An id still held by a
+    // live call is skipped, so a late response can never complete the wrong
+    // call; pending holds far fewer than 2^31 calls, so a free id exists.
+    do {
+      sid = impl_->next_id;
+      impl_->next_id += 2;
+    } while (impl_->pending.count(sid) != 0);
     impl_->pending[sid] = p;
   }
   auto forget = [&] {

@@ -9,7 +9,9 @@
 // stream closes, every pending and later call fails with UNAVAILABLE. A
 // non-OK status in the response becomes an Error with that code and message
 // (wrapped with "Service.Method"); a status code outside the gRPC range
-// becomes UNKNOWN. Requests over 4 MiB fail locally with RESOURCE_EXHAUSTED.
+// becomes UNKNOWN; the peer's status message is cut to 4 KiB. Requests over
+// 4 MiB fail locally with RESOURCE_EXHAUSTED. Stream ids wrap after
+// 0xffffffff; an id still held by a live call is skipped, never reused.
 // Works over any fd that carries a byte stream (unix/vsock socket,
 // virtio-serial character device).
 //
@@ -68,6 +70,9 @@ class Client {
   // runs at once on the caller's thread. A later registration replaces an
   // earlier one.
   void OnClose(std::function<void()> fn);
+
+  // Test seam: the stream id the next call will try first (made odd).
+  void SetNextStreamIdForTest(uint32_t id);
 
  private:
   struct Impl;

@@ -12,7 +12,7 @@ HandlerPool::~HandlerPool() { Stop(); }
 
 bool HandlerPool::Submit(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return false;
     queue_.push_back(std::move(task));
     if (idle_ < queue_.size() && threads_.size() < max_threads_) {
@@ -27,12 +27,16 @@ bool HandlerPool::Submit(std::function<void()> task) {
   return true;
 }
 
-void HandlerPool::Work() {
-  std::unique_lock<std::mutex> lock(mu_);
+// The analysis cannot follow the unlock/lock around the task below.
+void HandlerPool::Work() NO_THREAD_SAFETY_ANALYSIS {
+  std::unique_lock<Mutex> lock(mu_);
   for (;;) {
     if (queue_.empty() && !stopped_) {
       ++idle_;
-      bool woke = cv_.wait_for(lock, idle_timeout_, [this] { return stopped_ || !queue_.empty(); });
+      bool woke = cv_.wait_for(lock, idle_timeout_, [this] {
+        mu_.AssertHeld();
+        return stopped_ || !queue_.empty();
+      });
       --idle_;
       if (!woke) {
         // Idle too long: retire; a later Submit or Stop joins this thread.
@@ -56,7 +60,7 @@ void HandlerPool::Work() {
 void HandlerPool::ReapRetired() {
   std::vector<std::thread> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     done.swap(retired_);
   }
   for (auto& t : done) t.join();
@@ -66,7 +70,7 @@ void HandlerPool::Stop() {
   std::vector<std::thread> all;
   std::deque<std::function<void()>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopped_ = true;
     dropped.swap(queue_);
     for (auto& [id, t] : threads_) all.push_back(std::move(t));
@@ -80,7 +84,7 @@ void HandlerPool::Stop() {
 }
 
 size_t HandlerPool::thread_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return threads_.size();
 }
 

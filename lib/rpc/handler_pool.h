@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "lib/base/thread_annotations.h"
+
 namespace cask::rpc::internal {
 
 class HandlerPool {
@@ -40,19 +42,19 @@ class HandlerPool {
   size_t thread_count() const;
 
  private:
-  void Work();
-  // Joins threads that retired while idle. Called without mu_ held.
-  void ReapRetired();
+  void Work() EXCLUDES(mu_);
+  // Joins threads that retired while idle.
+  void ReapRetired() EXCLUDES(mu_);
 
   const size_t max_threads_;
   const std::chrono::milliseconds idle_timeout_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  std::map<std::thread::id, std::thread> threads_;
-  std::vector<std::thread> retired_;
-  size_t idle_ = 0;
-  bool stopped_ = false;
+  mutable Mutex mu_;  // leaf lock: tasks run without it
+  std::condition_variable_any cv_;
+  std::deque<std::function<void()>> queue_ GUARDED_BY(mu_);
+  std::map<std::thread::id, std::thread> threads_ GUARDED_BY(mu_);
+  std::vector<std::thread> retired_ GUARDED_BY(mu_);
+  size_t idle_ GUARDED_BY(mu_) = 0;
+  bool stopped_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace cask::rpc::internal

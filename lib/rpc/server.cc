@@ -58,9 +58,15 @@ struct Conn {
 };
 
 // One call in flight.
+// A registered method.
+struct Method {
+  MethodHandler handler;
+  Lane lane = Lane::kShort;
+};
+
 struct Call {
   std::shared_ptr<Conn> conn;
-  std::shared_ptr<const MethodHandler> handler;
+  std::shared_ptr<const Method> handler;
   CallContext ctx;
   std::string payload;
   // Whoever flips this first (handler completion or deadline) replies.
@@ -80,7 +86,7 @@ struct Call {
     if (ctx.Expired()) return Reply(Expired());
     Result<std::string> result = Error::Internal("no result");
     try {
-      result = (*handler)(ctx, payload);
+      result = handler->handler(ctx, payload);
     } catch (const std::exception& e) {
       result = Error::Internal(ctx.service + "." + ctx.method + ": handler threw: " + e.what());
     } catch (...) {
@@ -96,30 +102,37 @@ struct Call {
 struct Server::Impl {
   explicit Impl(Options o)
       : opts(std::move(o)),
-        pool(opts.max_concurrent_calls),
+        short_pool(opts.max_concurrent_calls),
+        long_pool(opts.max_long_calls),
         serve_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-  Status ReadLoop(const std::shared_ptr<Conn>& conn);
+  Status ReadLoop(const std::shared_ptr<Conn>& conn) EXCLUDES(mu);
   void HandleFrame(const std::shared_ptr<Conn>& conn, Frame frame,
-                   std::multimap<Clock::time_point, std::weak_ptr<Call>>& deadlines);
-  void ReapConnThreads();
+                   std::multimap<Clock::time_point, std::weak_ptr<Call>>& deadlines) EXCLUDES(mu);
+  void ReapConnThreads() EXCLUDES(mu);
+  internal::HandlerPool& PoolFor(Lane lane) { return lane == Lane::kLong ? long_pool : short_pool; }
 
-  Options opts;
-  internal::HandlerPool pool;
-  UniqueFd serve_wake;  // readable after Shutdown(); wakes accept loops
+  const Options opts;
+  // Thread-safe themselves; not guarded by mu.
+  internal::HandlerPool short_pool;
+  internal::HandlerPool long_pool;
+  const UniqueFd serve_wake;  // readable after Shutdown(); wakes accept loops
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, std::map<std::string, std::shared_ptr<const MethodHandler>>> services;
-  std::set<std::shared_ptr<Conn>> conns;
-  bool shutdown = false;
-  size_t active = 0;  // Serve + ServeConnection calls in progress
+  // One lock for the registry and the connection bookkeeping. Leaf lock:
+  // nothing else is taken while it is held (a connection's stream has its
+  // own write lock, taken only in Conn::Send, never under mu).
+  mutable Mutex mu;
+  std::condition_variable_any cv;  // signalled when `active` drops
+  std::map<std::string, std::map<std::string, std::shared_ptr<const Method>>> services GUARDED_BY(mu);
+  std::set<std::shared_ptr<Conn>> conns GUARDED_BY(mu);
+  bool shutdown GUARDED_BY(mu) = false;
+  size_t active GUARDED_BY(mu) = 0;  // Serve + ServeConnection calls in progress
 
   struct ConnThread {
     std::thread thread;
     std::atomic<bool> done{false};
   };
-  std::list<std::unique_ptr<ConnThread>> conn_threads;  // guarded by mu
+  std::list<std::unique_ptr<ConnThread>> conn_threads GUARDED_BY(mu);
 };
 
 Server::Server() : Server(Options{}) {}
@@ -130,22 +143,28 @@ Server::~Server() {
   Shutdown();
   std::list<std::unique_ptr<Impl::ConnThread>> threads;
   {
-    std::unique_lock<std::mutex> lock(impl_->mu);
-    impl_->cv.wait(lock, [this] { return impl_->active == 0; });
+    MutexLock lock(impl_->mu);
+    impl_->cv.wait(impl_->mu, [this] {
+      impl_->mu.AssertHeld();
+      return impl_->active == 0;
+    });
     threads.swap(impl_->conn_threads);
   }
   for (auto& t : threads) t->thread.join();
-  impl_->pool.Stop();
+  impl_->short_pool.Stop();
+  impl_->long_pool.Stop();
 }
 
-void Server::Register(std::string service, std::string method, MethodHandler handler) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+void Server::Register(std::string service, std::string method, MethodHandler handler, Lane lane) {
+  MutexLock lock(impl_->mu);
   impl_->services[std::move(service)][std::move(method)] =
-      std::make_shared<const MethodHandler>(std::move(handler));
+      std::make_shared<const Method>(Method{std::move(handler), lane});
 }
+
+size_t Server::thread_count(Lane lane) const { return impl_->PoolFor(lane).thread_count(); }
 
 void Server::Shutdown() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   if (impl_->shutdown) return;
   impl_->shutdown = true;
   for (auto& c : impl_->conns) {
@@ -159,7 +178,7 @@ void Server::Shutdown() {
 }
 
 size_t Server::connection_count() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->conns.size();
 }
 
@@ -168,7 +187,7 @@ Status Server::ServeConnection(UniqueFd fd) {
   auto conn = std::make_shared<Conn>();
   conn->stream = std::move(stream);
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->shutdown) return Ok();
     impl_->conns.insert(conn);
     ++impl_->active;
@@ -177,7 +196,7 @@ Status Server::ServeConnection(UniqueFd fd) {
   conn->cancelled->store(true);
   conn->stream->Close();
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->conns.erase(conn);
     --impl_->active;
     impl_->cv.notify_all();
@@ -239,7 +258,7 @@ void Server::Impl::HandleFrame(const std::shared_ptr<Conn>& conn, Frame frame,
 
   auto call = std::make_shared<Call>();
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     auto svc = services.find(req.service());
     if (svc == services.end()) {
       conn->Send(StatusFrame(sid, Error::Unimplemented("service " + req.service())));
@@ -265,7 +284,7 @@ void Server::Impl::HandleFrame(const std::shared_ptr<Conn>& conn, Frame frame,
     call->ctx.deadline = Clock::now() + std::min<std::chrono::nanoseconds>(timeout, kMaxTimeout);
     deadlines.emplace(*call->ctx.deadline, call);
   }
-  if (!pool.Submit([call] { call->Run(); })) {
+  if (!PoolFor(call->handler->lane).Submit([call] { call->Run(); })) {
     call->Reply(Error::Unavailable("ttrpc server is shutting down"));
   }
 }
@@ -276,7 +295,7 @@ Status Server::Serve(UniqueFd listen_fd) {
   if (flags < 0 || ::fcntl(listen_fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
     return Error::Sys(errno, "ttrpc server: making the listening socket non-blocking");
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->shutdown) return Ok();
     ++impl_->active;
   }
@@ -305,7 +324,7 @@ Status Server::Serve(UniqueFd listen_fd) {
       break;
     }
     UniqueFd conn_fd(fd);
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->shutdown) break;
     auto t = std::make_unique<Impl::ConnThread>();
     auto* raw = t.get();
@@ -316,7 +335,7 @@ Status Server::Serve(UniqueFd listen_fd) {
     });
     impl_->conn_threads.push_back(std::move(t));
   }
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   --impl_->active;
   impl_->cv.notify_all();
   return result;
@@ -325,7 +344,7 @@ Status Server::Serve(UniqueFd listen_fd) {
 void Server::Impl::ReapConnThreads() {
   std::list<std::unique_ptr<ConnThread>> done;
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     for (auto it = conn_threads.begin(); it != conn_threads.end();) {
       if ((*it)->done.load()) {
         done.push_back(std::move(*it));

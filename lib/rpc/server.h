@@ -2,10 +2,13 @@
 //
 // Serves unary calls on any connected byte stream: a unix socket, AF_VSOCK,
 // or a virtio-serial port (a character device: one fd read and written).
-// Requests on one connection are handled concurrently by a pool of handler
-// threads that grows on demand up to Options::max_concurrent_calls, so a
-// handler that blocks (Wait, ReadStdout) never stalls the others; replies go
-// back on the request's stream id in whatever order the handlers finish.
+// Requests on one connection are handled concurrently by handler threads;
+// replies go back on the request's stream id in whatever order the handlers
+// finish. Each method is registered in a lane, and each lane has its own
+// pool that grows on demand: kShort for calls the handler answers promptly
+// (up to Options::max_concurrent_calls threads), kLong for calls that block
+// by design, such as a long poll (up to Options::max_long_calls). A long call
+// therefore never delays a short one, however many long calls block.
 // Writes of whole frames are serialised per connection.
 //
 // Protocol behaviour (as containerd's ttrpc v1.1 server):
@@ -42,6 +45,7 @@
 #include <vector>
 
 #include "lib/base/result.h"
+#include "lib/base/thread_annotations.h"
 #include "lib/base/unique_fd.h"
 
 namespace cask::rpc {
@@ -64,12 +68,18 @@ struct CallContext {
 // payload or an Error whose code becomes the ttrpc status.
 using MethodHandler = std::function<Result<std::string>(const CallContext&, const std::string& payload)>;
 
+// Which handler pool runs a method (see the file comment).
+enum class Lane { kShort, kLong };
+
 class Server {
  public:
   struct Options {
-    // Handler threads, per server, across connections. Calls beyond it wait
-    // in FIFO order for a free thread (so at most this many may block).
+    // Handler threads of the short lane, per server, across connections.
+    // Calls beyond it wait in FIFO order for a free thread.
     size_t max_concurrent_calls = 256;
+    // Handler threads of the long lane. Long calls beyond it wait for one of
+    // them (never for a short-lane thread, and never delaying short calls).
+    size_t max_long_calls = 32;
     // Told why a connection accepted by Serve() ended, when that was not a
     // clean close or Shutdown(). Called from the connection's thread.
     std::function<void(const Error&)> on_connection_error;
@@ -85,12 +95,12 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  void Register(std::string service, std::string method, MethodHandler handler);
+  void Register(std::string service, std::string method, MethodHandler handler, Lane lane = Lane::kShort);
 
   // Typed registration for protobuf (lite) messages.
   template <typename Req, typename Resp>
   void RegisterTyped(std::string service, std::string method,
-                     std::function<Result<Resp>(const CallContext&, const Req&)> fn) {
+                     std::function<Result<Resp>(const CallContext&, const Req&)> fn, Lane lane = Lane::kShort) {
     Register(std::move(service), std::move(method),
              [fn = std::move(fn)](const CallContext& ctx, const std::string& payload) -> Result<std::string> {
                Req req;
@@ -99,7 +109,8 @@ class Server {
                auto resp = fn(ctx, req);
                if (!resp.ok()) return std::move(resp).error();
                return resp->SerializeAsString();
-             });
+             },
+             lane);
   }
 
   // Serves one connected stream until the peer closes it (end of stream), a
@@ -122,6 +133,8 @@ class Server {
 
   // Number of connections currently being served.
   size_t connection_count() const;
+  // Handler threads alive in each lane (for tests and benchmarks).
+  size_t thread_count(Lane lane) const;
 
  private:
   struct Impl;

@@ -725,5 +725,92 @@ TEST(Rpc, NoFdLeftBehind) {
   EXPECT_EQ(OpenFdCount(), before);
 }
 
+
+TEST(LaneTest, ShortCallsNeverQueueBehindLongOnes) {
+  Server::Options o;
+  o.max_long_calls = 2;
+  Server server(o);
+  Gate gate;
+  std::atomic<int> long_started{0};
+  server.Register(
+      "s", "Long",
+      [&](const CallContext& ctx, const std::string&) -> Result<std::string> {
+        ++long_started;
+        gate.Wait(&ctx);
+        return std::string("long");
+      },
+      Lane::kLong);
+  server.Register("s", "Short", [](const CallContext&, const std::string& p) -> Result<std::string> { return p; });
+  auto [a, b] = SocketPair();
+  Served served(server, std::move(a));
+  Client client(std::move(b));
+  std::vector<std::future<Result<std::string>>> longs;
+  for (int i = 0; i < 6; ++i)
+    longs.push_back(std::async(std::launch::async, [&] { return client.Call("s", "Long", "", kWait); }));
+  while (long_started.load() < 2) std::this_thread::sleep_for(1ms);
+  // The long lane is full (2 running, 4 queued); a short call still answers.
+  auto start = std::chrono::steady_clock::now();
+  auto r = client.Call("s", "Short", "ping", kWait);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(*r, "ping");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(long_started.load(), 2);
+  EXPECT_LE(server.thread_count(Lane::kLong), 2u);
+  gate.Open();
+  for (auto& f : longs) {
+    auto lr = f.get();
+    ASSERT_TRUE(lr.ok()) << lr.error().ToString();
+    EXPECT_EQ(*lr, "long");
+  }
+  client.Close();
+  server.Shutdown();
+}
+
+TEST(StreamIdTest, AWrappedIdNeverReusesALiveCall) {
+  Server server;
+  Gate gate;
+  server.Register("s", "Block", [&](const CallContext& ctx, const std::string&) -> Result<std::string> {
+    gate.Wait(&ctx);
+    return std::string("blocked-call");
+  });
+  server.Register("s", "Echo", [](const CallContext&, const std::string& p) -> Result<std::string> { return p; });
+  auto [a, b] = SocketPair();
+  Served served(server, std::move(a));
+  Client client(std::move(b));
+  // The blocked call takes id 0xffffffff; then ids wrap to 1.
+  client.SetNextStreamIdForTest(0xffffffffu);
+  auto blocked = std::async(std::launch::async, [&] { return client.Call("s", "Block", "", kWait); });
+  std::this_thread::sleep_for(100ms);
+  // Force the next call onto the live id: it must take another one, and
+  // each call gets its own answer.
+  client.SetNextStreamIdForTest(0xffffffffu);
+  auto r = client.Call("s", "Echo", "mine", kWait);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(*r, "mine");
+  gate.Open();
+  auto br = blocked.get();
+  ASSERT_TRUE(br.ok()) << br.error().ToString();
+  EXPECT_EQ(*br, "blocked-call");
+  client.Close();
+  server.Shutdown();
+}
+
+TEST(StatusTest, APeerStatusMessageIsCut) {
+  Server server;
+  server.Register("s", "Fail", [](const CallContext&, const std::string&) -> Result<std::string> {
+    return Error::Internal(std::string(1 << 20, 'x'));
+  });
+  auto [a, b] = SocketPair();
+  Served served(server, std::move(a));
+  Client client(std::move(b));
+  auto r = client.Call("s", "Fail", "", kWait);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInternal);
+  EXPECT_LE(r.error().message().size(), 4096u + 32);
+  EXPECT_NE(r.error().message().find("[truncated]"), std::string::npos);
+  client.Close();
+  server.Shutdown();
+}
+
 }  // namespace
 }  // namespace cask::rpc

@@ -9,9 +9,12 @@ void ErrorToStatus(const Error& error, ttrpc::Status* status) {
 
 Error StatusToError(const ttrpc::Status& status) {
   const int32_t code = status.code();
+  std::string message = status.message().size() > kMaxStatusMessage
+                            ? status.message().substr(0, kMaxStatusMessage) + "...[truncated]"
+                            : status.message();
   if (code < static_cast<int32_t>(Code::kCancelled) || code > static_cast<int32_t>(Code::kUnauthenticated))
-    return Error(Code::kUnknown, "status code " + std::to_string(code) + ": " + status.message());
-  return Error(static_cast<Code>(code), status.message());
+    return Error(Code::kUnknown, "status code " + std::to_string(code) + ": " + message);
+  return Error(static_cast<Code>(code), std::move(message));
 }
 
 std::string OversizeMessage(uint64_t length) {

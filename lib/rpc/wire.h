@@ -17,8 +17,14 @@ namespace cask::rpc::internal {
 // (context chain included). Details are never sent.
 void ErrorToStatus(const Error& error, ttrpc::Status* status);
 
+// The longest status message kept from a peer: the message is peer
+// controlled (a guest agent is hostile input), so a longer one is cut here,
+// before it is stored, logged or forwarded.
+inline constexpr size_t kMaxStatusMessage = 4096;
+
 // The Error for a non-OK status. Codes outside the gRPC range become UNKNOWN
-// (the number is kept in the message).
+// (the number is kept in the message). The message is cut to
+// kMaxStatusMessage bytes (marked "...[truncated]").
 Error StatusToError(const ttrpc::Status& status);
 
 // A whole Response frame on `stream_id` carrying `result`. A response payload

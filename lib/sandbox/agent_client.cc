@@ -1,8 +1,15 @@
 #include "lib/sandbox/agent_client.h"
 
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 
+#include "lib/base/thread_annotations.h"
 #include "lib/oci/parse.h"
 #include "lib/rpc/client.h"
 #include "proto/agent.pb.h"
@@ -28,21 +35,276 @@ Status InvokeVoid(rpc::Client& client, std::string_view method, const Req& req, 
   return Ok();
 }
 
-AgentInfo ToInfo(const pb::CheckResponse& r) {
-  return AgentInfo{r.agent_version(), r.kernel_release(), std::chrono::nanoseconds(r.uptime_ns())};
+// The agent's strings are hostile input: cut before they are kept anywhere.
+constexpr size_t kMaxGuestString = 4096;
+std::string Bounded(const std::string& s) {
+  return s.size() <= kMaxGuestString ? s : s.substr(0, kMaxGuestString) + "...[truncated]";
 }
 
+AgentInfo ToInfo(const pb::CheckResponse& r) {
+  return AgentInfo{Bounded(r.agent_version()), Bounded(r.kernel_release()), std::chrono::nanoseconds(r.uptime_ns()),
+                   r.agent_threads(), r.agent_rss_bytes()};
+}
+
+using Key = std::pair<std::string, std::string>;  // (container id, exec id)
+
+Error ClosedError(std::string_view what) { return Error::Unavailable(std::string(what) + ": the agent connection is closed"); }
+
 }  // namespace
+
+// Everything the event stream delivered, waiting for the blocking methods.
+struct AgentClient::Events {
+  struct Output {
+    std::string buf;
+    size_t head = 0;
+    bool eof = false;
+    // Bytes the agent may still send (its credit, as the client sees it).
+    size_t credit = kInitialOutputCredit;
+    size_t buffered() const { return buf.size() - head; }
+  };
+  struct Proc {
+    std::optional<ProcessExit> exit;
+    Output out[2];  // stdout, stderr
+    // Removed by the host before its exit arrived (e.g. RemoveContainer
+    // with force): its output is gone, its exit still awaited.
+    bool removed = false;
+  };
+
+  mutable Mutex mu;
+  std::condition_variable_any cv;  // any change below
+  bool started GUARDED_BY(mu) = false;
+  bool legacy GUARDED_BY(mu) = false;
+  // Set by the first GetEvents answer (or UNIMPLEMENTED): until then a
+  // waiter cannot tell the event stream from the legacy calls.
+  bool mode_known GUARDED_BY(mu) = false;
+  bool closed GUARDED_BY(mu) = false;
+  bool stopping GUARDED_BY(mu) = false;
+  std::map<Key, Proc> procs GUARDED_BY(mu);
+  std::map<Key, ProcessExit> unclaimed GUARDED_BY(mu);
+  std::deque<Key> unclaimed_order GUARDED_BY(mu);
+  std::deque<std::string> ooms GUARDED_BY(mu);
+  size_t buffered_total GUARDED_BY(mu) = 0;
+
+  // Forgets a process's output; returns whether the entry can go now (its
+  // exit arrived) or must stay for the exit, which a waiter may still want.
+  bool Forget(Proc& p) REQUIRES(mu) {
+    for (auto& o : p.out) {
+      buffered_total -= o.buffered();
+      o.buf.clear();
+      o.head = 0;
+      o.eof = true;
+    }
+    p.removed = true;
+    return p.exit.has_value();
+  }
+  EventStats stats GUARDED_BY(mu);
+  std::thread thread;  // started once under mu; joined by the destructor
+};
 
 AgentClient::AgentClient(UniqueFd channel) : AgentClient(std::move(channel), Options{}) {}
 
 AgentClient::AgentClient(UniqueFd channel, Options opts)
-    : client_(std::make_unique<rpc::Client>(std::move(channel))), opts_(opts) {}
+    : client_(std::make_unique<rpc::Client>(std::move(channel))), opts_(opts), events_(std::make_unique<Events>()) {}
 
-AgentClient::~AgentClient() = default;
+AgentClient::~AgentClient() {
+  {
+    MutexLock lock(events_->mu);
+    events_->stopping = true;
+  }
+  Close();
+  if (events_->thread.joinable()) events_->thread.join();
+}
 
-void AgentClient::Close() { client_->Close(); }
+void AgentClient::Close() {
+  client_->Close();
+  MutexLock lock(events_->mu);
+  events_->closed = true;
+  events_->cv.notify_all();
+}
+
 bool AgentClient::closed() const { return client_->closed(); }
+
+AgentClient::EventStats AgentClient::event_stats() const {
+  MutexLock lock(events_->mu);
+  return events_->stats;
+}
+
+bool AgentClient::using_event_stream() const {
+  MutexLock lock(events_->mu);
+  return events_->started && !events_->legacy && !events_->closed;
+}
+
+void AgentClient::EnsureEvents() {
+  MutexLock lock(events_->mu);
+  if (events_->started || events_->closed || events_->stopping) return;
+  events_->started = true;
+  events_->thread = std::thread([this] { EventLoop(); });
+}
+
+bool AgentClient::Track(const std::string& container_id, const std::string& exec_id) {
+  MutexLock lock(events_->mu);
+  auto [it, fresh] = events_->procs.try_emplace(Key{container_id, exec_id});
+  if (!fresh && it->second.removed) {  // an id reused after its removal
+    it->second = Events::Proc{};
+    return true;
+  }
+  return fresh;
+}
+
+void AgentClient::Untrack(const std::string& container_id, const std::string& exec_id, bool exit_may_come) {
+  MutexLock lock(events_->mu);
+  Key key{container_id, exec_id};
+  auto it = events_->procs.find(key);
+  if (it != events_->procs.end() && (events_->Forget(it->second) || !exit_may_come)) events_->procs.erase(it);
+  events_->unclaimed.erase(key);
+  events_->cv.notify_all();
+}
+
+void AgentClient::UntrackContainer(const std::string& container_id) {
+  MutexLock lock(events_->mu);
+  for (auto it = events_->procs.lower_bound(Key{container_id, ""});
+       it != events_->procs.end() && it->first.first == container_id;) {
+    if (events_->Forget(it->second))
+      it = events_->procs.erase(it);
+    else
+      ++it;
+  }
+  std::erase_if(events_->unclaimed, [&](const auto& e) { return e.first.first == container_id; });
+  events_->cv.notify_all();
+}
+
+void AgentClient::EventLoop() {
+  Events& ev = *events_;
+  uint64_t ack = 0;
+  bool first = true;
+  const auto poll_timeout = opts_.event_wait + opts_.call_timeout;
+  for (;;) {
+    {
+      MutexLock lock(ev.mu);
+      if (ev.closed || ev.stopping) return;
+    }
+    pb::GetEventsRequest req;
+    req.set_ack(ack);
+    // The first poll answers at once, so that waiters learn early whether
+    // the agent has the event stream at all.
+    req.set_wait_ms(first ? 0 : static_cast<uint32_t>(opts_.event_wait.count()));
+    first = false;
+    req.set_max_output_bytes(1u << 20);
+    auto r = Invoke<pb::GetEventsResponse>(*client_, "GetEvents", req, poll_timeout);
+    if (!r.ok()) {
+      Code code = r.error().code();
+      MutexLock lock(ev.mu);
+      if (code == Code::kUnimplemented) {
+        // An agent without the event stream: the blocking methods use the
+        // per-process calls from now on.
+        ev.legacy = true;
+        ev.mode_known = true;
+        ev.cv.notify_all();
+        return;
+      }
+      if (code == Code::kUnavailable || client_->closed()) {
+        ev.closed = true;
+        ev.cv.notify_all();
+        return;
+      }
+      ++ev.stats.poll_errors;
+      // DEADLINE_EXCEEDED: ask again (the agent resends an unacked batch).
+      // Anything else is a confused or hostile agent: back off, never spin.
+      if (code != Code::kDeadlineExceeded)
+        ev.cv.wait_for(ev.mu, std::chrono::milliseconds(100), [&] {
+          ev.mu.AssertHeld();
+          return ev.closed || ev.stopping;
+        });
+      continue;
+    }
+    const pb::GetEventsResponse& b = *r;
+    if (b.seq() == 0 || b.seq() == ack) {  // nothing new, or a duplicate
+      MutexLock lock(ev.mu);
+      if (!ev.mode_known) {
+        ev.mode_known = true;
+        ev.cv.notify_all();
+      }
+      continue;
+    }
+    ack = b.seq();
+    MutexLock lock(ev.mu);
+    ev.mode_known = true;
+    ++ev.stats.batches;
+    for (const auto& o : b.output()) {
+      if (o.container_id().size() > kMaxGuestIdLength || o.exec_id().size() > kMaxGuestIdLength) {
+        ++ev.stats.dropped_events;
+        continue;
+      }
+      auto it = ev.procs.find(Key{o.container_id(), o.exec_id()});
+      if (it == ev.procs.end()) {
+        ++ev.stats.dropped_events;
+        ev.stats.dropped_output_bytes += o.data().size();
+        continue;
+      }
+      Events::Output& out = it->second.out[o.stream() == pb::STDERR ? 1 : 0];
+      if (out.eof) {  // nothing may follow an EOF
+        ev.stats.dropped_output_bytes += o.data().size();
+        continue;
+      }
+      size_t n = std::min(o.data().size(), out.credit);
+      if (ev.buffered_total + n > opts_.max_buffered_output) n = 0;
+      ev.stats.dropped_output_bytes += o.data().size() - n;
+      ev.stats.output_bytes += n;
+      if (n > 0) {
+        if (out.head > 0 && out.head >= out.buf.size() / 2) {
+          out.buf.erase(0, out.head);
+          out.head = 0;
+        }
+        out.buf.append(o.data(), 0, n);
+        out.credit -= n;
+        ev.buffered_total += n;
+      }
+      if (o.eof()) out.eof = true;
+    }
+    for (const auto& x : b.exits()) {
+      if (x.container_id().size() > kMaxGuestIdLength || x.exec_id().size() > kMaxGuestIdLength) {
+        ++ev.stats.dropped_events;
+        continue;
+      }
+      Key key{x.container_id(), x.exec_id()};
+      ProcessExit e{x.exit_status(), x.exited_at_ns()};
+      ++ev.stats.exits;
+      auto it = ev.procs.find(key);
+      if (it != ev.procs.end() && !it->second.removed) {
+        it->second.exit = e;
+        continue;
+      }
+      // A removed process's exit: its waiters find it among the unclaimed.
+      if (it != ev.procs.end()) ev.procs.erase(it);
+      // Not (or no longer) tracked: kept a while for a late WaitProcess.
+      if (opts_.max_unclaimed_exits == 0) {
+        ++ev.stats.dropped_events;
+        continue;
+      }
+      if (ev.unclaimed.insert_or_assign(key, e).second) ev.unclaimed_order.push_back(key);
+      while (ev.unclaimed.size() > opts_.max_unclaimed_exits && !ev.unclaimed_order.empty()) {
+        ev.unclaimed.erase(ev.unclaimed_order.front());
+        ev.unclaimed_order.pop_front();
+        ++ev.stats.dropped_events;
+      }
+      // Forgotten keys may linger in the order list; keep it bounded too.
+      while (ev.unclaimed_order.size() > 2 * opts_.max_unclaimed_exits + 16) ev.unclaimed_order.pop_front();
+    }
+    for (const auto& id : b.oom_container_ids()) {
+      if (id.size() > kMaxGuestIdLength ||
+          std::find(ev.ooms.begin(), ev.ooms.end(), id) != ev.ooms.end()) {
+        ++ev.stats.dropped_events;
+        continue;
+      }
+      ev.ooms.push_back(id);
+      while (ev.ooms.size() > opts_.max_queued_oom) {
+        ev.ooms.pop_front();
+        ++ev.stats.dropped_events;
+      }
+    }
+    ev.cv.notify_all();
+  }
+}
 
 Result<AgentInfo> AgentClient::WaitReady(std::chrono::milliseconds timeout, const std::function<bool()>& abort) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -100,9 +362,13 @@ Result<uint32_t> AgentClient::CreateContainer(const std::string& container_id, c
   req.set_oci_spec_json(oci::ToJson(spec));
   req.set_rootfs_path(rootfs_path);
   req.set_stdin(stdin);
-  CASK_ASSIGN_OR_RETURN(auto r,
-                        Invoke<pb::CreateContainerResponse>(*client_, "CreateContainer", req, opts_.call_timeout));
-  return r.pid();
+  const bool fresh = Track(container_id, "");
+  EnsureEvents();
+  auto r = Invoke<pb::CreateContainerResponse>(*client_, "CreateContainer", req, opts_.call_timeout);
+  // A failed create leaves no process behind in the agent.
+  if (!r.ok() && fresh) Untrack(container_id, "", /*exit_may_come=*/false);
+  if (!r.ok()) return std::move(r).error();
+  return r->pid();
 }
 
 Result<uint32_t> AgentClient::StartContainer(const std::string& container_id) {
@@ -117,7 +383,9 @@ Status AgentClient::RemoveContainer(const std::string& container_id, bool force)
   pb::RemoveContainerRequest req;
   req.set_container_id(container_id);
   req.set_force(force);
-  return InvokeVoid<pb::Empty>(*client_, "RemoveContainer", req, opts_.call_timeout);
+  Status st = InvokeVoid<pb::Empty>(*client_, "RemoveContainer", req, opts_.call_timeout);
+  if (st.ok() || st.error().code() == Code::kNotFound) UntrackContainer(container_id);
+  return st;
 }
 
 Result<uint32_t> AgentClient::ExecProcess(const std::string& container_id, const std::string& exec_id,
@@ -127,8 +395,18 @@ Result<uint32_t> AgentClient::ExecProcess(const std::string& container_id, const
   req.set_exec_id(exec_id);
   req.set_process_json(oci::ToJson(process));
   req.set_stdin(stdin);
-  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::ExecProcessResponse>(*client_, "ExecProcess", req, opts_.call_timeout));
-  return r.pid();
+  const bool fresh = Track(container_id, exec_id);
+  EnsureEvents();
+  auto r = Invoke<pb::ExecProcessResponse>(*client_, "ExecProcess", req, opts_.call_timeout);
+  if (!r.ok()) {
+    // Refused before a process existed: forget it. Other failures (an exec
+    // that failed to start) leave a stopped process whose exit will come.
+    Code c = r.error().code();
+    if (fresh && (c == Code::kInvalidArgument || c == Code::kAlreadyExists || c == Code::kFailedPrecondition))
+      Untrack(container_id, exec_id, /*exit_may_come=*/false);
+    return std::move(r).error();
+  }
+  return r->pid();
 }
 
 Status AgentClient::SignalProcess(const std::string& container_id, const std::string& exec_id, int signal,
@@ -143,6 +421,29 @@ Status AgentClient::SignalProcess(const std::string& container_id, const std::st
 }
 
 Result<ProcessExit> AgentClient::WaitProcess(const std::string& container_id, const std::string& exec_id) {
+  EnsureEvents();
+  {
+    Events& ev = *events_;
+    const Key key{container_id, exec_id};
+    MutexLock lock(ev.mu);
+    for (;;) {
+      if (ev.legacy) break;
+      if (!ev.mode_known && !ev.closed) {
+        ev.cv.wait(ev.mu);
+        continue;
+      }
+      auto it = ev.procs.find(key);
+      if (it != ev.procs.end() && it->second.exit) return *it->second.exit;
+      auto u = ev.unclaimed.find(key);
+      if (u != ev.unclaimed.end()) return u->second;
+      if (ev.closed) return ClosedError("agent WaitProcess");
+      if (it == ev.procs.end())
+        return Error::NotFound("agent WaitProcess: process " + exec_id + " of container " + container_id +
+                               " is not known");
+      ev.cv.wait(ev.mu);
+    }
+  }
+  // Legacy agent: one blocking call per process.
   pb::WaitProcessRequest req;
   req.set_container_id(container_id);
   req.set_exec_id(exec_id);
@@ -164,7 +465,7 @@ Result<size_t> AgentClient::WriteStdin(const std::string& container_id, const st
   req.set_container_id(container_id);
   req.set_exec_id(exec_id);
   req.set_data(std::string(data));
-  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::WriteStreamResponse>(*client_, "WriteStdin", req, std::nullopt));
+  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::WriteStreamResponse>(*client_, "WriteStdin", req, opts_.call_timeout));
   if (r.len() > data.size())
     return Error::Internal("agent WriteStdin: agent claims " + std::to_string(r.len()) + " bytes written of " +
                            std::to_string(data.size()));
@@ -175,7 +476,9 @@ Status AgentClient::RemoveProcess(const std::string& container_id, const std::st
   pb::RemoveProcessRequest req;
   req.set_container_id(container_id);
   req.set_exec_id(exec_id);
-  return InvokeVoid<pb::Empty>(*client_, "RemoveProcess", req, opts_.call_timeout);
+  Status st = InvokeVoid<pb::Empty>(*client_, "RemoveProcess", req, opts_.call_timeout);
+  if (st.ok() || st.error().code() == Code::kNotFound) Untrack(container_id, exec_id, /*exit_may_come=*/true);
+  return st;
 }
 
 Status AgentClient::CloseStdin(const std::string& container_id, const std::string& exec_id) {
@@ -201,14 +504,76 @@ Result<StreamChunk> ReadStream(rpc::Client& client, std::string_view method, con
 }
 }  // namespace
 
+Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
+                                            uint32_t max_len) {
+  const char* method = stream == 0 ? "ReadStdout" : "ReadStderr";
+  EnsureEvents();
+  Events& ev = *events_;
+  const size_t cap = max_len == 0 ? size_t{1} << 20 : max_len;
+  StreamChunk chunk;
+  size_t grant = 0;
+  {
+    MutexLock lock(ev.mu);
+    for (;;) {
+      if (ev.legacy) break;
+      if (!ev.mode_known && !ev.closed) {
+        ev.cv.wait(ev.mu);
+        continue;
+      }
+      auto it = ev.procs.find(Key{container_id, exec_id});
+      if (it == ev.procs.end() || it->second.removed) {
+        if (ev.closed) return ClosedError(std::string("agent ") + method);
+        return StreamChunk{"", true};  // removed (or never ours): nothing more comes
+      }
+      Events::Output& out = it->second.out[stream];
+      if (out.buffered() > 0) {
+        size_t n = std::min(cap, out.buffered());
+        chunk.data.assign(out.buf, out.head, n);
+        out.head += n;
+        if (out.head == out.buf.size()) {
+          out.buf.clear();
+          out.head = 0;
+        }
+        ev.buffered_total -= n;
+        chunk.eof = out.eof && out.buffered() == 0;
+        // Top the agent's credit back up to the window once half of it was
+        // consumed: one GrantOutput per 32 KiB read, never per chunk.
+        if (!out.eof && out.credit + out.buffered() <= kInitialOutputCredit / 2) {
+          grant = kInitialOutputCredit - out.credit - out.buffered();
+          out.credit += grant;
+        }
+        break;
+      }
+      if (out.eof) return StreamChunk{"", true};
+      if (ev.closed) return ClosedError(std::string("agent ") + method);
+      ev.cv.wait(ev.mu);
+    }
+  }
+  if (chunk.data.empty() && !chunk.eof) return ReadStream(*client_, method, container_id, exec_id, max_len);
+  if (grant > 0) {
+    pb::GrantOutputRequest req;
+    auto* c = req.add_credits();
+    c->set_container_id(container_id);
+    c->set_exec_id(exec_id);
+    c->set_stream(stream == 0 ? pb::STDOUT : pb::STDERR);
+    c->set_bytes(static_cast<uint32_t>(grant));
+    // A failed grant means the connection is going away (then every reader
+    // ends anyway) or the process is gone: nothing to retry.
+    (void)InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, opts_.call_timeout);
+    MutexLock lock(ev.mu);
+    ++ev.stats.grants;
+  }
+  return chunk;
+}
+
 Result<StreamChunk> AgentClient::ReadStdout(const std::string& container_id, const std::string& exec_id,
                                             uint32_t max_len) {
-  return ReadStream(*client_, "ReadStdout", container_id, exec_id, max_len);
+  return ReadOutput(container_id, exec_id, 0, max_len);
 }
 
 Result<StreamChunk> AgentClient::ReadStderr(const std::string& container_id, const std::string& exec_id,
                                             uint32_t max_len) {
-  return ReadStream(*client_, "ReadStderr", container_id, exec_id, max_len);
+  return ReadOutput(container_id, exec_id, 1, max_len);
 }
 
 Status AgentClient::TtyWinResize(const std::string& container_id, const std::string& exec_id, uint32_t rows,
@@ -260,7 +625,25 @@ Status AgentClient::UpdateContainer(const std::string& container_id, const oci::
 }
 
 Result<std::string> AgentClient::GetOOMEvent() {
+  EnsureEvents();
+  {
+    Events& ev = *events_;
+    MutexLock lock(ev.mu);
+    for (;;) {
+      if (ev.legacy) break;
+      if (!ev.ooms.empty()) {
+        std::string id = std::move(ev.ooms.front());
+        ev.ooms.pop_front();
+        return id;
+      }
+      if (ev.closed) return ClosedError("agent GetOOMEvent");
+      ev.cv.wait(ev.mu);
+    }
+  }
   CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::OOMEvent>(*client_, "GetOOMEvent", pb::GetOOMEventRequest{}, std::nullopt));
+  if (r.container_id().size() > kMaxGuestIdLength)
+    return Error::Internal("agent GetOOMEvent: container id of " + std::to_string(r.container_id().size()) +
+                           " bytes (at most " + std::to_string(kMaxGuestIdLength) + ")");
   return std::string(r.container_id());
 }
 

@@ -3,15 +3,34 @@
 //
 // This is the only host file, besides the shim's service adapter, that sees
 // the generated protobuf types: callers work with the plain structs below and
-// with lib/oci types. Every method is one RPC; errors come back with the
-// agent's status code (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
-// INVALID_ARGUMENT, ...) and the RPC name as context.
+// with lib/oci types. Errors come back with the agent's status code
+// (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, ...) and
+// the RPC name as context.
 //
-// Timeouts: calls that the agent answers promptly carry
-// Options::call_timeout (the guest runs under TCG and can be slow, so it is
-// generous). Calls that block by design -- WaitProcess, ReadStdout,
-// ReadStderr, WriteStdin, GetOOMEvent -- have no timeout: they return when
-// the agent answers or when the connection closes (UNAVAILABLE).
+// The event stream. Exits, OOM kills and process output come from one long
+// poll per client (GetEvents, proto/agent.proto), run by one thread of the
+// client, started by the first CreateContainer/ExecProcess or by the first
+// blocking call. WaitProcess, ReadStdout/ReadStderr and GetOOMEvent wait
+// locally for what that stream delivered, so however many processes live,
+// the agent has one blocked call per sandbox. Output is flow-controlled per
+// stream (the agent sends within credit the client grants as readers take
+// output), so at most kInitialOutputCredit bytes are buffered per stream
+// here. Against an agent without GetEvents (UNIMPLEMENTED) the client falls
+// back to the per-process legacy calls, with the same meaning.
+//
+// Timeouts: every call carries a deadline: Options::call_timeout for calls
+// the agent answers promptly (the guest runs under TCG and can be slow, so
+// it is generous), event_wait + call_timeout for each GetEvents. The
+// blocking methods (WaitProcess, ReadStdout, ReadStderr, GetOOMEvent) wait
+// without a deadline for the event they need and end with UNAVAILABLE when
+// the connection closes (the VM died, or Close()). WriteStdin does not block
+// in the agent: it may return 0 (stdin full) and the caller retries later.
+//
+// The agent is hostile input: ids in events longer than kMaxGuestIdLength are
+// dropped, status messages are cut (lib/rpc), output beyond the credit the
+// client gave and events for processes this client did not create are
+// dropped (exits of unknown processes are kept in a small bounded table);
+// the OOM queue is bounded and coalesced. EventStats counts what was dropped.
 //
 // Thread safety: all methods are thread-safe and may be in flight
 // concurrently (the connection multiplexes them).
@@ -44,6 +63,8 @@ struct AgentInfo {
   std::string agent_version;
   std::string kernel_release;  // uname -r of the guest
   std::chrono::nanoseconds uptime{0};
+  uint32_t agent_threads = 0;    // threads of the agent process (0: not reported)
+  uint64_t agent_rss_bytes = 0;  // its resident memory
 };
 
 struct GuestMount {
@@ -64,6 +85,13 @@ struct ProcessExit {
   int status = 0;  // exit code, or 128 + signal
   uint64_t exited_at_ns = 0;  // Unix epoch nanoseconds
 };
+
+// Longest container or exec id accepted from the agent (the agent's own rule
+// is 128 characters).
+inline constexpr size_t kMaxGuestIdLength = 256;
+// Output credit of a stream (proto/agent.proto: kInitialOutputCredit): the
+// most output buffered here per stream.
+inline constexpr size_t kInitialOutputCredit = 64 * 1024;
 
 struct StreamChunk {
   std::string data;
@@ -92,6 +120,27 @@ class AgentClient {
     std::chrono::milliseconds call_timeout{60'000};
     // Timeout of one Check attempt in WaitReady.
     std::chrono::milliseconds check_attempt_timeout{1'000};
+    // How long one GetEvents may wait in the agent for something to report.
+    std::chrono::milliseconds event_wait{10'000};
+    // Output buffered here for all streams together, beyond which output is
+    // dropped (only a misbehaving agent gets there: per-stream credit keeps
+    // an honest one far below for up to 512 streams).
+    size_t max_buffered_output = 32 << 20;
+    // Exits of processes this client does not know, kept for a late
+    // WaitProcess; OOM ids waiting for GetOOMEvent.
+    size_t max_unclaimed_exits = 256;
+    size_t max_queued_oom = 1024;
+  };
+
+  // What the event stream received and dropped (tests, diagnostics).
+  struct EventStats {
+    uint64_t batches = 0;
+    uint64_t exits = 0;
+    uint64_t output_bytes = 0;
+    uint64_t dropped_events = 0;        // unknown ids, oversized ids, queue full
+    uint64_t dropped_output_bytes = 0;  // beyond credit or the buffer cap
+    uint64_t grants = 0;                // GrantOutput calls
+    uint64_t poll_errors = 0;
   };
 
   // Takes the connected channel (a unix socket to QEMU's virtio-serial
@@ -126,6 +175,8 @@ class AgentClient {
                                const oci::Process& process, bool stdin);
   Status SignalProcess(const std::string& container_id, const std::string& exec_id, int signal,
                        bool all = false);
+  // Blocks until the process's exit arrives; NOT_FOUND if this client did
+  // not create it (and no exit of it is kept) or it was removed meanwhile.
   Result<ProcessExit> WaitProcess(const std::string& container_id, const std::string& exec_id);
   Result<std::vector<uint32_t>> ListProcesses(const std::string& container_id);
   // Forgets a stopped exec in the guest (see RemoveProcess in agent.proto).
@@ -135,6 +186,10 @@ class AgentClient {
   Result<size_t> WriteStdin(const std::string& container_id, const std::string& exec_id,
                             std::string_view data);
   Status CloseStdin(const std::string& container_id, const std::string& exec_id);
+  // Blocks until output of the stream is buffered here, or its EOF, and
+  // returns up to max_len bytes (0: 1 MiB); eof once the stream is closed
+  // and drained. A removed process's streams read as EOF. A chunk is never
+  // empty unless eof is set.
   Result<StreamChunk> ReadStdout(const std::string& container_id, const std::string& exec_id,
                                  uint32_t max_len);
   Result<StreamChunk> ReadStderr(const std::string& container_id, const std::string& exec_id,
@@ -149,13 +204,33 @@ class AgentClient {
   // Blocks until some container's process is OOM-killed; returns its id.
   Result<std::string> GetOOMEvent();
 
-  // Shuts the connection down: pending and later calls fail with UNAVAILABLE.
+  // Shuts the connection down: pending and later calls, and every local
+  // waiter, fail with UNAVAILABLE.
   void Close();
   bool closed() const;
 
+  EventStats event_stats() const;
+  // True while the event stream is used; false before it started and after
+  // falling back to the legacy calls.
+  bool using_event_stream() const;
+
  private:
+  struct Events;
+  void EnsureEvents();
+  void EventLoop();
+  Result<StreamChunk> ReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
+                                 uint32_t max_len);
+  // Tracks a process so that its events are accepted. Returns whether it
+  // was new.
+  bool Track(const std::string& container_id, const std::string& exec_id);
+  // Forgets a process's output; its entry stays (for WaitProcess) until its
+  // exit arrives when `exit_may_come`.
+  void Untrack(const std::string& container_id, const std::string& exec_id, bool exit_may_come);
+  void UntrackContainer(const std::string& container_id);
+
   std::unique_ptr<rpc::Client> client_;
   Options opts_;
+  std::unique_ptr<Events> events_;
 };
 
 }  // namespace cask::sandbox

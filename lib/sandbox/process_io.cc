@@ -4,7 +4,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <string_view>
 #include <vector>
 
@@ -30,6 +33,34 @@ bool WriteAllBlocking(int fd, std::string_view data) {
   }
   return true;
 }
+
+// Back-off after a call that moved no bytes (a full guest stdin, an empty
+// non-EOF read from a confused agent): doubles from kMinBackoff up to
+// kMaxBackoff, reset by any progress. Bounds the calls per second such a
+// stream can cause, so the host never spins on the agent.
+constexpr auto kMinBackoff = std::chrono::milliseconds(1);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(100);
+
+class Backoff {
+ public:
+  // Sleeps, unless `cancel_fd` (if valid) becomes readable first. Returns
+  // false when cancelled.
+  bool Wait(int cancel_fd) {
+    auto d = delay_;
+    delay_ = std::min(delay_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
+    if (cancel_fd < 0) {
+      std::this_thread::sleep_for(d);
+      return true;
+    }
+    struct pollfd p = {cancel_fd, POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(d.count()));
+    return !(r > 0 && p.revents != 0);
+  }
+  void Reset() { delay_ = kMinBackoff; }
+
+ private:
+  std::chrono::milliseconds delay_ = kMinBackoff;
+};
 
 }  // namespace
 
@@ -92,14 +123,18 @@ void ProcessIoPump::CopyStdin(UniqueFd in) {
     }
     if (n == 0) break;
     std::string_view data(buf.data(), static_cast<size_t>(n));
+    Backoff backoff;
     while (!data.empty()) {
       auto w = agent_.WriteStdin(container_id_, exec_id_, data);
       // The process has exited or closed its stdin: nothing more to send.
       if (!w.ok()) return;
       if (*w == 0) {
-        // The agent accepted nothing without an error; do not spin.
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        // The guest's stdin pipe is full: try again later. This is the
+        // back-pressure: the host holds one chunk, the guest its pipe.
+        if (!backoff.Wait(cancel_fd_.get())) return;  // StopStdin()
+        continue;
       }
+      backoff.Reset();
       data.remove_prefix(*w);
     }
   }
@@ -110,6 +145,7 @@ void ProcessIoPump::CopyStdin(UniqueFd in) {
 void ProcessIoPump::CopyOutput(bool is_stderr, UniqueFd out) {
   bool host_ok = true;
   std::optional<Error> err;
+  Backoff backoff;
   for (;;) {
     auto chunk = is_stderr ? agent_.ReadStderr(container_id_, exec_id_, opts_.read_chunk)
                            : agent_.ReadStdout(container_id_, exec_id_, opts_.read_chunk);
@@ -117,8 +153,17 @@ void ProcessIoPump::CopyOutput(bool is_stderr, UniqueFd out) {
       err = std::move(chunk).error().Wrap(is_stderr ? "copying stderr" : "copying stdout");
       break;
     }
-    if (host_ok && !chunk->data.empty()) host_ok = WriteAllBlocking(out.get(), chunk->data);
-    if (chunk->eof) break;
+    if (chunk->eof) {
+      if (host_ok && !chunk->data.empty()) host_ok = WriteAllBlocking(out.get(), chunk->data);
+      break;
+    }
+    if (chunk->data.empty()) {
+      // Not EOF and no data: the agent should have waited. Do not spin.
+      backoff.Wait(-1);
+      continue;
+    }
+    backoff.Reset();
+    if (host_ok) host_ok = WriteAllBlocking(out.get(), chunk->data);
   }
   out.Reset();
   OutputDone(std::move(err));

@@ -17,6 +17,12 @@
 // stop the draining: the rest of the stream is read and discarded so the
 // guest process never blocks on a full pipe.
 //
+// Calls that move nothing are retried with a back-off (1 ms doubling to
+// 100 ms, reset by progress): WriteStdin returning 0 (the guest's stdin pipe
+// is full; it is the only stdin buffer besides the one chunk held here) and
+// an empty non-EOF read (only a misbehaving agent sends one). A pump never
+// spins on the agent.
+//
 // Lifetime: the pump holds a reference to the AgentClient, which must
 // outlive it. The destructor stops the stdin direction (even when it is
 // blocked reading the host fd) and joins every thread; output threads end at

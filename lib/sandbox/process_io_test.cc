@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "lib/base/fs.h"
+#include "lib/oci/parse.h"
 #include "lib/sandbox/fake_agent_for_test.h"
 
 namespace cask::sandbox {
@@ -219,6 +222,101 @@ TEST(ProcessIoPumpTest, AgentConnectionLossEndsTheOutputsWithAnError) {
   EXPECT_FALSE((*pump)->status().ok());
   EXPECT_EQ(ReadToEof(out.r.get()), "");
   proc.Exit();  // lets the fake's blocked handler finish
+}
+
+// An agent that answers reads with empty chunks that are not EOF (only a
+// confused or hostile one does): the pump backs off instead of spinning.
+TEST(ProcessIoPumpTest, EmptyNonEofReadsBackOff) {
+  FakeAgent fake;
+  std::atomic<int> reads{0};
+  fake.On<pb::ReadStreamRequest, pb::ReadStreamResponse>(
+      "ReadStdout", [&](const pb::ReadStreamRequest&) -> Result<pb::ReadStreamResponse> {
+        ++reads;
+        return pb::ReadStreamResponse();
+      });
+  AgentClient client(fake.TakeClientEnd());
+  fake.Serve();
+  Pipe out;
+  ProcessIoFds fds;
+  fds.stdout_fd = std::move(out.w);
+  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  std::this_thread::sleep_for(1s);
+  // 1 ms doubling to 100 ms: about 15 calls in the first second, not thousands.
+  EXPECT_LE(reads.load(), 20);
+  EXPECT_GE(reads.load(), 3);
+  client.Close();
+  EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
+}
+
+// A full guest stdin (WriteStdin accepts nothing for a while): the pump
+// holds its one chunk and retries with a back-off; nothing is lost.
+TEST(ProcessIoPumpTest, StdinBackPressureRetriesWithoutSpinning) {
+  FakeAgent fake;
+  std::mutex mu;
+  std::string got;
+  int calls = 0;
+  auto full_until = std::chrono::steady_clock::now() + 500ms;
+  fake.On<pb::WriteStreamRequest, pb::WriteStreamResponse>(
+      "WriteStdin", [&](const pb::WriteStreamRequest& r) -> Result<pb::WriteStreamResponse> {
+        std::lock_guard<std::mutex> l(mu);
+        ++calls;
+        pb::WriteStreamResponse resp;
+        if (std::chrono::steady_clock::now() < full_until) return resp;  // 0 bytes
+        got += r.data();
+        resp.set_len(static_cast<uint32_t>(r.data().size()));
+        return resp;
+      });
+  std::atomic<bool> closed{false};
+  fake.On<pb::CloseStdinRequest, pb::Empty>("CloseStdin", [&](const pb::CloseStdinRequest&) -> Result<pb::Empty> {
+    closed = true;
+    return pb::Empty();
+  });
+  AgentClient client(fake.TakeClientEnd());
+  fake.Serve();
+  Pipe in;
+  ASSERT_TRUE(WriteAll(in.w.get(), "line one\nline two\n").ok());
+  in.w.Reset();
+  ProcessIoFds fds;
+  fds.stdin_fd = std::move(in.r);
+  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  for (int i = 0; i < 300 && !closed; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(closed.load());
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(got, "line one\nline two\n");
+  EXPECT_LE(calls, 20);  // about 10 retries in 500 ms
+}
+
+// With an agent that has the event stream, output comes from GetEvents.
+TEST(ProcessIoPumpTest, OutputFromTheEventStream) {
+  testing::EventFeed feed;  // outlives the fake's handlers
+  FakeAgent fake;
+  feed.Attach(fake);
+  fake.On<pb::ExecProcessRequest, pb::ExecProcessResponse>(
+      "ExecProcess", [](const pb::ExecProcessRequest&) -> Result<pb::ExecProcessResponse> {
+        pb::ExecProcessResponse r;
+        r.set_pid(5);
+        return r;
+      });
+  AgentClient client(fake.TakeClientEnd());
+  fake.Serve();
+  ASSERT_TRUE(client.ExecProcess("c1", "e1", oci::DefaultSpec({"true"}, false).process.value(), false).ok());
+  Pipe out, err;
+  ProcessIoFds fds;
+  fds.stdout_fd = std::move(out.w);
+  fds.stderr_fd = std::move(err.w);
+  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "from the stream\n", true);
+  testing::AddOutput(b, "c1", "e1", pb::STDERR, "oops\n", true);
+  feed.Push(b);
+  EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
+  EXPECT_TRUE((*pump)->status().ok());
+  EXPECT_EQ(ReadToEof(out.r.get()), "from the stream\n");
+  EXPECT_EQ(ReadToEof(err.r.get()), "oops\n");
+  feed.Stop();
 }
 
 }  // namespace
