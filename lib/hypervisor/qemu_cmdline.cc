@@ -61,7 +61,11 @@ void AppendFixed(std::vector<std::string>* argv, bool seccomp) {
 }
 
 void AppendConsole(std::vector<std::string>* argv, const ConsoleOptions& c) {
-  Add(argv, "-chardev", "file,id=console,path=" + EscapeOptionValue(c.log_path));
+  if (c.socket_fd < 0) {
+    Add(argv, "-serial", "none");
+    return;
+  }
+  Add(argv, "-chardev", "socket,id=console,fd=" + std::to_string(c.socket_fd));
   Add(argv, "-serial", "chardev:console");
 }
 

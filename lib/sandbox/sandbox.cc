@@ -93,6 +93,7 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   vc.channel = config_.agent.channel;
   vc.shared_dir = shared_->path();
   vc.debug = config_.runtime.debug;
+  vc.console_logger = log_.WithSubsystem("console");
   vc.extra_kernel_params = opts.extra_kernel_params;
   CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
   auto t_started = Clock::now();
