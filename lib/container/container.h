@@ -31,6 +31,7 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::container {
 
@@ -165,7 +166,7 @@ class Container {
   Status SignalInit(int sig) const;
   std::string id_;
   pid_t init_pid_ = -1;
-  UniqueFd init_pidfd_;  // signals reach the init even after its pid is reused
+  sys::Pidfd init_pidfd_;  // signals reach the init even after its pid is reused
   std::string cgroup_path_;
   oci::Spec spec_;
   bool destroyed_ = false;
