@@ -353,10 +353,13 @@ state_bytes() {
 shim_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # A root container floods the guest console (ttyS0, the device QEMU's
-# -serial is wired to): the host keeps a bounded tail, the shim's memory
-# stays flat, and the writer is never blocked for good.
+# -serial is wired to) with up to 256 MiB: the host keeps a bounded tail,
+# the shim's memory stays flat, the writer keeps making progress (its
+# output reaches the host), and the pod still answers exec. An emulated
+# UART under TCG moves a few KiB/s to MiB/s, so the flood runs for
+# CASK_E2E_CONSOLE_SECS (default 90 s) and is then stopped.
 case_console_flood() {
-  local mib=${CASK_E2E_CONSOLE_MIB:-256}
+  local mib=${CASK_E2E_CONSOLE_MIB:-256} secs=${CASK_E2E_CONSOLE_SECS:-90}
   run_cask -d --privileged "$IMAGE" cf1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
   local shim rss0
   shim=$(shim_pids | head -1)
@@ -364,26 +367,25 @@ case_console_flood() {
   rss0=$(shim_rss_kib "$shim")
   ctr_ task exec --exec-id flood cf1 sh -c "
     mknod /tmp/console c 4 64 || exit 90
-    head -c $((mib * 1024 * 1024)) /dev/zero | tr '\\0' 'x' | fold -w 200 > /tmp/console || exit 91
+    head -c $((mib * 1024 * 1024)) /dev/zero | tr '\\0' 'x' | fold -w 200 > /tmp/console
     echo FLOOD-DONE" > "$W/flood.out" 2>&1 &
-  local flood=$! max_state=0 max_rss=0 b r t0=$SECONDS
-  while kill -0 $flood 2>/dev/null; do
+  local flood=$! max_state=0 max_rss=0 b r t0=$SECONDS con first=""
+  while kill -0 $flood 2>/dev/null && [ $((SECONDS - t0)) -lt "$secs" ]; do
     b=$(state_bytes); r=$(shim_rss_kib "$shim")
     [ "$b" -gt "$max_state" ] && max_state=$b
     [ "$r" -gt "$max_rss" ] && max_rss=$r
-    [ $((SECONDS - t0)) -lt 3000 ] || { kill $flood; fail "the console flood of $mib MiB did not finish in 3000 s"; }
+    con=$(ls "$W"/cask-state/*/console.log 2>/dev/null | head -1)
+    [ -z "$first" ] && [ -n "$con" ] && grep -q xxxxxxxxxx "$con" && first=$((SECONDS - t0))
     sleep 2
   done
-  wait $flood || true
-  log "console flood of $mib MiB: $((SECONDS - t0)) s, state dir max $max_state bytes, shim RSS $rss0 -> max $max_rss KiB"
-  expect_contains "$(cat "$W/flood.out")" FLOOD-DONE "the flood finished"
+  log "console flood: ${secs}s window, first flood bytes on the host after ${first:-never} s, state dir max $max_state bytes, shim RSS $rss0 -> max $max_rss KiB"
+  [ -n "$first" ] || fail "no flood output reached the host's console log"
   [ "$max_state" -lt $((4 * 1024 * 1024)) ] || fail "pod state dir grew to $max_state bytes (bound 4 MiB)"
   [ "$max_rss" -lt $((rss0 + 32 * 1024)) ] || fail "shim RSS grew from $rss0 to $max_rss KiB"
-  local con
-  con=$(ls "$W"/cask-state/*/console.log | head -1)
-  [ -n "$con" ] && tail -c 1000 "$con" | grep -q xxxxxxxxxx || fail "console.log does not hold the tail of the flood"
-  expect_eq "$(ctr_ task exec --exec-id after cf1 echo alive)" alive "exec after the flood"
-  ctr_ task kill cf1
+  tail -c 1000 "$con" | grep -q xxxxxxxxxx || fail "console.log does not end with the flood"
+  expect_eq "$(ctr_ task exec --exec-id during cf1 echo alive)" alive "exec during the flood"
+  ctr_ task kill -s SIGKILL cf1
+  wait $flood 2>/dev/null || true
   wait_for 60 status_is cf1 STOPPED || fail "cf1 did not stop"
   ctr_ task rm cf1
   ctr_ containers rm cf1
