@@ -103,6 +103,158 @@ TEST(Fs, RemoveAllRefusesBindMounts) {
   ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
+// A temporary directory removed (with the fd helpers' own RemoveAll) at
+// the end of the test.
+class TempDir {
+ public:
+  // In /tmp, or in `base` (e.g. /dev/shm, a tmpfs, for big trees).
+  explicit TempDir(std::string base = "/tmp") {
+    std::string tmpl = base + "/cask-base-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    if (!path_.empty()) (void)RemoveAll(path_);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Fs, RemoveAllIsIterativeAtAnyDepth) {
+  // 100,000 nested directories (what a hostile guest can make in a share):
+  // a recursive removal would overflow the stack or run out of fds.
+  TempDir t(PathExists("/dev/shm") ? "/dev/shm" : "/tmp");
+  ASSERT_FALSE(t.path().empty());
+  constexpr int kDepth = 100000;
+  {
+    UniqueFd cur(::open(t.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(cur);
+    ASSERT_EQ(::mkdirat(cur.get(), "deep", 0755), 0);
+    cur.Reset(::openat(cur.get(), "deep", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    for (int i = 0; i < kDepth; ++i) {
+      ASSERT_EQ(::mkdirat(cur.get(), "d", 0755), 0) << i;
+      if (i % 1000 == 0) {
+        int fd = ::openat(cur.get(), "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0);
+        ::close(fd);
+        ASSERT_EQ(::symlinkat("/etc", cur.get(), "l"), 0);
+      }
+      cur.Reset(::openat(cur.get(), "d", O_PATH | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(cur) << i;
+    }
+  }
+  ASSERT_TRUE(RemoveAll(t.path() + "/deep").ok());
+  EXPECT_FALSE(PathExists(t.path() + "/deep"));
+  EXPECT_TRUE(PathExists("/etc/passwd"));  // symlinks were unlinked, not followed
+}
+
+TEST(Fs, RemoveAllUnlinksSymlinksWithoutFollowing) {
+  TempDir t;
+  ASSERT_TRUE(MkdirAll(t.path() + "/keep").ok());
+  ASSERT_TRUE(WriteFile(t.path() + "/keep/precious", "x").ok());
+  ASSERT_TRUE(MkdirAll(t.path() + "/tree/a").ok());
+  ASSERT_EQ(::symlink((t.path() + "/keep").c_str(), (t.path() + "/tree/a/link").c_str()), 0);
+  ASSERT_EQ(::symlink((t.path() + "/keep").c_str(), (t.path() + "/top-link").c_str()), 0);
+  ASSERT_TRUE(RemoveAll(t.path() + "/tree").ok());
+  ASSERT_TRUE(RemoveAll(t.path() + "/top-link").ok());
+  EXPECT_FALSE(PathExists(t.path() + "/tree"));
+  EXPECT_FALSE(PathExists(t.path() + "/top-link"));
+  EXPECT_TRUE(PathExists(t.path() + "/keep/precious"));
+}
+
+TEST(Fs, OpenBeneathRefusesEscapes) {
+  TempDir t;
+  ASSERT_TRUE(MkdirAll(t.path() + "/root/sub").ok());
+  ASSERT_TRUE(MkdirAll(t.path() + "/outside").ok());
+  ASSERT_EQ(::symlink((t.path() + "/outside").c_str(), (t.path() + "/root/abs-link").c_str()), 0);
+  ASSERT_EQ(::symlink("sub", (t.path() + "/root/rel-link").c_str()), 0);
+  auto root = Open(t.path() + "/root", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(root.ok());
+  int r = root->get();
+  EXPECT_TRUE(OpenBeneath(r, "sub", O_PATH | O_DIRECTORY).ok());
+  EXPECT_TRUE(OpenBeneath(r, "", O_PATH | O_DIRECTORY).ok());
+  // A symlink, even one that stays inside, is refused in any position.
+  EXPECT_FALSE(OpenBeneath(r, "abs-link", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, "rel-link", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, "abs-link/x", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, "../outside", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, "sub/../../outside", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, t.path() + "/outside", O_PATH).ok());
+  EXPECT_FALSE(OpenBeneath(r, "/proc/self/root", O_PATH).ok());
+  auto missing = OpenBeneath(r, "nope/x", O_PATH);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), Code::kNotFound);
+}
+
+TEST(Fs, MkdirAllInCreatesBeneathOnly) {
+  TempDir t;
+  ASSERT_TRUE(MkdirAll(t.path() + "/root").ok());
+  ASSERT_TRUE(MkdirAll(t.path() + "/outside").ok());
+  auto root = Open(t.path() + "/root", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(root.ok());
+  int r = root->get();
+  auto made = MkdirAllIn(r, "a/b/c");
+  ASSERT_TRUE(made.ok()) << made.error().ToString();
+  // The returned fd is the last directory.
+  ASSERT_EQ(::mkdirat(made->get(), "d", 0755), 0);
+  EXPECT_TRUE(PathExists(t.path() + "/root/a/b/c/d"));
+  EXPECT_TRUE(MkdirAllIn(r, "a/b/c").ok());  // existing is fine
+
+  // A symlinked component is refused and nothing is created through it.
+  ASSERT_EQ(::symlink((t.path() + "/outside").c_str(), (t.path() + "/root/evil").c_str()), 0);
+  EXPECT_FALSE(MkdirAllIn(r, "evil/x").ok());
+  EXPECT_FALSE(PathExists(t.path() + "/outside/x"));
+  ASSERT_EQ(::symlink("a", (t.path() + "/root/inner").c_str()), 0);
+  EXPECT_FALSE(MkdirAllIn(r, "inner/y").ok());
+  // "..", absolute and empty components are refused before any syscall.
+  EXPECT_EQ(MkdirAllIn(r, "../outside/z").error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(MkdirAllIn(r, "/abs").error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(MkdirAllIn(r, "a//b").error().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(PathExists(t.path() + "/outside/z"));
+  // A file in the way.
+  ASSERT_TRUE(WriteFile(t.path() + "/root/file", "").ok());
+  EXPECT_FALSE(MkdirAllIn(r, "file/x").ok());
+}
+
+TEST(Fs, RemoveAllInNeverLeavesTheRoot) {
+  TempDir t;
+  ASSERT_TRUE(MkdirAll(t.path() + "/root/a/b").ok());
+  ASSERT_TRUE(MkdirAll(t.path() + "/outside/b").ok());
+  ASSERT_TRUE(WriteFile(t.path() + "/outside/b/precious", "x").ok());
+  ASSERT_EQ(::symlink((t.path() + "/outside").c_str(), (t.path() + "/root/link").c_str()), 0);
+  auto root = Open(t.path() + "/root", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(root.ok());
+  // Through a symlinked parent: refused, the target untouched.
+  EXPECT_FALSE(RemoveAllIn(root->get(), "link/b").ok());
+  EXPECT_TRUE(PathExists(t.path() + "/outside/b/precious"));
+  // The symlink itself is removed as a symlink.
+  EXPECT_TRUE(RemoveAllIn(root->get(), "link").ok());
+  EXPECT_TRUE(PathExists(t.path() + "/outside/b/precious"));
+  EXPECT_FALSE(PathExists(t.path() + "/root/link"));
+  EXPECT_TRUE(RemoveAllIn(root->get(), "a").ok());
+  EXPECT_FALSE(PathExists(t.path() + "/root/a"));
+  EXPECT_TRUE(RemoveAllIn(root->get(), "a/missing").ok());
+  EXPECT_EQ(RemoveAllIn(root->get(), "../outside").error().code(), Code::kInvalidArgument);
+}
+
+TEST(Fs, MountRootAndIdOfFds) {
+  auto root = Open("/", O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(root.ok());
+  auto is_root = IsMountRootFd(root->get());
+  ASSERT_TRUE(is_root.ok()) << is_root.error().ToString();
+  EXPECT_TRUE(*is_root);
+  auto id = MountIdOf(root->get());
+  ASSERT_TRUE(id.ok());
+  EXPECT_GT(*id, 0u);
+  TempDir t;
+  auto sub = Open(t.path(), O_PATH | O_DIRECTORY);
+  ASSERT_TRUE(sub.ok());
+  auto sub_root = IsMountRootFd(sub->get());
+  ASSERT_TRUE(sub_root.ok());
+  EXPECT_FALSE(*sub_root);
+}
+
 TEST(Fs, PathHelpers) {
   EXPECT_EQ(Dirname("/a/b"), "/a");
   EXPECT_EQ(Dirname("/a"), "/");

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 
@@ -80,6 +81,9 @@ struct VmSettings {
   ChannelRequest channel = ChannelRequest::kAuto;
   std::string shared_dir;         // host dir exported over virtio-fs with tag "cask" (empty = none)
   bool debug = false;             // keep console log verbose (no "quiet"), cask.debug=1
+  // Guest console lines are logged here ("guest console", line=...), at a
+  // bounded rate (see qemu.cc); the default discards them.
+  Logger console_logger;
   std::vector<std::string> extra_kernel_params;
 
   // QEMU drops to this user once its devices are set up (-runas): a user
@@ -110,8 +114,10 @@ class Vm {
   virtual Status Stop(std::chrono::milliseconds grace) = 0;
   // Non-blocking: has the VMM exited? (e.g. guest powered off or crashed)
   virtual bool Exited() = 0;
+  // The console log on disk: the last part of the console only, its size
+  // capped by the backend (QEMU: at most 512 KiB).
   virtual std::string console_log_path() const = 0;
-  // The last `max_bytes` bytes of the console log, starting at a line
+  // The last `max_bytes` bytes of the console (kept in memory, bounded), starting at a line
   // boundary when possible, for error messages ("VM exited during boot:
   // <tail>"). Empty if there is no log (yet, or any more after Stop).
   virtual std::string ConsoleTail(size_t max_bytes) const = 0;

@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "lib/base/process.h"
 #include "lib/hypervisor/host_cgroup.h"
 #include "lib/hypervisor/process_identity.h"
+#include "lib/hypervisor/capped_log.h"
 #include "lib/hypervisor/qemu_cmdline.h"
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
@@ -40,6 +42,24 @@ constexpr unsigned long kVhostVsockSetGuestCid = _IOW(0xAF, 0x60, uint64_t);
 constexpr size_t kStartErrorLogBytes = 4096;  // of qemu.log, quoted in a start error
 constexpr size_t kExitTailBytes = 2048;       // of console.log, quoted when the VM died
 constexpr size_t kMaxUnixPath = 107;          // sizeof(sockaddr_un::sun_path) - 1
+
+// Bounds on what the guest (console) and virtiofsd (stderr) make the host
+// keep: the last kConsoleKeepBytes of the console in memory, at most twice
+// that in console.log; the same for virtiofsd.log with kVirtiofsdLogKeepBytes.
+// Together with qemu.log and the sockets a pod's state dir stays far below
+// 4 MiB however much the guest writes.
+constexpr size_t kConsoleKeepBytes = 256 * 1024;
+constexpr size_t kVirtiofsdLogKeepBytes = 64 * 1024;
+// Console lines forwarded to the shim's log: 4 KiB/s sustained, 32 KiB at
+// once, each line cut at 1 KiB.
+constexpr size_t kConsoleLogRate = 4 * 1024;
+constexpr size_t kConsoleLogBurst = 32 * 1024;
+constexpr size_t kConsoleLogMaxLine = 1024;
+// Per wake-up of the log pump, per stream: keeps one stream from starving
+// the other.
+constexpr size_t kPumpChunkBytes = 256 * 1024;
+// The console's fd number inside QEMU (3 is the vhost-vsock fd).
+constexpr int kConsoleFdInQemu = 4;
 
 std::string Trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -110,7 +130,8 @@ class QemuVm final : public Vm {
         console_log_(JoinPath(cfg.state_dir, "console.log")),
         qemu_log_(JoinPath(cfg.state_dir, "qemu.log")),
         fs_log_(JoinPath(cfg.state_dir, "virtiofsd.log")),
-        host_processes_(JoinPath(cfg.state_dir, kHostProcessesFile)) {}
+        host_processes_(JoinPath(cfg.state_dir, kHostProcessesFile)),
+        console_logger_(cfg.console_logger) {}
 
   ~QemuVm() override { (void)Stop(kDefaultStopGrace); }
 
@@ -124,7 +145,10 @@ class QemuVm final : public Vm {
   Status Stop(milliseconds grace) override;
   bool Exited() override;
   std::string console_log_path() const override { return console_log_; }
-  std::string ConsoleTail(size_t max_bytes) const override { return FileTail(console_log_, max_bytes); }
+  std::string ConsoleTail(size_t max_bytes) const override {
+    if (logs_closed_ || !console_) return "";
+    return console_->Tail(max_bytes);
+  }
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
 
@@ -143,9 +167,28 @@ class QemuVm final : public Vm {
   void StartFsWatch();
   void StopFsWatch();
 
+  // The log pump: one thread that drains the console socket and
+  // virtiofsd's stderr into their CappedLogs (and console lines into the
+  // logger, rate-limited) until StopPump. Always reading is what keeps a
+  // guest that floods its console from blocking on a full socket.
+  Status StartPump();
+  void Pump();
+  void StopPump();
+
   const std::string id_, state_dir_;
   const Channel channel_;
   const std::string agent_sock_, qmp_sock_, fs_sock_, console_log_, qemu_log_, fs_log_, host_processes_;
+  const Logger console_logger_;
+
+  // Made in Boot before any process starts, fixed afterwards; the pump
+  // thread owns the reading ends while it runs.
+  std::unique_ptr<CappedLog> console_;
+  std::unique_ptr<CappedLog> fs_log_cap_;
+  UniqueFd console_host_;  // host end of the console socket pair
+  UniqueFd fs_stderr_;     // read end of virtiofsd's stderr
+  UniqueFd pump_wake_;     // eventfd: StopPump writes it
+  std::thread pump_;
+  std::atomic<bool> logs_closed_{false};  // set by Stop: ConsoleTail is empty
   bool created_dir_ = false;
   uint32_t guest_cid_ = 0;
   pid_t pid_ = -1;
@@ -198,6 +241,7 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
   for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_}) {
     if (::unlink(p->c_str()) != 0 && errno != ENOENT) return Error::Sys(errno, "remove stale socket " + *p);
   }
+  CASK_ASSIGN_OR_RETURN(console_, CappedLog::Create(console_log_, kConsoleKeepBytes));
 
   std::vector<UniqueFd> cgroup_fds;
   std::vector<int> cgroup_fd_numbers;
@@ -213,13 +257,15 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
     fo.socket_path = fs_sock_;
     fo.source = cfg.shared_dir;
     fo.cache = cfg.virtiofs_cache;
-    fo.log_path = fs_log_;
+    CASK_ASSIGN_OR_RETURN(fs_log_cap_, CappedLog::Create(fs_log_, kVirtiofsdLogKeepBytes));
+    fo.log = fs_log_cap_.get();
     fo.cgroup_procs_fds = cgroup_fd_numbers;
-    CASK_ASSIGN_OR_RETURN(ChildProcess fsd, StartVirtiofsd(fo, kVirtiofsdStartTimeout));
-    pid_t fsd_pid = fsd.pid();
+    CASK_ASSIGN_OR_RETURN(VirtiofsdProcess fsd, StartVirtiofsd(fo, kVirtiofsdStartTimeout));
+    fs_stderr_ = std::move(fsd.stderr_pipe);
+    pid_t fsd_pid = fsd.child.pid();
     {
       std::lock_guard<std::mutex> l(proc_mu_);
-      virtiofsd_ = std::move(fsd);
+      virtiofsd_ = std::move(fsd.child);
     }
     CASK_ASSIGN_OR_RETURN(fsd_id_, IdentityOf(fsd_pid).Context("identify virtiofsd"));
     CASK_ASSIGN_OR_RETURN(fs_pidfd_, sys::Pidfd::Open(fsd_pid).Context("pidfd of virtiofsd"));
@@ -239,8 +285,20 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
     cmd.agent.vhost_fd = kVhostFdInQemu;
   }
   CASK_ASSIGN_OR_RETURN(UniqueFd log, Open(qemu_log_, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  CASK_ASSIGN_OR_RETURN(UniqueFd con, Open(console_log_, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  con.Reset();  // QEMU appends to it; created here so ConsoleTail works at once
+  // The console: a socket pair, QEMU's end passed as an fd (no path, no
+  // connect race, nothing lost before the host reads).
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return Error::Sys(errno, "socketpair for the guest console");
+  console_host_.Reset(pair[0]);
+  UniqueFd console_qemu(pair[1]);
+  if (::fcntl(console_host_.get(), F_SETFL, O_NONBLOCK) != 0)
+    return Error::Sys(errno, "make the console socket non-blocking");
+  // The host never writes to the guest console; the write side stays open
+  // all the same (QEMU takes an EOF as a disconnect and drops the output).
+  so.extra_fds[kConsoleFdInQemu] = console_qemu.get();
+  cmd.console.socket_fd = kConsoleFdInQemu;
+  CASK_TRY(StartPump());
   so.stderr_fd = log.get();
   auto argv = qemu::BuildQemuArgv(cmd);
   CASK_ASSIGN_OR_RETURN(ChildProcess q, Spawn(argv, so).Context("start " + cmd.binary));
@@ -251,6 +309,7 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
   }
   log.Reset();
   vhost.Reset();
+  console_qemu.Reset();
   cgroup_fds.clear();
   // QEMU is an unreaped child: its pid cannot have been reused.
   CASK_ASSIGN_OR_RETURN(pidfd_, sys::Pidfd::Open(pid_).Context("pidfd of qemu"));
@@ -386,7 +445,7 @@ Result<UniqueFd> QemuVm::ConnectAgent(milliseconds timeout) {
     if (stopping_) return Error::FailedPrecondition("the VM is stopped");
     if (Exited())
       return Error::Unavailable("VM exited (qemu " + ExitDescription() + ") before the agent channel " + what +
-                                " connected; console: " + Trimmed(FileTail(console_log_, kExitTailBytes)));
+                                " connected; console: " + Trimmed(ConsoleTail(kExitTailBytes)));
     auto fd = channel_ == Channel::kSerial ? ConnectUnixOnce(agent_sock_)
                                            : ConnectVsockOnce(guest_cid_, kAgentVsockPort);
     if (fd.ok()) return fd;
@@ -468,6 +527,7 @@ Status QemuVm::StopLocked(milliseconds grace) {
   fs_pidfd_.Reset();
   // Anything else in the pod's cgroup (nothing, normally) goes with it.
   if (cgroup_.valid()) note(cgroup_.Remove(milliseconds(2000)).Context("remove the pod's cgroup"));
+  StopPump();
   note(RemoveFiles());
   if (first) return std::move(*first).Wrap("stop VM " + id_);
   return Ok();
@@ -475,6 +535,9 @@ Status QemuVm::StopLocked(milliseconds grace) {
 
 Status QemuVm::RemoveFiles() {
   std::optional<Error> first;
+  logs_closed_ = true;
+  if (console_) console_->RemoveFile();
+  if (fs_log_cap_) fs_log_cap_->RemoveFile();
   for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_, &console_log_, &qemu_log_, &fs_log_, &host_processes_}) {
     if (::unlink(p->c_str()) != 0 && errno != ENOENT && !first) first = Error::Sys(errno, "remove " + *p);
   }
@@ -515,6 +578,75 @@ Status ValidateRunas(const std::string& runas) {
     return Error::NotFound("hypervisor.runas: no user \"" + runas + "\" on this host");
   if (pw.pw_uid == 0) return Error::InvalidArgument("hypervisor.runas: user \"" + runas + "\" is root");
   return Ok();
+}
+
+Status QemuVm::StartPump() {
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Error::Sys(errno, "eventfd for the log pump");
+  pump_wake_.Reset(efd);
+  pump_ = std::thread([this] { Pump(); });
+  return Ok();
+}
+
+void QemuVm::Pump() {
+  LineLimiter lines([this](std::string_view l) { console_logger_.Info("guest console", {{"line", std::string(l)}}); },
+                    kConsoleLogRate, kConsoleLogBurst, kConsoleLogMaxLine);
+  std::string buf(64 * 1024, '\0');
+  // Reads what is there now, up to kPumpChunkBytes; false at EOF/error.
+  auto drain_console = [&]() -> bool {
+    size_t got = 0;
+    while (got < kPumpChunkBytes) {
+      ssize_t n = ::read(console_host_.get(), buf.data(), buf.size());
+      if (n > 0) {
+        std::string_view data(buf.data(), static_cast<size_t>(n));
+        console_->Append(data);
+        lines.Feed(data);
+        got += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+  };
+  bool console_open = console_host_.valid();
+  bool fs_open = fs_stderr_.valid();
+  for (;;) {
+    pollfd p[3];
+    nfds_t n = 0;
+    p[n++] = {pump_wake_.get(), POLLIN, 0};
+    int ci = -1, fi = -1;
+    if (console_open) {
+      ci = static_cast<int>(n);
+      p[n++] = {console_host_.get(), POLLIN, 0};
+    }
+    if (fs_open) {
+      fi = static_cast<int>(n);
+      p[n++] = {fs_stderr_.get(), POLLIN, 0};
+    }
+    if (::poll(p, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (ci >= 0 && p[ci].revents != 0) console_open = drain_console();
+    if (fi >= 0 && p[fi].revents != 0) fs_open = DrainInto(fs_stderr_.get(), fs_log_cap_.get(), kPumpChunkBytes);
+    if (p[0].revents != 0) {
+      // Stopping: take what is still buffered (bounded) and end.
+      if (console_open) (void)drain_console();
+      if (fs_open) (void)DrainInto(fs_stderr_.get(), fs_log_cap_.get(), kPumpChunkBytes);
+      break;
+    }
+  }
+  lines.Flush();
+}
+
+void QemuVm::StopPump() {
+  if (!pump_.joinable()) return;
+  uint64_t one = 1;
+  (void)!::write(pump_wake_.get(), &one, sizeof one);
+  pump_.join();
+  console_host_.Reset();
+  fs_stderr_.Reset();
 }
 
 class QemuHypervisor final : public Hypervisor {
@@ -591,7 +723,6 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmSettings& cfg) {
   cmd.kernel.kernel = cfg.kernel;
   cmd.kernel.initrd = cfg.initrd;
   cmd.kernel.params = std::move(params);
-  cmd.console.log_path = vm->console_log_path();
   cmd.agent.channel = channel;
   cmd.agent.socket_path = JoinPath(cfg.state_dir, "agent.sock");
   if (with_fs) cmd.virtiofs = qemu::VirtioFsOptions{JoinPath(cfg.state_dir, "virtiofsd.sock"), kVirtiofsTag};

@@ -4,9 +4,12 @@
 //   agent.sock      QEMU's virtio-serial chardev (serial channel)
 //   qmp.sock        QMP; the Vm keeps one connection open from Start to Stop
 //   virtiofsd.sock  virtiofsd's vhost-user socket (with a shared dir)
-//   console.log     the guest's ttyS0
+//   console.log     the tail of the guest's ttyS0 (at most 512 KiB; the
+//                   console reaches the host through a socket pair that a
+//                   pump thread of the Vm always drains into a bounded ring)
 //   qemu.log        QEMU's stderr (quoted in start errors)
-//   virtiofsd.log   virtiofsd's stderr
+//   virtiofsd.log   the tail of virtiofsd's stderr (at most 128 KiB, read
+//                   through a pipe by the same pump)
 // QEMU and virtiofsd are children of the calling process, owned by
 // ChildProcess; no parent-death signal is set (a shim daemon owns them for
 // its whole life).

@@ -65,7 +65,11 @@ void AppendFixed(std::vector<std::string>* argv, bool seccomp, const std::string
 }
 
 void AppendConsole(std::vector<std::string>* argv, const ConsoleOptions& c) {
-  Add(argv, "-chardev", "file,id=console,path=" + EscapeOptionValue(c.log_path));
+  if (c.socket_fd < 0) {
+    Add(argv, "-serial", "none");
+    return;
+  }
+  Add(argv, "-chardev", "socket,id=console,fd=" + std::to_string(c.socket_fd));
   Add(argv, "-serial", "chardev:console");
 }
 

@@ -55,7 +55,11 @@ struct KernelOptions {
 };
 
 struct ConsoleOptions {
-  std::string log_path;             // the guest's ttyS0 goes to this file
+  // The guest's ttyS0 is a socket chardev on this fd number in QEMU: one
+  // end of a connected stream socket pair whose other end the host reads
+  // (bounded; see capped_log.h). Not a file: the guest decides how much it
+  // writes. -1: no console (-serial none).
+  int socket_fd = -1;
 };
 
 struct AgentOptions {

@@ -18,7 +18,7 @@ QemuCommand Base(MachineType m) {
   c.accel.vcpus = 1;
   c.memory.mib = 256;
   c.kernel = {"/k/vmlinux", "/k/initrd.img", {"console=ttyS0", "panic=-1"}};
-  c.console.log_path = "/run/cask/sb1/console.log";
+  c.console.socket_fd = 4;
   c.agent.channel = Channel::kSerial;
   c.agent.socket_path = "/run/cask/sb1/agent.sock";
   c.qmp.socket_path = "/run/cask/sb1/qmp.sock";
@@ -28,7 +28,7 @@ QemuCommand Base(MachineType m) {
 const std::vector<std::string> kTail = {
     "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
     "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-    "-chardev", "file,id=console,path=/run/cask/sb1/console.log", "-serial", "chardev:console",
+    "-chardev", "socket,id=console,fd=4", "-serial", "chardev:console",
     "-kernel", "/k/vmlinux", "-initrd", "/k/initrd.img", "-append", "console=ttyS0 panic=-1"};
 
 std::vector<std::string> Concat(std::initializer_list<std::vector<std::string>> parts) {
@@ -110,7 +110,7 @@ TEST(QemuCmdline, PcTcgSerialWithoutVirtioFs) {
       "/usr/bin/qemu-system-x86_64", "-name", "cask-sb1", "-M", "pc",
       "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1", "-m", "256M",
       "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-      "-chardev", "file,id=console,path=/run/cask/sb1/console.log", "-serial", "chardev:console",
+      "-chardev", "socket,id=console,fd=4", "-serial", "chardev:console",
       "-kernel", "/k/vmlinux", "-initrd", "/k/initrd.img", "-append", "console=ttyS0 panic=-1",
       "-device", "virtio-serial-pci",
       "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
@@ -132,13 +132,24 @@ TEST(QemuCmdline, MicrovmVsockUsesMmioDevice) {
 
 TEST(QemuCmdline, CommasInPathsAreEscaped) {
   QemuCommand c = Base(MachineType::kPc);
-  c.console.log_path = "/tmp/a,b/console.log";
   c.qmp.socket_path = "/tmp/a,b/qmp.sock";
   auto argv = BuildQemuArgv(c);
-  EXPECT_NE(std::find(argv.begin(), argv.end(), "file,id=console,path=/tmp/a,,b/console.log"), argv.end());
   EXPECT_NE(std::find(argv.begin(), argv.end(), "socket,id=qmp,path=/tmp/a,,b/qmp.sock,server=on,wait=off"),
             argv.end());
   EXPECT_EQ(EscapeOptionValue(",a,,"), ",,a,,,,");
+}
+
+TEST(QemuCmdline, ConsoleIsASocketNeverAFile) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.console.socket_fd = 5;
+  auto argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "socket,id=console,fd=5"), argv.end());
+  for (const auto& a : argv) EXPECT_EQ(a.rfind("file,", 0), std::string::npos) << a;
+  c.console.socket_fd = -1;
+  argv = BuildQemuArgv(c);
+  auto it = std::find(argv.begin(), argv.end(), "-serial");
+  ASSERT_NE(it, argv.end());
+  EXPECT_EQ(*(it + 1), "none");
 }
 
 TEST(QemuCmdline, ParseMachineType) {

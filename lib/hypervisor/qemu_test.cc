@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <chrono>
+#include <thread>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -191,6 +194,55 @@ TEST_F(QemuStartTest, VirtiofsdFailureCarriesItsLog) {
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().ToString(), HasSubstr("cannot do it"));
   EXPECT_THAT(r.error().ToString(), HasSubstr("status 3"));
+  ExpectNothingLeft();
+}
+
+TEST_F(QemuStartTest, ConsoleFloodIsDrainedIntoABoundedTail) {
+  // A stand-in QEMU that answers QMP and floods its console fd (fd 4, the
+  // socket pair): 32 MiB, then a marker. The writer must get through (the
+  // host keeps draining), and the host keeps a bounded tail only.
+  std::string py = tmp_ + "/fakeqemu.py";
+  ASSERT_TRUE(WriteFile(py, R"PY(
+import os, socket, sys, threading
+args = sys.argv[1:]
+qmp = [a for a in args if a.startswith("socket,id=qmp,path=")][0].split("path=")[1].split(",server")[0]
+con = [a for a in args if a.startswith("socket,id=console,fd=")][0].split("fd=")[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(qmp); s.listen(1)
+def serve():
+    c, _ = s.accept()
+    f = c.makefile("rwb", buffering=0)
+    f.write(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+    for line in f:
+        if b"quit" in line:
+            f.write(b'{"return": {}}\r\n'); os._exit(0)
+        f.write(b'{"return": {}}\r\n')
+threading.Thread(target=serve, daemon=True).start()
+out = os.fdopen(int(con), "wb", buffering=0)
+chunk = (b"x" * 199 + b"\n") * 512
+for _ in range(32 * 1024 * 1024 // len(chunk)):
+    out.write(chunk)
+out.write(b"CONSOLE-FLOOD-DONE\n")
+threading.Event().wait()
+)PY").ok());
+  cfg_.hv.path = Script("qemu", "exec python3 " + py + " \"$@\"");
+  auto r = Start();
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  auto& vm = *r;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (vm->ConsoleTail(4096).find("CONSOLE-FLOOD-DONE") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_THAT(vm->ConsoleTail(4096), HasSubstr("CONSOLE-FLOOD-DONE")) << "the writer was blocked";
+  struct stat st;
+  ASSERT_EQ(::stat(vm->console_log_path().c_str(), &st), 0);
+  EXPECT_LE(st.st_size, 512 * 1024);
+  auto file = ReadFile(vm->console_log_path());
+  ASSERT_TRUE(file.ok());
+  EXPECT_THAT(file->substr(file->size() > 100 ? file->size() - 100 : 0), HasSubstr("CONSOLE-FLOOD-DONE"));
+  EXPECT_LE(vm->ConsoleTail(100 << 20).size(), 256u * 1024);
+  EXPECT_TRUE(vm->Stop(std::chrono::milliseconds(5000)).ok());
+  EXPECT_EQ(vm->ConsoleTail(100), "");
   ExpectNothingLeft();
 }
 

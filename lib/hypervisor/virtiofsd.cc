@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "lib/base/fs.h"
@@ -12,11 +13,9 @@
 namespace cask::hypervisor {
 namespace {
 
-std::string LogTail(const std::string& path, size_t max) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return "";
-  std::string s = std::move(*text);
-  if (s.size() > max) s = s.substr(s.size() - max);
+std::string LogTail(const CappedLog* log, size_t max) {
+  if (log == nullptr) return "";
+  std::string s = log->Tail(max);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
 }
@@ -43,29 +42,51 @@ Status ValidateVirtiofsdOptions(const VirtiofsdOptions& o) {
   return Ok();
 }
 
-Result<ChildProcess> StartVirtiofsd(const VirtiofsdOptions& o, std::chrono::milliseconds timeout) {
+bool DrainInto(int fd, CappedLog* log, size_t max_bytes) {
+  char buf[16384];
+  size_t got = 0;
+  while (got < max_bytes) {
+    ssize_t n = ::read(fd, buf, std::min(sizeof buf, max_bytes - got));
+    if (n > 0) {
+      if (log != nullptr) log->Append(std::string_view(buf, static_cast<size_t>(n)));
+      got += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;  // EOF or error
+  }
+  return true;
+}
+
+Result<VirtiofsdProcess> StartVirtiofsd(const VirtiofsdOptions& o, std::chrono::milliseconds timeout) {
   CASK_TRY(ValidateVirtiofsdOptions(o));
   if (::unlink(o.socket_path.c_str()) != 0 && errno != ENOENT)
     return Error::Sys(errno, "remove stale socket " + o.socket_path);
-  CASK_ASSIGN_OR_RETURN(UniqueFd log, Open(o.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600));
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return Error::Sys(errno, "pipe for virtiofsd's stderr");
+  UniqueFd read_end(p[0]), write_end(p[1]);
+  if (::fcntl(read_end.get(), F_SETFL, O_NONBLOCK) != 0) return Error::Sys(errno, "make virtiofsd's stderr non-blocking");
   SpawnOptions so;
-  so.stderr_fd = log.get();
+  so.stderr_fd = write_end.get();
   so.cgroup_procs_fds = o.cgroup_procs_fds;
   CASK_ASSIGN_OR_RETURN(ChildProcess child, Spawn(VirtiofsdArgv(o), so).Context("start virtiofsd " + o.binary));
-  log.Reset();
+  write_end.Reset();
 
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    if (IsSocket(o.socket_path)) return child;
+    (void)DrainInto(read_end.get(), o.log, 1 << 20);
+    if (IsSocket(o.socket_path)) return VirtiofsdProcess{std::move(child), std::move(read_end)};
     auto st = child.TryWait();
     if (!st.ok()) return std::move(st).error().Wrap("wait for virtiofsd");
     if (st->has_value()) {
-      std::string tail = LogTail(o.log_path, 2048);
+      (void)DrainInto(read_end.get(), o.log, 1 << 20);
+      std::string tail = LogTail(o.log, 2048);
       return Error::Internal("virtiofsd exited with status " + std::to_string(**st) + " before creating " +
                              o.socket_path + (tail.empty() ? "" : ": " + tail));
     }
     if (Clock::now() >= deadline) {
-      std::string tail = LogTail(o.log_path, 2048);
+      std::string tail = LogTail(o.log, 2048);
       (void)child.Terminate(std::chrono::milliseconds(500));
       return Error::DeadlineExceeded("virtiofsd did not create " + o.socket_path + " within " +
                                      std::to_string(timeout.count()) + " ms" + (tail.empty() ? "" : ": " + tail));

@@ -9,6 +9,8 @@
 
 #include "lib/base/process.h"
 #include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
+#include "lib/hypervisor/capped_log.h"
 
 namespace cask::hypervisor {
 
@@ -17,9 +19,24 @@ struct VirtiofsdOptions {
   std::string socket_path;  // the vhost-user socket virtiofsd listens on
   std::string source;       // absolute host directory to export
   std::string cache;        // hypervisor.virtiofs_cache: auto | always | none
-  std::string log_path;     // virtiofsd's stderr (appended)
   std::vector<int> cgroup_procs_fds;  // joined at spawn (SpawnOptions::cgroup_procs_fds)
+  // virtiofsd's stderr goes through a pipe into this bounded log (not a
+  // file it appends to: a guest can make it log without end). Not owned;
+  // must outlive StartVirtiofsd.
+  CappedLog* log = nullptr;
 };
+
+struct VirtiofsdProcess {
+  ChildProcess child;
+  // The read end of virtiofsd's stderr, non-blocking; the caller keeps
+  // draining it into the log (a full pipe would block virtiofsd).
+  UniqueFd stderr_pipe;
+};
+
+// Reads what is available on a non-blocking fd into `log` (at most
+// `max_bytes` per call, so one stream cannot starve others). Returns false
+// at EOF or on an error other than EAGAIN.
+bool DrainInto(int fd, CappedLog* log, size_t max_bytes);
 
 // <binary> --socket-path=<sock> -o source=<dir> -o cache=<cache>
 //   -o sandbox=namespace -o modcaps=-mknod:-fsetid
@@ -35,9 +52,9 @@ std::vector<std::string> VirtiofsdArgv(const VirtiofsdOptions& o);
 // would split (a ',' in the path) or that is relative.
 Status ValidateVirtiofsdOptions(const VirtiofsdOptions& o);
 
-// Spawns virtiofsd (stdin/stdout /dev/null, stderr to log_path) and waits
+// Spawns virtiofsd (stdin/stdout /dev/null, stderr into o.log) and waits
 // until its socket exists, up to `timeout`. If it exits or times out first,
 // it is killed and reaped, and the error carries the tail of its log.
-Result<ChildProcess> StartVirtiofsd(const VirtiofsdOptions& o, std::chrono::milliseconds timeout);
+Result<VirtiofsdProcess> StartVirtiofsd(const VirtiofsdOptions& o, std::chrono::milliseconds timeout);
 
 }  // namespace cask::hypervisor

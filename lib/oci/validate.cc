@@ -339,6 +339,10 @@ Status ValidateLinuxResources(const LinuxResources& r, std::string_view prefix) 
   return Ok();
 }
 
+// The virtio-fs tag of the pod share (the same word as hypervisor::kVirtiofsTag;
+// lib/oci depends on nothing below it, so it is repeated here).
+constexpr std::string_view kPodShareTag = "cask";
+
 Status Validate(const Spec& spec) {
   if (spec.oci_version.empty()) return Invalid("ociVersion", "must be set");
   if (spec.oci_version.rfind("1.", 0) != 0) {
@@ -364,6 +368,11 @@ Status Validate(const Spec& spec) {
     CASK_TRY(NoNul(Join(mp, "source"), m.source));
     CASK_TRY(NoNul(Join(mp, "type"), m.type));
     for (size_t k = 0; k < m.options.size(); ++k) CASK_TRY(NoNul(At(Join(mp, "options"), k), m.options[k]));
+    // The pod's virtio-fs share (tag "cask") holds every container's rootfs
+    // and volumes; a container that mounted it would reach the others'.
+    if (m.type == "virtiofs" && m.source == kPodShareTag)
+      return Invalid(Join(mp, "source"), "the virtio-fs tag \"" + std::string(kPodShareTag) +
+                                             "\" is the pod's own share and cannot be mounted into a container");
   }
   if (spec.linux) {
     CASK_TRY(ValidateLinux(*spec.linux, spec));

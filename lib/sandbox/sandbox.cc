@@ -69,7 +69,8 @@ Status Sandbox::Boot(SandboxOptions& opts) {
       return Error::Sys(errno, "mkdir " + dir_);
     }
     dir_created_ = true;
-    CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "shared")).Context("prepare the shared directory"));
+    CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
+                                       .Context("prepare the shared directory"));
   }
 
   hypervisor_ = std::move(opts.hypervisor);
@@ -78,6 +79,7 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   vc.id = id_;
   vc.state_dir = dir_;
   vc.shared_dir = shared_->path();
+  vc.console_logger = log_.WithSubsystem("console");
   vc.extra_kernel_params = opts.extra_kernel_params;
   CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
   auto t_started = Clock::now();
@@ -155,7 +157,8 @@ Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spe
   std::lock_guard<std::mutex> l(mu_);
   if (destroyed_ || !shared_) return Error::FailedPrecondition("sandbox " + id_ + " is destroyed");
   const std::string mounts_rel = container_id + "/mounts";
-  if (PathExists(JoinPath(shared_->path(), mounts_rel)))
+  CASK_ASSIGN_OR_RETURN(bool already, shared_->Exists(mounts_rel));
+  if (already)
     return Error::AlreadyExists("the mounts of container " + container_id + " are already shared");
   for (size_t i : host_binds) {
     oci::Mount& m = spec.mounts[i];

@@ -1,7 +1,7 @@
 // Sandbox: one pod VM and its agent connection, seen from the host.
 //
-// Create() makes <state_dir>/<id>/ with shared/ (the virtio-fs export, see
-// shared_dir.h), boots the VM through the hypervisor, connects to the agent,
+// Create() makes <state_dir>/<id>/ with mounts/ (the shim's private tree
+// of binds) and shared/ (its read-only virtio-fs export; see shared_dir.h), boots the VM through the hypervisor, connects to the agent,
 // waits until it answers Check, and has it mount the share at
 // /run/cask/shared. Any failure unwinds everything made so far (VM stopped,
 // mounts undone, directories removed) and the error says which step failed,
@@ -87,20 +87,22 @@ class Sandbox {
   // The last `max_bytes` bytes of the guest console, for error messages.
   std::string ConsoleTail(size_t max_bytes) const;
 
-  // Bind-mounts `host_dir` onto shared/<container_id>/rootfs and returns
+  // Bind-mounts `host_dir` onto mounts/<container_id>/rootfs (seen through
+  // the export as shared/<container_id>/rootfs) and returns
   // its guest path, /run/cask/shared/<container_id>/rootfs. Once per
   // container (ALREADY_EXISTS after that, until UnshareRootfs).
   Result<std::string> ShareRootfs(const std::string& container_id, const std::string& host_dir,
                                   bool readonly = false);
   // Returns `spec` with each bind mount whose source is a host path
-  // (a directory or a file such as /etc/resolv.conf) bound into
-  // shared/<container_id>/mounts/<n> and its source rewritten to the guest
+  // (a directory or a file such as /etc/resolv.conf) bound onto
+  // mounts/<container_id>/mounts/<n> (read-only, recursively, when the
+  // mount has the "ro" option) and its source rewritten to the guest
   // path. A missing source is INVALID_ARGUMENT naming the mount (checked
   // before anything is mounted); all or nothing; once per container
   // (ALREADY_EXISTS after that, until UnshareRootfs).
   Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
   // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
-  // busy) and removes shared/<container_id>.
+  // busy) and removes mounts/<container_id>.
   Status UnshareRootfs(const std::string& container_id);
 
   // DestroySandbox RPC (best effort), closes the agent connection, stops the

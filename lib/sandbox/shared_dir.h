@@ -1,18 +1,33 @@
-// SharedDir: the host directory that virtiofsd exports to the guest (tag
-// "cask", mounted at /run/cask/shared in the guest), and every host mount
-// made inside it.
+// SharedDir: the host side of the pod's virtio-fs share (tag "cask",
+// mounted at /run/cask/shared in the guest), and every host mount made for
+// it.
 //
-// On Create the directory becomes a mount point of its own (a bind mount
-// onto itself) that is first made private -- so nothing mounted inside it
-// propagates back to the host's mount peers -- and then shared, as the only
-// member of a new peer group. virtiofsd (started after Create) copies the
-// mount into its own namespace as a slave, so the container rootfs binds made
-// later, while the VM runs, still reach the guest.
+// The guest owns everything it can write through the share, so the share
+// is split in two (the design Kata adopted after CVE-2020-28914):
 //
-// Ownership: a SharedDir owns the directory and every mount under it.
-// Teardown (also run by the destructor) unmounts all of them, deepest first
-// (lazily if busy), and only then removes the directory: a host rootfs bound
-// in here is never descended into or deleted.
+//   host_path()  <sandbox>/mounts  the shim's private tree. Binds are made
+//                here, never where the guest can reach. A self-bind mount,
+//                made private (nothing propagates back to the host's mount
+//                peers) and then shared (its own peer group).
+//   path()       <sandbox>/shared  what virtiofsd exports: a bind of
+//                mounts/ that is read-only, nosuid, nodev and a slave of it,
+//                so every bind made in mounts/ later (while the VM runs)
+//                appears here and in virtiofsd's namespace, while nothing
+//                can be created, renamed, unlinked or symlinked at its top
+//                or in the directories between the binds.
+//
+// A container's rootfs and volumes are writable (unless read-only) through
+// their own bind mounts only. Every path operation in mounts/ goes through
+// directory fds resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+// | RESOLVE_NO_XDEV) from the fd of mounts/, binds are made with
+// open_tree + move_mount onto an fd, and unmounts act on
+// /proc/self/fd/N of an fd whose mount id was checked: a symlink or a
+// swapped component anywhere is an error, never followed.
+//
+// Ownership: a SharedDir owns both directories and every mount under them.
+// Teardown (also run by the destructor) detaches all of them and only then
+// removes the directories: a host rootfs bound in here is never descended
+// into or deleted.
 //
 // Thread safety: not internally synchronised; the owner serialises calls.
 #pragma once
@@ -24,42 +39,57 @@
 #include <vector>
 
 #include "lib/base/result.h"
+#include "lib/base/unique_fd.h"
 
 namespace cask::sandbox {
 
 class SharedDir {
  public:
-  // Creates `path` (its parent must exist; `path` must not exist or be an
-  // empty directory) and makes it a private-then-shared mount point.
-  static Result<std::unique_ptr<SharedDir>> Create(std::string path);
+  // Creates `host_dir` and `export_dir` (their parents must exist and be
+  // trusted; each must not exist or be an empty directory) and mounts them
+  // as described above.
+  static Result<std::unique_ptr<SharedDir>> Create(std::string host_dir, std::string export_dir);
   ~SharedDir();
   SharedDir(const SharedDir&) = delete;
   SharedDir& operator=(const SharedDir&) = delete;
 
-  const std::string& path() const { return path_; }
+  // The exported directory (virtiofsd's source).
+  const std::string& path() const { return export_path_; }
+  // The private tree where the binds are made.
+  const std::string& host_path() const { return host_path_; }
 
   // Bind-mounts (recursively) `host_src`, a directory or any other file,
-  // onto <path>/<rel>, creating the target and its parents; an existing
+  // onto mounts/<rel>, creating the target and its parents; an existing
   // target is ALREADY_EXISTS (mounts are never stacked). `rel` is relative,
-  // without "." or ".." components. With `readonly` the top mount is
-  // remounted read-only.
+  // without empty, "." or ".." components (INVALID_ARGUMENT). `host_src`
+  // is trusted (it comes from containerd or the OCI spec, checked by the
+  // caller). The bind and everything under it is nosuid and nodev on the
+  // host; with `readonly` it is read-only recursively, set before it is
+  // attached, so every propagated copy is read-only too.
   Status Bind(const std::string& host_src, const std::string& rel, bool readonly);
 
-  // Unmounts every mount at or under <path>/<rel>, deepest first (detaching
-  // lazily what is busy), then removes <path>/<rel>. Missing is fine.
+  // True if mounts/<rel> exists (resolved without following symlinks).
+  Result<bool> Exists(const std::string& rel) const;
+
+  // Detaches every mount at or under mounts/<rel> (lazily: an open file
+  // keeps the filesystem alive, not the mount), then removes mounts/<rel>.
+  // Missing is fine.
   Status Remove(const std::string& rel);
 
-  // Unmounts everything under the directory and the directory itself, then
-  // removes it. Idempotent; the first error is returned but the teardown
+  // Detaches the export and everything under mounts/, then removes both
+  // directories. Idempotent; the first error is returned but the teardown
   // goes as far as it safely can.
   Status Teardown();
 
  private:
-  explicit SharedDir(std::string path) : path_(std::move(path)) {}
-  Result<std::string> Resolve(const std::string& rel) const;
+  SharedDir(std::string host_path, std::string export_path)
+      : host_path_(std::move(host_path)), export_path_(std::move(export_path)) {}
 
-  std::string path_;
-  bool mounted_ = false;
+  const std::string host_path_;
+  const std::string export_path_;
+  UniqueFd root_;  // O_PATH fd of the self-bind at host_path_
+  bool host_created_ = false;
+  bool export_created_ = false;
   bool removed_ = false;
 };
 
@@ -71,8 +101,12 @@ class SharedDir {
 std::vector<std::string> MountPointsUnder(std::string_view mountinfo, const std::string& dir);
 // The same over the live table of this process.
 Result<std::vector<std::string>> LiveMountPointsUnder(const std::string& dir);
-// Unmounts every mount at or below `dir`, deepest first, MNT_DETACH when
-// busy. Leaves nothing mounted or returns an error naming the mount point.
+// Detaches (MNT_DETACH) every mount at or below `dir`, shallowest first (a
+// detached mount takes its children along). Each mount point is opened
+// beneath `dir` without following symlinks and must carry the mount id
+// that mountinfo lists for it, and the unmount acts on that fd: a path a
+// guest swapped meanwhile is never followed to a host mount. Leaves
+// nothing mounted or returns an error naming the mount point.
 Status UnmountAllUnder(const std::string& dir);
 // RemoveAll that first checks that nothing at or below `path` is mounted.
 Status RemoveTreeNoMounts(const std::string& path);

@@ -4,7 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <vector>
 
 #include "lib/base/fs.h"
 
@@ -51,7 +56,7 @@ class SharedDirTest : public ::testing::Test {
 };
 
 TEST_F(SharedDirTest, BindAndTeardownNeverTouchTheSource) {
-  auto d = SharedDir::Create(root_ + "/shared");
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
   ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
   ASSERT_TRUE((*d)->Bind(root_ + "/single", "c1/mounts/0", true).ok());
@@ -64,9 +69,12 @@ TEST_F(SharedDirTest, BindAndTeardownNeverTouchTheSource) {
   // Read-only bind refuses writes.
   EXPECT_FALSE(WriteFile(root_ + "/shared/c1/mounts/0", "x").ok());
 
-  auto mounts = LiveMountPointsUnder(root_ + "/shared");
+  auto mounts = LiveMountPointsUnder(root_ + "/mounts");
   ASSERT_TRUE(mounts.ok());
   EXPECT_EQ(mounts->size(), 3u);  // self-bind, rootfs, file
+  auto exported = LiveMountPointsUnder(root_ + "/shared");
+  ASSERT_TRUE(exported.ok());
+  EXPECT_EQ(exported->size(), 3u);  // the export and the two propagated binds
 
   // Removing a tree with mounts in it is refused (same filesystem: a plain
   // rm -rf would descend into the bind and delete the source).
@@ -74,6 +82,7 @@ TEST_F(SharedDirTest, BindAndTeardownNeverTouchTheSource) {
 
   ASSERT_TRUE((*d)->Teardown().ok());
   EXPECT_FALSE(PathExists(root_ + "/shared"));
+  EXPECT_FALSE(PathExists(root_ + "/mounts"));
   auto left = LiveMountPointsUnder(root_);
   ASSERT_TRUE(left.ok());
   EXPECT_TRUE(left->empty());
@@ -84,7 +93,7 @@ TEST_F(SharedDirTest, BindAndTeardownNeverTouchTheSource) {
 }
 
 TEST_F(SharedDirTest, RemoveUndoesOneContainer) {
-  auto d = SharedDir::Create(root_ + "/shared");
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
   ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
   ASSERT_TRUE((*d)->Bind(src_, "c2/rootfs", false).ok());
@@ -96,7 +105,7 @@ TEST_F(SharedDirTest, RemoveUndoesOneContainer) {
 }
 
 TEST_F(SharedDirTest, BusyMountIsDetached) {
-  auto d = SharedDir::Create(root_ + "/shared");
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
   ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
   auto busy = Open(root_ + "/shared/c1/rootfs/sub/file", O_RDONLY);  // keeps the mount busy
@@ -107,7 +116,7 @@ TEST_F(SharedDirTest, BusyMountIsDetached) {
 }
 
 TEST_F(SharedDirTest, RejectsEscapingPaths) {
-  auto d = SharedDir::Create(root_ + "/shared");
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
   ASSERT_TRUE(d.ok()) << d.error().ToString();
   EXPECT_EQ((*d)->Bind(src_, "../escape", false).error().code(), Code::kInvalidArgument);
   EXPECT_EQ((*d)->Bind(src_, "/abs", false).error().code(), Code::kInvalidArgument);
@@ -118,12 +127,134 @@ TEST_F(SharedDirTest, RejectsEscapingPaths) {
 
 TEST_F(SharedDirTest, DestructorTearsDown) {
   {
-    auto d = SharedDir::Create(root_ + "/shared");
+    auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
     ASSERT_TRUE(d.ok()) << d.error().ToString();
     ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
   }
   EXPECT_FALSE(PathExists(root_ + "/shared"));
   EXPECT_TRUE(PathExists(src_ + "/sub/file"));
+}
+
+// Mount ids of every mount that is NOT at or below `dir`.
+std::vector<std::string> MountsOutside(const std::string& dir) {
+  std::vector<std::string> out;
+  auto info = ReadFile("/proc/self/mountinfo");
+  EXPECT_TRUE(info.ok());
+  auto all = MountPointsUnder(*info, "/");
+  auto inside = MountPointsUnder(*info, dir);
+  for (auto& m : all)
+    if (std::find(inside.begin(), inside.end(), m) == inside.end()) out.push_back(m);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_F(SharedDirTest, SymlinkSwappedComponentIsRefusedAndNothingIsMountedOutside) {
+  // What a guest that could write the tree would do: replace a component of
+  // the target path with a symlink to a host directory before the bind.
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  const std::string outside = root_ + "/outside";  // stands for /etc
+  ASSERT_TRUE(MkdirAll(outside + "/rootfs").ok());
+  ASSERT_TRUE(WriteFile(outside + "/passwd", "root:x:0:0").ok());
+  auto before = MountsOutside(root_ + "/mounts");
+
+  // The container's directory itself is the symlink.
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/mounts/c1").c_str()), 0);
+  auto r1 = (*d)->Bind(src_, "c1/rootfs", false);
+  EXPECT_FALSE(r1.ok());
+  // A deeper component ("mounts") is the symlink; the leaf exists outside.
+  ASSERT_TRUE(MkdirAll(root_ + "/mounts/c2").ok());
+  ASSERT_EQ(::symlink(outside.c_str(), (root_ + "/mounts/c2/mounts").c_str()), 0);
+  auto r2 = (*d)->Bind(src_, "c2/mounts/rootfs", false);
+  EXPECT_FALSE(r2.ok());
+  // The leaf is a symlink to a host directory.
+  ASSERT_TRUE(MkdirAll(root_ + "/mounts/c3").ok());
+  ASSERT_EQ(::symlink((outside + "/rootfs").c_str(), (root_ + "/mounts/c3/rootfs").c_str()), 0);
+  auto r3 = (*d)->Bind(src_, "c3/rootfs", false);
+  EXPECT_FALSE(r3.ok());
+  // A relative symlink climbing out.
+  ASSERT_TRUE(MkdirAll(root_ + "/mounts/c4").ok());
+  ASSERT_EQ(::symlink("../../outside", (root_ + "/mounts/c4/rootfs").c_str()), 0);
+  EXPECT_FALSE((*d)->Bind(src_, "c4/rootfs/x", false).ok());
+
+  EXPECT_EQ(MountsOutside(root_ + "/mounts"), before) << "a mount appeared outside the share";
+  auto through = ReadFile(outside + "/passwd");
+  ASSERT_TRUE(through.ok());
+  EXPECT_EQ(*through, "root:x:0:0");
+  EXPECT_FALSE(PathExists(outside + "/rootfs/sub"));
+  EXPECT_FALSE(PathExists(outside + "/mounts"));
+
+  // Remove() of such a tree unlinks the symlinks and never follows them.
+  ASSERT_TRUE((*d)->Remove("c1").ok());
+  ASSERT_TRUE((*d)->Remove("c2").ok());
+  ASSERT_TRUE((*d)->Remove("c3").ok());
+  ASSERT_TRUE((*d)->Remove("c4").ok());
+  EXPECT_TRUE(PathExists(outside + "/passwd"));
+  EXPECT_TRUE(PathExists(outside + "/rootfs"));
+  EXPECT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());  // the share still works
+}
+
+TEST_F(SharedDirTest, ExportIsReadOnlyExceptThroughTheBinds) {
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
+  ASSERT_TRUE(MkdirAll(root_ + "/vol").ok());
+  ASSERT_TRUE((*d)->Bind(root_ + "/vol", "c1/mounts/0", false).ok());
+  ASSERT_TRUE((*d)->Bind(root_ + "/vol", "c1/mounts/1", true).ok());
+  const std::string ex = root_ + "/shared";
+  // The top of the export and the directories between the binds: nothing
+  // can be created, renamed, unlinked or symlinked.
+  EXPECT_EQ(::mkdir((ex + "/new").c_str(), 0755), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_FALSE(WriteFile(ex + "/file", "x").ok());
+  EXPECT_EQ(::symlink("/etc", (ex + "/c1/evil").c_str()), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(::rename((ex + "/c1").c_str(), (ex + "/c9").c_str()), -1);
+  EXPECT_EQ(::rmdir((ex + "/c1/mounts").c_str()), -1);
+  EXPECT_EQ(::symlink("/etc", (ex + "/c1/mounts/2").c_str()), -1);
+  // The container's own binds stay writable (unless read-only).
+  EXPECT_TRUE(WriteFile(ex + "/c1/rootfs/written", "ok").ok());
+  EXPECT_TRUE(PathExists(src_ + "/written"));
+  EXPECT_TRUE(WriteFile(ex + "/c1/mounts/0/v", "ok").ok());
+  // A read-only volume is read-only in the export too (set before attach,
+  // so the propagated copy carries it).
+  EXPECT_FALSE(WriteFile(ex + "/c1/mounts/1/w", "no").ok());
+  EXPECT_FALSE(WriteFile(root_ + "/mounts/c1/mounts/1/w", "no").ok());
+  ASSERT_TRUE((*d)->Remove("c1").ok());
+  EXPECT_FALSE(PathExists(ex + "/c1"));
+  EXPECT_TRUE(PathExists(root_ + "/vol/v"));
+}
+
+TEST_F(SharedDirTest, ExistsAndAlreadyExists) {
+  auto d = SharedDir::Create(root_ + "/mounts", root_ + "/shared");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  EXPECT_FALSE(*(*d)->Exists("c1"));
+  ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
+  EXPECT_TRUE(*(*d)->Exists("c1/rootfs"));
+  EXPECT_EQ((*d)->Bind(src_, "c1/rootfs", false).error().code(), Code::kAlreadyExists);
+  ASSERT_EQ(::symlink("/etc", (root_ + "/mounts/link").c_str()), 0);
+  EXPECT_FALSE((*d)->Exists("link/passwd").ok());
+}
+
+TEST_F(SharedDirTest, UnmountAllUnderStaysInsideTheTree) {
+  // A symlink inside the tree to a directory holding another mount: only
+  // the tree's own mounts are detached, nothing through the symlink.
+  const std::string tree = root_ + "/tree";
+  const std::string other = root_ + "/other";
+  ASSERT_TRUE(MkdirAll(tree + "/a/m").ok());
+  ASSERT_TRUE(MkdirAll(other + "/m").ok());
+  ASSERT_EQ(::mount(src_.c_str(), (tree + "/a/m").c_str(), nullptr, MS_BIND, nullptr), 0);
+  ASSERT_EQ(::mount(src_.c_str(), (other + "/m").c_str(), nullptr, MS_BIND, nullptr), 0);
+  ASSERT_EQ(::symlink(other.c_str(), (tree + "/link").c_str()), 0);
+  // Plain case works and leaves "other" alone.
+  ASSERT_TRUE(UnmountAllUnder(tree).ok());
+  auto in_tree = LiveMountPointsUnder(tree);
+  ASSERT_TRUE(in_tree.ok());
+  EXPECT_TRUE(in_tree->empty());
+  auto in_other = LiveMountPointsUnder(other);
+  ASSERT_TRUE(in_other.ok());
+  EXPECT_EQ(in_other->size(), 1u);
+  ASSERT_EQ(::umount2((other + "/m").c_str(), MNT_DETACH), 0);
 }
 
 }  // namespace

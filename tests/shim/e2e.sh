@@ -335,4 +335,102 @@ JSON
   [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left after failed creates: $(ls -A "$W/cask-state")"
 }
 
+# The pod's virtio-fs share as a hostile root container sees it: it mounts
+# the share itself (tag "cask") and tries to change its top and the
+# directories between the containers' binds. All of that must fail (the
+# export is read-only); only the container's own rootfs is writable.
+case_share_readonly() {
+  run_cask -d --privileged "$IMAGE" sr1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  local out
+  out=$(ctr_ task exec --exec-id a1 sr1 sh -c '
+    mkdir -p /tmp/share && mount -t virtiofs cask /tmp/share || { echo MOUNT-FAILED; exit 0; }
+    d=$(ls /tmp/share | head -1)
+    echo "container dir: $d"
+    try() { if "$@" 2>/dev/null; then echo "ALLOWED: $*"; else echo "refused: $*"; fi; }
+    try mkdir /tmp/share/evil-dir
+    try touch /tmp/share/evil-file
+    try ln -s /etc /tmp/share/evil-link
+    try mv /tmp/share/$d /tmp/share/evil-moved
+    try ln -s /etc /tmp/share/$d/evil-link
+    try mkdir /tmp/share/$d/mounts
+    try rmdir /tmp/share/$d/rootfs
+    try mv /tmp/share/$d/rootfs /tmp/share/$d/evil-rootfs
+    try rm -rf /tmp/share/$d
+    echo through-share > /tmp/share/$d/rootfs/tmp/written-through-share && echo "share rootfs writable"
+    echo own > /tmp/own-file && echo "own rootfs writable"
+    cat /tmp/written-through-share
+    umount /tmp/share
+  ' 2>&1)
+  log "$out"
+  grep -q MOUNT-FAILED <<<"$out" && fail "the container could not mount the share (tag cask): $out"
+  grep -q "ALLOWED" <<<"$out" && fail "the guest changed the top of the share: $(grep ALLOWED <<<"$out")"
+  expect_eq "$(grep -c '^refused: ' <<<"$out")" 9 "refused operations"
+  expect_contains "$out" "share rootfs writable" "the container's rootfs through the share"
+  expect_contains "$out" "own rootfs writable" "the container's own rootfs"
+  expect_contains "$out" "through-share" "the write through the share reached the rootfs"
+  # Nothing of the attempts reached the host's view of the share.
+  local sb
+  for sb in "$W"/cask-state/*/; do
+    [ -z "$(find "$sb/mounts" "$sb/shared" -maxdepth 2 -name 'evil*' 2>/dev/null)" ] ||
+      fail "the guest created entries in the share: $(find "$sb/mounts" "$sb/shared" -maxdepth 2 -name 'evil*')"
+  done
+  ctr_ task kill sr1
+  wait_for 60 status_is sr1 STOPPED || fail "sr1 did not stop"
+  ctr_ task rm sr1
+  ctr_ containers rm sr1
+  wait_for 30 no_qemu || fail "QEMU still running after rm"
+  # A spec mount of the share's tag is refused before anything starts.
+  expect_create_fails "virtiofs mount of the share's tag" 'virtio-fs tag "cask"' \
+    ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/cask.toml" \
+      --mount type=virtiofs,src=cask,dst=/mnt,options=rw "$IMAGE" sr2 true
+}
+
+# Bytes of regular files directly in the pod state dirs (logs, records,
+# sockets): what a guest could grow on the host's /run. The rootfs and
+# volume binds below mounts/ and shared/ are the container's own storage.
+state_bytes() {
+  find "$W/cask-state" -maxdepth 2 -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'
+}
+shim_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# A root container floods the guest console (ttyS0, the device QEMU's
+# -serial is wired to) with up to 256 MiB: the host keeps a bounded tail,
+# the shim's memory stays flat, the writer keeps making progress (its
+# output reaches the host), and the pod still answers exec. An emulated
+# UART under TCG moves a few KiB/s to MiB/s, so the flood runs for
+# CASK_E2E_CONSOLE_SECS (default 90 s) and is then stopped.
+case_console_flood() {
+  local mib=${CASK_E2E_CONSOLE_MIB:-256} secs=${CASK_E2E_CONSOLE_SECS:-90}
+  run_cask -d --privileged "$IMAGE" cf1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  local shim rss0
+  shim=$(shim_pids | head -1)
+  [ -n "$shim" ] || fail "no shim"
+  rss0=$(shim_rss_kib "$shim")
+  ctr_ task exec --exec-id flood cf1 sh -c "
+    mknod /tmp/console c 4 64 || exit 90
+    head -c $((mib * 1024 * 1024)) /dev/zero | tr '\\0' 'x' | fold -w 200 > /tmp/console
+    echo FLOOD-DONE" > "$W/flood.out" 2>&1 &
+  local flood=$! max_state=0 max_rss=0 b r t0=$SECONDS con first=""
+  while kill -0 $flood 2>/dev/null && [ $((SECONDS - t0)) -lt "$secs" ]; do
+    b=$(state_bytes); r=$(shim_rss_kib "$shim")
+    [ "$b" -gt "$max_state" ] && max_state=$b
+    [ "$r" -gt "$max_rss" ] && max_rss=$r
+    con=$(ls "$W"/cask-state/*/console.log 2>/dev/null | head -1)
+    [ -z "$first" ] && [ -n "$con" ] && grep -q xxxxxxxxxx "$con" && first=$((SECONDS - t0))
+    sleep 2
+  done
+  log "console flood: ${secs}s window, first flood bytes on the host after ${first:-never} s, state dir max $max_state bytes, shim RSS $rss0 -> max $max_rss KiB"
+  [ -n "$first" ] || fail "no flood output reached the host's console log"
+  [ "$max_state" -lt $((4 * 1024 * 1024)) ] || fail "pod state dir grew to $max_state bytes (bound 4 MiB)"
+  [ "$max_rss" -lt $((rss0 + 32 * 1024)) ] || fail "shim RSS grew from $rss0 to $max_rss KiB"
+  tail -c 1000 "$con" | grep -q xxxxxxxxxx || fail "console.log does not end with the flood"
+  expect_eq "$(ctr_ task exec --exec-id during cf1 echo alive)" alive "exec during the flood"
+  ctr_ task kill -s SIGKILL cf1
+  wait $flood 2>/dev/null || true
+  wait_for 60 status_is cf1 STOPPED || fail "cf1 did not stop"
+  ctr_ task rm cf1
+  ctr_ containers rm cf1
+  wait_for 30 no_qemu || fail "QEMU still running after rm"
+}
+
 e2e_main "$@"
