@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cmd/cask-agent/oom.h"
+#include "cmd/cask-agent/pod_namespaces.h"
 #include "cmd/cask-agent/reaper.h"
 #include "cmd/cask-agent/stdio.h"
 #include "lib/base/log.h"
@@ -178,6 +179,7 @@ class Agent {
   mutable std::mutex mu_;  // guards containers_, creating_, and each rec's execs
   std::map<std::string, std::shared_ptr<ContainerRec>> containers_;
   std::set<std::string> creating_;
+  PodNamespaces pods_;  // pod sandboxes, to map spec namespace paths
   std::atomic<uint64_t> cancel_epoch_{0};
 
   std::mutex power_mu_;

@@ -158,6 +158,8 @@ Status ReadRuntime(const toml::table& t, const Reader& r, RuntimeConfig* rt) {
       CASK_TRY(r.Bool(node, key, &rt->debug));
     } else if (name == "state_dir") {
       CASK_TRY(r.AbsolutePath(node, key, &rt->state_dir));
+    } else if (name == "default_seccomp") {
+      CASK_TRY(r.Bool(node, key, &rt->default_seccomp));
     } else {
       return r.Bad(key, "unknown key");
     }
@@ -260,6 +262,7 @@ std::string ToToml(const Config& c) {
   s += "\n[runtime]\n";
   s += std::string("debug = ") + (c.runtime.debug ? "true" : "false") + "\n";
   s += "state_dir = " + DoubleQuoted(c.runtime.state_dir) + "\n";
+  s += std::string("default_seccomp = ") + (c.runtime.default_seccomp ? "true" : "false") + "\n";
   return s;
 }
 

@@ -54,6 +54,9 @@ struct AgentConfig {
 struct RuntimeConfig {
   bool debug = false;                     // guest console log kept, agent debug logs
   std::string state_dir = "/run/cask";
+  // A spec without linux.seccomp gets the default profile
+  // (lib/oci/default_seccomp.h), unless the container is privileged.
+  bool default_seccomp = true;
 
   bool operator==(const RuntimeConfig&) const = default;
 };
