@@ -348,6 +348,7 @@ bundle_spec() {
               "capabilities": {"bounding": $caps, "effective": $caps, "permitted": $caps}},
   "root": {"path": "rootfs", "readonly": true},
   "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755", "size=64k"]},
              {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}$mounts],
   "annotations": $annotations,
   "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]$linux}
