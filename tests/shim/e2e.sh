@@ -233,6 +233,7 @@ case_pod_namespaces() {  # a pod container's namespace paths map to its sandbox'
   ctr_ task rm -f app2 >/dev/null 2>&1 || true
   ctr_ containers rm app2 >/dev/null 2>&1 || true
   [ ! -e "$netns" ] || fail "$netns was created on the host"
+  local c
   for c in app1 pod1; do
     ctr_ task kill -s SIGKILL "$c"
     wait_for 30 status_is "$c" STOPPED || fail "$c not stopped"
