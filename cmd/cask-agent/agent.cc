@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,7 +13,10 @@
 #include <cerrno>
 
 #include "lib/base/fs.h"
+#include "lib/oci/id.h"
 #include "lib/oci/parse.h"
+#include "lib/sys/mount_options.h"
+#include "lib/sys/pidfd.h"
 
 #ifndef CASK_VERSION
 #define CASK_VERSION "dev"
@@ -30,7 +32,7 @@ struct Agent::Process {
   std::string exec_id;
   pid_t pid = -1;
   bool terminal = false;
-  UniqueFd pidfd;  // signals never hit a recycled pid
+  sys::Pidfd pidfd;  // signals never hit a recycled pid
 
   // Guarded by the container's op_mu.
   std::optional<container::PendingProcess> pending;
@@ -100,52 +102,6 @@ class Reservation {
 
 }  // namespace
 
-Status ValidateId(std::string_view what, std::string_view id) {
-  if (id.empty()) return Error::InvalidArgument(std::string(what) + " is empty");
-  if (id.size() > 128) return Error::InvalidArgument(std::string(what) + " is longer than 128 characters");
-  if (id.front() == '.') return Error::InvalidArgument(std::string(what) + " \"" + std::string(id) + "\" starts with '.'");
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              c == '.';
-    if (!ok)
-      return Error::InvalidArgument(std::string(what) + " \"" + std::string(id) +
-                                    "\" has a character outside [A-Za-z0-9_.-]");
-  }
-  return Ok();
-}
-
-MountFlags ParseMountOptions(const std::vector<std::string>& options) {
-  struct Flag {
-    const char* name;
-    bool clear;
-    unsigned long flag;
-  };
-  static constexpr Flag kFlags[] = {
-      {"ro", false, MS_RDONLY},        {"rw", true, MS_RDONLY},          {"nosuid", false, MS_NOSUID},
-      {"suid", true, MS_NOSUID},       {"nodev", false, MS_NODEV},       {"dev", true, MS_NODEV},
-      {"noexec", false, MS_NOEXEC},    {"exec", true, MS_NOEXEC},        {"sync", false, MS_SYNCHRONOUS},
-      {"async", true, MS_SYNCHRONOUS}, {"dirsync", false, MS_DIRSYNC},   {"noatime", false, MS_NOATIME},
-      {"atime", true, MS_NOATIME},     {"nodiratime", false, MS_NODIRATIME}, {"diratime", true, MS_NODIRATIME},
-      {"relatime", false, MS_RELATIME}, {"norelatime", true, MS_RELATIME}, {"strictatime", false, MS_STRICTATIME},
-      {"lazytime", false, MS_LAZYTIME}, {"bind", false, MS_BIND},        {"rbind", false, MS_BIND | MS_REC},
-      {"defaults", false, 0},
-  };
-  MountFlags out;
-  for (const std::string& o : options) {
-    const Flag* f = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const Flag& k) { return o == k.name; });
-    if (f != std::end(kFlags)) {
-      if (f->clear)
-        out.flags &= ~f->flag;
-      else
-        out.flags |= f->flag;
-      continue;
-    }
-    if (!out.data.empty()) out.data += ',';
-    out.data += o;
-  }
-  return out;
-}
-
 Agent::Agent(AgentOptions opts, Reaper* reaper, OomWatcher* oom, Logger log)
     : opts_(std::move(opts)),
       reaper_(reaper),
@@ -191,10 +147,14 @@ Status Agent::SetupSandbox(const SandboxSetup& setup) {
       log_.Info("guest mount already present", {{"target", m.target}, {"fstype", m.fstype}});
       continue;
     }
-    MountFlags f = ParseMountOptions(m.options);
+    CASK_ASSIGN_OR_RETURN(sys::MountOptions f, sys::ParseMountOptions(m.options).Context(where));
     if (::mount(m.source.c_str(), m.target.c_str(), m.fstype.c_str(), f.flags,
                 f.data.empty() ? nullptr : f.data.c_str()) != 0)
       return Error::Sys(errno, "mount " + m.fstype + " " + m.source + " on " + m.target).Wrap(where);
+    for (unsigned long prop : f.propagation) {
+      if (::mount(nullptr, m.target.c_str(), nullptr, prop, nullptr) != 0)
+        return Error::Sys(errno, "set propagation of " + m.target).Wrap(where);
+    }
     log_.Info("guest mount", {{"source", m.source}, {"target", m.target}, {"fstype", m.fstype}});
   }
   return Ok();
@@ -254,11 +214,7 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
   p->exec_id = exec_id;
   p->pid = pending.pid();
   p->terminal = terminal;
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, p->pid, 0));
-  if (pidfd >= 0) {
-    ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-    p->pidfd.Reset(pidfd);
-  }
+  if (auto pidfd = sys::Pidfd::Open(p->pid); pidfd.ok()) p->pidfd = std::move(*pidfd);
   // An error return before the Watch below destroys `pending`, which kills
   // the process; the reaper drops its exit as an orphan's.
   if (terminal) {
@@ -316,7 +272,7 @@ Result<pid_t> Agent::StartProcess(Process& p) {
 
 Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spec_json, const std::string& rootfs,
                                      bool open_stdin) {
-  CASK_TRY(ValidateId("container id", id));
+  CASK_TRY(oci::ValidateId("container id", id));
   if (rootfs.empty() || rootfs.front() != '/')
     return Error::InvalidArgument("container " + id + ": rootfs_path \"" + rootfs + "\" is not an absolute path");
   {
@@ -446,7 +402,7 @@ Status Agent::RemoveContainer(const std::string& id, bool force) {
 }
 
 Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
-  CASK_TRY(ValidateId("exec id", exec_id));
+  CASK_TRY(oci::ValidateId("exec id", exec_id));
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
   std::lock_guard<std::mutex> op(rec->op_mu);
   std::shared_ptr<Process> p;
@@ -481,7 +437,7 @@ Status Agent::RemoveProcess(const std::string& id, const std::string& exec_id) {
 
 Result<pid_t> Agent::ExecProcess(const std::string& id, const std::string& exec_id, std::string_view process_json,
                                  bool open_stdin) {
-  CASK_TRY(ValidateId("exec id", exec_id));
+  CASK_TRY(oci::ValidateId("exec id", exec_id));
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -530,12 +486,15 @@ Status Agent::SignalProcess(const std::string& id, const std::string& exec_id, i
   CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   std::lock_guard<std::mutex> lock(p->mu);
   if (p->state == Process::State::kStopped) return Error::NotFound(p->Name() + " has already exited");
-  int r = p->pidfd ? static_cast<int>(::syscall(SYS_pidfd_send_signal, p->pidfd.get(), sig, nullptr, 0))
-                   : ::kill(p->pid, sig);
-  if (r != 0) {
-    if (errno == ESRCH) return Error::NotFound(p->Name() + " has already exited");
-    return Error::Sys(errno, "signal " + std::to_string(sig) + " to " + p->Name());
+  int err = 0;
+  if (p->pidfd) {
+    Status st = p->pidfd.Signal(sig);
+    if (!st.ok()) err = st.error().sys_errno();
+  } else if (::kill(p->pid, sig) != 0) {
+    err = errno;
   }
+  if (err == ESRCH) return Error::NotFound(p->Name() + " has already exited");
+  if (err != 0) return Error::Sys(err, "signal " + std::to_string(sig) + " to " + p->Name());
   return Ok();
 }
 

@@ -86,18 +86,6 @@ struct ProcessExit {
 
 enum class StreamKind { kStdout, kStderr };
 
-// Container and exec ids name cgroup and state paths: 1..128 characters of
-// [A-Za-z0-9_.-], not starting with '.'. INVALID_ARGUMENT names `what`.
-Status ValidateId(std::string_view what, std::string_view id);
-
-// mount(2) flags and data from fstab-style options ("ro", "nosuid",
-// "cache=auto", ...): known flag words become flags, the rest is data.
-struct MountFlags {
-  unsigned long flags = 0;
-  std::string data;
-};
-MountFlags ParseMountOptions(const std::vector<std::string>& options);
-
 class Agent {
  public:
   // `reaper` and `oom` are started by the caller and outlive the Agent.

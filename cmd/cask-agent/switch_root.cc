@@ -7,28 +7,16 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <sstream>
 #include <vector>
 
 #include "lib/base/fs.h"
+#include "lib/sys/mountinfo.h"
 
 namespace cask::agent {
 
 bool RootIsInitramfs(const std::string& mountinfo) {
-  std::istringstream in(mountinfo);
-  std::string line;
-  while (std::getline(in, line)) {
-    // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> <source> <super options>"
-    std::istringstream f(line);
-    std::string id, parent, dev, root, mount_point;
-    if (!(f >> id >> parent >> dev >> root >> mount_point)) continue;
-    if (mount_point != "/") continue;
-    size_t sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream tail(line.substr(sep + 3));
-    std::string fstype;
-    tail >> fstype;
-    if (fstype == "rootfs") return true;
+  for (const auto& m : sys::ParseMountInfo(mountinfo)) {
+    if (m.mount_point == "/" && m.fstype == "rootfs") return true;
   }
   return false;
 }

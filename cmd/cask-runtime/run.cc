@@ -15,6 +15,7 @@
 #include "lib/base/fs.h"
 #include "lib/base/log.h"
 #include "lib/config/config.h"
+#include "lib/oci/id.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
 
@@ -140,7 +141,7 @@ int RunSession::Run() {
   } else {
     id_ = opts_.id;
   }
-  if (auto st = sandbox::ValidateId("--id", id_); !st.ok()) return Fail(st.error());
+  if (auto st = oci::ValidateId("--id", id_); !st.ok()) return Fail(st.error());
 
   config::Config c = std::move(*cfg);
   if (opts_.request.cpus) c.hypervisor.vcpus = *opts_.request.cpus;

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,29 +13,13 @@
 #include "lib/container/mounts.h"
 #include "lib/container/namespaces.h"
 #include "lib/container/process.h"
+#include "lib/oci/id.h"
 
 namespace cask::container {
 namespace {
 
 constexpr auto kDestroyTimeout = std::chrono::milliseconds(2000);
 constexpr auto kFreezeTimeout = std::chrono::milliseconds(5000);
-
-Status ValidateId(const std::string& id) {
-  if (id.empty() || id.size() > 256) return Error::InvalidArgument("bad container id \"" + id + "\"");
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.';
-    if (!ok) return Error::InvalidArgument("bad character in container id \"" + id + "\"");
-  }
-  if (id == "." || id == "..") return Error::InvalidArgument("bad container id \"" + id + "\"");
-  return Ok();
-}
-
-// Raw syscalls: glibc 2.36's <sys/pidfd.h> lacks C linkage for C++.
-int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
-int PidfdSignal(int pidfd, int sig) {
-  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
 
 Result<UniqueFd> OpenProcs(const std::string& cgroup_path) {
   if (cgroup_path.empty()) return UniqueFd();
@@ -50,7 +33,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   if (io_out == nullptr || init_out == nullptr) {
     return Error::InvalidArgument("Container::Create needs io_out and init_out");
   }
-  CASK_TRY(ValidateId(opts.id));
+  CASK_TRY(oci::ValidateId("container id", opts.id));
   const oci::Spec& spec = opts.spec;
   if (!spec.process) return Error::InvalidArgument("the spec has no process");
   const oci::Linux* lx = spec.linux ? &*spec.linux : nullptr;
@@ -116,8 +99,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   };
   CASK_ASSIGN_OR_RETURN(PendingProcess init, SpawnPending(std::move(req)));
   // The init is blocked on its start channel, so its pid is valid here.
-  c->init_pidfd_.Reset(PidfdOpen(init.pid()));
-  if (!c->init_pidfd_) return Error::Sys(errno, "pidfd_open of the container init");
+  CASK_ASSIGN_OR_RETURN(c->init_pidfd_, sys::Pidfd::Open(init.pid()).Context("the container init"));
   c->init_pid_ = init.pid();
   c->spec_ = std::move(opts.spec);
   *io_out = std::move(io);
@@ -129,9 +111,8 @@ Container::~Container() { (void)Destroy(); }
 
 Status Container::SignalInit(int sig) const {
   if (!init_pidfd_) return Error::FailedPrecondition("container " + id_ + " has no init process");
-  if (PidfdSignal(init_pidfd_.get(), sig) != 0 && errno != ESRCH) {
-    return Error::Sys(errno, "signal the init of container " + id_);
-  }
+  Status st = init_pidfd_.Signal(sig);
+  if (!st.ok() && st.error().sys_errno() != ESRCH) return std::move(st).Context("container " + id_);
   return Ok();
 }
 
@@ -157,7 +138,7 @@ Result<PendingProcess> Container::Exec(const oci::Process& proc, bool open_stdin
   auto joins = NamespacesOf(init_pid_);
   // The namespaces were read through the pid: make sure it was still our
   // init (a reaped and reused pid fails the pidfd check).
-  bool alive = PidfdSignal(init_pidfd_.get(), 0) == 0;
+  bool alive = init_pidfd_.Signal(0).ok();
   if (!joins.ok() || !alive) {
     Error e = Error::FailedPrecondition("container " + id_ + " is not running");
     if (!joins.ok()) e.Wrap(joins.error().ToString());

@@ -32,6 +32,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/container/namespaces.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::container {
 
@@ -174,7 +175,7 @@ class Container {
   Status SignalInit(int sig) const;
   std::string id_;
   pid_t init_pid_ = -1;
-  UniqueFd init_pidfd_;  // signals reach the init even after its pid is reused
+  sys::Pidfd init_pidfd_;  // signals reach the init even after its pid is reused
   std::string cgroup_path_;
   UniqueFd device_prog_;  // the attached device program (replaced by Update)
   oci::Spec spec_;

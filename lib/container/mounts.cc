@@ -15,56 +15,10 @@
 
 #include "lib/base/fs.h"
 #include "lib/base/unique_fd.h"
+#include "lib/sys/mountinfo.h"
 
 namespace cask::container {
 namespace {
-
-struct FlagOption {
-  std::string_view name;
-  bool clear;
-  unsigned long flag;
-};
-
-constexpr FlagOption kFlagOptions[] = {
-    {"defaults", false, 0},
-    {"ro", false, MS_RDONLY},          {"rw", true, MS_RDONLY},
-    {"nosuid", false, MS_NOSUID},      {"suid", true, MS_NOSUID},
-    {"nodev", false, MS_NODEV},        {"dev", true, MS_NODEV},
-    {"noexec", false, MS_NOEXEC},      {"exec", true, MS_NOEXEC},
-    {"sync", false, MS_SYNCHRONOUS},   {"async", true, MS_SYNCHRONOUS},
-    {"dirsync", false, MS_DIRSYNC},
-    {"remount", false, MS_REMOUNT},
-    {"mand", false, MS_MANDLOCK},      {"nomand", true, MS_MANDLOCK},
-    {"noatime", false, MS_NOATIME},    {"atime", true, MS_NOATIME},
-    {"nodiratime", false, MS_NODIRATIME}, {"diratime", true, MS_NODIRATIME},
-    {"relatime", false, MS_RELATIME},  {"norelatime", true, MS_RELATIME},
-    {"strictatime", false, MS_STRICTATIME}, {"nostrictatime", true, MS_STRICTATIME},
-    {"lazytime", false, MS_LAZYTIME},  {"nolazytime", true, MS_LAZYTIME},
-    {"iversion", false, MS_I_VERSION}, {"noiversion", true, MS_I_VERSION},
-    {"silent", false, MS_SILENT},      {"loud", true, MS_SILENT},
-    {"bind", false, MS_BIND},          {"rbind", false, MS_BIND | MS_REC},
-};
-
-constexpr FlagOption kPropagationOptions[] = {
-    {"private", false, MS_PRIVATE},        {"rprivate", false, MS_PRIVATE | MS_REC},
-    {"shared", false, MS_SHARED},          {"rshared", false, MS_SHARED | MS_REC},
-    {"slave", false, MS_SLAVE},            {"rslave", false, MS_SLAVE | MS_REC},
-    {"unbindable", false, MS_UNBINDABLE},  {"runbindable", false, MS_UNBINDABLE | MS_REC},
-};
-
-struct AttrOption {
-  std::string_view name;
-  bool clear;
-  uint64_t attr;
-};
-
-constexpr AttrOption kRecursiveOptions[] = {
-    {"rro", false, MOUNT_ATTR_RDONLY},   {"rrw", true, MOUNT_ATTR_RDONLY},
-    {"rnosuid", false, MOUNT_ATTR_NOSUID}, {"rsuid", true, MOUNT_ATTR_NOSUID},
-    {"rnodev", false, MOUNT_ATTR_NODEV}, {"rdev", true, MOUNT_ATTR_NODEV},
-    {"rnoexec", false, MOUNT_ATTR_NOEXEC}, {"rexec", true, MOUNT_ATTR_NOEXEC},
-    {"rnodiratime", false, MOUNT_ATTR_NODIRATIME}, {"rdiratime", true, MOUNT_ATTR_NODIRATIME},
-};
 
 constexpr std::string_view kDefaultDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
@@ -352,25 +306,16 @@ Status SetupDev(int root, const RootfsPlan& plan) {
   return Ok();
 }
 
-bool IsUnder(const std::string& path, const std::string& dir) {
-  if (dir == "/") return true;
-  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
-                         path[dir.size()] == '/');
-}
-
 // The MS_MOVE + chroot fallback for roots that cannot be pivoted (initramfs).
 // First detaches every mount that is neither the rootfs, under it, nor one
 // of its ancestors, so the old tree is not reachable or listed.
 Status MoveRoot(const std::string& rootfs) {
-  auto info = ReadFile("/proc/self/mountinfo");
+  auto info = sys::ReadMountInfo();
   if (info.ok()) {
     std::vector<std::string> points;
-    std::istringstream in(*info);
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream l(line);
-      std::string id, parent, devno, root, point;
-      if (!(l >> id >> parent >> devno >> root >> point)) continue;
-      if (point == "/" || IsUnder(point, rootfs) || IsUnder(rootfs, point)) continue;
+    for (const auto& m : *info) {
+      const std::string& point = m.mount_point;
+      if (point == "/" || sys::PathIsAtOrBelow(point, rootfs) || sys::PathIsAtOrBelow(rootfs, point)) continue;
       points.push_back(point);
     }
     std::sort(points.begin(), points.end(),
@@ -397,58 +342,6 @@ Status SetRecursiveReadOnly(const std::string& path) {
     return Error::Sys(errno, "make " + path + " read-only recursively (mount_setattr)");
   }
   return Ok();
-}
-
-bool MountOptions::bind() const { return (flags & MS_BIND) != 0; }
-
-Result<MountOptions> ParseMountOptions(const std::vector<std::string>& options) {
-  MountOptions o;
-  for (const auto& opt : options) {
-    bool found = false;
-    for (const auto& f : kFlagOptions) {
-      if (f.name != opt) continue;
-      found = true;
-      if (f.clear) o.flags &= ~f.flag;
-      else o.flags |= f.flag;
-      // strictatime/relatime/noatime select one atime mode.
-      if (!f.clear && (f.flag == MS_STRICTATIME || f.flag == MS_RELATIME || f.flag == MS_NOATIME)) {
-        o.flags &= ~((MS_STRICTATIME | MS_RELATIME | MS_NOATIME) & ~f.flag);
-      }
-    }
-    for (const auto& p : kPropagationOptions) {
-      if (p.name == opt) {
-        found = true;
-        o.propagation.push_back(p.flag);
-      }
-    }
-    for (const auto& a : kRecursiveOptions) {
-      if (a.name != opt) continue;
-      found = true;
-      if (a.clear) {
-        o.attr_clr |= a.attr;
-        o.attr_set &= ~a.attr;
-      } else {
-        o.attr_set |= a.attr;
-        o.attr_clr &= ~a.attr;
-      }
-    }
-    if (found) continue;
-    if (opt == "idmap" || opt == "ridmap" || opt == "tmpcopyup" || opt == "copy-symlink") {
-      return Error::InvalidArgument("mount option \"" + opt + "\" is not supported");
-    }
-    if (opt.empty()) continue;
-    if (!o.data.empty()) o.data += ',';
-    o.data += opt;
-  }
-  return o;
-}
-
-Result<unsigned long> ParsePropagation(const std::string& p) {
-  if (p.empty()) return 0ul;
-  for (const auto& f : kPropagationOptions) {
-    if (f.name == p) return f.flag;
-  }
-  return Error::InvalidArgument("bad rootfs propagation \"" + p + "\"");
 }
 
 Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs) {

@@ -14,22 +14,16 @@
 
 #include "lib/base/result.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/mount_options.h"
 
 namespace cask::container {
 
-struct MountOptions {
-  unsigned long flags = 0;               // MS_* for mount(2), incl. MS_BIND/MS_REC
-  std::vector<unsigned long> propagation;  // MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC)
-  uint64_t attr_set = 0, attr_clr = 0;   // recursive (rro, rnosuid...) via mount_setattr
-  std::string data;                      // fs-specific options, comma separated
-  bool bind() const;
-};
-
-// "ro,nosuid,mode=755,rprivate" -> flags + data + propagation. Unsupported
-// options (idmap, tmpcopyup) are INVALID_ARGUMENT errors.
-Result<MountOptions> ParseMountOptions(const std::vector<std::string>& options);
-// "" / "private" / "rslave" ... -> MS_* flags (0 for "").
-Result<unsigned long> ParsePropagation(const std::string& p);
+// Mount option words (one table, lib/sys/mount_options.h): "ro,nosuid,
+// mode=755,rprivate" -> flags + data + propagation; unsupported options
+// (idmap, tmpcopyup) are INVALID_ARGUMENT errors.
+using sys::MountOptions;
+using sys::ParseMountOptions;
+using sys::ParsePropagation;
 
 struct PlannedMount {
   oci::Mount mount;

@@ -3,10 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +19,8 @@
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
 #include "lib/hypervisor/virtiofsd.h"
+#include "lib/sys/mountinfo.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -76,31 +76,8 @@ Status CheckFile(const std::string& path, const char* key, bool executable) {
 
 // True if a mount point is at or below `dir` (per /proc/self/mountinfo).
 Result<bool> HasMountsUnder(const std::string& dir) {
-  CASK_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/mountinfo"));
-  std::string prefix = dir;
-  while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
-  size_t pos = 0;
-  while (pos < info.size()) {
-    size_t eol = info.find('\n', pos);
-    if (eol == std::string::npos) eol = info.size();
-    std::string_view line(info.data() + pos, eol - pos);
-    pos = eol + 1;
-    // Fields: id parent major:minor root mount-point ...
-    size_t start = 0;
-    std::string_view field;
-    for (int i = 0; i < 5; i++) {
-      size_t sp = line.find(' ', start);
-      field = line.substr(start, sp == std::string_view::npos ? std::string_view::npos : sp - start);
-      if (sp == std::string_view::npos) break;
-      start = sp + 1;
-    }
-    // Octal escapes (\040 for space) would only matter for paths with
-    // blanks; compare the raw text, which is exact for ours.
-    if (field == prefix || (field.size() > prefix.size() && field.substr(0, prefix.size()) == prefix &&
-                            field[prefix.size()] == '/'))
-      return true;
-  }
-  return false;
+  CASK_ASSIGN_OR_RETURN(auto mounts, sys::ReadMountInfo());
+  return !sys::MountPointsUnder(mounts, dir).empty();
 }
 
 class QemuVm final : public Vm {
@@ -146,7 +123,7 @@ class QemuVm final : public Vm {
   bool created_dir_ = false;
   uint32_t guest_cid_ = 0;
   pid_t pid_ = -1;
-  UniqueFd pidfd_;  // pidfd of QEMU for poll(2), if the kernel has pidfd_open
+  sys::Pidfd pidfd_;  // QEMU's, for waiting on its exit
 
   mutable std::mutex proc_mu_;  // qemu_, qemu_status_, virtiofsd_
   ChildProcess qemu_;
@@ -226,11 +203,7 @@ Status QemuVm::Boot(const VmConfig& cfg, qemu::QemuCommand cmd, bool with_fs) {
   }
   log.Reset();
   vhost.Reset();
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  if (pfd >= 0) {
-    ::fcntl(pfd, F_SETFD, FD_CLOEXEC);
-    pidfd_.Reset(pfd);
-  }
+  if (auto pfd = sys::Pidfd::Open(pid_); pfd.ok()) pidfd_ = std::move(*pfd);
 
   // QEMU serves QMP only once the machine is built, so a handshake means
   // every device was realised and the guest is running.
@@ -296,8 +269,7 @@ bool QemuVm::WaitQemuExit(Clock::time_point deadline) {
     int left = MillisLeft(deadline);
     if (left == 0) return false;
     if (pidfd_) {
-      pollfd p{pidfd_.get(), POLLIN, 0};
-      ::poll(&p, 1, std::min(left, 100));
+      (void)pidfd_.WaitExited(milliseconds(std::min(left, 100)));
     } else {
       std::this_thread::sleep_for(milliseconds(std::min(left, 5)));
     }

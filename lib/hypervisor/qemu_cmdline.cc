@@ -5,7 +5,7 @@
 namespace cask::hypervisor::qemu {
 namespace {
 
-// CPU model under TCG. qemu64 boots fastest (platform.md §6: 2.29 s vs
+// CPU model under TCG. qemu64 boots fastest (measured: 2.29 s vs
 // 2.72 s for "max" on microvm); the x86-64-v2 features are added because
 // current distribution images (glibc built for x86-64-v2, e.g. RHEL 9) abort
 // on a plain qemu64 ("CPU does not support x86-64-v2"). They cost nothing:

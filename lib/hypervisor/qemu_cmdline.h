@@ -2,8 +2,8 @@
 //
 // Nothing here touches the system: BuildQemuArgv turns a QemuCommand into an
 // argv (no shell, no quoting) and is unit-tested flag by flag
-// (qemu_cmdline_test.cc). The facts behind the flags are in
-// /work/shared/reference/platform.md §5-6 and docs/architecture.md:
+// (qemu_cmdline_test.cc). The facts behind the flags, measured on QEMU 7.2
+// (see also docs/architecture.md):
 //  - microvm needs x-option-roms=off,isa-serial=on,rtc=on (rtc=off costs
 //    2 s), modern virtio-mmio (virtio-mmio.force-legacy=false, which
 //    vhost-user-fs requires), and tsc_early_khz=<host kHz> on the kernel

@@ -1,6 +1,6 @@
 // virtiofsd: the vhost-user daemon that serves the shared directory to the
 // guest's virtio-fs device. One per VM; it exits by itself when QEMU
-// disconnects (platform.md §5b).
+// disconnects (its vhost-user socket closes).
 #pragma once
 
 #include <chrono>

@@ -9,6 +9,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/default_seccomp.h"
+#include "lib/oci/id.h"
 
 namespace cask::sandbox {
 
@@ -33,24 +34,11 @@ bool HasOption(const oci::Mount& m, std::string_view opt) {
 
 }  // namespace
 
-Status ValidateId(std::string_view what, const std::string& id) {
-  auto bad = [&](const std::string& why) {
-    return Error::InvalidArgument(std::string(what) + " '" + id + "': " + why);
-  };
-  if (id.empty()) return Error::InvalidArgument(std::string(what) + " must not be empty");
-  if (id.size() > 64) return bad("longer than 64 characters");
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
-  if (!alnum(id[0])) return bad("must start with a letter or digit");
-  for (char c : id)
-    if (!alnum(c) && c != '_' && c != '.' && c != '-') return bad("only letters, digits, '_', '.' and '-' are allowed");
-  return Ok();
-}
-
 Sandbox::Sandbox(SandboxOptions& opts)
     : id_(opts.id), config_(opts.config), log_(opts.logger.With("sandbox", opts.id)) {}
 
 Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxOptions opts) {
-  CASK_TRY(ValidateId("sandbox id", opts.id));
+  CASK_TRY(oci::ValidateId("sandbox id", opts.id));
   std::unique_ptr<Sandbox> sb(new Sandbox(opts));
   auto booted = sb->Boot(opts);
   if (!booted.ok()) {
@@ -145,7 +133,7 @@ std::string Sandbox::ConsoleTail(size_t max_bytes) const { return vm_ ? vm_->Con
 
 Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const std::string& host_dir,
                                          bool readonly) {
-  CASK_TRY(ValidateId("container id", container_id));
+  CASK_TRY(oci::ValidateId("container id", container_id));
   struct stat st;
   if (::stat(host_dir.c_str(), &st) != 0) return Error::Sys(errno, "rootfs " + host_dir);
   if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("rootfs " + host_dir + " is not a directory");
@@ -156,7 +144,7 @@ Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const 
 }
 
 Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spec spec) {
-  CASK_TRY(ValidateId("container id", container_id));
+  CASK_TRY(oci::ValidateId("container id", container_id));
   oci::ApplyDefaultSeccomp(spec, config_.runtime.default_seccomp);
   std::vector<size_t> host_binds;
   for (size_t i = 0; i < spec.mounts.size(); ++i) {
@@ -187,7 +175,7 @@ Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spe
 }
 
 Status Sandbox::UnshareRootfs(const std::string& container_id) {
-  CASK_TRY(ValidateId("container id", container_id));
+  CASK_TRY(oci::ValidateId("container id", container_id));
   std::lock_guard<std::mutex> l(mu_);
   if (!shared_) return Ok();
   return shared_->Remove(container_id).Context("unshare container " + container_id);

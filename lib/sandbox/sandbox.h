@@ -41,7 +41,7 @@ namespace cask::sandbox {
 
 // Guest mount point of the virtio-fs share and its tag (docs/architecture.md).
 inline constexpr std::string_view kGuestSharedDir = "/run/cask/shared";
-inline constexpr std::string_view kVirtiofsTag = "cask";
+using hypervisor::kVirtiofsTag;  // one definition, in lib/hypervisor
 
 struct SandboxOptions {
   // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 characters (it names a directory).
@@ -130,9 +130,5 @@ class Sandbox {
   bool dir_created_ = false;
   bool destroyed_ = false;
 };
-
-// Checks a sandbox or container id: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64
-// characters. Ids become path components, so anything else is refused.
-Status ValidateId(std::string_view what, const std::string& id);
 
 }  // namespace cask::sandbox

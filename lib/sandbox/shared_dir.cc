@@ -11,34 +11,11 @@
 #include <cstdlib>
 
 #include "lib/base/fs.h"
+#include "lib/sys/mountinfo.h"
 
 namespace cask::sandbox {
 
 namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() &&
-        std::all_of(s.begin() + static_cast<long>(i) + 1, s.begin() + static_cast<long>(i) + 4,
-                    [](char c) { return c >= '0' && c <= '7'; })) {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-bool IsAtOrBelow(const std::string& path, const std::string& dir) {
-  if (dir == "/") return true;
-  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
-}
-
-size_t Depth(const std::string& p) { return static_cast<size_t>(std::count(p.begin(), p.end(), '/')); }
 
 // Rejects absolute paths and "." / ".." / empty components.
 Status CheckRelative(const std::string& rel) {
@@ -69,50 +46,12 @@ Status UnmountOne(const std::string& target) {
 }  // namespace
 
 std::vector<std::string> MountPointsUnder(std::string_view mountinfo, const std::string& dir) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < mountinfo.size()) {
-    size_t eol = mountinfo.find('\n', pos);
-    if (eol == std::string_view::npos) eol = mountinfo.size();
-    std::string_view line = mountinfo.substr(pos, eol - pos);
-    pos = eol + 1;
-    // id parent major:minor root mountpoint ...
-    size_t field_start = 0;
-    std::string_view field;
-    bool found = true;
-    for (int i = 0; i < 5; ++i) {
-      size_t sp = line.find(' ', field_start);
-      if (sp == std::string_view::npos) {
-        if (i < 4) {
-          found = false;
-          break;
-        }
-        sp = line.size();
-      }
-      field = line.substr(field_start, sp - field_start);
-      field_start = sp + 1;
-    }
-    if (!found) continue;
-    std::string mp = Unescape(field);
-    if (IsAtOrBelow(mp, dir)) out.push_back(std::move(mp));
-  }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const std::string& a, const std::string& b) { return Depth(a) > Depth(b); });
-  // Among stacked mounts on the same point the later (upper) one comes
-  // first so that unmounting in this order peels the stack top-down.
-  size_t i = 0;
-  while (i < out.size()) {
-    size_t j = i;
-    while (j < out.size() && Depth(out[j]) == Depth(out[i])) ++j;
-    std::reverse(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(j));
-    i = j;
-  }
-  return out;
+  return sys::MountPointsUnder(sys::ParseMountInfo(mountinfo), dir);
 }
 
 Result<std::vector<std::string>> LiveMountPointsUnder(const std::string& dir) {
-  CASK_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/mountinfo"));
-  return MountPointsUnder(info, dir);
+  CASK_ASSIGN_OR_RETURN(auto mounts, sys::ReadMountInfo());
+  return sys::MountPointsUnder(mounts, dir);
 }
 
 Status UnmountAllUnder(const std::string& dir) {

@@ -1,4 +1,4 @@
-// Shim socket addresses (shim-v2-protocol.md §2.3).
+// Shim socket addresses, named as containerd's shim package names them.
 //
 // containerd never computes a shim's address itself: `start` prints it and
 // writes it to <bundle>/address. By convention (and so that every container

@@ -1,4 +1,5 @@
-// The shim daemon framework (shim-v2-protocol.md §2.4), independent of what
+// The shim daemon framework (the long-lived process `start` spawns, which
+// serves containerd's Task API over ttrpc), independent of what
 // the shim serves: log pipe, signals, event publisher, ttrpc server on the
 // socket inherited from `start`, orderly exit. The Task service plugs in
 // through ShimService.

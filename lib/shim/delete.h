@@ -1,4 +1,5 @@
-// The `delete` action (shim-v2-protocol.md §2.5).
+// The `delete` action: containerd runs `<shim> ... -bundle DIR delete` to
+// clean up after a shim that died, and reads a DeleteResponse from stdout.
 //
 // containerd runs it after every task deletion, when a shim died, and at
 // start-up for bundles whose shim cannot be reached -- possibly while the

@@ -1,4 +1,4 @@
-// Task events the shim publishes to containerd (shim-v2-protocol.md §4):
+// Task events the shim publishes to containerd (containerd's /tasks/* topics):
 // domain structs, and their encoding into the wire form containerd's
 // events service takes (topic + Any with a BARE type URL such as
 // "containerd.events.TaskExit"; never PackFrom, whose

@@ -1,5 +1,5 @@
-// Command line of containerd-shim-<name>-v2, as containerd invokes it
-// (shim-v2-protocol.md §2.3, §2.5):
+// Command line of containerd-shim-<name>-v2, as containerd (1.6) invokes it
+// for `start`, for `delete` and, through `start`, for the daemon:
 //
 //   <shim> -namespace NS -address ADDR -publish-binary BIN -id ID [-debug] start
 //   <shim> -namespace NS -address ADDR -publish-binary BIN -id ID -bundle DIR delete

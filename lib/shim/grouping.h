@@ -1,5 +1,5 @@
 // Pod grouping: which shim (and so which VM) a container belongs to
-// (shim-v2-protocol.md §5). containerd runs `start` once per task; the
+// (one shim per pod). containerd runs `start` once per task; the
 // sandbox container of a pod and every container with no pod annotations
 // get a new shim, a pod's other containers get the sandbox's shim.
 #pragma once

@@ -1,7 +1,7 @@
 // Entry point of a containerd shim v2 binary: parses the flags and runs
 // `start`, `delete`, or the daemon with the given service.
 //
-// Output contract (shim-v2-protocol.md §2.3, §2.5): on success `start`
+// Output contract (what containerd reads from stdout): on success `start`
 // prints only the address, `delete` only the raw DeleteResponse bytes;
 // failures go to stderr (containerd shows them) with a non-zero exit.
 #pragma once

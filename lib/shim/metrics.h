@@ -1,6 +1,6 @@
 // The guest cgroup v2 readings of a container as containerd's
 // io.containerd.cgroups.v2.Metrics (what `ctr task metrics` and CRI's
-// ListContainerStats decode; shim-v2-protocol.md §7.3).
+// ListContainerStats decode).
 #pragma once
 
 #include <string>

@@ -2,7 +2,7 @@
 //
 // containerd (1.3+) passes its ttrpc socket path in $TTRPC_ADDRESS; each
 // event is one unary call containerd.services.events.ttrpc.v1.Events/Forward
-// (shim-v2-protocol.md §4.2). Events go through ONE queue drained by one
+// (containerd's ttrpc events service). Events go through ONE queue drained by one
 // thread, so containerd sees them in Publish() order. When the connection
 // breaks (containerd restarted), the publisher reconnects and resends the
 // event at the head of the queue; an event is dropped (and logged) only

@@ -6,25 +6,29 @@
 
 #include "lib/base/fs.h"
 #include "lib/shim/delete.h"
+#include "lib/sys/mount_options.h"
 
 namespace cask::shim {
 namespace {
 
-TEST(Rootfs, OverlayOptionsGoToData) {
-  auto mo = ParseMountOptions({"index=off", "userxattr", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"});
-  EXPECT_EQ(mo.flags, 0u);
-  EXPECT_EQ(mo.data, "index=off,userxattr,workdir=/w,upperdir=/u,lowerdir=/a:/b");
+// The options containerd sends for its snapshots, as lib/sys splits them.
+TEST(Rootfs, ContainerdOptions) {
+  auto mo = sys::ParseMountOptions({"index=off", "userxattr", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"});
+  ASSERT_TRUE(mo.ok());
+  EXPECT_EQ(mo->flags, 0u);
+  EXPECT_EQ(mo->data, "index=off,userxattr,workdir=/w,upperdir=/u,lowerdir=/a:/b");
+  auto ro = sys::ParseMountOptions({"ro", "bind", "nosuid", "rprivate"});
+  ASSERT_TRUE(ro.ok());
+  EXPECT_EQ(ro->flags, static_cast<unsigned long>(MS_RDONLY | MS_BIND | MS_NOSUID));
+  ASSERT_EQ(ro->propagation.size(), 1u);
+  EXPECT_EQ(ro->propagation[0], static_cast<unsigned long>(MS_PRIVATE | MS_REC));
 }
 
-TEST(Rootfs, BindFlags) {
-  auto mo = ParseMountOptions({"rw", "rbind"});
-  EXPECT_EQ(mo.flags, static_cast<unsigned long>(MS_BIND | MS_REC));
-  EXPECT_EQ(mo.data, "");
-  auto ro = ParseMountOptions({"ro", "bind", "nosuid", "rprivate"});
-  EXPECT_EQ(ro.flags, static_cast<unsigned long>(MS_RDONLY | MS_BIND | MS_NOSUID));
-  EXPECT_EQ(ro.propagation, static_cast<unsigned long>(MS_PRIVATE | MS_REC));
-  // A later "rw" clears an earlier "ro".
-  EXPECT_EQ(ParseMountOptions({"ro", "rw"}).flags, 0u);
+TEST(Rootfs, UnsupportedOptionMountsNothing) {
+  auto st = MountAll({{"bind", "/nonexistent-src", "", {"rbind", "idmap"}}}, "/nonexistent-target");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(st.error().ToString().find("idmap"), std::string::npos);
 }
 
 TEST(Rootfs, MountBindAndUnmount) {

@@ -1,6 +1,6 @@
-// SHA-256 (FIPS 180-4), for the shim socket name only (containerd names shim
-// sockets by the hex SHA-256 of "<address>/<namespace>/<id>"). Not meant for
-// anything security-sensitive beyond that; no constant-time guarantees.
+// SHA-256 for the shim socket name (containerd names shim sockets by the hex
+// SHA-256 of "<address>/<namespace>/<id>"). A thin wrapper over libcrypto
+// (OpenSSL's EVP_Digest), so no hash is hand-written here.
 #pragma once
 
 #include <array>

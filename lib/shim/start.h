@@ -1,4 +1,5 @@
-// The `start` action (shim-v2-protocol.md §2.3, §2.4, §5).
+// The `start` action: containerd runs `<shim> ... start` once per task and
+// reads the shim's ttrpc address from its stdout.
 //
 // Run by containerd with cwd = the task's bundle. Decides the pod grouping
 // from config.json, and either

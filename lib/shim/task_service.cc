@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/oci/id.h"
 #include "lib/oci/parse.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
@@ -184,7 +185,7 @@ void TaskService::WatchOom(std::shared_ptr<sandbox::Sandbox> vm) {
 
 Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
   std::unique_lock op(op_mu_);
-  CASK_TRY(sandbox::ValidateId("task id", p.id));
+  CASK_TRY(oci::ValidateId("task id", p.id));
   {
     std::lock_guard lk(mu_);
     if (stopped_) return Error::Unavailable("the shim is shutting down");
