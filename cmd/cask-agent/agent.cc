@@ -350,6 +350,8 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
   bool terminal = spec.process->terminal;
 
   container::CreateOptions copts;
+  const std::map<std::string, std::string> annotations = spec.annotations;
+  CASK_ASSIGN_OR_RETURN(copts.resolve_namespace, pods_.ResolverFor(id, spec).Context("container " + id));
   copts.id = id;
   copts.spec = std::move(spec);
   copts.rootfs = rootfs;
@@ -371,6 +373,8 @@ Result<pid_t> Agent::CreateContainer(const std::string& id, std::string_view spe
   }
   rec->init = *init;
   pid_t pid = rec->init->pid;
+  if (Status pod = pods_.Register(id, annotations, pid); !pod.ok())
+    log_.Warn("pod sandbox not recorded", {{"container", id}, {"error", pod.error().ToString()}});
 
   Status watched = oom_->Watch(id, rec->c->memory_events_path());
   if (!watched.ok()) log_.Warn("no OOM events for container", {{"container", id}, {"error", watched.error().ToString()}});
@@ -440,6 +444,7 @@ Status Agent::DestroyContainer(ContainerRec& rec) {
   CASK_TRY_CTX(rec.c->Destroy(), "destroy container " + rec.id);
   CloseProcesses(rec);
   oom_->Unwatch(rec.id);
+  pods_.Forget(rec.id);
   return Transition(&rec.state, State::kRemoved, "container " + rec.id);
 }
 

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "cmd/cask-agent/oom.h"
+#include "cmd/cask-agent/pod_namespaces.h"
 #include "cmd/cask-agent/reaper.h"
 #include "cmd/cask-agent/stdio.h"
 #include "lib/base/log.h"
@@ -245,6 +246,7 @@ class Agent {
   mutable Mutex mu_ ACQUIRED_BEFORE(ev_mu_);
   std::map<std::string, std::shared_ptr<ContainerRec>> containers_ GUARDED_BY(mu_);
   std::set<std::string> creating_ GUARDED_BY(mu_);
+  PodNamespaces pods_;  // pod sandboxes, to map spec namespace paths
   std::atomic<uint64_t> cancel_epoch_{0};
 
   // The event stream. Taken before a process's mu (BuildBatchLocked reads

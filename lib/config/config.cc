@@ -182,6 +182,8 @@ Status ReadRuntime(const toml::table& t, const Reader& r, RuntimeConfig* rt) {
       CASK_TRY(r.Uint(node, key, 0, kMaxCgroupOverheadMib, &rt->cgroup_memory_overhead_mib));
     } else if (name == "cgroup_pids_max") {
       CASK_TRY(r.Uint(node, key, 0, kMaxCgroupPids, &rt->cgroup_pids_max));
+    } else if (name == "default_seccomp") {
+      CASK_TRY(r.Bool(node, key, &rt->default_seccomp));
     } else {
       return r.Bad(key, "unknown key");
     }
@@ -291,6 +293,7 @@ std::string ToToml(const Config& c) {
   s += std::string("cgroup_shim = ") + (c.runtime.cgroup_shim ? "true" : "false") + "\n";
   s += "cgroup_memory_overhead_mib = " + std::to_string(c.runtime.cgroup_memory_overhead_mib) + "\n";
   s += "cgroup_pids_max = " + std::to_string(c.runtime.cgroup_pids_max) + "\n";
+  s += std::string("default_seccomp = ") + (c.runtime.default_seccomp ? "true" : "false") + "\n";
   return s;
 }
 

@@ -66,6 +66,9 @@ struct RuntimeConfig {
   bool cgroup_shim = false;               // the shim joins its pod's cgroup too
   uint32_t cgroup_memory_overhead_mib = 512;  // limit = memory_mib + this; 0: no memory limit
   uint32_t cgroup_pids_max = 1024;        // 0: no limit
+  // A spec without linux.seccomp gets the default profile
+  // (lib/oci/default_seccomp.h), unless the container is privileged.
+  bool default_seccomp = true;
 
   bool operator==(const RuntimeConfig&) const = default;
 };

@@ -50,6 +50,7 @@ TEST(ConfigParse, EmptyIsDefaults) {
   EXPECT_EQ(c.agent.connect_timeout_ms, 60000u);
   EXPECT_FALSE(c.runtime.debug);
   EXPECT_EQ(c.runtime.state_dir, "/run/cask");
+  EXPECT_TRUE(c.runtime.default_seccomp);
   EXPECT_EQ(c.source, kOrigin);
   // Empty tables and comments change nothing.
   EXPECT_EQ(MustParse("# nothing\n[hypervisor]\n[agent]\n[runtime]\n"), Defaults());
@@ -116,6 +117,7 @@ TEST(ConfigParse, EnumWords) {
   // Dotted keys and inline tables are plain TOML and work too.
   EXPECT_EQ(MustParse("hypervisor.vcpus = 2").hypervisor.vcpus, 2u);
   EXPECT_EQ(MustParse("runtime = { debug = true }").runtime.debug, true);
+  EXPECT_FALSE(MustParse("[runtime]\ndefault_seccomp = false").runtime.default_seccomp);
 }
 
 TEST(ConfigParse, Bounds) {
@@ -175,6 +177,8 @@ TEST(ConfigParse, WrongTypes) {
               "/etc/cask/test.toml: agent.connect_timeout_ms: expected an integer, got a date");
   ExpectError("[runtime]\ndebug = \"yes\"",
               "/etc/cask/test.toml: runtime.debug: expected a boolean, got a string");
+  ExpectError("[runtime]\ndefault_seccomp = \"no\"",
+              "/etc/cask/test.toml: runtime.default_seccomp: expected a boolean, got a string");
   ExpectError("[runtime]\ndebug = 1",
               "/etc/cask/test.toml: runtime.debug: expected a boolean, got an integer");
   ExpectError("[runtime]\nstate_dir = {}",

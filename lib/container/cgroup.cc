@@ -154,8 +154,8 @@ Result<std::vector<CgroupWrite>> ResourceWrites(const oci::LinuxResources& r) {
     }
     w.push_back({key, value});
   }
-  // Device rules (r.devices) need an eBPF program on cgroup v2; the guest
-  // has only the devices the VM was given, so they are not enforced here.
+  // Device rules (r.devices) are no file on cgroup v2: Container attaches
+  // them as a BPF program (device_filter.h).
   return w;
 }
 

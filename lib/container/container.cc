@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/container/cgroup.h"
+#include "lib/container/device_filter.h"
 #include "lib/container/mounts.h"
 #include "lib/container/namespaces.h"
 #include "lib/container/process.h"
@@ -40,7 +41,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   // Everything that can be checked is checked before the first side effect.
   CASK_ASSIGN_OR_RETURN(RootfsPlan rootfs, PlanRootfs(spec, opts.rootfs));
   rootfs.no_pivot = opts.no_pivot;
-  CASK_ASSIGN_OR_RETURN(NamespacePlan ns, PlanNamespaces(spec));
+  CASK_ASSIGN_OR_RETURN(NamespacePlan ns, PlanNamespaces(spec, opts.resolve_namespace));
   if (!(ns.unshare_flags & CLONE_NEWNS)) {
     return Error::InvalidArgument("the spec must ask for a new mount namespace");
   }
@@ -51,6 +52,7 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
   CASK_TRY(ValidateSysctl(sysctl));
   CASK_ASSIGN_OR_RETURN(ProcessPlan proc,
                         PlanProcess(*spec.process, lx ? lx->seccomp : std::nullopt));
+  CASK_ASSIGN_OR_RETURN(std::vector<DeviceRule> device_rules, EffectiveDeviceRules(spec));
 
   // From here the Container owns what is made: an early return destroys it.
   std::unique_ptr<Container> c(new Container());
@@ -59,6 +61,8 @@ Result<std::unique_ptr<Container>> Container::Create(CreateOptions opts, Process
     CASK_ASSIGN_OR_RETURN(Cgroup cg, Cgroup::Create(opts.cgroup_root, opts.id));
     c->cgroup_path_ = cg.path();
     if (lx && lx->resources) CASK_TRY(cg.Apply(*lx->resources).Context("cgroup " + cg.path()));
+    // Before any process joins the cgroup: the init's own mknods are checked.
+    CASK_ASSIGN_OR_RETURN(c->device_prog_, ApplyDeviceRules(cg.path(), device_rules));
     rootfs.cgroup_path = cg.path();
   }
   CASK_ASSIGN_OR_RETURN(UniqueFd procs, OpenProcs(c->cgroup_path_));
@@ -176,9 +180,24 @@ Status Container::Resume() const {
   return Cgroup(cgroup_path_).Freeze(false, kFreezeTimeout);
 }
 
-Status Container::Update(const oci::LinuxResources& r) const {
+Status Container::Update(const oci::LinuxResources& r) {
   if (cgroup_path_.empty()) return Error::FailedPrecondition("container " + id_ + " has no cgroup");
-  return Cgroup(cgroup_path_).Apply(r);
+  CASK_TRY(Cgroup(cgroup_path_).Apply(r));
+  if (r.devices.empty()) return Ok();
+  oci::Spec updated = spec_;
+  if (!updated.linux) updated.linux.emplace();
+  if (!updated.linux->resources) updated.linux->resources.emplace();
+  updated.linux->resources->devices = r.devices;
+  CASK_ASSIGN_OR_RETURN(std::vector<DeviceRule> rules, EffectiveDeviceRules(updated));
+  // The new program first: while both are attached an access needs both.
+  CASK_ASSIGN_OR_RETURN(UniqueFd prog, ApplyDeviceRules(cgroup_path_, rules));
+  if (device_prog_) {
+    CASK_ASSIGN_OR_RETURN(UniqueFd dir, Open(cgroup_path_, O_RDONLY | O_DIRECTORY));
+    CASK_TRY(DetachDeviceProgram(dir.get(), device_prog_.get()).Context("container " + id_));
+  }
+  device_prog_ = std::move(prog);
+  spec_ = std::move(updated);
+  return Ok();
 }
 
 Result<CgroupStats> Container::Stats() const {

@@ -30,6 +30,7 @@
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
+#include "lib/container/namespaces.h"
 #include "lib/oci/spec.h"
 #include "lib/sys/pidfd.h"
 
@@ -104,6 +105,9 @@ struct CreateOptions {
   // itself; a chroot is weaker than pivot_root, so the agent should rather
   // switch_root to a tmpfs at boot.
   bool no_pivot = false;
+  // Maps the spec's namespace paths (host paths) to guest namespaces; see
+  // NamespaceResolver. Empty: a spec namespace path is refused.
+  NamespaceResolver resolve_namespace;
 };
 
 class Container {
@@ -127,8 +131,10 @@ class Container {
   // uid; capabilities; umask; no_new_privs; chdir(cwd); READY; wait for
   // Start(); seccomp if no_new_privileges; execve (PATH of the spec's env).
   // A failing step fails Create with its name, e.g. "container init: mount
-  // proc on /proc: No such device". Not supported: device cgroup rules
-  // (cgroup v2 needs eBPF; the VM only has its own devices), hooks,
+  // proc on /proc: No such device". With a cgroup, the device rules
+  // (linux.resources.devices, plus linux.devices and the default devices:
+  // see device_filter.h) are enforced by a BPF_CGROUP_DEVICE program
+  // attached before the init joins the cgroup. Not supported: hooks,
   // AppArmor/SELinux labels, idmapped and tmpcopyup mounts.
   static Result<std::unique_ptr<Container>> Create(CreateOptions opts, ProcessIo* io_out,
                                                    PendingProcess* init_out);
@@ -151,7 +157,10 @@ class Container {
   Status KillAll(int sig) const;
   Status Pause() const;   // cgroup.freeze = 1 and waits until frozen
   Status Resume() const;  // cgroup.freeze = 0
-  Status Update(const oci::LinuxResources& r) const;
+  // Applies `r`; device rules in `r` replace the device program (the new
+  // one is attached before the old one is detached, so no access is
+  // allowed in between that neither allows).
+  Status Update(const oci::LinuxResources& r);
   Result<CgroupStats> Stats() const;
   // Path of memory.events, for OOM watching (inotify IN_MODIFY).
   std::string memory_events_path() const;
@@ -168,6 +177,7 @@ class Container {
   pid_t init_pid_ = -1;
   sys::Pidfd init_pidfd_;  // signals reach the init even after its pid is reused
   std::string cgroup_path_;
+  UniqueFd device_prog_;  // the attached device program (replaced by Update)
   oci::Spec spec_;
   bool destroyed_ = false;
 };

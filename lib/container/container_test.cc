@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "lib/base/fs.h"
+#include "lib/oci/default_seccomp.h"
 
 namespace cask::container {
 namespace {
@@ -97,7 +99,8 @@ class ContainerTest : public ::testing::Test {
     ASSERT_TRUE(WriteFile(rootfs_ + "/etc/secretdir/key", "k3y").ok());
     std::string cp = std::string("cp ") + bb + " " + rootfs_ + "/bin/busybox";
     ASSERT_EQ(system(cp.c_str()), 0);
-    for (const char* app : {"sh", "echo", "cat", "hostname", "sleep", "id", "ls", "mkdir", "test"}) {
+    for (const char* app : {"sh", "echo", "cat", "hostname", "sleep", "id", "ls", "mkdir", "test", "touch",
+                            "unshare"}) {
       ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/" + app).c_str()), 0);
     }
     cgroup_root_ = Cgroup2Root();
@@ -648,6 +651,93 @@ TEST_F(ContainerTest, ExecTerminalIsInTheContainersDevpts) {
   WaitFor(*pid);
   ASSERT_TRUE((*c)->KillAll(SIGKILL).ok());
   WaitFor((*c)->init_pid());
+}
+
+// A read-only bind is read-only in its sub-mounts too (mount_setattr
+// AT_RECURSIVE), and so is a read-only path.
+TEST_F(ContainerTest, ReadOnlyBindIsReadOnlyInSubMounts) {
+  const std::string src = dir_ + "/src";
+  ASSERT_TRUE(MkdirAll(src + "/sub").ok());
+  ASSERT_EQ(mount("tmpfs", (src + "/sub").c_str(), "tmpfs", 0, "size=64k"), 0);
+  oci::Spec spec = BaseSpec({"sh", "-c",
+                             "touch /ro/top 2>/dev/null && echo top-written; "
+                             "touch /ro/sub/x 2>/dev/null && echo sub-written; "
+                             "touch /data/sub/y 2>/dev/null && echo path-sub-written; "
+                             "touch /rw/sub/z && echo rrw-sub-written; echo done"});
+  spec.mounts.push_back({"/ro", "bind", src, {"rbind", "ro"}});
+  spec.mounts.push_back({"/rw", "bind", src, {"rbind", "ro", "rrw"}});
+  spec.mounts.push_back({"/data", "tmpfs", "tmpfs", {"size=64k"}});
+  spec.mounts.push_back({"/data/sub", "tmpfs", "tmpfs", {"size=64k"}});
+  spec.linux->readonly_paths.push_back("/data");
+  auto r = CreateAndRun(spec);
+  umount2((src + "/sub").c_str(), MNT_DETACH);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "rrw-sub-written\ndone\n") << r.err;
+}
+
+// A namespace path is never opened: without a resolver it is refused, and
+// with one the container joins what the resolver maps it to.
+TEST_F(ContainerTest, NamespacePathsAreMappedNotOpened) {
+  oci::Spec joiner = BaseSpec({"hostname"});
+  joiner.hostname.clear();
+  for (auto& ns : joiner.linux->namespaces) {
+    if (ns.type == "uts") ns.path = "/proc/1/ns/uts";  // the host's init: must not be used
+  }
+  {
+    ProcessIo io;
+    PendingProcess init;
+    auto c = Container::Create(Options(joiner, "j0"), &io, &init);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.error().code(), Code::kFailedPrecondition) << c.error().ToString();
+  }
+
+  oci::Spec sandbox = BaseSpec({"sleep", "30"});
+  sandbox.hostname = "the-sandbox";
+  ProcessIo sio;
+  PendingProcess sinit;
+  auto sbx = Container::Create(Options(sandbox, "sbx"), &sio, &sinit);
+  ASSERT_TRUE(sbx.ok()) << sbx.error().ToString();
+  ASSERT_TRUE(sinit.Start().ok());
+
+  CreateOptions o = Options(joiner, "j1");
+  std::vector<std::string> asked;
+  pid_t sandbox_pid = (*sbx)->init_pid();
+  o.resolve_namespace = [&](const oci::Namespace& ns) -> Result<NamespaceTarget> {
+    asked.push_back(ns.path);
+    CASK_ASSIGN_OR_RETURN(UniqueFd fd, Open("/proc/" + std::to_string(sandbox_pid) + "/ns/uts", O_RDONLY));
+    return NamespaceTarget{std::move(fd), "uts of sbx"};
+  };
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(std::move(o), &io, &init);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  ASSERT_TRUE(init.Start().ok());
+  EXPECT_EQ(ReadAll(io.stdout_r.get()), "the-sandbox\n");
+  EXPECT_EQ(asked, std::vector<std::string>{"/proc/1/ns/uts"});
+  WaitFor((*c)->init_pid());
+  EXPECT_TRUE((*c)->Destroy().ok());
+  EXPECT_TRUE((*sbx)->Destroy().ok());
+  WaitFor(sandbox_pid);
+}
+
+// The default profile runs a shell and refuses unshare (even of a user
+// namespace, which needs no capability) and clone3 falls back to clone.
+TEST_F(ContainerTest, DefaultSeccompProfileRefusesUnshare) {
+  oci::Spec spec = BaseSpec({"sh", "-c", "echo hi; unshare -U true 2>/dev/null && echo unshared; "
+                                         "(echo from-a-subshell); exit 0"});
+  spec.process->capabilities = oci::Capabilities{.bounding = {"CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"},
+                                                 .effective = {"CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"},
+                                                 .inheritable = {},
+                                                 .permitted = {"CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"},
+                                                 .ambient = {}};
+  oci::Spec unconfined = spec;
+  ASSERT_TRUE(oci::ApplyDefaultSeccomp(spec, true));
+  auto r = CreateAndRun(spec);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "hi\nfrom-a-subshell\n") << r.err;
+  // The same without the profile: the refusal came from seccomp.
+  r = CreateAndRun(unconfined);
+  EXPECT_EQ(r.out, "hi\nunshared\nfrom-a-subshell\n") << r.err;
 }
 
 }  // namespace

@@ -333,6 +333,17 @@ Status MoveRoot(const std::string& rootfs) {
 
 }  // namespace
 
+Status SetRecursiveReadOnly(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!fd) return Error::Sys(errno, "open " + path);
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  if (syscall(SYS_mount_setattr, fd.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+    return Error::Sys(errno, "make " + path + " read-only recursively (mount_setattr)");
+  }
+  return Ok();
+}
+
 Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs) {
   RootfsPlan plan;
   if (rootfs.empty() || rootfs[0] != '/') {
@@ -362,6 +373,13 @@ Result<RootfsPlan> PlanRootfs(const oci::Spec& spec, const std::string& rootfs) 
     pm.mount = m;
     CASK_ASSIGN_OR_RETURN(pm.opts, ParseMountOptions(m.options).Context("mount " + m.destination));
     if (m.type == "bind") pm.opts.flags |= MS_BIND;
+    // A read-only bind is read-only all the way down: a remount only
+    // changes the top mount, and the sub-mounts an rbind copies (or that
+    // appear below the source later) would stay writable. An explicit
+    // "rrw" keeps them writable.
+    if (pm.opts.bind() && (pm.opts.flags & MS_RDONLY) && !(pm.opts.attr_clr & MOUNT_ATTR_RDONLY)) {
+      pm.opts.attr_set |= MOUNT_ATTR_RDONLY;
+    }
     if (pm.opts.bind() && (m.source.empty() || m.source[0] != '/')) {
       return Error::InvalidArgument("bind mount source \"" + m.source + "\" for " +
                                     m.destination + " is not an absolute guest path");
@@ -440,6 +458,7 @@ Status RestrictPaths(const RootfsPlan& plan) {
       return Error::Sys(errno, "bind read-only path " + p);
     }
     CASK_TRY(BindRemount(p, MS_RDONLY | MS_REC, "read-only path " + p, /*keep=*/true));
+    CASK_TRY(SetRecursiveReadOnly(p).Context("read-only path " + p));
   }
   for (const auto& p : plan.masked_paths) {
     struct stat st {};

@@ -55,6 +55,10 @@ Status SetupRootfs(const RootfsPlan& plan);
 Status EnterRootfs(const RootfsPlan& plan);
 // Child side, after EnterRootfs: read-only paths, then masked paths.
 Status RestrictPaths(const RootfsPlan& plan);
+// mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on the mount at `path` and
+// every mount below it. (A bind mount with "ro" gets this: PlanRootfs adds
+// MOUNT_ATTR_RDONLY to its attr_set unless the options say "rrw".)
+Status SetRecursiveReadOnly(const std::string& path);
 // Child side, last: remounts "/" read-only if the spec asks.
 Status FinishRootfs(const RootfsPlan& plan);
 

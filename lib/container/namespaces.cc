@@ -54,7 +54,7 @@ const char* NamespaceProcName(const std::string& type) {
   return "";
 }
 
-Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec) {
+Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec, const NamespaceResolver& resolve) {
   NamespacePlan plan;
   if (!spec.linux) return plan;
   int seen = 0;
@@ -64,10 +64,13 @@ Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec) {
     if (seen & flag) return Error::InvalidArgument("namespace " + ns.type + " listed twice");
     seen |= flag;
     if (!ns.path.empty()) {
-      std::string what = ns.type + " namespace " + ns.path;
-      auto fd = Open(ns.path, O_RDONLY);
-      if (!fd.ok()) return std::move(fd).error().Wrap(what);
-      plan.joins.push_back(NamespaceJoin{std::move(fd).value(), flag, what});
+      if (!resolve) {
+        return Error::FailedPrecondition(ns.type + " namespace path \"" + ns.path +
+                                         "\" is a host path and this container has no pod to map it to");
+      }
+      auto target = resolve(ns);
+      if (!target.ok()) return std::move(target).error().Wrap(ns.type + " namespace " + ns.path);
+      if (target->fd) plan.joins.push_back(NamespaceJoin{std::move(target->fd), flag, target->what});
     } else if (flag == CLONE_NEWUSER) {
       plan.new_user = true;
     } else {

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,9 +35,25 @@ struct NamespacePlan {
   bool new_uts = false;
 };
 
-// Validates the spec's namespaces and opens the `path` ones. A type listed
-// twice, an unknown type, or a path that cannot be opened is an error.
-Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec);
+// Where a spec namespace with a `path` is found in the guest. The paths in a
+// spec are the host's (CRI's /var/run/netns/cni-..., /proc/<host pid>/ns/..)
+// and mean nothing inside the VM: they are never opened here. The caller
+// (the agent, which knows the pod) maps each to a namespace of its own:
+//   - `fd` valid: join that namespace;
+//   - `fd` empty: stay in the caller's namespace of that type (the pod
+//     sandbox's network: the VM is the pod's network);
+//   - an error: the container is refused with it.
+struct NamespaceTarget {
+  UniqueFd fd;
+  std::string what;  // for error messages, e.g. "network namespace of sandbox p1"
+};
+using NamespaceResolver = std::function<Result<NamespaceTarget>(const oci::Namespace& ns)>;
+
+// Validates the spec's namespaces and maps the `path` ones through
+// `resolve`. A type listed twice, an unknown type, or a path that `resolve`
+// refuses is an error; without a resolver any path is refused
+// (FAILED_PRECONDITION naming it), never opened.
+Result<NamespacePlan> PlanNamespaces(const oci::Spec& spec, const NamespaceResolver& resolve);
 
 // The namespaces of a running process that differ from the caller's, for
 // Exec, ordered like PlanNamespaces.

@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/oci/default_seccomp.h"
 #include "lib/oci/id.h"
 
 namespace cask::sandbox {
@@ -144,6 +145,7 @@ Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const 
 
 Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spec spec) {
   CASK_TRY(oci::ValidateId("container id", container_id));
+  oci::ApplyDefaultSeccomp(spec, config_.runtime.default_seccomp);
   std::vector<size_t> host_binds;
   for (size_t i = 0; i < spec.mounts.size(); ++i) {
     const oci::Mount& m = spec.mounts[i];

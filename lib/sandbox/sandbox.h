@@ -99,7 +99,9 @@ class Sandbox {
   // mount has the "ro" option) and its source rewritten to the guest
   // path. A missing source is INVALID_ARGUMENT naming the mount (checked
   // before anything is mounted); all or nothing; once per container
-  // (ALREADY_EXISTS after that, until UnshareRootfs).
+  // (ALREADY_EXISTS after that, until UnshareRootfs). Also gives a spec
+  // without a seccomp profile the default one when runtime.default_seccomp
+  // says so (oci::ApplyDefaultSeccomp).
   Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
   // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
   // busy) and removes mounts/<container_id>.

@@ -332,4 +332,120 @@ case_check_env() {
   expect_out_has "$W/no-vmlinux"
 }
 
+# --- issue 6 item 6: the guest side of the boundary -----------------------
+
+# bundle_spec NAME ARGS_JSON MOUNTS_JSON LINUX_EXTRA_JSON [ANNOTATIONS_JSON]:
+# writes $W/NAME/config.json for a root process with the capabilities a
+# default container has plus CAP_MKNOD, on the test rootfs.
+bundle_spec() {
+  local name=$1 args=$2 mounts=$3 linux=$4 annotations=${5:-'{}'}
+  mkdir -p "$W/$name"
+  ln -sfn "$ROOTFS" "$W/$name/rootfs"
+  local caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_SETUID","CAP_SETGID","CAP_KILL","CAP_MKNOD"]'
+  cat > "$W/$name/config.json" <<JSON
+{
+  "ociVersion": "1.0.2",
+  "process": {"args": $args, "cwd": "/", "env": ["PATH=/bin"],
+              "capabilities": {"bounding": $caps, "effective": $caps, "permitted": $caps}},
+  "root": {"path": "rootfs", "readonly": true},
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755", "size=64k"]},
+             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}$mounts],
+  "annotations": $annotations,
+  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]$linux}
+}
+JSON
+}
+
+case_device_cgroup() {  # the device cgroup holds in the guest (BPF_CGROUP_DEVICE)
+  # A node made on the host reaches the guest through the share: opening it
+  # in the container is the device cgroup's to refuse (4:64 is the guest's
+  # ttyS0, its console).
+  mkdir -p "$W/devs"
+  mknod "$W/devs/ttyS0" c 4 64
+  local probe='mknod /tmp/ttyS0 c 4 64 2>/dev/null && echo mknod-ok; (echo x > /devs/ttyS0) 2>/dev/null && echo write-ok; echo y > /dev/null && echo null-ok; head -c 4 /dev/urandom | wc -c; echo done'
+  bundle_spec dev "[\"sh\", \"-c\", \"$probe\"]" \
+    ",{\"destination\": \"/devs\", \"type\": \"bind\", \"source\": \"$W/devs\", \"options\": [\"rbind\"]}" \
+    ', "resources": {"devices": [{"allow": false, "access": "rwm"}]}'
+  rt run --config "$CONF" --bundle "$W/dev"
+  expect_rc 0
+  expect_out "$(printf 'null-ok\n4\ndone')"
+  # Privileged (a rule allowing every device): mknod works.
+  bundle_spec priv '["sh", "-c", "mknod /tmp/ttyS0 c 4 64 && echo mknod-ok"]' "" \
+    ', "resources": {"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "a", "access": "rwm"}]}'
+  rt run --config "$CONF" --bundle "$W/priv"
+  expect_rc 0
+  expect_out "mknod-ok"
+  assert_clean
+}
+
+case_default_seccomp() {  # runtime.default_seccomp: on by default, a spec's own profile wins
+  local probe='["sh", "-c", "unshare -U true 2>/dev/null && echo unshare-ok; (echo forked); echo done"]'
+  bundle_spec plain "$probe" "" ""
+  rt run --config "$CONF" --bundle "$W/plain"
+  expect_rc 0
+  expect_out "$(printf 'forked\ndone')"
+  bundle_spec own "$probe" "" ', "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}'
+  rt run --config "$CONF" --bundle "$W/own"
+  expect_rc 0
+  expect_out "$(printf 'unshare-ok\nforked\ndone')"
+  write_config "$W/noseccomp.toml" "default_seccomp = false"
+  rt run --config "$W/noseccomp.toml" --bundle "$W/plain"
+  expect_rc 0
+  expect_out "$(printf 'unshare-ok\nforked\ndone')"
+  assert_clean
+}
+
+case_readonly_submount() {  # a read-only bind (or path) is read-only in its sub-mounts
+  mkdir -p "$W/src/sub"
+  mount -t tmpfs -o size=64k tmpfs "$W/src/sub"
+  local probe='touch /ro/top 2>/dev/null && echo ro-top-written; touch /ro/sub/x 2>/dev/null && echo ro-sub-written; touch /data/sub/y 2>/dev/null && echo path-sub-written; touch /data/sub/../z 2>/dev/null && echo path-top-written; echo done'
+  bundle_spec ro "[\"sh\", \"-c\", \"$probe\"]" \
+    ",{\"destination\": \"/ro\", \"type\": \"bind\", \"source\": \"$W/src\", \"options\": [\"rbind\", \"ro\"]},
+      {\"destination\": \"/data\", \"type\": \"tmpfs\", \"source\": \"tmpfs\", \"options\": [\"size=64k\"]},
+      {\"destination\": \"/data/sub\", \"type\": \"tmpfs\", \"source\": \"tmpfs\", \"options\": [\"size=64k\"]}" \
+    ', "readonlyPaths": ["/data"]'
+  rt run --config "$CONF" --bundle "$W/ro"
+  local rc=$RC
+  umount "$W/src/sub"
+  RC=$rc
+  expect_rc 0
+  expect_out "done"
+  [ ! -e "$W/src/sub/x" ] && [ ! -e "$W/src/top" ] || fail "the read-only bind was written"
+  assert_clean
+}
+
+case_namespace_paths() {  # host namespace paths are mapped in the guest, never opened
+  local netns=/var/run/netns/cask-e2e-absent-$$
+  [ ! -e "$netns" ] || fail "$netns exists on the host"
+  local ns=', "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network", "path": "'"$netns"'"}]'
+  # No pod: nothing to map to, a clear error.
+  bundle_spec solo '["echo", "ran"]' "" "$ns"
+  rt run --config "$CONF" --bundle "$W/solo"
+  [ "$RC" -ne 0 ] || fail "a container with a host netns path and no pod ran"
+  expect_err_has "belongs to no pod"
+  expect_err_has "$netns"
+  # A pod container whose sandbox is not in this VM: a clear error.
+  bundle_spec member '["echo", "ran"]' "" "$ns" \
+    '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "cask-e2e-pod"}'
+  rt run --config "$CONF" --bundle "$W/member"
+  [ "$RC" -ne 0 ] || fail "a pod container without its sandbox ran"
+  expect_err_has "pod sandbox cask-e2e-pod is not running in this VM"
+  # The pod sandbox: its network is the VM's own.
+  bundle_spec sandbox '["sh", "-c", "grep -q lo: /proc/net/dev && echo ran"]' "" "$ns" \
+    '{"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "cask-e2e-pod"}'
+  rt run --config "$CONF" --bundle "$W/sandbox"
+  expect_rc 0
+  expect_out "ran"
+  [ ! -e "$netns" ] || fail "$netns was created on the host"
+  assert_clean
+}
+
+[ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
+declare -F "case_$1" >/dev/null || { echo "unknown case '$1'" >&2; exit 2; }
+setup
+log "case $1 in $W"
+"case_$1"
+log "case $1: PASS"
+
 e2e_main "$@"

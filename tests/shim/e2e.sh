@@ -202,6 +202,46 @@ case_pod() {
   wait_for 20 no_qemu || fail "QEMU still running after the pod was deleted"
 }
 
+case_pod_namespaces() {  # a pod container's namespace paths map to its sandbox's, in the guest
+  local netns=/var/run/netns/cask-e2e-absent-$$
+  [ ! -e "$netns" ] || fail "$netns exists on the host"
+  run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pod1 \
+    --with-ns "network:$netns" "$IMAGE" pod1 sleep 1000
+  # Host paths that mean nothing in the guest (the sandbox's host pid).
+  run_cask -d --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=pod1 \
+    --with-ns "network:$netns" --with-ns "uts:/proc/4242/ns/uts" --with-ns "ipc:/proc/4242/ns/ipc" \
+    "$IMAGE" app1 sleep 1000
+  expect_eq "$(task_status app1)" RUNNING "container status"
+  local t
+  for t in net uts ipc; do
+    expect_eq "$(ctr_ task exec --exec-id "a$t" app1 readlink /proc/self/ns/$t)" \
+              "$(ctr_ task exec --exec-id "p$t" pod1 readlink /proc/self/ns/$t)" "$t namespace of the container and its sandbox"
+  done
+  # Its own pid and mount namespaces.
+  [ "$(ctr_ task exec --exec-id apid app1 readlink /proc/self/ns/pid)" != \
+    "$(ctr_ task exec --exec-id ppid pod1 readlink /proc/self/ns/pid)" ] || fail "the container shares the sandbox's pid namespace"
+  # A path of a shape the host never sends is refused, not opened.
+  set +e
+  local out
+  out=$(run_cask --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=pod1 \
+        --with-ns "network:/etc/passwd" "$IMAGE" app2 true 2>&1)
+  local rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || fail "a container with network namespace /etc/passwd ran"
+  expect_contains "$out" "not a namespace path the host sends" "error for /etc/passwd"
+  ctr_ task rm -f app2 >/dev/null 2>&1 || true
+  ctr_ containers rm app2 >/dev/null 2>&1 || true
+  [ ! -e "$netns" ] || fail "$netns was created on the host"
+  local c
+  for c in app1 pod1; do
+    ctr_ task kill -s SIGKILL "$c"
+    wait_for 30 status_is "$c" STOPPED || fail "$c not stopped"
+    ctr_ task rm "$c"
+    ctr_ containers rm "$c"
+  done
+  wait_for 20 no_qemu || fail "QEMU still running after the pod was deleted"
+}
+
 case_oom() {
   ctr_ events > "$W/events.log" 2>&1 &
   local ev=$!
