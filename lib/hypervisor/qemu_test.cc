@@ -225,7 +225,7 @@ for _ in range(32 * 1024 * 1024 // len(chunk)):
 out.write(b"CONSOLE-FLOOD-DONE\n")
 threading.Event().wait()
 )PY").ok());
-  cfg_.hv.path = Script("qemu", "exec python3 " + py + " \"$@\"");
+  cfg_.qemu_path = Script("qemu", "exec python3 " + py + " \"$@\"");
   auto r = Start();
   ASSERT_TRUE(r.ok()) << r.error().ToString();
   auto& vm = *r;
