@@ -279,7 +279,11 @@ Result<UniqueFd> OpenBeneath(int root, const std::string& rel, int flags, mode_t
     long fd = ::syscall(SYS_openat2, root, p, &how, sizeof how);
     if (fd >= 0) return UniqueFd(static_cast<int>(fd));
     if (errno == EINTR || errno == EAGAIN) continue;  // EAGAIN: a concurrent rename; retry
-    return Error::Sys(errno, "open " + rel + " beneath its root (no symlinks, no escape)");
+    int err = errno;
+    // A missing component is NOT_FOUND (callers create or skip it); a
+    // symlink, an escape or another mount (ELOOP, EXDEV) stays INTERNAL.
+    return Error::Sys(err == ENOENT ? Code::kNotFound : Code::kInternal, err,
+                      "open " + rel + " beneath its root (no symlinks, no escape)");
   }
 }
 

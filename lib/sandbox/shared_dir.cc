@@ -222,10 +222,11 @@ Status SharedDir::Bind(const std::string& host_src, const std::string& rel, bool
   CASK_ASSIGN_OR_RETURN(UniqueFd parent, MkdirAllIn(root_.get(), parent_rel, 0755, /*same_mount=*/true)
                                              .Context("create the parents of " + rel));
   if (is_dir) {
-    if (::mkdirat(parent.get(), leaf.c_str(), 0755) != 0) return Error::Sys(errno, "mkdir " + rel);
+    if (::mkdirat(parent.get(), leaf.c_str(), 0755) != 0)
+      return Error::Sys(errno == EEXIST ? Code::kAlreadyExists : Code::kInternal, errno, "mkdir " + rel);
   } else {
     int fd = ::openat(parent.get(), leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) return Error::Sys(errno, "create " + rel);
+    if (fd < 0) return Error::Sys(errno == EEXIST ? Code::kAlreadyExists : Code::kInternal, errno, "create " + rel);
     ::close(fd);
   }
   auto undo_leaf = [&] { ::unlinkat(parent.get(), leaf.c_str(), is_dir ? AT_REMOVEDIR : 0); };
