@@ -79,6 +79,13 @@ Result<std::string> RunStart(const StartParams& p) {
 
   if (g.kind == ContainerKind::kPodContainer) {
     // The sandbox's shim serves this container; Create adds it to the VM.
+    // Without a shim answering for the pod, containerd would only report a
+    // failed dial of a hashed socket path: name the pod instead.
+    CASK_ASSIGN_OR_RETURN(std::string pod_path, SocketPath(address));
+    CASK_ASSIGN_OR_RETURN(sockaddr_un pod_sa, UnixAddr(pod_path));
+    if (!Accepts(pod_sa))
+      return Error::FailedPrecondition("container " + f.id + " belongs to pod " + g.group_id +
+                                       ", which has no running shim: create and start the pod's sandbox first");
     CASK_TRY_CTX(WriteFileAtomic(address_file, address, 0644), "write address file");
     return address;
   }
