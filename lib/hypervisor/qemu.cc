@@ -50,6 +50,9 @@ constexpr size_t kMaxUnixPath = 107;          // sizeof(sockaddr_un::sun_path) -
 // 4 MiB however much the guest writes.
 constexpr size_t kConsoleKeepBytes = 256 * 1024;
 constexpr size_t kVirtiofsdLogKeepBytes = 64 * 1024;
+// QEMU's own stderr (qemu.log): a guest can make QEMU warn (device errors),
+// so it is capped the same way.
+constexpr size_t kQemuLogKeepBytes = 64 * 1024;
 // Console lines forwarded to the shim's log: 4 KiB/s sustained, 32 KiB at
 // once, each line cut at 1 KiB.
 constexpr size_t kConsoleLogRate = 4 * 1024;
@@ -66,25 +69,6 @@ std::string Trimmed(std::string s) {
   return s;
 }
 
-// The last `max` bytes of a file, from a line start when one is in range.
-std::string FileTail(const std::string& path, size_t max) {
-  if (max == 0) return "";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return "";
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0 || st.st_size <= 0) return "";
-  size_t size = static_cast<size_t>(st.st_size);
-  size_t n = std::min(size, max);
-  std::string buf(n, '\0');
-  ssize_t r = ::pread(fd.get(), buf.data(), n, static_cast<off_t>(size - n));
-  if (r <= 0) return "";
-  buf.resize(static_cast<size_t>(r));
-  if (n < size) {
-    size_t nl = buf.find('\n');
-    if (nl != std::string::npos && nl + 1 < buf.size()) buf.erase(0, nl + 1);
-  }
-  return buf;
-}
 
 // NOT_FOUND naming the path and the config key.
 Status CheckFile(const std::string& path, const char* key, bool executable) {
@@ -172,6 +156,9 @@ class QemuVm final : public Vm {
   // logger, rate-limited) until StopPump. Always reading is what keeps a
   // guest that floods its console from blocking on a full socket.
   Status StartPump();
+  // QEMU's stderr after it exited during startup: waits (briefly) for the
+  // pump to reach EOF, then the tail of the capped log.
+  std::string QemuStartLog();
   void Pump();
   void StopPump();
 
@@ -184,8 +171,13 @@ class QemuVm final : public Vm {
   // thread owns the reading ends while it runs.
   std::unique_ptr<CappedLog> console_;
   std::unique_ptr<CappedLog> fs_log_cap_;
+  std::unique_ptr<CappedLog> qemu_log_cap_;
   UniqueFd console_host_;  // host end of the console socket pair
   UniqueFd fs_stderr_;     // read end of virtiofsd's stderr
+  UniqueFd qemu_stderr_;   // read end of QEMU's stderr
+  // Set by the pump once QEMU's stderr reached EOF (QEMU exited): its
+  // startup error is then complete in qemu_log_cap_.
+  std::atomic<bool> qemu_stderr_eof_{false};
   UniqueFd pump_wake_;     // eventfd: StopPump writes it
   std::thread pump_;
   std::atomic<bool> logs_closed_{false};  // set by Stop: ConsoleTail is empty
@@ -284,7 +276,14 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
     cmd.agent.guest_cid = guest_cid_;
     cmd.agent.vhost_fd = kVhostFdInQemu;
   }
-  CASK_ASSIGN_OR_RETURN(UniqueFd log, Open(qemu_log_, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  // QEMU's stderr: a pipe the log pump drains into a capped qemu.log.
+  CASK_ASSIGN_OR_RETURN(qemu_log_cap_, CappedLog::Create(qemu_log_, kQemuLogKeepBytes));
+  int errp[2];
+  if (::pipe2(errp, O_CLOEXEC) != 0) return Error::Sys(errno, "pipe for qemu's stderr");
+  qemu_stderr_.Reset(errp[0]);
+  UniqueFd log(errp[1]);
+  if (::fcntl(qemu_stderr_.get(), F_SETFL, O_NONBLOCK) != 0)
+    return Error::Sys(errno, "make qemu's stderr non-blocking");
   // The console: a socket pair, QEMU's end passed as an fd (no path, no
   // connect race, nothing lost before the host reads).
   int pair[2];
@@ -322,7 +321,7 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
   for (;;) {
     if (Exited())
       return Error::Internal("qemu exited during startup (" + ExitDescription() + "): " +
-                             Trimmed(FileTail(qemu_log_, kStartErrorLogBytes)));
+                             Trimmed(QemuStartLog()));
     auto fd = ConnectUnixOnce(qmp_sock_);
     if (fd.ok()) {
       auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
@@ -337,7 +336,7 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
       // it a moment so that its own message is what the caller sees.
       if (WaitQemuExit(Clock::now() + milliseconds(2000)))
         return Error::Internal("qemu exited during startup (" + ExitDescription() + "): " +
-                               Trimmed(FileTail(qemu_log_, kStartErrorLogBytes)));
+                               Trimmed(QemuStartLog()));
       return std::move(client).error().Wrap("connect to QMP " + qmp_sock_);
     }
     if (fd.error().code() != Code::kNotFound && fd.error().code() != Code::kUnavailable)
@@ -538,6 +537,7 @@ Status QemuVm::RemoveFiles() {
   logs_closed_ = true;
   if (console_) console_->RemoveFile();
   if (fs_log_cap_) fs_log_cap_->RemoveFile();
+  if (qemu_log_cap_) qemu_log_cap_->RemoveFile();
   for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_, &console_log_, &qemu_log_, &fs_log_, &host_processes_}) {
     if (::unlink(p->c_str()) != 0 && errno != ENOENT && !first) first = Error::Sys(errno, "remove " + *p);
   }
@@ -611,11 +611,12 @@ void QemuVm::Pump() {
   };
   bool console_open = console_host_.valid();
   bool fs_open = fs_stderr_.valid();
+  bool qemu_open = qemu_stderr_.valid();
   for (;;) {
-    pollfd p[3];
+    pollfd p[4];
     nfds_t n = 0;
     p[n++] = {pump_wake_.get(), POLLIN, 0};
-    int ci = -1, fi = -1;
+    int ci = -1, fi = -1, qi = -1;
     if (console_open) {
       ci = static_cast<int>(n);
       p[n++] = {console_host_.get(), POLLIN, 0};
@@ -624,16 +625,25 @@ void QemuVm::Pump() {
       fi = static_cast<int>(n);
       p[n++] = {fs_stderr_.get(), POLLIN, 0};
     }
+    if (qemu_open) {
+      qi = static_cast<int>(n);
+      p[n++] = {qemu_stderr_.get(), POLLIN, 0};
+    }
     if (::poll(p, n, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (ci >= 0 && p[ci].revents != 0) console_open = drain_console();
     if (fi >= 0 && p[fi].revents != 0) fs_open = DrainInto(fs_stderr_.get(), fs_log_cap_.get(), kPumpChunkBytes);
+    if (qi >= 0 && p[qi].revents != 0) {
+      qemu_open = DrainInto(qemu_stderr_.get(), qemu_log_cap_.get(), kPumpChunkBytes);
+      if (!qemu_open) qemu_stderr_eof_ = true;
+    }
     if (p[0].revents != 0) {
       // Stopping: take what is still buffered (bounded) and end.
       if (console_open) (void)drain_console();
       if (fs_open) (void)DrainInto(fs_stderr_.get(), fs_log_cap_.get(), kPumpChunkBytes);
+      if (qemu_open) (void)DrainInto(qemu_stderr_.get(), qemu_log_cap_.get(), kPumpChunkBytes);
       break;
     }
   }
@@ -647,6 +657,14 @@ void QemuVm::StopPump() {
   pump_.join();
   console_host_.Reset();
   fs_stderr_.Reset();
+  qemu_stderr_.Reset();
+}
+
+std::string QemuVm::QemuStartLog() {
+  auto until = Clock::now() + milliseconds(2000);
+  while (!qemu_stderr_eof_ && pump_.joinable() && Clock::now() < until)
+    std::this_thread::sleep_for(milliseconds(5));
+  return qemu_log_cap_ ? qemu_log_cap_->Tail(kStartErrorLogBytes) : std::string();
 }
 
 class QemuHypervisor final : public Hypervisor {

@@ -441,11 +441,4 @@ case_namespace_paths() {  # host namespace paths are mapped in the guest, never 
   assert_clean
 }
 
-[ $# -eq 1 ] || { echo "usage: $0 CASE" >&2; exit 2; }
-declare -F "case_$1" >/dev/null || { echo "unknown case '$1'" >&2; exit 2; }
-setup
-log "case $1 in $W"
-"case_$1"
-log "case $1: PASS"
-
 e2e_main "$@"
