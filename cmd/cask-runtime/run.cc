@@ -203,7 +203,6 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   co.id = cid;
   co.spec = pc.spec;
   co.rootfs_dir = pc.rootfs;
-  co.readonly_rootfs = pc.readonly_rootfs;
   co.log = log_;
   co.drain_after_exit = kDrainTimeout;
   if (opts_.interactive) {

@@ -371,8 +371,8 @@ Status Validate(const Spec& spec) {
     // The pod's virtio-fs share (tag "cask") holds every container's rootfs
     // and volumes; a container that mounted it would reach the others'.
     if (m.type == "virtiofs" && m.source == kPodShareTag)
-      return Invalid(Join(mp, "source"), "the virtio-fs tag \"" + std::string(kPodShareTag) +
-                                             "\" is the pod's own share and cannot be mounted into a container");
+      return Invalid(Join(mp, "source"), "a virtiofs mount of the virtio-fs tag \"" + std::string(kPodShareTag) +
+                                             "\": that is the pod's own share and cannot be mounted into a container");
   }
   if (spec.linux) {
     CASK_TRY(ValidateLinux(*spec.linux, spec));

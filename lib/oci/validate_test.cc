@@ -41,7 +41,7 @@ TEST(Validate, InvalidValuesNameThePath) {
       {kRuncSpec, "/process/rlimits/0/soft", 2048, "process.rlimits[0]: soft limit 2048 exceeds hard limit 1024"},
       {kRuncSpec, "/process/oomScoreAdj", 1001, "process.oomScoreAdj: must be between -1000 and 1000, got 1001"},
       {kRuncSpec, "/root/path", "", "root.path: must not be empty"},
-      {kRuncSpec, "/mounts/0", {{"destination", "/mnt"}, {"type", "virtiofs"}, {"source", "cask"}}, "mounts[0].source: the virtio-fs tag \"cask\" is the pod's own share and cannot be mounted into a container"},
+      {kRuncSpec, "/mounts/0", {{"destination", "/mnt"}, {"type", "virtiofs"}, {"source", "cask"}}, "mounts[0].source: a virtiofs mount of the virtio-fs tag \"cask\": that is the pod's own share and cannot be mounted into a container"},
       {kRuncSpec, "/hostname", std::string(65, 'h'), "hostname: longer than 64 bytes"},
       {kRuncSpec, "/linux/namespaces/3/type", "ipc", "linux.namespaces[3].type: duplicate namespace \"ipc\""},
       {kRuncSpec, "/linux/namespaces/3/type", "time", "hostname: setting a hostname needs a uts namespace"},

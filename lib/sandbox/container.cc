@@ -127,9 +127,12 @@ Status Container::Build(bool& guest_created) {
     CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(opts_.rootfs_mounts, opts_.rootfs_dir).Context("mount rootfs"));
   }
   // ShareRootfs is all or nothing; from its success on, UnshareRootfs undoes
-  // both shares.
+  // both shares. The rootfs is shared writable even when root.readonly is
+  // set: as with runc, the container's init first creates the mount points
+  // of its spec mounts in it and only then makes its root read-only (in the
+  // guest). The rootfs is the container's own storage either way.
   CASK_ASSIGN_OR_RETURN(std::string guest_root,
-                        sandbox_->ShareRootfs(id, opts_.rootfs_dir, opts_.readonly_rootfs).Context("share rootfs"));
+                        sandbox_->ShareRootfs(id, opts_.rootfs_dir, /*readonly=*/false).Context("share rootfs"));
   shared_ = true;
   CASK_ASSIGN_OR_RETURN(oci::Spec guest_spec, sandbox_->ShareMounts(id, opts_.spec).Context("share mounts"));
   const bool want_stdin = opts_.init_io.stdin_fd.valid();

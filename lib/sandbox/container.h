@@ -135,7 +135,6 @@ struct ContainerOptions {
   // onto it first (and owned); without, it must already hold the rootfs.
   std::string rootfs_dir;
   std::vector<MountSpec> rootfs_mounts;
-  bool readonly_rootfs = false;
   // Host ends of the init's stdio (see ProcessIoFds); an invalid stdin_fd
   // creates the init without a stdin.
   ProcessIoFds init_io;

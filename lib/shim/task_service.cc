@@ -280,7 +280,6 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
   sandbox::ContainerOptions co;
   co.id = p.id;
   co.log = t->log;
-  co.readonly_rootfs = spec.root && spec.root->readonly;
   co.on_exit = [this](sandbox::Process& proc, const sandbox::ExitInfo& e) { OnExit(proc, e); };
   if (!p.rootfs.empty()) {
     co.rootfs_dir = JoinPath(p.bundle, "rootfs");
