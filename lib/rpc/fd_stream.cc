@@ -82,13 +82,26 @@ Result<size_t> FdStream::Read(char* buf, size_t cap, std::optional<Clock::time_p
 }
 
 Status FdStream::WriteAll(std::string_view data, std::optional<Clock::time_point> deadline) {
-  std::unique_lock<std::timed_mutex> lock(write_mu_, std::defer_lock);
-  if (deadline) {
-    if (!lock.try_lock_until(*deadline)) return Error::DeadlineExceeded("ttrpc stream: write deadline");
-  } else {
-    lock.lock();
+  {
+    std::unique_lock<std::mutex> lock(write_mu_);
+    auto slot_free = [this] { return !writing_; };
+    if (deadline) {
+      if (!write_cv_.wait_until(lock, *deadline, slot_free))
+        return Error::DeadlineExceeded("ttrpc stream: write deadline");
+    } else {
+      write_cv_.wait(lock, slot_free);
+    }
+    if (closed_ || woken_.load()) return Cancelled();
+    writing_ = true;
   }
-  if (closed_ || woken_.load()) return Cancelled();
+  struct SlotRelease {
+    FdStream* s;
+    ~SlotRelease() {
+      std::lock_guard<std::mutex> l(s->write_mu_);
+      s->writing_ = false;
+      s->write_cv_.notify_all();
+    }
+  } release{this};
   bool started = false;
   while (!data.empty()) {
     ssize_t n = WriteSome(data);
@@ -120,7 +133,10 @@ void FdStream::Wake() {
 
 void FdStream::Close() {
   Wake();
-  std::lock_guard<std::timed_mutex> lock(write_mu_);
+  // A writer in progress sees the wake-up in its poll and returns; the fd
+  // is closed only once no writer uses it.
+  std::unique_lock<std::mutex> lock(write_mu_);
+  write_cv_.wait(lock, [this] { return !writing_; });
   if (closed_) return;
   closed_ = true;
   fd_.Reset();

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -69,8 +70,14 @@ class FdStream {
   UniqueFd wake_;
   const bool is_socket_;
   std::atomic<bool> woken_{false};
-  std::timed_mutex write_mu_;
-  bool closed_ = false;  // guarded by write_mu_
+  // The writer slot: one frame is written at a time; a waiting writer gives
+  // up at its deadline. (A mutex and a flag rather than std::timed_mutex:
+  // its timed lock is pthread_mutex_clocklock, which ThreadSanitizer does
+  // not follow.)
+  std::mutex write_mu_;
+  std::condition_variable write_cv_;
+  bool writing_ = false;  // guarded by write_mu_
+  bool closed_ = false;   // guarded by write_mu_
 };
 
 }  // namespace cask::rpc::internal
