@@ -28,6 +28,25 @@
 #include "lib/oci/default_seccomp.h"
 
 namespace cask::container {
+// setns(CLONE_NEWNS) and unshare(CLONE_NEWUSER) need a single-threaded
+// caller, and ThreadSanitizer runs a helper thread in every process, the
+// forked intermediate of a container included: these cases cannot run
+// under it.
+#if defined(__SANITIZE_THREAD__)
+#define CASK_TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CASK_TSAN_BUILD 1
+#endif
+#endif
+#ifdef CASK_TSAN_BUILD
+#define SKIP_UNDER_TSAN() GTEST_SKIP() << "setns/unshare need a single-threaded process; ThreadSanitizer adds a thread"
+#else
+#define SKIP_UNDER_TSAN() \
+  do {                    \
+  } while (0)
+#endif
+
 namespace {
 
 const char* Busybox() {
@@ -208,6 +227,7 @@ TEST_F(ContainerTest, NoPivotMovesTheRootAndHidesOtherMounts) {
 }
 
 TEST_F(ContainerTest, ExecAfterNoPivotSeesTheContainerRoot) {
+  SKIP_UNDER_TSAN();
   no_pivot_ = true;
   ProcessIo io;
   PendingProcess init;
@@ -285,6 +305,7 @@ TEST_F(ContainerTest, ReadonlyRootUserCapsAndSeccomp) {
 }
 
 TEST_F(ContainerTest, NewUserNamespaceWithMappings) {
+  SKIP_UNDER_TSAN();
   oci::Spec spec = BaseSpec({"sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; hostname"});
   spec.linux->namespaces.push_back({"user", ""});
   spec.linux->uid_mappings = {{0, 100000, 65536}};
@@ -296,6 +317,7 @@ TEST_F(ContainerTest, NewUserNamespaceWithMappings) {
 }
 
 TEST_F(ContainerTest, ExecJoinsTheUserNamespace) {
+  SKIP_UNDER_TSAN();
   oci::Spec spec = BaseSpec({"sleep", "30"});
   spec.linux->namespaces.push_back({"user", ""});
   spec.linux->uid_mappings = {{0, 100000, 65536}};
@@ -324,6 +346,7 @@ TEST_F(ContainerTest, ExecJoinsTheUserNamespace) {
 }
 
 TEST_F(ContainerTest, UserNamespaceWithoutNetnsBindsSysfs) {
+  SKIP_UNDER_TSAN();
   oci::Spec spec = BaseSpec({"sh", "-c", "ls /sys/kernel >/dev/null && echo sys-ok"});
   spec.linux->namespaces = {{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""}, {"user", ""}};
   spec.linux->uid_mappings = {{0, 100000, 65536}};
@@ -482,6 +505,7 @@ TEST_F(ContainerTest, UnstartedInitIsKilledWithItsOwner) {
 }
 
 TEST_F(ContainerTest, ExecJoinsTheContainer) {
+  SKIP_UNDER_TSAN();
   ProcessIo io;
   PendingProcess init;
   oci::Spec spec = BaseSpec({"sleep", "30"});
@@ -627,6 +651,7 @@ TEST_F(ContainerTest, TerminalIsControllingTty) {
 }
 
 TEST_F(ContainerTest, ExecTerminalIsInTheContainersDevpts) {
+  SKIP_UNDER_TSAN();
   ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/stty").c_str()), 0);
   ASSERT_EQ(symlink("busybox", (rootfs_ + "/bin/tty").c_str()), 0);
   ProcessIo io;
