@@ -438,9 +438,9 @@ shim_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo
 # the shim's memory stays flat, the writer keeps making progress (its
 # output reaches the host), and the pod still answers exec. An emulated
 # UART under TCG moves a few KiB/s to MiB/s, so the flood runs for
-# CASK_E2E_CONSOLE_SECS (default 90 s) and is then stopped.
+# CASK_E2E_CONSOLE_SECS (default 30 s) and is then stopped.
 case_console_flood() {
-  local mib=${CASK_E2E_CONSOLE_MIB:-256} secs=${CASK_E2E_CONSOLE_SECS:-90}
+  local mib=${CASK_E2E_CONSOLE_MIB:-256} secs=${CASK_E2E_CONSOLE_SECS:-30}
   run_cask -d --privileged "$IMAGE" cf1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
   local shim rss0
   shim=$(shim_pids | head -1)
