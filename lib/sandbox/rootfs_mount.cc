@@ -6,30 +6,10 @@
 #include <string_view>
 
 #include "lib/sys/mount_options.h"
+#include "lib/sys/unmount.h"
 
 namespace cask::sandbox {
-namespace {
-
-// Each umount removes the top of the stack; bounded, as a broken mount
-// table must not hang a teardown.
-constexpr int kMaxStackedMounts = 64;
-
-}  // namespace
-
-Status UnmountStack(const std::string& dir) {
-  for (int i = 0; i < kMaxStackedMounts; ++i) {
-    if (::umount2(dir.c_str(), 0) == 0) continue;
-    int err = errno;
-    if (err == EINVAL || err == ENOENT) return Ok();  // not (or no longer) a mount point
-    if (err == EBUSY) {
-      if (::umount2(dir.c_str(), MNT_DETACH) == 0) continue;
-      err = errno;
-    }
-    return Error::Sys(err, "unmount " + dir);
-  }
-  return Error::Internal("unmount " + dir + ": still mounted after " + std::to_string(kMaxStackedMounts) +
-                         " unmounts");
-}
+Status UnmountStack(const std::string& dir) { return sys::UnmountStack(dir); }
 
 Result<RootfsMount> RootfsMount::Mount(const std::vector<MountSpec>& mounts, const std::string& target) {
   RootfsMount owner;

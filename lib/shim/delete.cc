@@ -11,6 +11,7 @@
 
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "lib/base/fs.h"
+#include "lib/sys/unmount.h"
 #include "lib/shim/address.h"
 #include "lib/shim/proto_time.h"
 
@@ -24,21 +25,7 @@ std::string EncodeDeleteResponse(const DeleteResult& r) {
   return resp.SerializeAsString();
 }
 
-Status UnmountAll(const std::string& dir) {
-  // Each umount removes the top of the stack; a bounded loop, as a broken
-  // mount table must not hang `delete`.
-  for (int i = 0; i < 64; ++i) {
-    if (::umount2(dir.c_str(), 0) == 0) continue;
-    int err = errno;
-    if (err == EINVAL || err == ENOENT) return Ok();  // not (or no longer) a mount point
-    if (err == EBUSY) {
-      if (::umount2(dir.c_str(), MNT_DETACH) == 0) continue;
-      err = errno;
-    }
-    return Error::Sys(err, "unmount " + dir);
-  }
-  return Error::Internal("unmount " + dir + ": still mounted after 64 unmounts");
-}
+Status UnmountAll(const std::string& dir) { return sys::UnmountStack(dir); }
 
 Status RemoveDeadSocket(const std::string& bundle) {
   auto addr = ReadFile(JoinPath(bundle, "address"));
