@@ -1,8 +1,8 @@
 // containerd-shim-cask-v2: containerd's runtime v2 shim for cask
 // (`ctr run --runtime io.containerd.cask.v2 ...`). All logic is in lib/shim.
 #include "lib/shim/main.h"
-#include "lib/shim/task_adapter.h"
-#include "lib/shim/vm_record.h"
+#include "cmd/containerd-shim-cask-v2/task_adapter.h"
+#include "cmd/containerd-shim-cask-v2/vm_record.h"
 
 int main(int argc, char** argv) {
   return cask::shim::Main(argc, argv, cask::shim::NewCaskService, cask::shim::CleanupDeadVm);

@@ -12,7 +12,7 @@
 
 #include "lib/base/result.h"
 #include "lib/shim/daemon.h"
-#include "lib/shim/task_service.h"
+#include "cmd/containerd-shim-cask-v2/task_service.h"
 
 namespace cask::rpc {
 class Server;

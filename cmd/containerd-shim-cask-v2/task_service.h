@@ -62,7 +62,7 @@
 #include "lib/sandbox/agent_client.h"
 #include "lib/shim/events.h"
 #include "lib/shim/grouping.h"
-#include "lib/shim/process_state.h"
+#include "cmd/containerd-shim-cask-v2/process_state.h"
 #include "lib/shim/publisher.h"
 
 namespace cask::sandbox {

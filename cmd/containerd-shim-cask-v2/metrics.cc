@@ -1,4 +1,4 @@
-#include "lib/shim/metrics.h"
+#include "cmd/containerd-shim-cask-v2/metrics.h"
 
 #include "github.com/containerd/cgroups/v2/stats/metrics.pb.h"
 

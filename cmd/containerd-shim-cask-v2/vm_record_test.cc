@@ -2,7 +2,7 @@
 // and kills the VM's processes by identity: a live shim's VM is left alone,
 // a dead or dying shim's VM goes, and an operator's `tail -f` of the console
 // log (whose command line names the VM directory) survives.
-#include "lib/shim/vm_record.h"
+#include "cmd/containerd-shim-cask-v2/vm_record.h"
 
 #include <signal.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 // TaskService against a fake hypervisor whose "VM" is a FakeAgent on a
 // socketpair (no QEMU): lifecycle, Wait before Start with several waiters,
 // precise state errors, event order, exec, config errors before any VM.
-#include "lib/shim/task_service.h"
+#include "cmd/containerd-shim-cask-v2/task_service.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>

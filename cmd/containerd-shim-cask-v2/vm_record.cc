@@ -1,4 +1,4 @@
-#include "lib/shim/vm_record.h"
+#include "cmd/containerd-shim-cask-v2/vm_record.h"
 
 #include <unistd.h>
 

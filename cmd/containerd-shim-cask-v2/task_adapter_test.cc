@@ -1,4 +1,4 @@
-#include "lib/shim/task_adapter.h"
+#include "cmd/containerd-shim-cask-v2/task_adapter.h"
 
 #include <gtest/gtest.h>
 

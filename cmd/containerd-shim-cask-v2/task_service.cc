@@ -1,4 +1,4 @@
-#include "lib/shim/task_service.h"
+#include "cmd/containerd-shim-cask-v2/task_service.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include "lib/sandbox/container.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
-#include "lib/shim/vm_record.h"
+#include "cmd/containerd-shim-cask-v2/vm_record.h"
 
 namespace cask::shim {
 

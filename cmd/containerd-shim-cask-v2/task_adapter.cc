@@ -1,4 +1,4 @@
-#include "lib/shim/task_adapter.h"
+#include "cmd/containerd-shim-cask-v2/task_adapter.h"
 
 #include <google/protobuf/empty.pb.h>
 
@@ -8,7 +8,7 @@
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
 #include "lib/rpc/server.h"
 #include "lib/sandbox/sandbox.h"
-#include "lib/shim/metrics.h"
+#include "cmd/containerd-shim-cask-v2/metrics.h"
 #include "lib/shim/proto_time.h"
 
 namespace cask::shim {
