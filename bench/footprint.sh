@@ -61,6 +61,10 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 kernel_map_pss_kib() {
   awk -v f="$2" '/^[0-9a-f]+-[0-9a-f]+ / {m = ($6 == f)} m && /^Pss:/ {s += $2} END {print s + 0}' "/proc/$1/smaps" 2>/dev/null || echo 0
 }
+# RSS of QEMU's TCG translation buffer (its anonymous rwx mapping).
+tcg_buffer_rss_kib() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {m = ($2 == "rwxp" && NF == 5)} m && /^Rss:/ {s += $2} END {print s + 0}' "/proc/$1/smaps" 2>/dev/null || echo 0
+}
 shim_of() { pgrep -f "containerd-shim-cask-v2 .*-id $1( |\$)" | head -1; }
 pod_pids() {  # pod_pids ID -> "shim qemu virtiofsd"
   echo "$(shim_of "$1") $(qemu_pids "$1" | head -1) $(virtiofsd_pids "$1" | head -1)"
@@ -85,22 +89,22 @@ for r in $(seq 1 "$rounds"); do
     read -r shim qemu vfs < <(pod_pids "$id")
     [ -n "$qemu" ] && [ -n "$shim" ] && [ -n "$vfs" ] || fail "pod $id: shim '$shim' qemu '$qemu' virtiofsd '$vfs' not all found"
     vmlinux=$(sed -n 's/^kernel = "\(.*\)"/\1/p' "$W/cask-$k.toml")
-    line="$(pss_kib "$shim") $(pss_kib "$qemu") $(pss_kib "$vfs") $(rss_kib "$qemu") $(kernel_map_pss_kib "$qemu" "$vmlinux")"
+    line="$(pss_kib "$shim") $(pss_kib "$qemu") $(pss_kib "$vfs") $(rss_kib "$qemu") $(kernel_map_pss_kib "$qemu" "$vmlinux") $(tcg_buffer_rss_kib "$qemu")"
     echo "$line" >> "$W/$k.mem"
-    echo "round $r/$rounds $k: PSS KiB shim qemu virtiofsd = $(echo "$line" | cut -d' ' -f1-3), QEMU RSS $(echo "$line" | cut -d' ' -f4) KiB, vmlinux mapping PSS $(echo "$line" | cut -d' ' -f5) KiB" >&2
+    echo "round $r/$rounds $k: PSS KiB shim qemu virtiofsd = $(echo "$line" | cut -d' ' -f1-3), QEMU RSS $(echo "$line" | cut -d' ' -f4) KiB, vmlinux mapping PSS $(echo "$line" | cut -d' ' -f5) KiB, TCG buffer RSS $(echo "$line" | cut -d' ' -f6) KiB" >&2
     stop_pod "$id"
   done
 done
 
 med() { sort -n | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.1f [%.1f-%.1f]", m/1024, a[1]/1024, a[NR]/1024}'; }
 echo "idle pod memory: $rounds interleaved rounds, settle ${settle}s, guest 256 MiB, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %-22s %-22s %-22s %-22s %-22s %-22s %s\n' kernel "pod PSS MiB" "shim PSS" "QEMU PSS" "virtiofsd PSS" "QEMU RSS" "vmlinux map PSS" vmlinux
+printf '%-8s %-22s %-22s %-22s %-22s %-22s %-22s %-22s %s\n' kernel "pod PSS MiB" "shim PSS" "QEMU PSS" "virtiofsd PSS" "QEMU RSS" "vmlinux map PSS" "TCG buffer RSS" vmlinux
 for k in "${kernels[@]}"; do
   f=$W/$k.mem
   vmlinux=$(sed -n 's/^kernel = "\(.*\)"/\1/p' "$W/cask-$k.toml")
-  printf '%-8s %-22s %-22s %-22s %-22s %-22s %-22s %s\n' "$k" \
+  printf '%-8s %-22s %-22s %-22s %-22s %-22s %-22s %-22s %s\n' "$k" \
     "$(awk '{print $1 + $2 + $3}' "$f" | med)" "$(cut -d' ' -f1 "$f" | med)" "$(cut -d' ' -f2 "$f" | med)" \
-    "$(cut -d' ' -f3 "$f" | med)" "$(cut -d' ' -f4 "$f" | med)" "$(cut -d' ' -f5 "$f" | med)" \
+    "$(cut -d' ' -f3 "$f" | med)" "$(cut -d' ' -f4 "$f" | med)" "$(cut -d' ' -f5 "$f" | med)" "$(cut -d' ' -f6 "$f" | med)" \
     "$(stat -c %s "$vmlinux") bytes"
 done
 
