@@ -185,6 +185,7 @@ std::vector<std::string> AgentModules(bool vsock) {
   return mods;
 }
 
-std::vector<std::string> DeferredAgentModules() { return {"overlay"}; }
+// virtio_balloon: free page reporting (hypervisor.free_page_reporting).
+std::vector<std::string> DeferredAgentModules() { return {"overlay", "virtio_balloon"}; }
 
 }  // namespace cask::agent

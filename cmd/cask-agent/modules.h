@@ -83,7 +83,8 @@ Status LoadModuleFile(const std::string& path);
 // kind (`vsock` adds the vsock transport): the virtio transports, the
 // console (serial channel) and virtio-fs (SetupSandbox mounts it first).
 std::vector<std::string> AgentModules(bool vsock);
-// Modules loaded after the channel is up, off the boot path (overlay).
+// Modules loaded after the channel is up, off the boot path (overlay, the
+// free page reporting balloon).
 std::vector<std::string> DeferredAgentModules();
 
 }  // namespace cask::agent
