@@ -27,8 +27,11 @@
 #   create_start POD_ID POD_NAME CTR_NAME   creates and starts, prints the id
 #   pod_json ID / ctr_json ID   inspectp / inspect as JSON
 #   cask_pod_resources ID       what a cask pod holds on the host (for leak checks)
-E2E_KIND=cri E2E_TMP_PREFIX=cask-cri-e2e
+# Short paths: CRI sandbox ids are 64 hex digits and the VM's sockets
+# (<state>/<id>/virtiofsd.sock) must fit a unix socket path (107 bytes).
+E2E_KIND=cri E2E_TMP_PREFIX=cask-cri
 source "$(dirname "$0")/../lib/e2e.sh"
+CASK_STATE=$W/cs
 
 BUSYBOX_IMAGE=docker.io/library/busybox:latest
 PAUSE_IMAGE=localhost/cask-e2e-pause:latest
@@ -176,13 +179,17 @@ write_ctr_config() {
   shift 2
   if [ "${1:-}" != -- ]; then filter=$1; shift; fi
   [ "${1:-}" = -- ] && shift
-  jq -n --arg name "$name" --arg image "$image" '{
+  # The command as a JSON array, one --arg at a time (jq would take a "-c"
+  # in --args for its own option).
+  local cmd='[]' a
+  for a in "$@"; do cmd=$(jq -c --arg a "$a" '. + [$a]' <<<"$cmd"); done
+  jq -n --arg name "$name" --arg image "$image" --argjson cmd "$cmd" '{
       metadata: {name: $name, attempt: 0},
       image: {image: $image},
-      command: $ARGS.positional,
+      command: $cmd,
       log_path: ($name + ".log"),
       linux: {}
-    }' --args "$@" | jq "$filter" > "$W/ctrs/$name.json"
+    }' | jq "$filter" > "$W/ctrs/$name.json"
 }
 
 # runp NAME [HANDLER]: RunPodSandbox with $W/pods/NAME.json; prints the id.
