@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/sandbox/pod_netns.h"
 #include "lib/oci/parse.h"
 #include "lib/oci/id.h"
 #include "lib/sandbox/container.h"
@@ -264,6 +265,10 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
     return Error::FailedPrecondition("cannot create another sandbox in pod " + vm_id);
   }
   std::optional<config::Config> cfg;
+  std::string pod_netns;  // the pod's network namespace; "" for none
+  if (boot) {
+    CASK_ASSIGN_OR_RETURN(pod_netns, sandbox::PodNetnsPath(spec));
+  }
   if (boot) {
     auto loaded = deps_.load_config(p.config_path);
     if (!loaded.ok()) return FromHost(std::move(loaded).error().Wrap("cask configuration"));
@@ -305,6 +310,7 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
     so.id = g.group_id;
     so.config = *cfg;
     so.hostname = co.spec.hostname;
+    so.netns_path = pod_netns;
     so.logger = log_.WithSubsystem("sandbox");
     so.cancelled = [this] {
       MutexLock lk(mu_);

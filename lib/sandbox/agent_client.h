@@ -81,6 +81,28 @@ struct SandboxSetup {
   std::vector<GuestMount> mounts;
 };
 
+// The pod network as the guest gets it (ConfigureNetwork): textual
+// addresses and MACs, interfaces named as on the host.
+struct NetInterfaceSetup {
+  std::string name, mac;
+  uint32_t mtu = 0;
+  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
+};
+struct NetRouteSetup {
+  std::string dest;  // empty: default
+  uint32_t dest_prefix_len = 0;
+  std::string gateway, source, device;
+  uint32_t scope = 0;
+};
+struct NetNeighbourSetup {
+  std::string address, mac, device;
+};
+struct NetworkSetup {
+  std::vector<NetInterfaceSetup> interfaces;
+  std::vector<NetRouteSetup> routes;
+  std::vector<NetNeighbourSetup> neighbours;
+};
+
 struct ProcessExit {
   int status = 0;  // exit code, or 128 + signal
   uint64_t exited_at_ns = 0;  // Unix epoch nanoseconds
@@ -160,6 +182,9 @@ class AgentClient {
 
   Result<AgentInfo> Check();
   Status SetupSandbox(const SandboxSetup& setup);
+  // Configures the guest NICs; `timeout` bounds the call (the agent waits
+  // for the NICs to appear).
+  Status ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout);
   // The agent replies before powering the guest off. `timeout` bounds the
   // wait (defaults to Options::call_timeout).
   Status DestroySandbox(std::optional<std::chrono::milliseconds> timeout = std::nullopt);

@@ -24,6 +24,28 @@ constexpr std::chrono::milliseconds kDestroyRpcTimeout{5'000};
 constexpr std::chrono::milliseconds kStopGrace{5'000};
 constexpr size_t kConsoleTailBytes = 3000;
 
+// The agent waits up to 10 s for the NICs to appear; allow for a slow guest.
+constexpr std::chrono::milliseconds kConfigureNetworkTimeout{20'000};
+
+NetworkSetup GuestNetworkSetup(const net::PodNetwork& pn) {
+  NetworkSetup out;
+  for (const auto& pi : pn.interfaces()) {
+    NetInterfaceSetup i{pi.name, net::FormatMac(pi.mac), pi.mtu, {}};
+    for (const auto& a : pi.addresses) i.addresses.emplace_back(net::FormatIp(a.ip), a.prefix_len);
+    out.interfaces.push_back(std::move(i));
+  }
+  for (const auto& pr : pn.routes()) {
+    const net::Route& r = pr.route;
+    out.routes.push_back(NetRouteSetup{r.dst ? net::FormatIp(*r.dst) : "", r.dst ? r.dst_len : 0u,
+                                       r.gateway ? net::FormatIp(*r.gateway) : "", r.src ? net::FormatIp(*r.src) : "",
+                                       pr.device, r.scope});
+  }
+  for (const auto& pn_ : pn.neighbours())
+    out.neighbours.push_back(NetNeighbourSetup{net::FormatIp(pn_.neighbour.ip), net::FormatMac(pn_.neighbour.mac),
+                                               pn_.device});
+  return out;
+}
+
 bool IsBindMount(const oci::Mount& m) {
   if (m.type == "bind") return true;
   return std::any_of(m.options.begin(), m.options.end(), [](const std::string& o) { return o == "bind" || o == "rbind"; });
@@ -82,6 +104,11 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   vc.shared_dir = shared_->path();
   vc.console_logger = log_.WithSubsystem("console");
   vc.extra_kernel_params = opts.extra_kernel_params;
+  if (!opts.netns_path.empty()) {
+    CASK_ASSIGN_OR_RETURN(pod_network_, net::PodNetwork::Create(opts.netns_path).Context("pod network"));
+    for (const auto& pi : pod_network_->interfaces()) vc.nics.push_back({pi.tap_fd.get(), net::FormatMac(pi.mac)});
+    log_.Info("pod network", {{"netns", opts.netns_path}, {"interfaces", std::to_string(vc.nics.size())}});
+  }
   CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
   auto t_started = Clock::now();
   timing_.vm_start = t_started - t0;
@@ -114,6 +141,9 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   setup.resolv_conf = opts.resolv_conf;
   setup.mounts.push_back(GuestMount{std::string(kVirtiofsTag), std::string(kGuestSharedDir), "virtiofs", {}});
   CASK_TRY_CTX(agent_->SetupSandbox(setup), "set up the guest");
+  if (pod_network_ && !pod_network_->interfaces().empty())
+    CASK_TRY_CTX(agent_->ConfigureNetwork(GuestNetworkSetup(*pod_network_), kConfigureNetworkTimeout),
+                 "configure the guest network");
   auto t_setup = Clock::now();
   timing_.setup = t_setup - t_ready;
   timing_.total = t_setup - t0;
@@ -202,6 +232,7 @@ Status Sandbox::Destroy() {
     agent_->Close();
   }
   if (vm_) note(vm_->Stop(kStopGrace), "stop the VM");
+  if (pod_network_) note(pod_network_->Close(), "remove the pod network's TAPs and filters");
   if (shared_) note(shared_->Teardown(), "remove the shared directory");
   if (dir_created_) {
     auto st = RemoveTreeNoMounts(dir_);

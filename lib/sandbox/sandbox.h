@@ -33,6 +33,7 @@
 #include "lib/base/result.h"
 #include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/net/pod_network.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/shared_dir.h"
@@ -50,6 +51,11 @@ struct SandboxOptions {
   std::string hostname;     // guest hostname; empty: left as the agent sets it
   std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
   Logger logger;
+  // The pod's network namespace on the host (the sandbox spec's network
+  // namespace path); empty: the VM gets no NIC. Its interfaces are joined
+  // to TAPs (lib/net/pod_network.h) before the VM boots and configured in
+  // the guest once the agent is up.
+  std::string netns_path;
   // Added to the guest kernel command line.
   std::vector<std::string> extra_kernel_params;
   // Polled while waiting for the guest to boot: returning true abandons the
@@ -108,7 +114,7 @@ class Sandbox {
   Status UnshareRootfs(const std::string& container_id);
 
   // DestroySandbox RPC (best effort), closes the agent connection, stops the
-  // VM, unmounts everything under shared/ and removes the state directory.
+  // VM, removes the pod network's TAPs and tc filters, unmounts everything under shared/ and removes the state directory.
   // Idempotent. agent() stays valid (closed) afterwards.
   Status Destroy();
 
@@ -125,6 +131,7 @@ class Sandbox {
 
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
+  std::unique_ptr<net::PodNetwork> pod_network_;  // TAPs and tc redirects; closed after the VM stops
   std::unique_ptr<AgentClient> agent_;
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
