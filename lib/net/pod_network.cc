@@ -4,6 +4,7 @@
 #include <linux/neighbour.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 
 #include "lib/net/netns.h"
@@ -15,6 +16,17 @@ namespace {
 
 bool IsIpv6LinkLocal(const IpAddr& a) {
   return a.family == AF_INET6 && a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80;
+}
+
+// Whether a pod address falls in the host link's /30.
+bool HostLinkOverlaps(const std::vector<PodInterface>& ifs) {
+  IpAddr h = *ParseIp(kHostLinkHost);
+  for (const auto& pi : ifs)
+    for (const auto& a : pi.addresses)
+      if (a.ip.family == AF_INET && a.ip.bytes[0] == h.bytes[0] && a.ip.bytes[1] == h.bytes[1] &&
+          a.ip.bytes[2] == h.bytes[2] && (a.ip.bytes[3] & 0xfc) == (h.bytes[3] & 0xfc))
+        return true;
+  return false;
 }
 
 bool Gone(const Error& e) { return e.code() == Code::kNotFound; }
@@ -92,7 +104,10 @@ Status PodNetwork::Setup() {
     CASK_ASSIGN_OR_RETURN(pi.tap_fd, CreateTap(pi.tap_name));
     CASK_ASSIGN_OR_RETURN(std::vector<Link> now, ListLinks(*nl_));
     for (const Link& l : now)
-      if (l.name == pi.tap_name) pi.tap_ifindex = l.index;
+      if (l.name == pi.tap_name) {
+        pi.tap_ifindex = l.index;
+        pi.tap_mac = l.mac;
+      }
     if (pi.tap_ifindex == 0) return Error::Internal("TAP " + pi.tap_name + " vanished after creation");
     LinkChange up;
     up.up = true;
@@ -103,6 +118,21 @@ Status PodNetwork::Setup() {
     CASK_TRY(AddIngressQdisc(*nl_, pi.tap_ifindex));
     CASK_TRY_CTX(AddRedirectFilter(*nl_, pi.ifindex, pi.tap_ifindex), pi.name + " -> " + pi.tap_name);
     CASK_TRY_CTX(AddRedirectFilter(*nl_, pi.tap_ifindex, pi.ifindex), pi.tap_name + " -> " + pi.name);
+  }
+  if (!HostLinkOverlaps(interfaces_)) {
+    PodInterface& pi = interfaces_[0];
+    IpAddr host = *ParseIp(kHostLinkHost), guest = *ParseIp(kHostLinkGuest);
+    CASK_TRY_CTX(AddAddress(*nl_, Address{pi.tap_ifindex, host, kHostLinkPrefix, RT_SCOPE_LINK}), "host link on " + pi.tap_name);
+    Neighbour n;
+    n.ifindex = pi.tap_ifindex;
+    n.ip = guest;
+    n.mac = pi.mac;
+    n.has_mac = true;
+    CASK_TRY_CTX(AddNeighbour(*nl_, n), "host link on " + pi.tap_name);
+    uint32_t be;
+    std::memcpy(&be, host.bytes.data(), 4);
+    CASK_TRY_CTX(AddLocalDeliveryFilter(*nl_, pi.tap_ifindex, be), "host link on " + pi.tap_name);
+    host_link_ = HostLink{pi.name, pi.tap_mac};
   }
   return Ok();
 }

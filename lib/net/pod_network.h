@@ -24,6 +24,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,23 @@ struct PodInterface {
 
   std::string tap_name;
   int tap_ifindex = 0;
+  Mac tap_mac{};
   UniqueFd tap_fd;  // the fd QEMU gets; owned here
+};
+
+// The host link: a private IPv4 /30 between the pod netns on the host and
+// the guest, over the first interface's TAP, which never reaches the pod's
+// network. The TAP gets kHostLinkHost; the guest's NIC gets
+// kHostLinkGuest (given to it with the pod's own addresses), each side a
+// permanent neighbour entry for the other, and a u32 filter before the
+// redirect on the TAP delivers IPv4 for kHostLinkHost to the pod netns'
+// own stack. The port forwarder (port_forwarder.h) connects through it.
+inline constexpr const char* kHostLinkHost = "169.254.77.1";
+inline constexpr const char* kHostLinkGuest = "169.254.77.2";
+inline constexpr uint8_t kHostLinkPrefix = 30;
+struct HostLink {
+  std::string device;  // the PodInterface name (guest side)
+  Mac host_mac{};      // the TAP's
 };
 
 // A route to give the guest: any main-table unicast route of a pod
@@ -80,6 +97,9 @@ class PodNetwork {
   const std::vector<PodInterface>& interfaces() const { return interfaces_; }
   const std::vector<PodRoute>& routes() const { return routes_; }
   const std::vector<PodNeighbour>& neighbours() const { return neighbours_; }
+  // Set when there is a first interface and none of the pod's addresses
+  // is in 169.254.77.0/30.
+  const std::optional<HostLink>& host_link() const { return host_link_; }
   // The namespace's file, open (for running a forwarder there).
   int netns_fd() const { return netns_fd_.get(); }
 
@@ -97,6 +117,7 @@ class PodNetwork {
   std::vector<PodInterface> interfaces_;
   std::vector<PodRoute> routes_;
   std::vector<PodNeighbour> neighbours_;
+  std::optional<HostLink> host_link_;
   std::vector<int> qdisc_links_;  // links we added an ingress qdisc to
   bool closed_ = false;
   Status close_result_;

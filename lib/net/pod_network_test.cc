@@ -181,13 +181,25 @@ TEST_F(PodNetworkTest, ReadsInterfaceAndRedirectsBothWays) {
     for (auto [from, to] : {std::pair{pi.ifindex, pi.tap_ifindex}, std::pair{pi.tap_ifindex, pi.ifindex}}) {
       auto f = ListIngressFilters(nl, from);
       ASSERT_TRUE(f.ok()) << f.error().ToString();
-      ASSERT_EQ(f->size(), 1u);
-      EXPECT_EQ((*f)[0].kind, "u32");
-      EXPECT_EQ((*f)[0].protocol, ETH_P_ALL);
-      EXPECT_TRUE((*f)[0].terminal);
-      EXPECT_EQ((*f)[0].action, "mirred");
-      EXPECT_EQ((*f)[0].redirect_ifindex, to);
-      EXPECT_EQ((*f)[0].mirred_eaction, TCA_EGRESS_REDIR);
+      // The TAP also has the host link's local-delivery filter.
+      ASSERT_EQ(f->size(), from == pi.tap_ifindex ? 2u : 1u);
+      int redirects = 0, local = 0;
+      for (const FilterInfo& fi : *f) {
+        EXPECT_EQ(fi.kind, "u32");
+        EXPECT_TRUE(fi.terminal);
+        if (fi.action == "mirred") {
+          ++redirects;
+          EXPECT_EQ(fi.protocol, ETH_P_ALL);
+          EXPECT_EQ(fi.redirect_ifindex, to);
+          EXPECT_EQ(fi.mirred_eaction, TCA_EGRESS_REDIR);
+        } else {
+          ++local;
+          EXPECT_EQ(fi.protocol, ETH_P_IP);
+          EXPECT_EQ(fi.action, "");
+        }
+      }
+      EXPECT_EQ(redirects, 1);
+      EXPECT_EQ(local, from == pi.tap_ifindex ? 1 : 0);
     }
   });
 
@@ -221,6 +233,49 @@ TEST_F(PodNetworkTest, ReadsInterfaceAndRedirectsBothWays) {
       got_reply = true;
   }
   EXPECT_TRUE(got_reply) << "no ARP reply from the peer came back through the TAP";
+
+  // The host link: an ICMP echo request from the guest's link address to
+  // the TAP's is answered by the pod netns' own stack (not redirected to
+  // the veth), straight back into the TAP, to the guest's MAC.
+  ASSERT_TRUE((*pn)->host_link().has_value());
+  EXPECT_EQ((*pn)->host_link()->device, "eth0");
+  EXPECT_EQ((*pn)->host_link()->host_mac, pi.tap_mac);
+  uint8_t ping[10 + 14 + 20 + 8] = {};
+  uint8_t* pe = ping + 10;
+  std::memcpy(pe, pi.tap_mac.data(), 6);
+  std::memcpy(pe + 6, pi.mac.data(), 6);
+  pe[12] = 0x08; pe[13] = 0x00;
+  uint8_t* ip = pe + 14;
+  const uint8_t iphdr[] = {0x45, 0, 0, 28, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 169, 254, 77, 2, 169, 254, 77, 1};
+  std::memcpy(ip, iphdr, sizeof iphdr);
+  auto csum = [](const uint8_t* p, size_t n) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(~sum);
+  };
+  uint16_t c = csum(ip, 20);
+  ip[10] = c >> 8; ip[11] = c & 0xff;
+  uint8_t* icmp = ip + 20;
+  icmp[0] = 8;  // echo request
+  icmp[4] = 0x42; icmp[7] = 1;
+  c = csum(icmp, 8);
+  icmp[2] = c >> 8; icmp[3] = c & 0xff;
+  ASSERT_EQ(::write(pi.tap_fd.get(), ping, sizeof ping), static_cast<ssize_t>(sizeof ping));
+  bool got_echo = false;
+  for (int i = 0; i < 100 && !got_echo; ++i) {
+    pollfd p{pi.tap_fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    uint8_t buf[2048];
+    ssize_t n = ::read(pi.tap_fd.get(), buf, sizeof buf);
+    if (n < 10 + 14 + 28) continue;
+    const uint8_t* e = buf + 10;
+    const uint8_t* rip = e + 14;
+    if (e[12] == 0x08 && e[13] == 0x00 && rip[9] == 1 && rip[20] == 0 && std::memcmp(e, pi.mac.data(), 6) == 0 &&
+        rip[16] == 169 && rip[19] == 2)
+      got_echo = true;
+  }
+  EXPECT_TRUE(got_echo) << "no echo reply from the host link address";
 
   int veth = pi.ifindex;
   ASSERT_TRUE((*pn)->Close().ok());

@@ -22,6 +22,8 @@ tcmsg IngressMsg(int ifindex) {
 
 // Filter priority: one filter per ingress qdisc; any fixed value works.
 constexpr uint32_t kFilterPrio = 49152;
+// Before it (lower numbers run first): local-delivery exceptions.
+constexpr uint32_t kLocalPrio = 49000;
 
 }  // namespace
 
@@ -77,6 +79,32 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
   m.EndNest(opts);
   return nl.Request(m, "add u32 redirect filter from link " + std::to_string(from_ifindex) + " to link " +
                            std::to_string(to_ifindex));
+}
+
+Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4) {
+  NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
+  tcmsg t{};
+  t.tcm_family = AF_UNSPEC;
+  t.tcm_ifindex = ifindex;
+  t.tcm_parent = kIngressHandle;
+  t.tcm_info = TC_H_MAKE(kLocalPrio << 16, htons(ETH_P_IP));
+  m.PutHeader(t);
+  m.PutString(TCA_KIND, "u32");
+  size_t opts = m.BeginNest(TCA_OPTIONS);
+  uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
+  tc_u32_sel sel{};
+  sel.flags = TC_U32_TERMINAL;
+  sel.nkeys = 1;
+  tc_u32_key key{};
+  key.mask = 0xffffffffu;
+  key.val = ipv4;
+  key.off = 16;  // the destination address in the IPv4 header
+  std::memcpy(buf, &sel, sizeof sel);
+  std::memcpy(buf + sizeof sel, &key, sizeof key);
+  m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+  m.PutU32(TCA_U32_CLASSID, TC_H_MAKE(1u << 16, 1));
+  m.EndNest(opts);
+  return nl.Request(m, "add u32 local-delivery filter on link " + std::to_string(ifindex));
 }
 
 Result<std::vector<QdiscInfo>> ListQdiscs(NetlinkSocket& nl) {

@@ -27,6 +27,12 @@ Status DeleteIngressQdisc(NetlinkSocket& nl, int ifindex);
 //   action mirred egress redirect dev <to>
 Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex);
 
+// tc filter add dev <ifindex> parent ffff: protocol ip prio <before the
+// redirect> u32 match ip dst <ipv4>/32
+// (no action: a matching IPv4 packet is delivered to the link's own
+// stack instead of being redirected). `ipv4` in network byte order.
+Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4);
+
 // What a dump shows, for checks and tests.
 struct QdiscInfo {
   int ifindex = 0;

@@ -40,6 +40,11 @@ NetworkSetup GuestNetworkSetup(const net::PodNetwork& pn) {
                                        r.gateway ? net::FormatIp(*r.gateway) : "", r.src ? net::FormatIp(*r.src) : "",
                                        pr.device, r.scope});
   }
+  if (const auto& hl = pn.host_link()) {
+    for (auto& i : out.interfaces)
+      if (i.name == hl->device) i.addresses.emplace_back(net::kHostLinkGuest, net::kHostLinkPrefix);
+    out.neighbours.push_back(NetNeighbourSetup{net::kHostLinkHost, net::FormatMac(hl->host_mac), hl->device});
+  }
   for (const auto& pn_ : pn.neighbours())
     out.neighbours.push_back(NetNeighbourSetup{net::FormatIp(pn_.neighbour.ip), net::FormatMac(pn_.neighbour.mac),
                                                pn_.device});
