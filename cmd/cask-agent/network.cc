@@ -253,3 +253,55 @@ Status ConfigureGuestNetwork(const NetworkRequest& req) {
 }
 
 }  // namespace cask::agent
+
+#include "lib/base/fs.h"
+
+namespace cask::agent {
+
+void ParseTcpListeners(std::string_view text, std::set<uint16_t>* ports) {
+  size_t pos = text.find('\n');  // the header line
+  while (pos != std::string_view::npos && ports->size() < kMaxListeners) {
+    size_t start = pos + 1;
+    pos = text.find('\n', start);
+    std::string_view line = text.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start);
+    // "  0: 00000000:1F90 00000000:0000 0A ..."
+    std::vector<std::string_view> f;
+    size_t i = 0;
+    while (i < line.size() && f.size() < 4) {
+      while (i < line.size() && line[i] == ' ') ++i;
+      size_t j = line.find(' ', i);
+      if (j == std::string_view::npos) j = line.size();
+      if (j > i) f.push_back(line.substr(i, j - i));
+      i = j;
+    }
+    if (f.size() < 4 || f[3] != "0A") continue;
+    std::string_view local = f[1];
+    size_t colon = local.rfind(':');
+    if (colon == std::string_view::npos || local.size() - colon - 1 != 4) continue;
+    std::string_view addr = local.substr(0, colon);
+    // Loopback: 127.x.x.x (stored little-endian: the last byte pair is
+    // 7F) and ::1 (and its IPv4-mapped form).
+    if (addr.size() == 8 && addr.substr(6, 2) == "7F") continue;
+    if (addr == "00000000000000000000000001000000") continue;
+    if (addr.size() == 32 && addr.substr(16, 8) == "FFFF0000" && addr.substr(30, 2) == "7F") continue;
+    unsigned port = 0;
+    bool ok = true;
+    for (char c : local.substr(colon + 1)) {
+      int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+      if (v < 0) ok = false;
+      port = port * 16 + static_cast<unsigned>(v < 0 ? 0 : v);
+    }
+    if (ok && port > 0 && port <= 65535) ports->insert(static_cast<uint16_t>(port));
+  }
+}
+
+std::set<uint16_t> TcpListeners() {
+  std::set<uint16_t> ports;
+  for (const char* f : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    auto text = ReadFile(f);
+    if (text.ok()) ParseTcpListeners(*text, &ports);
+  }
+  return ports;
+}
+
+}  // namespace cask::agent

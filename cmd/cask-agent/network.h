@@ -7,6 +7,8 @@
 #pragma once
 
 #include <chrono>
+#include <set>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -89,5 +91,17 @@ namespace cask::agent {
 // with a network pays for it, others never do), then applies the plan in
 // the agent's network namespace, waiting up to 10 s for the NICs.
 Status ConfigureGuestNetwork(const NetworkRequest& req);
+
+}  // namespace cask::agent
+
+namespace cask::agent {
+
+// Listening TCP ports from the text of /proc/net/tcp or /proc/net/tcp6
+// (state 0A), bound to an address other than loopback, merged into
+// `ports`; at most kMaxListeners in all (the rest is dropped).
+inline constexpr size_t kMaxListeners = 64;
+void ParseTcpListeners(std::string_view proc_net_tcp, std::set<uint16_t>* ports);
+// Both files of the calling thread's namespace.
+std::set<uint16_t> TcpListeners();
 
 }  // namespace cask::agent

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <thread>
 
 namespace cask::agent {
@@ -88,6 +89,37 @@ TEST(ValidateNetwork, RefusesBadRoutesAndNeighbours) {
   r = Good(); r.neighbours[0].device = "x"; ExpectBad(r, "neighbours[0].device");
   r = Good(); r.neighbours[0].mac = "ff:ff:ff:ff:ff:ff"; ExpectBad(r, "neighbours[0].mac");
   r = Good(); r.neighbours[0].address = "nope"; ExpectBad(r, "neighbours[0].address");
+}
+
+TEST(TcpListeners, ParsesProcNetTcp) {
+  const char* tcp =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+      "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n"   // 0.0.0.0:8080
+      "   1: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1\n"   // 127.0.0.1:53
+      "   2: 05004D0A:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1\n"   // 10.77.0.5:443
+      "   3: 05004D0A:1F90 0100A8C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 4 1\n"   // established
+      "   4: garbage\n";
+  const char* tcp6 =
+      "  sl  local_address                         remote_address                        st\n"
+      "   0: 00000000000000000000000000000000:2328 00000000000000000000000000000000:0000 0A 0\n"  // [::]:9000
+      "   1: 00000000000000000000000001000000:2329 00000000000000000000000000000000:0000 0A 0\n"  // [::1]:9001
+      "   2: 0000000000000000FFFF00000100007F:232A 00000000000000000000000000000000:0000 0A 0\n";  // ::ffff:127.0.0.1
+  std::set<uint16_t> ports;
+  ParseTcpListeners(tcp, &ports);
+  ParseTcpListeners(tcp6, &ports);
+  EXPECT_EQ(ports, (std::set<uint16_t>{443, 8080, 9000}));
+}
+
+TEST(TcpListeners, Bounded) {
+  std::string text = "header\n";
+  for (int i = 1; i <= 100; ++i) {
+    char line[128];
+    std::snprintf(line, sizeof line, "   %d: 00000000:%04X 00000000:0000 0A 0\n", i, 1000 + i);
+    text += line;
+  }
+  std::set<uint16_t> ports;
+  ParseTcpListeners(text, &ports);
+  EXPECT_EQ(ports.size(), kMaxListeners);
 }
 
 // Apply in a throwaway namespace: a veth end with a random name plays the

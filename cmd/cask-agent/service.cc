@@ -110,6 +110,14 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
       },
       rpc::Lane::kLong);  // waits for the NIC to appear: up to seconds
 
+  Add<v1::ListTcpListenersRequest, v1::ListTcpListenersResponse>(
+      server, slog, "ListTcpListeners", nullptr,
+      [](const rpc::CallContext&, const v1::ListTcpListenersRequest&) {
+        v1::ListTcpListenersResponse resp;
+        for (uint16_t p : TcpListeners()) resp.add_ports(p);
+        return Result<v1::ListTcpListenersResponse>(resp);
+      });
+
   Add<v1::DestroySandboxRequest, v1::Empty>(server, slog, "DestroySandbox", nullptr,
                                             [a](const rpc::CallContext&, const v1::DestroySandboxRequest&) {
                                               return EmptyOr<v1::Empty>(a->DestroySandbox());

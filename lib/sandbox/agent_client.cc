@@ -381,6 +381,21 @@ Status AgentClient::ConfigureNetwork(const NetworkSetup& net, std::chrono::milli
   return InvokeVoid<pb::Empty>(*client_, "ConfigureNetwork", req, timeout);
 }
 
+Result<std::set<uint16_t>> AgentClient::ListTcpListeners() {
+  // The agent caps its list at 64; a longer one is not from a cask agent.
+  constexpr int kMaxPorts = 64;
+  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::ListTcpListenersResponse>(*client_, "ListTcpListeners",
+                                                                     pb::ListTcpListenersRequest{}, opts_.call_timeout));
+  if (r.ports_size() > kMaxPorts)
+    return Error::Internal("the guest listed " + std::to_string(r.ports_size()) + " listening ports (at most 64)");
+  std::set<uint16_t> out;
+  for (uint32_t p : r.ports()) {
+    if (p == 0 || p > 65535) return Error::Internal("the guest listed port " + std::to_string(p));
+    out.insert(static_cast<uint16_t>(p));
+  }
+  return out;
+}
+
 Status AgentClient::DestroySandbox(std::optional<std::chrono::milliseconds> timeout) {
   return InvokeVoid<pb::Empty>(*client_, "DestroySandbox", pb::DestroySandboxRequest{},
                                timeout.value_or(opts_.call_timeout));

@@ -42,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -185,6 +186,9 @@ class AgentClient {
   // Configures the guest NICs; `timeout` bounds the call (the agent waits
   // for the NICs to appear).
   Status ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout);
+  // The guest's listening TCP ports (not on loopback). The guest's answer
+  // is checked: more than 64 ports or a port outside 1..65535 is an error.
+  Result<std::set<uint16_t>> ListTcpListeners();
   // The agent replies before powering the guest off. `timeout` bounds the
   // wait (defaults to Options::call_timeout).
   Status DestroySandbox(std::optional<std::chrono::milliseconds> timeout = std::nullopt);

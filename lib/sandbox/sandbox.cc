@@ -26,6 +26,10 @@ constexpr size_t kConsoleTailBytes = 3000;
 
 // The agent waits up to 10 s for the NICs to appear; allow for a slow guest.
 constexpr std::chrono::milliseconds kConfigureNetworkTimeout{20'000};
+// How often the guest's listening ports are looked up for port forwarding:
+// a server that starts listening is reachable through port-forward within
+// about this long.
+constexpr std::chrono::milliseconds kPortPollInterval{1'000};
 
 NetworkSetup GuestNetworkSetup(const net::PodNetwork& pn) {
   NetworkSetup out;
@@ -149,10 +153,53 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   if (pod_network_ && !pod_network_->interfaces().empty())
     CASK_TRY_CTX(agent_->ConfigureNetwork(GuestNetworkSetup(*pod_network_), kConfigureNetworkTimeout),
                  "configure the guest network");
+  if (pod_network_ && pod_network_->host_link()) StartPortForwarding();
   auto t_setup = Clock::now();
   timing_.setup = t_setup - t_ready;
   timing_.total = t_setup - t0;
   return Ok();
+}
+
+void Sandbox::StartPortForwarding() {
+  net::PortForwarder::Options o;
+  o.netns_fd = pod_network_->netns_fd();
+  o.target_ip = net::kHostLinkGuest;
+  auto pf = net::PortForwarder::Start(o);
+  if (!pf.ok()) {
+    // The pod runs without port forwarding rather than not at all.
+    log_.Warn("port forwarding unavailable", {{"error", pf.error().ToString()}});
+    return;
+  }
+  forwarder_ = std::move(*pf);
+  forward_poll_ = std::thread([this] {
+    std::set<uint16_t> last;
+    std::unique_lock<std::mutex> l(poll_mu_);
+    while (!poll_stop_) {
+      l.unlock();
+      auto ports = agent_->ListTcpListeners();
+      if (ports.ok() && *ports != last) {
+        auto st = forwarder_->SetPorts(*ports);
+        if (st.ok()) {
+          last = *ports;
+          std::string list;
+          for (uint16_t p : forwarder_->listening()) list += (list.empty() ? "" : ",") + std::to_string(p);
+          log_.Info("forwarding ports", {{"ports", list}});
+        }
+      }
+      l.lock();
+      poll_cv_.wait_for(l, kPortPollInterval, [this] { return poll_stop_; });
+    }
+  });
+}
+
+void Sandbox::StopPortForwarding() {
+  {
+    std::lock_guard<std::mutex> l(poll_mu_);
+    poll_stop_ = true;
+  }
+  poll_cv_.notify_all();
+  if (forward_poll_.joinable()) forward_poll_.join();
+  if (forwarder_) forwarder_->Stop();
 }
 
 Sandbox::~Sandbox() {
@@ -228,6 +275,7 @@ Status Sandbox::Destroy() {
       if (!first) first = std::move(st).error().Wrap(what);
     }
   };
+  StopPortForwarding();
   if (agent_) {
     if (!agent_->closed() && vm_ && !vm_->Exited()) {
       // Best effort: the guest stops its containers and powers off.

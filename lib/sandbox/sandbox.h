@@ -23,10 +23,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/base/log.h"
@@ -34,6 +36,7 @@
 #include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/net/pod_network.h"
+#include "lib/net/port_forwarder.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/shared_dir.h"
@@ -132,6 +135,15 @@ class Sandbox {
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
   std::unique_ptr<net::PodNetwork> pod_network_;  // TAPs and tc redirects; closed after the VM stops
+  // Port forwarding (lib/net/port_forwarder.h): the forwarder, and a
+  // thread that keeps its ports equal to the guest's listening ones.
+  std::unique_ptr<net::PortForwarder> forwarder_;
+  std::thread forward_poll_;
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool poll_stop_ = false;  // guarded by poll_mu_
+  void StartPortForwarding();
+  void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_

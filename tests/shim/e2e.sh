@@ -534,14 +534,19 @@ case_pod_network() {
   local body
   body=$(ip netns exec "$NETQ" curl -s --max-time 30 http://10.231.0.2:8080/index.html) || true
   expect_eq "$body" "hello-from-guest" "HTTP from the peer to the guest"
+  # Port forwarding as containerd does it: dial 127.0.0.1:PORT inside the
+  # pod's netns on the host.
+  pf_fetch() { nsenter --net="/var/run/netns/$NETP" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_fetch >/dev/null || true
+  expect_eq "$(pf_fetch)" "hello-from-guest" "port-forward: 127.0.0.1:8080 in the pod netns on the host"
   # Guest -> peer: ping and TCP (a server in the peer netns).
   mkdir -p "$W/peer-www"; echo hello-from-peer > "$W/peer-www/index.html"
   ip netns exec "$NETQ" busybox httpd -f -p 10.231.0.1:8081 -h "$W/peer-www" &
   local srv=$!
   e2e_defer kill "$srv"
   ctr_ task exec --exec-id p1 pn1 ping -c 2 -W 10 10.231.0.1 >/dev/null || fail "guest cannot ping the peer"
-  body=$(ctr_ task exec --exec-id w1 pn1 wget -q -O - -T 30 http://10.231.0.1:8081/index.html | tr -d '\r') || true
-  expect_eq "$body" "hello-from-peer" "HTTP from the guest to the peer"
+  body=$(ctr_ task exec --exec-id w1 pn1 sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 10.231.0.1 8081" | tr -d '\r') || true
+  expect_contains "$body" "hello-from-peer" "HTTP from the guest to the peer"
   kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true
   ctr_ task kill -s SIGKILL pn1
   wait_for 30 status_is pn1 STOPPED || fail "pn1 not stopped"
