@@ -543,7 +543,6 @@ case_pod_network() {
   mkdir -p "$W/peer-www"; echo hello-from-peer > "$W/peer-www/index.html"
   ip netns exec "$NETQ" busybox httpd -f -p 10.231.0.1:8081 -h "$W/peer-www" &
   local srv=$!
-  e2e_defer kill "$srv"
   ctr_ task exec --exec-id p1 pn1 ping -c 2 -W 10 10.231.0.1 >/dev/null || fail "guest cannot ping the peer"
   body=$(ctr_ task exec --exec-id w1 pn1 sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 10.231.0.1 8081" | tr -d '\r') || true
   expect_contains "$body" "hello-from-peer" "HTTP from the guest to the peer"
