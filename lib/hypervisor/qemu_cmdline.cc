@@ -40,7 +40,9 @@ void AppendAccel(std::vector<std::string>* argv, const AccelOptions& a) {
     Add(argv, "-accel", "kvm");
     Add(argv, "-cpu", "host");
   } else {
-    Add(argv, "-accel", "tcg");
+    std::string tcg = "tcg";
+    if (a.tcg_tb_size_mib > 0) tcg += ",tb-size=" + std::to_string(a.tcg_tb_size_mib);
+    Add(argv, "-accel", tcg);
     Add(argv, "-cpu", kTcgCpu);
   }
   Add(argv, "-smp", std::to_string(a.vcpus));
@@ -116,6 +118,11 @@ void AppendNics(std::vector<std::string>* argv, const MachineOptions& m, const s
   }
 }
 
+void AppendBalloon(std::vector<std::string>* argv, const MachineOptions& m) {
+  Add(argv, "-device",
+      std::string(IsMicrovm(m) ? "virtio-balloon-device" : "virtio-balloon-pci") + ",free-page-reporting=on");
+}
+
 void AppendQmp(std::vector<std::string>* argv, const QmpOptions& q) {
   Add(argv, "-chardev", "socket,id=qmp,path=" + EscapeOptionValue(q.socket_path) + ",server=on,wait=off");
   Add(argv, "-mon", "chardev=qmp,mode=control");
@@ -162,6 +169,7 @@ std::vector<std::string> BuildQemuArgv(const QemuCommand& cmd) {
   AppendAgent(&argv, cmd.machine, cmd.agent);
   if (cmd.virtiofs) AppendVirtioFs(&argv, cmd.machine, *cmd.virtiofs);
   AppendNics(&argv, cmd.machine, cmd.nics);
+  if (cmd.free_page_reporting) AppendBalloon(&argv, cmd.machine);
   AppendQmp(&argv, cmd.qmp);
   return argv;
 }

@@ -2,8 +2,9 @@
 //
 // Create() makes <state_dir>/<id>/ with mounts/ (the shim's private tree
 // of binds) and shared/ (its read-only virtio-fs export; see shared_dir.h), boots the VM through the hypervisor, connects to the agent,
-// waits until it answers Check, and has it mount the share at
-// /run/cask/shared. Any failure unwinds everything made so far (VM stopped,
+// waits until it answers Check, has it mount the share at
+// /run/cask/shared and the pod's /dev/shm tmpfs (pod_shm.h), and sets the
+// guest clock, which a ClockSync then keeps in step (clock_sync.h). Any failure unwinds everything made so far (VM stopped,
 // mounts undone, directories removed) and the error says which step failed,
 // with the tail of the guest console when the VM died while booting.
 //
@@ -53,6 +54,7 @@ struct SandboxOptions {
   config::Config config;
   std::string hostname;     // guest hostname; empty: left as the agent sets it
   std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
+  uint64_t shm_bytes = 64ull << 20;  // size of the pod's /dev/shm tmpfs (pod_shm.h)
   Logger logger;
   // The pod's network namespace on the host (the sandbox spec's network
   // namespace path); empty: the VM gets no NIC. Its interfaces are joined
@@ -75,6 +77,8 @@ struct BootTiming {
   std::chrono::nanoseconds setup{0};        // SetupSandbox
   std::chrono::nanoseconds total{0};        // the whole Create()
 };
+
+class ClockSync;
 
 class Sandbox {
  public:
@@ -124,6 +128,8 @@ class Sandbox {
  private:
   explicit Sandbox(SandboxOptions& opts);
   Status Boot(SandboxOptions& opts);
+  // Sets the guest clock now and keeps it in step (clock_sync.h).
+  Status StartClockSync();
 
   const std::string id_;
   const config::Config config_;
@@ -145,6 +151,7 @@ class Sandbox {
   void StartPortForwarding();
   void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
+  std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;
