@@ -35,6 +35,7 @@
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
+#include "lib/sandbox/process_io.h"
 #include "lib/sandbox/shared_dir.h"
 
 namespace cask::sandbox {
@@ -81,6 +82,9 @@ class Sandbox {
   const AgentInfo& agent_info() const { return agent_info_; }
 
   AgentClient& agent() { return *agent_; }
+  // The one stdio loop of the pod (process_io.h): every process's pump is
+  // registered with it, so host threads do not grow with processes.
+  ProcessIoLoop& io_loop() { return *io_loop_; }
   pid_t vmm_pid() const;
   // True once the VMM process has exited (e.g. the guest panicked).
   bool VmExited() const;
@@ -126,6 +130,7 @@ class Sandbox {
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
   std::unique_ptr<AgentClient> agent_;
+  std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;
