@@ -72,6 +72,9 @@ struct AgentClient::Events {
     bool eof = false;
     // Bytes the agent may still send (its credit, as the client sees it).
     size_t credit = kInitialOutputCredit;
+    // Everything granted since the stream started (the initial credit
+    // included): grants carry it, so that they are idempotent.
+    uint64_t granted_total = kInitialOutputCredit;
     size_t buffered() const { return buf.size() - head; }
   };
   struct Proc {
@@ -99,7 +102,11 @@ struct AgentClient::Events {
   // Sum of every tracked stream's credit (bytes the agent may still send).
   size_t credit_total GUARDED_BY(mu) = 0;
   // Credit freed by TryReadOutput, waiting for the grant thread.
-  std::map<std::pair<Key, int>, size_t> pending_grants GUARDED_BY(mu);
+  struct Grant {
+    size_t bytes = 0;        // for an agent that does not know `total`
+    uint64_t total = 0;      // granted_total of the stream
+  };
+  std::map<std::pair<Key, int>, Grant> pending_grants GUARDED_BY(mu);
   bool grant_started GUARDED_BY(mu) = false;
   std::thread grant_thread;  // started once under mu; joined by the destructor
 
@@ -138,6 +145,7 @@ struct AgentClient::Events {
     size_t grant =
         GrantAfterTake(out.credit, out.buffered(), out.eof, window, credit_total, buffered_total, max_buffered);
     out.credit += grant;
+    out.granted_total += grant;
     credit_total += grant;
     return grant;
   }
@@ -254,7 +262,7 @@ void AgentClient::EventLoop() {
     // the agent has the event stream at all.
     req.set_wait_ms(first ? 0 : static_cast<uint32_t>(opts_.event_wait.count()));
     first = false;
-    req.set_max_output_bytes(1u << 20);
+    req.set_max_output_bytes(opts_.batch_output);
     auto r = Invoke<pb::GetEventsResponse>(*client_, "GetEvents", req, poll_timeout);
     if (!r.ok()) {
       Code code = r.error().code();
@@ -612,6 +620,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
   const size_t cap = max_len == 0 ? size_t{1} << 20 : max_len;
   StreamChunk chunk;
   size_t grant = 0;
+  uint64_t granted_total = 0;
   {
     MutexLock lock(ev.mu);
     for (;;) {
@@ -628,6 +637,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
       Events::Output& out = it->second.out[stream];
       if (out.buffered() > 0) {
         grant = ev.Take(out, cap, chunk, opts_.output_window, opts_.max_buffered_output);
+        granted_total = out.granted_total;
         break;
       }
       if (out.eof) return StreamChunk{"", true};
@@ -643,6 +653,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
     c->set_exec_id(exec_id);
     c->set_stream(stream == 0 ? pb::STDOUT : pb::STDERR);
     c->set_bytes(static_cast<uint32_t>(grant));
+    c->set_total(granted_total);
     // A failed grant means the connection is going away (then every reader
     // ends anyway) or the process is gone: nothing to retry.
     (void)InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, opts_.call_timeout);
@@ -675,7 +686,9 @@ Result<StreamChunk> AgentClient::TryReadOutput(const std::string& container_id, 
   size_t grant =
       ev.Take(out, max_len == 0 ? size_t{1} << 20 : max_len, chunk, opts_.output_window, opts_.max_buffered_output);
   if (grant > 0) {
-    ev.pending_grants[{it->first, stream}] += grant;
+    Events::Grant& g = ev.pending_grants[{it->first, stream}];
+    g.bytes += grant;
+    g.total = out.granted_total;
     if (!ev.grant_started && !ev.closed && !ev.stopping) {
       ev.grant_started = true;
       ev.grant_thread = std::thread([this] { GrantLoop(); });
@@ -687,8 +700,13 @@ Result<StreamChunk> AgentClient::TryReadOutput(const std::string& container_id, 
 
 void AgentClient::GrantLoop() {
   Events& ev = *events_;
+  // Grants are idempotent (they carry the stream's total), so one that
+  // timed out is simply sent again with the next round: a reply that is
+  // late or lost never holds a stream's credit back for long.
+  constexpr auto kGrantTimeout = std::chrono::seconds(5);
   for (;;) {
     pb::GrantOutputRequest req;
+    std::map<std::pair<Key, int>, Events::Grant> sending;
     {
       MutexLock lock(ev.mu);
       ev.cv.wait(ev.mu, [&] {
@@ -696,18 +714,26 @@ void AgentClient::GrantLoop() {
         return ev.closed || ev.stopping || !ev.pending_grants.empty();
       });
       if (ev.closed || ev.stopping) return;
-      for (const auto& [k, bytes] : ev.pending_grants) {
-        auto* c = req.add_credits();
-        c->set_container_id(k.first.first);
-        c->set_exec_id(k.first.second);
-        c->set_stream(k.second == 0 ? pb::STDOUT : pb::STDERR);
-        c->set_bytes(static_cast<uint32_t>(std::min<size_t>(bytes, UINT32_MAX)));
-      }
-      ev.pending_grants.clear();
+      sending.swap(ev.pending_grants);
       ++ev.stats.grants;
     }
-    // As in ReadOutput: a failed grant needs no retry.
-    (void)InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, opts_.call_timeout);
+    for (const auto& [k, g] : sending) {
+      auto* c = req.add_credits();
+      c->set_container_id(k.first.first);
+      c->set_exec_id(k.first.second);
+      c->set_stream(k.second == 0 ? pb::STDOUT : pb::STDERR);
+      c->set_bytes(static_cast<uint32_t>(std::min<size_t>(g.bytes, UINT32_MAX)));
+      c->set_total(g.total);
+    }
+    Status st = InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, kGrantTimeout);
+    if (st.ok() || st.error().code() != Code::kDeadlineExceeded) continue;  // done, or nothing to retry
+    MutexLock lock(ev.mu);
+    ++ev.stats.grant_retries;
+    for (auto& [k, g] : sending) {
+      Events::Grant& p = ev.pending_grants[k];
+      // Not `bytes`: an agent without totals may have counted them already.
+      p.total = std::max(p.total, g.total);
+    }
   }
 }
 

@@ -144,6 +144,11 @@ class AgentClient {
     // initial credit; it shrinks back to kInitialOutputCredit while the
     // credit of all streams together would pass max_buffered_output.
     size_t output_window = 1 << 20;
+    // Output bytes the agent may put in one GetEvents reply. Smaller than
+    // the window, so several replies are in flight per window and no
+    // reply outgrows what the channel buffers (a 1 MiB reply stalls the
+    // virtio-serial port until the host has read most of it).
+    uint32_t batch_output = 128 * 1024;
     // Exits of processes this client does not know, kept for a late
     // WaitProcess; OOM ids waiting for GetOOMEvent.
     size_t max_unclaimed_exits = 256;
@@ -158,6 +163,7 @@ class AgentClient {
     uint64_t dropped_events = 0;        // unknown ids, oversized ids, queue full
     uint64_t dropped_output_bytes = 0;  // beyond credit or the buffer cap
     uint64_t grants = 0;                // GrantOutput calls
+    uint64_t grant_retries = 0;         // grant rounds sent again after a timeout
     uint64_t max_batch_output = 0;      // most output bytes in one batch
     uint64_t poll_errors = 0;
   };

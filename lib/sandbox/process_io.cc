@@ -294,13 +294,15 @@ void ProcessIoLoop::Impl::ServeOutput(const StatePtr& sp, int i) {
   ProcessIoPump::State& s = *sp;
   auto& o = s.out[i];
   uint64_t written = 0, discarded = 0, full = 0;
-  struct Count {
-    Impl* impl;
-    uint64_t &w, &d, &f;
-    ~Count() {
-      if (w || d || f) impl->AddStats(w, d, f, 0);
-    }
-  } count{this, written, discarded, full};
+  // Counted before a drain is announced (a waiter may read the stats).
+  auto flush = [&] {
+    if (written || discarded || full) AddStats(written, discarded, full, 0);
+    written = discarded = full = 0;
+  };
+  struct FlushAtReturn {
+    decltype(flush)& f;
+    ~FlushAtReturn() { f(); }
+  } flush_at_return{flush};
   while (!o.done.load() && !o.legacy.joinable()) {
     while (o.off < o.held.size()) {
       ssize_t n = ::write(o.fd.get(), o.held.data() + o.off, o.held.size() - o.off);
@@ -324,6 +326,7 @@ void ProcessIoLoop::Impl::ServeOutput(const StatePtr& sp, int i) {
     o.held.clear();
     o.off = 0;
     if (o.eof_taken) {
+      flush();
       FinishOutput(s, i, std::nullopt);
       return;
     }
@@ -333,6 +336,7 @@ void ProcessIoLoop::Impl::ServeOutput(const StatePtr& sp, int i) {
         StartLegacy(sp, i);
         return;
       }
+      flush();
       FinishOutput(s, i, std::move(c).error().Wrap(i == 0 ? "copying stdout" : "copying stderr"));
       return;
     }

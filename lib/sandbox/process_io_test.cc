@@ -300,39 +300,6 @@ TEST(ProcessIoPumpTest, StdinBackPressureRetriesWithoutSpinning) {
   EXPECT_LE(calls, 20);  // about 10 retries in 500 ms
 }
 
-// With an agent that has the event stream, output comes from GetEvents.
-TEST(ProcessIoPumpTest, OutputFromTheEventStream) {
-  testing::EventFeed feed;  // outlives the fake's handlers
-  FakeAgent fake;
-  feed.Attach(fake);
-  fake.On<pb::ExecProcessRequest, pb::ExecProcessResponse>(
-      "ExecProcess", [](const pb::ExecProcessRequest&) -> Result<pb::ExecProcessResponse> {
-        pb::ExecProcessResponse r;
-        r.set_pid(5);
-        return r;
-      });
-  AgentClient client(fake.TakeClientEnd());
-  fake.Serve();
-  ASSERT_TRUE(client.ExecProcess("c1", "e1", oci::DefaultSpec({"true"}, false).process.value(), false).ok());
-  Pipe out, err;
-  ProcessIoFds fds;
-  fds.stdout_fd = std::move(out.w);
-  fds.stderr_fd = std::move(err.w);
-  auto loop = ProcessIoLoop::Start(client);
-  ASSERT_TRUE(loop.ok());
-  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
-  ASSERT_TRUE(pump.ok());
-  pb::GetEventsResponse b;
-  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "from the stream\n", true);
-  testing::AddOutput(b, "c1", "e1", pb::STDERR, "oops\n", true);
-  feed.Push(b);
-  EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
-  EXPECT_TRUE((*pump)->status().ok());
-  EXPECT_EQ(ReadToEof(out.r.get()), "from the stream\n");
-  EXPECT_EQ(ReadToEof(err.r.get()), "oops\n");
-  feed.Stop();
-}
-
 // ---- The loop with the event stream ----
 
 // An agent with the event stream and one exec e1 of container c1: stdin
@@ -360,6 +327,13 @@ struct StreamFixture {
     loop.reset();
     client.reset();
     fake.Stop();
+  }
+  // Starts e1's pump writing to the pipes' write ends.
+  Result<std::unique_ptr<ProcessIoPump>> StartPiped(Pipe& out, Pipe& err) {
+    ProcessIoFds fds;
+    fds.stdout_fd = std::move(out.w);
+    fds.stderr_fd = std::move(err.w);
+    return ProcessIoPump::Start(*loop, "c1", "e1", std::move(fds));
   }
   // Output credit the agent has been given for e1's stdout so far.
   size_t StdoutCredit() {
@@ -408,13 +382,17 @@ std::string Lines(int n) {
   return s;
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
+// A temporary directory holding one FIFO, `fifo` (empty if it could not
+// be made).
+struct FifoDir {
+  std::string path, fifo;
+  FifoDir() {
     char t[] = "/tmp/process_io_test.XXXXXX";
-    if (::mkdtemp(t)) path = t;
+    if (!::mkdtemp(t)) return;
+    path = t;
+    if (::mkfifo((path + "/fifo").c_str(), 0600) == 0) fifo = path + "/fifo";
   }
-  ~TempDir() {
+  ~FifoDir() {
     (void)::unlink((path + "/fifo").c_str());
     (void)::rmdir(path.c_str());
   }
@@ -423,11 +401,28 @@ struct TempDir {
 // The shim's way to open an output FIFO whose reader is not there yet.
 UniqueFd OpenFifoWithoutReader(const std::string& path) { return UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC)); }
 
+// With an agent that has the event stream, output comes from GetEvents.
+TEST(ProcessIoLoopTest, OutputFromTheEventStream) {
+  StreamFixture f;
+  Pipe out, err;
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "from the stream\n", true);
+  testing::AddOutput(b, "c1", "e1", pb::STDERR, "oops\n", true);
+  f.feed.Push(b);
+  EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
+  EXPECT_TRUE((*pump)->status().ok());
+  EXPECT_EQ(ReadToEof(out.r.get()), "from the stream\n");
+  EXPECT_EQ(ReadToEof(err.r.get()), "oops\n");
+  EXPECT_TRUE(f.client->using_event_stream());
+}
+
 TEST(ProcessIoLoopTest, AFifoReaderThatComesLateGetsEverythingInOrder) {
   StreamFixture f;
-  TempDir dir;
-  const std::string fifo = dir.path + "/fifo";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
   ProcessIoFds fds;
   fds.stdout_fd = OpenFifoWithoutReader(fifo);
   ASSERT_TRUE(fds.stdout_fd.valid());
@@ -479,9 +474,9 @@ TEST(ProcessIoLoopTest, AFullHostFifoStopsTheCreditWithinABound) {
   ProcessIoLoop::Options lopts;
   lopts.max_chunk = 64 * 1024;
   StreamFixture f(copts, lopts);
-  TempDir dir;
-  const std::string fifo = dir.path + "/fifo";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
   ProcessIoFds fds;
   fds.stdout_fd = OpenFifoWithoutReader(fifo);
   auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
@@ -513,10 +508,7 @@ TEST(ProcessIoLoopTest, AFullHostFifoStopsTheCreditWithinABound) {
 TEST(ProcessIoLoopTest, DrainedFiresOnlyAfterTheLastOutputIsWritten) {
   StreamFixture f;
   Pipe out, err;
-  ProcessIoFds fds;
-  fds.stdout_fd = std::move(out.w);
-  fds.stderr_fd = std::move(err.w);
-  auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
+  auto pump = f.StartPiped(out, err);
   ASSERT_TRUE(pump.ok());
   std::mutex mu;
   std::condition_variable cv;
@@ -561,9 +553,9 @@ TEST(ProcessIoLoopTest, DrainedFiresOnlyAfterTheLastOutputIsWritten) {
 // comes, writes and closes, the guest gets the bytes and then CloseStdin.
 TEST(ProcessIoLoopTest, StdinFromAFifoWhoseWriterComesLate) {
   StreamFixture f;
-  TempDir dir;
-  const std::string fifo = dir.path + "/fifo";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
   ProcessIoFds fds;
   fds.stdin_fd.Reset(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   ASSERT_TRUE(fds.stdin_fd.valid());

@@ -173,12 +173,12 @@ class PodVmTest : public ::testing::Test {
     if (vmm_pid_ > 0) {
       EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
     }
-    auto mounts = LiveMountPointsUnder(dir_);
+    auto mounts = sandbox::LiveMountPointsUnder(dir_);
     ASSERT_TRUE(mounts.ok());
     EXPECT_TRUE(mounts->empty()) << "left mounted: " << mounts->front();
     EXPECT_FALSE(PathExists(dir_ + "/state/" + vm_opts_.id));
     if (mounts->empty()) {
-      EXPECT_TRUE(RemoveTreeNoMounts(dir_).ok());
+      EXPECT_TRUE(sandbox::RemoveTreeNoMounts(dir_).ok());
     }
   }
   // Runs first in TearDown: drop what must go before the VM (pumps).
