@@ -210,6 +210,16 @@ Status Agent::SetupSandbox(const SandboxSetup& setup) {
   return Ok();
 }
 
+Status Agent::SetTime(int64_t realtime_ns) {
+  if (realtime_ns <= 0) return Error::InvalidArgument("SetTime: time must be positive, got " + std::to_string(realtime_ns));
+  struct timespec ts {};
+  ts.tv_sec = static_cast<time_t>(realtime_ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(realtime_ns % 1'000'000'000);
+  if (opts_.set_clock) return opts_.set_clock(ts);
+  if (::clock_settime(CLOCK_REALTIME, &ts) != 0) return Error::Sys(errno, "clock_settime(CLOCK_REALTIME)");
+  return Ok();
+}
+
 void Agent::DestroyAllContainers() {
   std::map<std::string, std::shared_ptr<ContainerRec>> all;
   {

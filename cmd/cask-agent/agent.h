@@ -35,6 +35,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -72,6 +73,9 @@ struct AgentOptions {
   // reply reaches the host first. Empty: no power-off (tests).
   std::function<void()> power_off;
   std::chrono::milliseconds power_off_delay{300};
+  // Sets the wall clock; empty: clock_settime(CLOCK_REALTIME). Tests
+  // replace it.
+  std::function<Status(const struct timespec&)> set_clock;
 };
 
 struct AgentInfo {
@@ -151,6 +155,9 @@ class Agent {
   Status SetupSandbox(const SandboxSetup& setup);
   // Kills and destroys every container, then schedules the power-off.
   Status DestroySandbox();
+  // Sets CLOCK_REALTIME (the host's clock, in ns since the epoch; > 0) via
+  // AgentOptions::set_clock. INVALID_ARGUMENT for a time <= 0.
+  Status SetTime(int64_t realtime_ns);
 
   // Returns the pid of the pending init.
   Result<pid_t> CreateContainer(const std::string& id, std::string_view spec_json, const std::string& rootfs,

@@ -94,6 +94,11 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
                                               return EmptyOr<v1::Empty>(a->DestroySandbox());
                                             });
 
+  Add<v1::SetTimeRequest, v1::Empty>(server, slog, "SetTime", nullptr,
+                                     [a](const rpc::CallContext&, const v1::SetTimeRequest& req) {
+                                       return EmptyOr<v1::Empty>(a->SetTime(req.realtime_ns()));
+                                     });
+
   Add<v1::CreateContainerRequest, v1::CreateContainerResponse>(
       server, slog, "CreateContainer", ContainerFields<v1::CreateContainerRequest>,
       [a](const rpc::CallContext&, const v1::CreateContainerRequest& req) -> Result<v1::CreateContainerResponse> {

@@ -53,6 +53,10 @@ class ServiceTest : public ::testing::Test {
 
   virtual AgentOptions Options() {
     AgentOptions opts;
+    opts.set_clock = [this](const struct timespec& ts) {
+      clock_set_ns_ = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+      return Ok();
+    };
     opts.power_off = [this] { powered_off_ = true; };
     opts.power_off_delay = std::chrono::milliseconds(10);
     return opts;
@@ -66,6 +70,7 @@ class ServiceTest : public ::testing::Test {
   Reaper reaper_;
   OomWatcher oom_;
   std::atomic<bool> powered_off_{false};
+  std::atomic<int64_t> clock_set_ns_{0};
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<rpc::Server> server_;
   std::thread serve_thread_;
@@ -131,6 +136,18 @@ TEST_F(ServiceTest, BlockingOomCallIsReleasedByCancel) {
   canceller.join();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kUnavailable);
+}
+
+TEST_F(ServiceTest, SetTimeSetsTheWallClockFromTheHost) {
+  v1::SetTimeRequest req;
+  req.set_realtime_ns(1'800'000'000'123'456'789);
+  ASSERT_TRUE(Call<v1::Empty>("SetTime", req).ok());
+  EXPECT_EQ(clock_set_ns_.load(), 1'800'000'000'123'456'789);
+  req.set_realtime_ns(-5);
+  auto bad = Call<v1::Empty>("SetTime", req);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(clock_set_ns_.load(), 1'800'000'000'123'456'789);
 }
 
 TEST_F(ServiceTest, DestroySandboxRepliesThenPowersOff) {
@@ -516,14 +533,18 @@ TEST_F(ContainerServiceTest, RemoveProcessFreesTheExecId) {
   EXPECT_EQ(Call<v1::Empty>("RemoveProcess", gone).error().code(), Code::kNotFound);
 }
 
-TEST_F(ContainerServiceTest, StartErrorIsReturnedAndInitStops) {
-  ASSERT_TRUE(Create("c3", {"/bin/nonexistent"}).ok());
-  auto started = Start("c3");
-  ASSERT_FALSE(started.ok());
-  EXPECT_EQ(ExecFailureOf(started.error()), ExecFailure::kNotFound) << started.error().ToString();
+TEST_F(ContainerServiceTest, MissingProgramFailsCreateAndLeavesNothing) {
+  auto c = Create("c3", {"/bin/nonexistent"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ExecFailureOf(c.error()), ExecFailure::kNotFound) << c.error().ToString();
+  EXPECT_NE(c.error().ToString().find("executable \"/bin/nonexistent\""), std::string::npos) << c.error().ToString();
+  // The id is free again: nothing of the failed container is kept.
+  ASSERT_TRUE(Create("c3", {"/bin/sh", "-c", "exit 3"}).ok());
+  ASSERT_TRUE(Start("c3").ok());
   auto st = Wait("c3");
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ(*st, 127);
+  EXPECT_EQ(*st, 3);
   ASSERT_TRUE(Remove("c3", false).ok());
 }
 

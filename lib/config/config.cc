@@ -120,6 +120,10 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
       CASK_TRY(r.Uint(node, key, kMinVcpus, kMaxVcpus, &h->vcpus));
     } else if (name == "memory_mib") {
       CASK_TRY(r.Uint(node, key, kMinMemoryMib, kMaxMemoryMib, &h->memory_mib));
+    } else if (name == "max_vcpus") {
+      CASK_TRY(r.Uint(node, key, kMinVcpus, kMaxVcpus, &h->max_vcpus));
+    } else if (name == "max_memory_mib") {
+      CASK_TRY(r.Uint(node, key, kMinMemoryMib, kMaxMemoryMib, &h->max_memory_mib));
     } else if (name == "kernel_params") {
       CASK_TRY(r.String(node, key, &h->kernel_params));
     } else if (name == "virtiofsd_path") {
@@ -127,12 +131,29 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
     } else if (name == "virtiofs_cache") {
       CASK_ASSIGN_OR_RETURN(size_t i, r.Word(node, key, {"auto", "always", "none"}));
       h->virtiofs_cache = std::array{"auto", "always", "none"}[i];
+    } else if (name == "tcg_tb_size_mib") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxTcgTbSizeMib, &h->tcg_tb_size_mib));
+    } else if (name == "free_page_reporting") {
+      CASK_TRY(r.Bool(node, key, &h->free_page_reporting));
     } else if (name == "runas") {
       CASK_TRY(r.String(node, key, &h->runas));
       if (h->runas.empty()) return r.Bad(key, "must not be empty (\"none\" keeps QEMU root)");
     } else {
       return r.Bad(key, "unknown key");
     }
+  }
+  // A maximum below the base size: an error when the file says so, else
+  // the default maximum follows the base.
+  if (h->max_vcpus < h->vcpus) {
+    if (t.contains("max_vcpus"))
+      return r.Bad("hypervisor.max_vcpus", "must be at least hypervisor.vcpus (" + std::to_string(h->vcpus) + ")");
+    h->max_vcpus = h->vcpus;
+  }
+  if (h->max_memory_mib < h->memory_mib) {
+    if (t.contains("max_memory_mib"))
+      return r.Bad("hypervisor.max_memory_mib",
+                   "must be at least hypervisor.memory_mib (" + std::to_string(h->memory_mib) + ")");
+    h->max_memory_mib = h->memory_mib;
   }
   return Ok();
 }
@@ -277,9 +298,13 @@ std::string ToToml(const Config& c) {
   s += "accel = " + DoubleQuoted(AccelName(h.accel)) + "\n";
   s += "vcpus = " + std::to_string(h.vcpus) + "\n";
   s += "memory_mib = " + std::to_string(h.memory_mib) + "\n";
+  s += "max_vcpus = " + std::to_string(h.max_vcpus) + "\n";
+  s += "max_memory_mib = " + std::to_string(h.max_memory_mib) + "\n";
   s += "kernel_params = " + DoubleQuoted(h.kernel_params) + "\n";
   s += "virtiofsd_path = " + DoubleQuoted(h.virtiofsd_path) + "\n";
   s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";
+  s += "tcg_tb_size_mib = " + std::to_string(h.tcg_tb_size_mib) + "\n";
+  s += std::string("free_page_reporting = ") + (h.free_page_reporting ? "true" : "false") + "\n";
   s += "runas = " + DoubleQuoted(h.runas) + "\n";
   s += "\n[agent]\n";
   s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";

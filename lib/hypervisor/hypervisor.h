@@ -77,6 +77,8 @@ struct VmSettings {
   std::string kernel_params;      // user additions to the kernel command line
   std::string virtiofsd_path;     // hypervisor.virtiofsd_path
   std::string virtiofs_cache = "auto";  // auto | always | none
+  uint32_t tcg_tb_size_mib = 0;   // hypervisor.tcg_tb_size_mib; TCG only, 0 = QEMU's default
+  bool free_page_reporting = false;  // hypervisor.free_page_reporting (virtio-balloon)
 
   ChannelRequest channel = ChannelRequest::kAuto;
   std::string shared_dir;         // host dir exported over virtio-fs with tag "cask" (empty = none)

@@ -736,6 +736,8 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmSettings& cfg) {
   cmd.machine.type = machine;
   cmd.accel.accel = accel;
   cmd.accel.vcpus = cfg.vcpus;
+  cmd.accel.tcg_tb_size_mib = cfg.tcg_tb_size_mib;
+  cmd.free_page_reporting = cfg.free_page_reporting;
   cmd.memory.mib = cfg.memory_mib;
   cmd.memory.shared = with_fs;
   cmd.kernel.kernel = cfg.kernel;

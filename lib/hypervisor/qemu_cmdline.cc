@@ -40,7 +40,9 @@ void AppendAccel(std::vector<std::string>* argv, const AccelOptions& a) {
     Add(argv, "-accel", "kvm");
     Add(argv, "-cpu", "host");
   } else {
-    Add(argv, "-accel", "tcg");
+    std::string tcg = "tcg";
+    if (a.tcg_tb_size_mib > 0) tcg += ",tb-size=" + std::to_string(a.tcg_tb_size_mib);
+    Add(argv, "-accel", tcg);
     Add(argv, "-cpu", kTcgCpu);
   }
   Add(argv, "-smp", std::to_string(a.vcpus));
@@ -103,6 +105,11 @@ void AppendVirtioFs(std::vector<std::string>* argv, const MachineOptions& m, con
                            ",chardev=virtiofs,tag=" + EscapeOptionValue(fs.tag));
 }
 
+void AppendBalloon(std::vector<std::string>* argv, const MachineOptions& m) {
+  Add(argv, "-device",
+      std::string(IsMicrovm(m) ? "virtio-balloon-device" : "virtio-balloon-pci") + ",free-page-reporting=on");
+}
+
 void AppendQmp(std::vector<std::string>* argv, const QmpOptions& q) {
   Add(argv, "-chardev", "socket,id=qmp,path=" + EscapeOptionValue(q.socket_path) + ",server=on,wait=off");
   Add(argv, "-mon", "chardev=qmp,mode=control");
@@ -148,6 +155,7 @@ std::vector<std::string> BuildQemuArgv(const QemuCommand& cmd) {
   AppendKernel(&argv, cmd.kernel);
   AppendAgent(&argv, cmd.machine, cmd.agent);
   if (cmd.virtiofs) AppendVirtioFs(&argv, cmd.machine, *cmd.virtiofs);
+  if (cmd.free_page_reporting) AppendBalloon(&argv, cmd.machine);
   AppendQmp(&argv, cmd.qmp);
   return argv;
 }

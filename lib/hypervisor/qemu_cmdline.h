@@ -38,6 +38,9 @@ struct MachineOptions {
 struct AccelOptions {
   Accel accel = Accel::kTcg;  // resolved: kKvm or kTcg (kAuto is treated as kTcg)
   uint32_t vcpus = 1;
+  // TCG translation block cache in MiB (-accel tcg,tb-size=N); 0 leaves
+  // QEMU's default. Not used under KVM.
+  uint32_t tcg_tb_size_mib = 0;
 };
 
 struct MemoryOptions {
@@ -89,6 +92,10 @@ struct QemuCommand {
   AgentOptions agent;
   std::optional<VirtioFsOptions> virtiofs;
   QmpOptions qmp;
+  // A virtio-balloon with free page reporting: pages the guest frees are
+  // reported and QEMU gives them back to the host (the balloon itself is
+  // never inflated). Needs the guest's VIRTIO_BALLOON + PAGE_REPORTING.
+  bool free_page_reporting = false;
   // -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
   bool seccomp = true;
   // -runas <user or uid:gid>: QEMU drops to this user after opening its

@@ -1,5 +1,7 @@
 #include "lib/hypervisor/qemu_cmdline.h"
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -75,6 +77,39 @@ TEST(QemuCmdline, MicrovmWithoutVirtioFsHasNoSharedMemory) {
        "-mon", "chardev=qmp,mode=control"},
   });
   EXPECT_THAT(argv, ElementsAreArray(want));
+}
+
+// The value following `flag` in argv ("" when absent).
+std::string ValueAfter(const std::vector<std::string>& argv, const std::string& flag) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) return argv[i + 1];
+  return "";
+}
+
+TEST(QemuCmdline, TcgTranslationCacheSize) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.accel.accel = Accel::kTcg;
+  c.accel.tcg_tb_size_mib = 64;
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "tcg,tb-size=64");
+  c.accel.tcg_tb_size_mib = 0;  // QEMU's default
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "tcg");
+  c.accel.accel = Accel::kKvm;  // no translation cache under KVM
+  c.accel.tcg_tb_size_mib = 64;
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "kvm");
+}
+
+TEST(QemuCmdline, FreePageReportingBalloon) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  auto argv = BuildQemuArgv(c);
+  EXPECT_TRUE(std::none_of(argv.begin(), argv.end(),
+                           [](const std::string& a) { return a.find("balloon") != std::string::npos; }));
+  c.free_page_reporting = true;
+  argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "virtio-balloon-device,free-page-reporting=on"), argv.end());
+  c = Base(MachineType::kQ35);
+  c.free_page_reporting = true;
+  argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "virtio-balloon-pci,free-page-reporting=on"), argv.end());
 }
 
 TEST(QemuCmdline, Q35KvmVsockWithVirtioFs) {

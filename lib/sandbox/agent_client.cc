@@ -776,6 +776,12 @@ Result<ContainerStats> AgentClient::StatsContainer(const std::string& container_
   return s;
 }
 
+Status AgentClient::SetTime(std::chrono::system_clock::time_point now) {
+  pb::SetTimeRequest req;
+  req.set_realtime_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+  return InvokeVoid<pb::Empty>(*client_, "SetTime", req, opts_.call_timeout);
+}
+
 Status AgentClient::PauseContainer(const std::string& container_id) {
   pb::PauseContainerRequest req;
   req.set_container_id(container_id);

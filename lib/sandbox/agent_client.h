@@ -239,6 +239,8 @@ class AgentClient {
 
   Result<ContainerStats> StatsContainer(const std::string& container_id);
   Status PauseContainer(const std::string& container_id);
+  // SetTime: the guest's wall clock to `now` (the host's).
+  Status SetTime(std::chrono::system_clock::time_point now);
   Status ResumeContainer(const std::string& container_id);
   Status UpdateContainer(const std::string& container_id, const oci::LinuxResources& resources);
   // Blocks until some container's process is OOM-killed; returns its id.

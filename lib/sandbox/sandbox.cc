@@ -1,4 +1,6 @@
 #include "lib/sandbox/sandbox.h"
+#include "lib/sandbox/clock_sync.h"
+#include "lib/sandbox/pod_shm.h"
 #include "lib/sandbox/vm_settings.h"
 
 #include <sys/stat.h>
@@ -114,10 +116,21 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   setup.hostname = opts.hostname;
   setup.resolv_conf = opts.resolv_conf;
   setup.mounts.push_back(GuestMount{std::string(kVirtiofsTag), std::string(kGuestSharedDir), "virtiofs", {}});
+  setup.mounts.push_back(PodShmMount(opts.shm_bytes));  // the pod's /dev/shm (pod_shm.h)
   CASK_TRY_CTX(agent_->SetupSandbox(setup), "set up the guest");
+  CASK_TRY(StartClockSync());
   auto t_setup = Clock::now();
   timing_.setup = t_setup - t_ready;
   timing_.total = t_setup - t0;
+  return Ok();
+}
+
+Status Sandbox::StartClockSync() {
+  // The guest's clock is the host's from the first container on.
+  CASK_TRY_CTX(agent_->SetTime(std::chrono::system_clock::now()), "set the guest clock");
+  AgentClient* agent = agent_.get();
+  clock_sync_ = std::make_unique<ClockSync>([agent](auto now) { return agent->SetTime(now); }, kClockSyncInterval,
+                                            log_.WithSubsystem("clock"));
   return Ok();
 }
 
@@ -147,6 +160,7 @@ Result<std::string> Sandbox::ShareRootfs(const std::string& container_id, const 
 Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spec spec) {
   CASK_TRY(oci::ValidateId("container id", container_id));
   oci::ApplyDefaultSeccomp(spec, config_.runtime.default_seccomp);
+  spec = UsePodShm(std::move(spec));  // a host /dev/shm bind is never shared
   std::vector<size_t> host_binds;
   for (size_t i = 0; i < spec.mounts.size(); ++i) {
     const oci::Mount& m = spec.mounts[i];
@@ -194,6 +208,7 @@ Status Sandbox::Destroy() {
       if (!first) first = std::move(st).error().Wrap(what);
     }
   };
+  clock_sync_.reset();  // before the agent goes
   if (agent_) {
     if (!agent_->closed() && vm_ && !vm_->Exited()) {
       // Best effort: the guest stops its containers and powers off.

@@ -2,8 +2,9 @@
 //
 // Create() makes <state_dir>/<id>/ with mounts/ (the shim's private tree
 // of binds) and shared/ (its read-only virtio-fs export; see shared_dir.h), boots the VM through the hypervisor, connects to the agent,
-// waits until it answers Check, and has it mount the share at
-// /run/cask/shared. Any failure unwinds everything made so far (VM stopped,
+// waits until it answers Check, has it mount the share at
+// /run/cask/shared and the pod's /dev/shm tmpfs (pod_shm.h), and sets the
+// guest clock, which a ClockSync then keeps in step (clock_sync.h). Any failure unwinds everything made so far (VM stopped,
 // mounts undone, directories removed) and the error says which step failed,
 // with the tail of the guest console when the VM died while booting.
 //
@@ -50,6 +51,7 @@ struct SandboxOptions {
   config::Config config;
   std::string hostname;     // guest hostname; empty: left as the agent sets it
   std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
+  uint64_t shm_bytes = 64ull << 20;  // size of the pod's /dev/shm tmpfs (pod_shm.h)
   Logger logger;
   // Added to the guest kernel command line.
   std::vector<std::string> extra_kernel_params;
@@ -67,6 +69,8 @@ struct BootTiming {
   std::chrono::nanoseconds setup{0};        // SetupSandbox
   std::chrono::nanoseconds total{0};        // the whole Create()
 };
+
+class ClockSync;
 
 class Sandbox {
  public:
@@ -119,6 +123,8 @@ class Sandbox {
  private:
   explicit Sandbox(SandboxOptions& opts);
   Status Boot(SandboxOptions& opts);
+  // Sets the guest clock now and keeps it in step (clock_sync.h).
+  Status StartClockSync();
 
   const std::string id_;
   const config::Config config_;
@@ -130,7 +136,11 @@ class Sandbox {
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
   std::unique_ptr<AgentClient> agent_;
+<<<<<<< HEAD
   std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
+=======
+  std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
+>>>>>>> main
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;

@@ -475,7 +475,6 @@ case_console_flood() {
   wait_for 30 no_qemu || fail "QEMU still running after rm"
 }
 
-
 # 20 MB of small writes (`seq | cat`: one pipe-sized write at a time, the
 # pattern that used to collapse) through `ctr task exec` arrive complete and
 # in order: the checksum is compared with the same output made on the host.
@@ -497,6 +496,204 @@ case_exec_output() {
   wait_for 30 status_is eo STOPPED || fail "eo did not stop"
   ctr_ task rm eo
   ctr_ containers rm eo
+}
+
+# --- pod semantics and containerd behaviours (issue: Kubernetes pods) ------
+
+# ctr_exec ID CMD...: a one-off exec with a unique exec id (also from
+# inside a command substitution).
+ctr_exec() { local id=$1; shift; ctr_ task exec --exec-id "x$RANDOM$RANDOM" "$id" "$@" | tr -d '\r'; }
+
+# Stops and removes tasks and containers, sandboxes last: rm_tasks ID...
+rm_tasks() {
+  local c
+  for c in "$@"; do
+    ctr_ task kill -s SIGKILL "$c" 2>/dev/null || true
+    wait_for 60 status_is_not "$c" RUNNING || fail "$c did not stop"
+    ctr_ task rm "$c" >/dev/null 2>&1 || true
+    ctr_ containers rm "$c" >/dev/null 2>&1 || true
+  done
+}
+
+# spec_file OUT ARGS-JSON [JQ-FILTER]: ctr's default spec over a busybox
+# rootfs in $W/rootfs, with process.args and an optional jq edit.
+spec_file() {
+  local out=$1 args=$2 edit=${3:-.}
+  [ -d "$W/rootfs/bin" ] || "$TESTS_DIR/e2e/make-rootfs.sh" "$W/rootfs" >/dev/null
+  ctr oci spec | jq --arg root "$W/rootfs" --argjson args "$args" \
+    '.root.path = $root | .root.readonly = false | .process.args = $args | .process.terminal = false' | jq "$edit" > "$out"
+}
+
+case_exec_not_found() {  # a missing program fails Create (not Start), as with runc, and leaves no VM
+  expect_create_fails "missing program by path" 'executable "/no/such/program"' \
+    run_cask "$IMAGE" nf1 /no/such/program
+  expect_create_fails "missing program in PATH" 'executable "nosuchcmd" in $PATH' \
+    run_cask "$IMAGE" nf2 nosuchcmd
+  expect_eq "$(virtiofsd_pids | grep -c . || true)" 0 "virtiofsd left after the failed creates"
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
+  # In a pod: the container fails, the pod VM and its sandbox stay.
+  run_cask -d $(pod_args pnf sandbox) "$IMAGE" pnf sleep 1000
+  local out rc=0
+  out=$(run_cask $(pod_args pnf container) "$IMAGE" pnf-app nosuchcmd 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "a pod container with a missing program was created"
+  expect_contains "$out" 'executable "nosuchcmd"' "error of the pod container"
+  expect_eq "$(qemu_count)" 1 "QEMU processes of the pod after the failed container"
+  expect_eq "$(ctr_exec pnf echo alive)" alive "exec in the sandbox after the failed container"
+  ctr_ containers rm pnf-app >/dev/null 2>&1 || true
+  rm_tasks pnf
+  wait_for 30 no_qemu || fail "QEMU still running after the pod was deleted"
+}
+
+case_runc_options() {  # runc's CreateOptions (ctr run --no-pivot sends them to any runtime) are accepted
+  # --no-pivot puts runc's CreateOptions in the task options, which replace
+  # the runtime options and with them the configuration path: the shim falls
+  # back to the default configuration, so a machine without it fails later,
+  # at the default kernel, which proves the options were taken.
+  if [ -e /etc/cask/configuration.toml ] || [ -e /usr/share/cask/vmlinux ]; then
+    log "an installed cask configuration or kernel exists: only checking that the options are not refused"
+  fi
+  local out rc=0
+  out=$(timeout 300 ctr_ run --runtime "$RUNTIME" --no-pivot --rm "$IMAGE" ro1 true 2>&1) || rc=$?
+  log "ctr run --no-pivot: rc=$rc: $out"
+  grep -q "unsupported runtime options" <<<"$out" && fail "runc's CreateOptions were refused: $out"
+  if [ ! -e /etc/cask/configuration.toml ] && [ ! -e /usr/share/cask/vmlinux ]; then
+    expect_contains "$out" "/usr/share/cask/vmlinux" "the create got as far as the default kernel"
+  fi
+  ctr_ containers rm ro1 >/dev/null 2>&1 || true
+  rm -rf /run/cask/ro1 2>/dev/null || true
+  expect_eq "$(qemu_count)" 0 "QEMU left"
+}
+
+case_clock() {  # the guest clock is the host's; exit times are stamped by the host
+  run_cask -d "$IMAGE" ck sleep 1000
+  local g h d
+  g=$(ctr_exec ck date +%s)
+  h=$(date +%s)
+  d=$((g > h ? g - h : h - g))
+  log "guest clock $g, host clock $h"
+  [ "$d" -le 5 ] || fail "the guest clock is ${d}s off the host's"
+  rm_tasks ck
+  # A container that sets the guest clock to 2001 and exits: containerd's
+  # exit time is still the host's.
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$!
+  run_cask --rm --privileged "$IMAGE" ck2 sh -c 'date -s "2001-01-01 00:00:00" >/dev/null; date +%Y'
+  sleep 1
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
+  local exit_line
+  exit_line=$(grep "/tasks/exit" "$W/events.log" | grep ck2 | head -1)
+  log "exit event: $exit_line"
+  [ -n "$exit_line" ] || fail "no /tasks/exit event for ck2: $(cat "$W/events.log")"
+  grep -q "2001" <<<"$exit_line" && fail "the exit was stamped with the guest's clock: $exit_line"
+  expect_contains "$exit_line" "$(date +%Y)" "year of the exit time"
+  wait_for 30 no_qemu || fail "QEMU still running"
+}
+
+case_pod_volumes() {  # volumes: shared rw between containers, read-only recursively, missing source refused
+  mkdir -p "$W/vol" "$W/hp/sub"
+  echo host > "$W/hp/file"
+  mount -t tmpfs -o size=1m tmpfs "$W/hp/sub"
+  e2e_defer umount -l "$W/hp/sub"
+  echo sub > "$W/hp/sub/f"
+  run_cask -d $(pod_args pv sandbox) --mount "type=bind,src=$W/vol,dst=/vol,options=rbind:rw" "$IMAGE" pv sleep 1000
+  run_cask -d $(pod_args pv container) --mount "type=bind,src=$W/vol,dst=/vol,options=rbind:rw" \
+    --mount "type=bind,src=$W/hp,dst=/hp,options=rbind:ro" "$IMAGE" pv-app sleep 1000
+  ctr_exec pv sh -c 'echo from-sandbox > /vol/x'
+  expect_eq "$(ctr_exec pv-app cat /vol/x)" from-sandbox "emptyDir-like volume written by one container, read by the other"
+  expect_eq "$(cat "$W/vol/x")" from-sandbox "the volume on the host"
+  local out
+  out=$(ctr_exec pv-app sh -c 'echo a > /hp/file 2>/dev/null && echo WROTE-TOP; echo b > /hp/sub/f 2>/dev/null && echo WROTE-SUB;
+                             touch /hp/sub/new 2>/dev/null && echo WROTE-NEW; cat /hp/file /hp/sub/f')
+  log "read-only hostPath: $out"
+  grep -q WROTE <<<"$out" && fail "a read-only hostPath was written: $out"
+  expect_eq "$out" $'host\nsub' "read-only hostPath and its sub-mount as the host has them"
+  expect_eq "$(cat "$W/hp/sub/f")" sub "the host's sub-mount"
+  # A volume whose host path does not exist: a clear error, the pod unharmed.
+  local rc=0
+  out=$(run_cask $(pod_args pv container) --mount "type=bind,src=$W/no-such-dir,dst=/m,options=rbind:ro" \
+    "$IMAGE" pv-bad true 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "a volume with a missing host path was accepted"
+  expect_contains "$out" "$W/no-such-dir does not exist" "error naming the missing host path"
+  ctr_ containers rm pv-bad >/dev/null 2>&1 || true
+  expect_eq "$(qemu_count)" 1 "QEMU processes of the pod"
+  [ -z "$(find "$W"/cask-state/*/mounts -maxdepth 1 -name pv-bad 2>/dev/null)" ] || fail "share of pv-bad left"
+  rm_tasks pv-app pv
+  wait_for 30 no_qemu || fail "QEMU still running after the pod was deleted"
+}
+
+case_pod_shm() {  # /dev/shm: one tmpfs per pod in the guest, shared by its containers, not by another pod
+  mkdir -p "$W/shm-host"  # stands for CRI's sandbox shm directory on the host
+  local shm_ro="type=bind,src=$W/shm-host,dst=/dev/shm,options=rbind:ro"
+  local shm_rw="type=bind,src=$W/shm-host,dst=/dev/shm,options=rbind:rw"
+  run_cask -d $(pod_args ps1 sandbox) --mount "$shm_ro" "$IMAGE" ps1 sleep 1000
+  run_cask -d $(pod_args ps1 container) --mount "$shm_rw" "$IMAGE" ps1-app sleep 1000
+  run_cask -d $(pod_args ps1 container) --mount "$shm_rw" "$IMAGE" ps1-app2 sleep 1000
+  ctr_exec ps1-app sh -c 'echo pod1 > /dev/shm/marker'
+  expect_eq "$(ctr_exec ps1-app2 cat /dev/shm/marker)" pod1 "/dev/shm shared by the pod's containers"
+  expect_eq "$(ctr_exec ps1 cat /dev/shm/marker)" pod1 "/dev/shm of the pod's sandbox"
+  [ ! -e "$W/shm-host/marker" ] || fail "the pod's /dev/shm is the host's directory"
+  local m
+  m=$(ctr_exec ps1-app sh -c "grep ' /dev/shm ' /proc/mounts")
+  log "/dev/shm in the container: $m"
+  expect_contains "$m" "tmpfs" "/dev/shm file system"
+  expect_contains "$m" "size=65536k" "/dev/shm size"
+  run_cask -d $(pod_args ps2 sandbox) --mount "$shm_ro" "$IMAGE" ps2 sleep 1000
+  expect_eq "$(ctr_exec ps2 ls -A /dev/shm)" "" "/dev/shm of another pod"
+  expect_eq "$(qemu_count)" 2 "QEMU processes for two pods"
+  rm_tasks ps1-app ps1-app2 ps1 ps2
+  wait_for 30 no_qemu || fail "QEMU still running after the pods were deleted"
+}
+
+case_sysctl() {  # namespaced sysctls apply in the container's namespaces; global ones are refused
+  spec_file "$W/sysctl.json" '["sh","-c","cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"]' \
+    '.linux.sysctl = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "12345678"}'
+  local out
+  out=$(run_cask --rm --config "$W/sysctl.json" sy1 | tr -d '\r')
+  expect_eq "$out" $'1\n12345678' "sysctls seen by the container"
+  spec_file "$W/sysctl-bad.json" '["true"]' '.linux.sysctl = {"kernel.panic": "1"}'
+  expect_create_fails "global sysctl" "sysctl kernel.panic: not a namespaced sysctl" \
+    run_cask --config "$W/sysctl-bad.json" sy2
+}
+
+case_update_oom() {  # Update reaches the guest cgroup; an OOM kill is published before the exit
+  run_cask -d --memory-limit 67108864 "$IMAGE" up1 sleep 1000
+  local cg
+  cg=$(ctr_exec up1 sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d')
+  expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 67108864 "memory.max before the update"
+  ctr_ task update --memory-limit 100663296 up1
+  expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 100663296 "memory.max after the update"
+  ctr_ task update --cpu-quota 50000 --cpu-period 100000 up1
+  expect_eq "$(ctr_exec up1 cat "$cg/cpu.max")" "50000 100000" "cpu.max after the update"
+  rm_tasks up1
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$! rc=0
+  run_cask --rm --memory-limit 33554432 "$IMAGE" oom2 sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done' || rc=$?
+  sleep 1
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
+  expect_eq "$rc" 137 "exit status of the OOM-killed container"
+  local oom_at exit_at
+  oom_at=$(grep -n "/tasks/oom" "$W/events.log" | grep oom2 | head -1 | cut -d: -f1)
+  exit_at=$(grep -n "/tasks/exit" "$W/events.log" | grep oom2 | head -1 | cut -d: -f1)
+  [ -n "$oom_at" ] || fail "no /tasks/oom event for oom2: $(cat "$W/events.log")"
+  [ -n "$exit_at" ] || fail "no /tasks/exit event for oom2"
+  [ "$oom_at" -lt "$exit_at" ] || fail "TaskOOM (line $oom_at) after TaskExit (line $exit_at): $(cat "$W/events.log")"
+  wait_for 30 no_qemu || fail "QEMU still running"
+}
+
+case_output_before_exit() {  # output written just before the exit reaches the FIFO, for inits and execs
+  local out i
+  for i in 1 2 3; do
+    out=$(run_cask --rm "$IMAGE" ob$i sh -c 'seq 1 3000; printf last-line-without-newline; printf err-last >&2' 2>&1)
+    expect_eq "$(grep -c . <<<"$out")" 3001 "lines of run $i"
+    expect_contains "$out" "last-line-without-newline" "last stdout bytes of run $i"
+    expect_contains "$out" "err-last" "last stderr bytes of run $i"
+  done
+  run_cask -d "$IMAGE" ob sleep 1000
+  for i in $(seq 1 20); do
+    expect_eq "$(ctr_exec ob sh -c "echo exec-$i; exit 3" || true)" "exec-$i" "output of exec $i that exits at once"
+  done
+  rm_tasks ob
+  wait_for 30 no_qemu || fail "QEMU still running"
 }
 
 e2e_main "$@"
