@@ -53,8 +53,10 @@
 // pump unregisters it at once (waiting for the loop to leave it if it is
 // being served), closes its host fds and drops output not yet written;
 // destroy it after it is drained unless the output no longer matters.
-// Drained callbacks run on the loop thread (or on the thread calling
-// OnDrained, when already drained) and must not block or destroy the pump.
+// Drained callbacks run on the loop thread (on the thread calling
+// OnDrained when already drained; on a stream's copy thread against an
+// agent without the event stream, the one case that costs a thread per
+// stream) and must not block or destroy the pump.
 //
 // Thread safety: every method of both classes may be called from any thread.
 #pragma once
