@@ -44,6 +44,8 @@ bulk_bytes=$((bulk_mib * 1024 * 1024))
 small_bytes=$(seq 1 "$small_lines" | wc -c)
 ctr_ run -d --runtime io.containerd.runc.v2 "$IMAGE" runc-eo sleep 100000 >/dev/null
 run_cask -d "$IMAGE" cask-eo sleep 100000 >/dev/null
+shim_threads() { awk '/^Threads:/ {print $2}' "/proc/$(shim_pids | head -1)/status" 2>/dev/null; }
+log "shim threads with the cask container running: $(shim_threads)"
 for f in runc.bulk cask.bulk cask.bulk.guest runc.small cask.small cask.guest; do : > "$W/$f"; done
 for i in $(seq 1 "$n"); do
   exec_timed runc-eo b$i "$bulk_bytes" head -c "$bulk_bytes" /dev/zero >> "$W/runc.bulk"
