@@ -266,7 +266,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         // RemoveProcess, and the host cannot tell.
         for (const auto& c : req.credits())
           (void)a->GrantOutput(c.container_id(), c.exec_id(),
-                               c.stream() == v1::STDERR ? StreamKind::kStderr : StreamKind::kStdout, c.bytes());
+                               c.stream() == v1::STDERR ? StreamKind::kStderr : StreamKind::kStdout, c.bytes(),
+                               c.total());
         return v1::Empty();
       });
 

@@ -128,6 +128,7 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   auto connect_timeout = std::chrono::milliseconds(config_.agent.connect_timeout_ms);
   CASK_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectAgent(connect_timeout).Context("connect to the agent channel"));
   agent_ = std::make_unique<AgentClient>(std::move(channel));
+  CASK_ASSIGN_OR_RETURN(io_loop_, ProcessIoLoop::Start(*agent_));
 
   auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_started);
   auto remaining = std::max(connect_timeout - elapsed, std::chrono::milliseconds(1));

@@ -40,6 +40,7 @@
 #include "lib/net/port_forwarder.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
+#include "lib/sandbox/process_io.h"
 #include "lib/sandbox/shared_dir.h"
 
 namespace cask::sandbox {
@@ -94,6 +95,9 @@ class Sandbox {
   const AgentInfo& agent_info() const { return agent_info_; }
 
   AgentClient& agent() { return *agent_; }
+  // The one stdio loop of the pod (process_io.h): every process's pump is
+  // registered with it, so host threads do not grow with processes.
+  ProcessIoLoop& io_loop() { return *io_loop_; }
   pid_t vmm_pid() const;
   // True once the VMM process has exited (e.g. the guest panicked).
   bool VmExited() const;
@@ -151,7 +155,11 @@ class Sandbox {
   void StartPortForwarding();
   void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
+<<<<<<< HEAD
+  std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
+=======
   std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
+>>>>>>> main
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;

@@ -570,6 +570,29 @@ case_host_network_refused() {
   [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
 }
 
+# 20 MB of small writes (`seq | cat`: one pipe-sized write at a time, the
+# pattern that used to collapse) through `ctr task exec` arrive complete and
+# in order: the checksum is compared with the same output made on the host.
+case_exec_output() {
+  local lines=${CASK_E2E_OUTPUT_LINES:-3000000} want got rc=0
+  run_cask -d "$IMAGE" eo sleep 100000
+  want=$(seq 1 "$lines" | sha256sum | cut -d' ' -f1)
+  timeout 900 ctr --address "$CONTAINERD_ADDRESS" -n "$NS" task exec --exec-id small eo \
+    sh -c "seq 1 $lines | cat" < /dev/null > "$W/exec_output" || rc=$?
+  expect_eq "$rc" 0 "exit status of the exec (or of its timeout)"
+  log "exec output: $(wc -c < "$W/exec_output") bytes (expected $(seq 1 "$lines" | wc -c))"
+  got=$(sha256sum < "$W/exec_output" | cut -d' ' -f1)
+  rm -f "$W/exec_output"
+  expect_eq "$got" "$want" "sha256 of $lines lines of seq | cat through ctr task exec"
+  # Bulk: one large write stream, counted.
+  got=$(ctr_ task exec --exec-id bulk eo head -c 16777216 /dev/zero < /dev/null | wc -c)
+  expect_eq "$got" 16777216 "bytes of head -c 16M /dev/zero through ctr task exec"
+  ctr_ task kill -s SIGKILL eo
+  wait_for 30 status_is eo STOPPED || fail "eo did not stop"
+  ctr_ task rm eo
+  ctr_ containers rm eo
+}
+
 # --- pod semantics and containerd behaviours (issue: Kubernetes pods) ------
 
 # ctr_exec ID CMD...: a one-off exec with a unique exec id (also from
