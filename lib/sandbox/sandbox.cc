@@ -247,6 +247,7 @@ Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spe
   for (size_t i = 0; i < spec.mounts.size(); ++i) {
     const oci::Mount& m = spec.mounts[i];
     if (!IsBindMount(m) || m.source.empty() || m.source.front() != '/') continue;
+    if (IsPodShmBind(m)) continue;  // a guest path (UsePodShm)
     if (!PathExists(m.source))
       return Error::InvalidArgument("mounts[" + std::to_string(i) + "] (" + m.destination + "): bind source " +
                                     m.source + " does not exist on the host");

@@ -118,7 +118,9 @@ class Sandbox {
   // before anything is mounted); all or nothing; once per container
   // (ALREADY_EXISTS after that, until UnshareRootfs). Also gives a spec
   // without a seccomp profile the default one when runtime.default_seccomp
-  // says so (oci::ApplyDefaultSeccomp).
+  // says so (oci::ApplyDefaultSeccomp), and replaces a /dev/shm bind of a
+  // host directory (CRI's sandbox shm) with the pod's guest tmpfs
+  // (UsePodShm): that host directory is never shared.
   Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
   // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
   // busy) and removes mounts/<container_id>.

@@ -750,15 +750,21 @@ case_sysctl() {  # namespaced sysctls apply in the container's namespaces; globa
     run_cask --config "$W/sysctl-bad.json" sy2
 }
 
-case_update_oom() {  # Update reaches the guest cgroup; an OOM kill is published before the exit
-  run_cask -d --memory-limit 67108864 "$IMAGE" up1 sleep 1000
+case_update_oom() {  # Update reaches the guest cgroup; resize without a tty is a no-op; OOM is published before the exit
+  [ -x "${SHIM_CALL:-}" ] || fail "SHIM_CALL (the shim_call test tool) is not set"
+  # ctr's spec mounts no cgroup file system: ask for one (read-only).
+  run_cask -d --memory-limit 67108864 --mount "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev" \
+    "$IMAGE" up1 sleep 1000
   local cg
   cg=$(ctr_exec up1 sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d')
   expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 67108864 "memory.max before the update"
-  ctr_ task update --memory-limit 100663296 up1
+  # What CRI's UpdateContainerResources sends (ctr has no update command).
+  "$SHIM_CALL" "$(shim_socket up1)" update up1 '{"memory":{"limit":100663296},"cpu":{"quota":50000,"period":100000}}' ||
+    fail "Update failed"
   expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 100663296 "memory.max after the update"
-  ctr_ task update --cpu-quota 50000 --cpu-period 100000 up1
   expect_eq "$(ctr_exec up1 cat "$cg/cpu.max")" "50000 100000" "cpu.max after the update"
+  # ResizePty of a process without a terminal: a no-op, as with runc.
+  "$SHIM_CALL" "$(shim_socket up1)" resize up1 "" 120 40 || fail "ResizePty without a terminal was refused"
   rm_tasks up1
   ctr_ events > "$W/events.log" 2>&1 &
   local ev=$! rc=0
