@@ -35,6 +35,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -72,6 +73,9 @@ struct AgentOptions {
   // reply reaches the host first. Empty: no power-off (tests).
   std::function<void()> power_off;
   std::chrono::milliseconds power_off_delay{300};
+  // Sets the wall clock; empty: clock_settime(CLOCK_REALTIME). Tests
+  // replace it.
+  std::function<Status(const struct timespec&)> set_clock;
 };
 
 struct AgentInfo {
@@ -151,6 +155,9 @@ class Agent {
   Status SetupSandbox(const SandboxSetup& setup);
   // Kills and destroys every container, then schedules the power-off.
   Status DestroySandbox();
+  // Sets CLOCK_REALTIME (the host's clock, in ns since the epoch; > 0) via
+  // AgentOptions::set_clock. INVALID_ARGUMENT for a time <= 0.
+  Status SetTime(int64_t realtime_ns);
 
   // Returns the pid of the pending init.
   Result<pid_t> CreateContainer(const std::string& id, std::string_view spec_json, const std::string& rootfs,
@@ -191,8 +198,11 @@ class Agent {
   // (seq 0). At most `max_output` output bytes per batch (capped at 1 MiB).
   Result<EventBatch> GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
                                const WaitLimits& limits);
-  // Adds `bytes` of credit to an output stream (capped at kMaxOutputCredit).
-  Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes);
+  // Adds `bytes` of credit to an output stream or, when `total` is not 0,
+  // raises its credit to `total` minus the bytes it sent so far (an
+  // idempotent grant); capped at kMaxOutputCredit either way.
+  Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes,
+                     uint64_t total = 0);
 
   // WaitLimits for a call: `deadline` plus cancellation by CancelBlockingCalls().
   WaitLimits Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const;

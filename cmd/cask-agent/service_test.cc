@@ -53,6 +53,10 @@ class ServiceTest : public ::testing::Test {
 
   virtual AgentOptions Options() {
     AgentOptions opts;
+    opts.set_clock = [this](const struct timespec& ts) {
+      clock_set_ns_ = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+      return Ok();
+    };
     opts.power_off = [this] { powered_off_ = true; };
     opts.power_off_delay = std::chrono::milliseconds(10);
     return opts;
@@ -66,6 +70,7 @@ class ServiceTest : public ::testing::Test {
   Reaper reaper_;
   OomWatcher oom_;
   std::atomic<bool> powered_off_{false};
+  std::atomic<int64_t> clock_set_ns_{0};
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<rpc::Server> server_;
   std::thread serve_thread_;
@@ -131,6 +136,18 @@ TEST_F(ServiceTest, BlockingOomCallIsReleasedByCancel) {
   canceller.join();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kUnavailable);
+}
+
+TEST_F(ServiceTest, SetTimeSetsTheWallClockFromTheHost) {
+  v1::SetTimeRequest req;
+  req.set_realtime_ns(1'800'000'000'123'456'789);
+  ASSERT_TRUE(Call<v1::Empty>("SetTime", req).ok());
+  EXPECT_EQ(clock_set_ns_.load(), 1'800'000'000'123'456'789);
+  req.set_realtime_ns(-5);
+  auto bad = Call<v1::Empty>("SetTime", req);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(clock_set_ns_.load(), 1'800'000'000'123'456'789);
 }
 
 TEST_F(ServiceTest, DestroySandboxRepliesThenPowersOff) {
@@ -428,16 +445,16 @@ TEST_F(ContainerServiceTest, ExecSignalAndForceRemove) {
   ASSERT_FALSE(e2.ok());
   EXPECT_EQ(e2.error().code(), Code::kAlreadyExists);
 
-  // Exec of a missing binary: the error comes back with its code and the
-  // process is stopped with 127.
+  // Exec of a missing binary: the error comes back with its code before
+  // anything runs, and no process is kept.
   exec.set_exec_id("e2");
   exec.set_process_json(oci::ToJson(Proc({"/bin/nonexistent"})));
   auto bad = Call<v1::ExecProcessResponse>("ExecProcess", exec);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(ExecFailureOf(bad.error()), ExecFailure::kNotFound) << bad.error().ToString();
   auto bst = Wait("c2", "e2");
-  ASSERT_TRUE(bst.ok());
-  EXPECT_EQ(*bst, 127);
+  ASSERT_FALSE(bst.ok());
+  EXPECT_EQ(bst.error().code(), Code::kNotFound);
 
   auto busy = Remove("c2", false);
   ASSERT_FALSE(busy.ok());
@@ -516,14 +533,18 @@ TEST_F(ContainerServiceTest, RemoveProcessFreesTheExecId) {
   EXPECT_EQ(Call<v1::Empty>("RemoveProcess", gone).error().code(), Code::kNotFound);
 }
 
-TEST_F(ContainerServiceTest, StartErrorIsReturnedAndInitStops) {
-  ASSERT_TRUE(Create("c3", {"/bin/nonexistent"}).ok());
-  auto started = Start("c3");
-  ASSERT_FALSE(started.ok());
-  EXPECT_EQ(ExecFailureOf(started.error()), ExecFailure::kNotFound) << started.error().ToString();
+TEST_F(ContainerServiceTest, MissingProgramFailsCreateAndLeavesNothing) {
+  auto c = Create("c3", {"/bin/nonexistent"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ExecFailureOf(c.error()), ExecFailure::kNotFound) << c.error().ToString();
+  EXPECT_NE(c.error().ToString().find("executable \"/bin/nonexistent\""), std::string::npos) << c.error().ToString();
+  // The id is free again: nothing of the failed container is kept.
+  ASSERT_TRUE(Create("c3", {"/bin/sh", "-c", "exit 3"}).ok());
+  ASSERT_TRUE(Start("c3").ok());
   auto st = Wait("c3");
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ(*st, 127);
+  EXPECT_EQ(*st, 3);
   ASSERT_TRUE(Remove("c3", false).ok());
 }
 
@@ -667,6 +688,40 @@ TEST_F(EventStreamTest, OutputWaitsForCreditAndALostReplyIsSentAgain) {
   PollUntil(c, [](const Collected& c) { return c.eof.count("ev2//out") > 0; });
   EXPECT_EQ(c.out["ev2//out"].size(), 3000u * 101);
   ASSERT_TRUE(Remove("ev2", true).ok());
+}
+
+// Grants that carry the stream's total are idempotent: the host sends one
+// again after a lost reply without giving the stream more credit.
+TEST_F(EventStreamTest, TotalGrantsCanBeRepeated) {
+  ASSERT_TRUE(Create("ev3", {"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789; i=$((i+1)); done"}).ok());
+  ASSERT_TRUE(Start("ev3").ok());
+  Collected c;
+  auto at_least = [](size_t n) {
+    return [n](const Collected& c) { return c.out.count("ev3//out") && c.out.at("ev3//out").size() >= n; };
+  };
+  PollUntil(c, at_least(kInitialOutputCredit), /*grant=*/0);
+  v1::GrantOutputRequest g;
+  auto* cr = g.add_credits();
+  cr->set_container_id("ev3");
+  cr->set_stream(v1::STDOUT);
+  cr->set_bytes(999);  // ignored: total wins
+  cr->set_total(2 * kInitialOutputCredit);
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());  // the same grant again
+  PollUntil(c, at_least(2 * kInitialOutputCredit), /*grant=*/0);
+  // Nothing beyond the total comes, however long we ask.
+  auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 300));
+  ASSERT_TRUE(r.ok());
+  size_t extra = 0;
+  for (const auto& o : r->output()) extra += o.data().size();
+  if (r->seq() != 0) ack_ = r->seq();
+  EXPECT_EQ(c.out["ev3//out"].size() + extra, 2 * kInitialOutputCredit);
+  c.out["ev3//out"].resize(c.out["ev3//out"].size() + extra, 'x');
+  cr->set_total(1 << 20);
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+  PollUntil(c, [](const Collected& c) { return c.eof.count("ev3//out") > 0; });
+  EXPECT_EQ(c.out["ev3//out"].size(), 3000u * 101);
+  ASSERT_TRUE(Remove("ev3", true).ok());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "cmd/cask-runtime/signals.h"
 #include "cmd/cask-runtime/terminal.h"
@@ -90,8 +91,10 @@ struct SignalTarget {
 int ReportStartFailure(const Error& e, const std::string& cmd) {
   // The agent's message may carry its own context before "exec: ...".
   const std::string msg = BoundedString(e.message(), 1024);
-  if (auto pos = msg.find("exec: "); pos != std::string::npos) {
+  if (auto pos = msg.find("exec failed: "); pos != std::string::npos) {
     PrintError(msg.substr(pos));
+  } else if (auto pos2 = msg.find("exec: "); pos2 != std::string::npos) {
+    PrintError(msg.substr(pos2));
   } else {
     PrintError("exec: " + cmd + ": " + msg);
   }
@@ -112,6 +115,10 @@ class RunSession {
 
  private:
   Result<int> RunContainer(PreparedContainer& pc, config::Config cfg);
+  // RunContainer's steps; a value in the optional is the exit status to stop with.
+  Result<std::optional<int>> BootSandbox(const PreparedContainer& pc, config::Config cfg);
+  Result<std::optional<int>> CreateContainer(const PreparedContainer& pc, bool tty);
+  Result<int> StartAndWait(const oci::Process& proc, bool tty);
   void Teardown();
   void PrintTiming();
 
@@ -167,6 +174,10 @@ int RunSession::Run() {
   return *status;
 }
 
+// The run, in steps: boot the pod VM, create the container, start it and
+// wait for its exit. Each step returns an exit status to stop with (a
+// signal before the start, a program that cannot be executed) or nothing
+// to go on; errors are returned as such. Teardown() undoes them all.
 Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) {
   oci::Process& proc = *pc.spec.process;
   const bool tty = proc.terminal;
@@ -174,7 +185,20 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   if (tty && stdin_is_tty) {
     if (auto ws = GetWindowSize(STDIN_FILENO)) proc.console_size = oci::ConsoleSize{ws->rows, ws->cols};
   }
+  CASK_ASSIGN_OR_RETURN(std::optional<int> stop, BootSandbox(pc, std::move(cfg)));
+  if (stop) return *stop;
+  CASK_ASSIGN_OR_RETURN(stop, CreateContainer(pc, tty));
+  if (stop) return *stop;
+  if (int sig = target_.cancel_signal.load()) return 128 + sig;
+  if (tty && stdin_is_tty && opts_.interactive) {
+    auto raw = RawTerminal::Enter(STDIN_FILENO);
+    if (!raw.ok()) return std::move(raw).error().Wrap("put the terminal in raw mode");
+    raw_ = std::move(*raw);
+  }
+  return StartAndWait(proc, tty);
+}
 
+Result<std::optional<int>> RunSession::BootSandbox(const PreparedContainer& pc, config::Config cfg) {
   // Whatever happens to this process, the sandbox's host state goes away.
   // Forked while this process still has a single thread.
   CASK_ASSIGN_OR_RETURN(watchdog_, CleanupWatchdog::Start(JoinPath(cfg.runtime.state_dir, id_)));
@@ -191,16 +215,18 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   so.cancelled = [this] { return target_.cancel_signal.load() != 0; };
   auto sb = sandbox::Sandbox::Create(std::move(so));
   if (!sb.ok()) {
-    if (int sig = target_.cancel_signal.load()) return 128 + sig;
+    if (int sig = target_.cancel_signal.load()) return std::optional<int>(128 + sig);
     return std::move(sb).error();
   }
   sandbox_ = std::move(*sb);
   t_booted_ = Clock::now();
-  const std::string& cid = id_;
+  return std::optional<int>();
+}
 
+Result<std::optional<int>> RunSession::CreateContainer(const PreparedContainer& pc, bool tty) {
   // The container: rootfs shared, created in the guest, stdio pumped.
   sandbox::ContainerOptions co;
-  co.id = cid;
+  co.id = id_;
   co.spec = pc.spec;
   co.rootfs_dir = pc.rootfs;
   co.log = log_;
@@ -212,17 +238,22 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
   if (!tty) {
     CASK_ASSIGN_OR_RETURN(co.init_io.stderr_fd, Dup(STDERR_FILENO));
   }
-  CASK_ASSIGN_OR_RETURN(container_, sandbox::Container::Create(sandbox_, std::move(co)).Context("create the container"));
-  t_created_ = Clock::now();
-  const std::shared_ptr<sandbox::Process>& init = container_->init();
-
-  if (int sig = target_.cancel_signal.load()) return 128 + sig;
-  if (tty && stdin_is_tty && opts_.interactive) {
-    auto raw = RawTerminal::Enter(STDIN_FILENO);
-    if (!raw.ok()) return std::move(raw).error().Wrap("put the terminal in raw mode");
-    raw_ = std::move(*raw);
+  auto c = sandbox::Container::Create(sandbox_, std::move(co));
+  if (!c.ok()) {
+    // A program that cannot be executed is found when the container is
+    // created: docker's exit statuses (127, 126) as for a failed start.
+    const oci::Process& proc = *pc.spec.process;
+    if (ExecFailureOf(c.error()) != ExecFailure::kNone)
+      return std::optional<int>(ReportStartFailure(c.error(), proc.args.empty() ? "" : proc.args[0]));
+    return std::move(c).error().Wrap("create the container");
   }
+  container_ = std::move(c).value();
+  t_created_ = Clock::now();
+  return std::optional<int>();
+}
 
+Result<int> RunSession::StartAndWait(const oci::Process& proc, bool tty) {
+  const std::shared_ptr<sandbox::Process>& init = container_->init();
   auto started = container_->Start(*init, {});
   if (!started.ok()) {
     raw_.Restore();
@@ -233,7 +264,7 @@ Result<int> RunSession::RunContainer(PreparedContainer& pc, config::Config cfg) 
     std::lock_guard<std::mutex> l(target_.mu);
     target_.agent = &sandbox_->agent();
     target_.init = init;
-    target_.container_id = cid;
+    target_.container_id = id_;
     target_.tty = tty;
   }
   // A signal that arrived between boot and start is delivered now.

@@ -4,6 +4,8 @@
 
 #include "github.com/containerd/containerd/api/types/task/task.pb.h"
 #include "github.com/containerd/containerd/pkg/runtimeoptions/v1/api.pb.h"
+#include "github.com/containerd/containerd/runtime/linux/runctypes/runc.pb.h"
+#include "github.com/containerd/containerd/runtime/v2/runc/options/oci.pb.h"
 #include "github.com/containerd/containerd/runtime/v2/task/shim.pb.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
 #include "lib/rpc/server.h"
@@ -58,17 +60,60 @@ class CaskService : public ShimService {
 
 }  // namespace
 
-Result<std::string> ConfigPathFromOptions(std::string_view type_url, std::string_view value) {
-  if (type_url.empty() && value.empty()) return std::string();
-  if (TypeName(type_url) != kRuntimeOptionsType)
-    return Error::InvalidArgument("unsupported runtime options type \"" + std::string(type_url) + "\" (cask takes " +
-                                  std::string(kRuntimeOptionsType) + ")");
-  ::runtimeoptions::v1::Options o;
-  if (!o.ParseFromString(std::string(value)))
-    return Error::InvalidArgument("cannot parse runtime options (" + std::string(type_url) + ")");
-  if (!o.config_path().empty() && o.config_path()[0] != '/')
-    return Error::InvalidArgument("runtime option ConfigPath \"" + o.config_path() + "\" is not an absolute path");
-  return o.config_path();
+Result<RuntimeOptions> ParseRuntimeOptions(std::string_view type_url, std::string_view value) {
+  RuntimeOptions out;
+  if (type_url.empty() && value.empty()) return out;
+  const std::string_view type = TypeName(type_url);
+  const std::string bytes(value);
+  auto bad = [&] { return Error::InvalidArgument("cannot parse runtime options (" + std::string(type_url) + ")"); };
+  auto note = [&](bool set, const char* field) {
+    if (set) out.ignored.push_back(field);
+  };
+  if (type == kRuntimeOptionsType) {
+    ::runtimeoptions::v1::Options o;
+    if (!o.ParseFromString(bytes)) return bad();
+    if (!o.config_path().empty() && o.config_path()[0] != '/')
+      return Error::InvalidArgument("runtime option ConfigPath \"" + o.config_path() + "\" is not an absolute path");
+    out.config_path = o.config_path();
+    return out;
+  }
+  if (type == kRuncOptionsType) {
+    ::containerd::runc::v1::Options o;
+    if (!o.ParseFromString(bytes)) return bad();
+    out.io_uid = o.io_uid();
+    out.io_gid = o.io_gid();
+    out.shim_cgroup = o.shim_cgroup();
+    note(o.no_pivot_root(), "no_pivot_root");
+    note(o.no_new_keyring(), "no_new_keyring");
+    note(!o.binary_name().empty(), "binary_name");
+    note(!o.root().empty(), "root");
+    note(!o.criu_path().empty(), "criu_path");
+    note(o.systemd_cgroup(), "systemd_cgroup");
+    note(!o.criu_image_path().empty(), "criu_image_path");
+    note(!o.criu_work_path().empty(), "criu_work_path");
+    return out;
+  }
+  if (type == kRuncCreateOptionsType) {
+    ::containerd::linux::runc::CreateOptions o;
+    if (!o.ParseFromString(bytes)) return bad();
+    out.io_uid = o.io_uid();
+    out.io_gid = o.io_gid();
+    out.shim_cgroup = o.shim_cgroup();
+    note(o.no_pivot_root(), "no_pivot_root");
+    note(o.open_tcp(), "open_tcp");
+    note(o.external_unix_sockets(), "external_unix_sockets");
+    note(o.terminal(), "terminal");
+    note(o.file_locks(), "file_locks");
+    note(o.empty_namespaces_size() > 0, "empty_namespaces");
+    note(!o.cgroups_mode().empty(), "cgroups_mode");
+    note(o.no_new_keyring(), "no_new_keyring");
+    note(!o.criu_work_path().empty(), "criu_work_path");
+    note(!o.criu_image_path().empty(), "criu_image_path");
+    return out;
+  }
+  return Error::InvalidArgument("unsupported runtime options type \"" + std::string(type_url) + "\" (cask takes " +
+                                std::string(kRuntimeOptionsType) + ", " + std::string(kRuncOptionsType) + " or " +
+                                std::string(kRuncCreateOptionsType) + ")");
 }
 
 void RegisterTaskService(rpc::Server& server, TaskService& svc, std::function<void()> on_shutdown_when_empty) {
@@ -82,7 +127,12 @@ void RegisterTaskService(rpc::Server& server, TaskService& svc, std::function<vo
     p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
     p.checkpoint = r.checkpoint();
     if (r.has_options()) {
-      CASK_ASSIGN_OR_RETURN(p.config_path, ConfigPathFromOptions(r.options().type_url(), r.options().value()));
+      CASK_ASSIGN_OR_RETURN(RuntimeOptions o, ParseRuntimeOptions(r.options().type_url(), r.options().value()));
+      p.config_path = std::move(o.config_path);
+      p.io_uid = o.io_uid;
+      p.io_gid = o.io_gid;
+      p.shim_cgroup = std::move(o.shim_cgroup);
+      p.ignored_options = std::move(o.ignored);
     }
     CASK_ASSIGN_OR_RETURN(uint32_t pid, svc.Create(p));
     pb::CreateTaskResponse resp;

@@ -9,14 +9,26 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/sandbox/pod_netns.h"
 #include "lib/oci/parse.h"
 #include "lib/oci/id.h"
 #include "lib/sandbox/container.h"
+#include "lib/sandbox/pod_shm.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
 #include "cmd/containerd-shim-cask-v2/vm_record.h"
 
 namespace cask::shim {
+
+struct TaskService::CreatePlan {
+  oci::Spec spec;
+  std::string spec_path;
+  Grouping grouping;
+  std::shared_ptr<sandbox::Sandbox> vm;     // the running pod VM; null: this task boots one
+  std::optional<config::Config> cfg;        // when booting
+  std::optional<sandbox::PodVmSize> size;   // when booting
+  std::string netns_path;                   // when booting: the pod network namespace ("" for none)
+};
 
 struct TaskService::Task {
   std::string id;
@@ -73,6 +85,63 @@ Result<sandbox::ProcessIoFds> OpenStdio(const StdioPaths& s) {
   }
   CASK_ASSIGN_OR_RETURN(fds.stdin_fd, OpenInput(s.stdin_path));
   return fds;
+}
+
+// runc's io_uid/io_gid: the stdio FIFOs belong to the container's user.
+Status ChownStdio(const sandbox::ProcessIoFds& fds, uint32_t uid, uint32_t gid) {
+  if (uid == 0 && gid == 0) return Ok();
+  for (const UniqueFd* fd : {&fds.stdin_fd, &fds.stdout_fd, &fds.stderr_fd}) {
+    if (!fd->valid()) continue;
+    struct stat st;
+    if (::fstat(fd->get(), &st) != 0) return Error::Sys(errno, "stat stdio");
+    if (!S_ISFIFO(st.st_mode)) continue;  // a file:// log stays the shim's
+    if (::fchown(fd->get(), uid, gid) != 0)
+      return Error::Sys(errno, "chown stdio FIFO to io_uid " + std::to_string(uid) + ", io_gid " + std::to_string(gid));
+  }
+  return Ok();
+}
+
+constexpr std::string_view kCgroupMount = "/sys/fs/cgroup";
+
+// The cgroup directories `path` names: on the unified hierarchy one, on a
+// v1 (or hybrid) host one per hierarchy that has it.
+Result<std::vector<std::string>> ShimCgroupDirs(const std::string& path) {
+  std::string rel = path;
+  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  if (rel.empty()) return Error::InvalidArgument("runc option shim_cgroup \"" + path + "\": the root cgroup");
+  for (size_t start = 0; start <= rel.size();) {
+    size_t slash = rel.find('/', start);
+    std::string_view part = std::string_view(rel).substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part.empty() || part == "." || part == "..")
+      return Error::InvalidArgument("runc option shim_cgroup \"" + path + "\": not a cgroup path");
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  std::vector<std::string> dirs;
+  const std::string root(kCgroupMount);
+  if (PathExists(root + "/cgroup.controllers")) {
+    if (PathExists(JoinPath(root, rel) + "/cgroup.procs")) dirs.push_back(JoinPath(root, rel));
+  } else {
+    for (const char* h : {"memory", "cpu,cpuacct", "cpu", "pids", "cpuset", "blkio", "devices", "freezer",
+                          "net_cls,net_prio", "perf_event", "hugetlb", "systemd", "unified"}) {
+      std::string d = JoinPath(JoinPath(root, h), rel);
+      if (PathExists(d + "/cgroup.procs")) dirs.push_back(d);
+    }
+  }
+  if (dirs.empty()) return Error::InvalidArgument("runc option shim_cgroup \"" + path + "\": no such cgroup");
+  return dirs;
+}
+
+Status CheckShimCgroup(const std::string& path) {
+  if (path.empty()) return Ok();
+  CASK_TRY(ShimCgroupDirs(path));
+  return Ok();
+}
+
+Status JoinShimCgroup(const std::string& path) {
+  CASK_ASSIGN_OR_RETURN(std::vector<std::string> dirs, ShimCgroupDirs(path));
+  for (const std::string& d : dirs) CASK_TRY(WriteFile(d + "/cgroup.procs", std::to_string(::getpid())).Context("join shim_cgroup"));
+  return Ok();
 }
 
 bool AgentGone(const Error& e) { return e.code() == Code::kUnavailable; }
@@ -207,6 +276,10 @@ void TaskService::WatchOom(std::shared_ptr<sandbox::Sandbox> vm) {
         known = tasks_.count(*r) > 0;
       }
       if (filter.Accept(*r, known, std::chrono::steady_clock::now())) {
+        {
+          MutexLock lk(mu_);
+          ++oom_published_[*r];
+        }
         log_.Info("container OOM-killed a process", {{"container", *r}});
         Publish(TaskOomEvent{*r});
       } else if (filter.unknown() + filter.coalesced() + filter.rate_limited() >= refused_logged * 2 + 1) {
@@ -228,7 +301,39 @@ Result<uint32_t> TaskService::Create(const CreateTaskParams& p) {
   return CreateLocked(p);
 }
 
+// Create, in named steps. Everything PlanCreate checks is checked before
+// the first side effect; each later step undoes its own work on failure
+// (the Container owner unwinds itself; a VM booted for this task is
+// destroyed), so a failed Create leaves nothing behind.
 Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
+  CASK_ASSIGN_OR_RETURN(CreatePlan plan, PlanCreate(p));
+  for (const std::string& f : p.ignored_options)
+    log_.Debug("runc option ignored: it has no meaning for a VM runtime", {{"container", p.id}, {"option", f}});
+  auto t = std::make_unique<Task>();
+  t->id = p.id;
+  t->bundle = p.bundle;
+  t->kind = plan.grouping.kind;
+  t->log = log_.With("sandbox", plan.grouping.group_id).With("container", p.id);
+  t->init_stdio = p.stdio;
+  CASK_ASSIGN_OR_RETURN(sandbox::ContainerOptions co, ContainerOptionsFor(p, plan, t->log));
+
+  const bool boot = !plan.vm;
+  if (boot) {
+    CASK_ASSIGN_OR_RETURN(plan.vm, BootPodVm(p, plan, t->log));
+  }
+  // Output that never ends (a guest answering reads with nothing) cannot
+  // hold an exit longer than a teardown may take.
+  co.drain_after_exit = TeardownTimeout();
+  auto c = sandbox::Container::Create(plan.vm, std::move(co));
+  if (!c.ok()) {
+    if (boot) (void)DestroySandboxLocked();  // a pod of one leaves no VM behind
+    return FromGuest(std::move(c).error());
+  }
+  t->c = std::move(c).value();
+  return RegisterTask(p, std::move(t));
+}
+
+Result<TaskService::CreatePlan> TaskService::PlanCreate(const CreateTaskParams& p) {
   CASK_TRY(oci::ValidateId("task id", p.id));
   {
     MutexLock lk(mu_);
@@ -239,55 +344,58 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
   if (p.bundle.empty() || p.bundle[0] != '/')
     return Error::InvalidArgument("bundle \"" + p.bundle + "\" is not an absolute path");
 
-  // Everything is validated before the first side effect.
-  const std::string spec_path = JoinPath(p.bundle, "config.json");
-  auto json = ReadFile(spec_path);
+  CreatePlan plan;
+  plan.spec_path = JoinPath(p.bundle, "config.json");
+  auto json = ReadFile(plan.spec_path);
   if (!json.ok()) return FromHost(std::move(json).error().Wrap("read OCI spec"));
   auto parsed = oci::ParseSpec(*json);
-  if (!parsed.ok()) return FromHost(std::move(parsed).error().Wrap("invalid OCI spec " + spec_path));
-  oci::Spec spec = std::move(parsed).value();
-  if (!spec.process) return Error::InvalidArgument("invalid OCI spec " + spec_path + ": process: required to run a task");
-  CASK_ASSIGN_OR_RETURN(Grouping g, DecideGrouping(spec.annotations, p.id));
+  if (!parsed.ok()) return FromHost(std::move(parsed).error().Wrap("invalid OCI spec " + plan.spec_path));
+  plan.spec = std::move(parsed).value();
+  if (!plan.spec.process)
+    return Error::InvalidArgument("invalid OCI spec " + plan.spec_path + ": process: required to run a task");
+  CASK_ASSIGN_OR_RETURN(plan.grouping, DecideGrouping(plan.spec.annotations, p.id));
 
-  std::shared_ptr<sandbox::Sandbox> vm;
   std::string vm_id;
   {
     MutexLock lk(mu_);
-    vm = sandbox_;
+    plan.vm = sandbox_;
     vm_id = sandbox_id_;
   }
-  const bool boot = !vm;
-  if (g.kind == ContainerKind::kPodContainer) {
-    if (!vm || g.group_id != vm_id)
-      return Error::FailedPrecondition("pod sandbox " + g.group_id + " is not running in this shim");
-  } else if (vm) {
+  if (plan.grouping.kind == ContainerKind::kPodContainer) {
+    if (!plan.vm || plan.grouping.group_id != vm_id)
+      return Error::FailedPrecondition("pod sandbox " + plan.grouping.group_id + " is not running in this shim");
+  } else if (plan.vm) {
     return Error::FailedPrecondition("cannot create another sandbox in pod " + vm_id);
   }
-  std::optional<config::Config> cfg;
-  if (boot) {
+  if (!plan.vm) {
+    // A VM cannot share the host's network, PID or IPC namespace.
+    CASK_ASSIGN_OR_RETURN(plan.netns_path, sandbox::PodNetnsPath(plan.spec));
     auto loaded = deps_.load_config(p.config_path);
     if (!loaded.ok()) return FromHost(std::move(loaded).error().Wrap("cask configuration"));
-    cfg = std::move(loaded).value();
+    plan.cfg = std::move(loaded).value();
+    auto size = sandbox::SizePodVm(plan.cfg->hypervisor, plan.spec.annotations);
+    if (!size.ok()) return std::move(size).error().Wrap("size the pod VM");
+    plan.size = *size;
+    CASK_TRY(CheckShimCgroup(p.shim_cgroup));
   }
+  return plan;
+}
 
-  auto t = std::make_unique<Task>();
-  t->id = p.id;
-  t->bundle = p.bundle;
-  t->kind = g.kind;
-  t->log = log_.With("sandbox", g.group_id).With("container", p.id);
-  t->init_stdio = p.stdio;
-
+Result<sandbox::ContainerOptions> TaskService::ContainerOptionsFor(const CreateTaskParams& p, CreatePlan& plan,
+                                                                   const Logger& log) {
   sandbox::ContainerOptions co;
   co.id = p.id;
-  co.log = t->log;
+  co.log = log;
   co.on_exit = [this](sandbox::Process& proc, const sandbox::ExitInfo& e) { OnExit(proc, e); };
+  co.before_exit = [this](sandbox::Process& proc) { BeforeExit(proc); };
   if (!p.rootfs.empty()) {
     co.rootfs_dir = JoinPath(p.bundle, "rootfs");
     for (const RootfsMount& m : p.rootfs) co.rootfs_mounts.push_back({m.type, m.source, m.options});
     if (Status st = MkdirAll(co.rootfs_dir, 0711); !st.ok()) return FromHost(std::move(st).error());
   } else {
+    const oci::Spec& spec = plan.spec;
     if (!spec.root || spec.root->path.empty())
-      return Error::InvalidArgument("invalid OCI spec " + spec_path +
+      return Error::InvalidArgument("invalid OCI spec " + plan.spec_path +
                                     ": root.path: required when containerd passes no rootfs mounts");
     co.rootfs_dir = spec.root->path[0] == '/' ? spec.root->path : JoinPath(p.bundle, spec.root->path);
     struct stat st;
@@ -297,48 +405,57 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
   }
   auto io = OpenStdio(p.stdio);
   if (!io.ok()) return FromHost(std::move(io).error().Wrap("open stdio"));
+  if (Status own = ChownStdio(*io, p.io_uid, p.io_gid); !own.ok()) return FromHost(std::move(own).error());
   co.init_io = std::move(io).value();
-  co.spec = std::move(spec);
+  co.spec = plan.spec;
+  return co;
+}
 
-  if (boot) {
-    sandbox::SandboxOptions so;
-    so.id = g.group_id;
-    so.config = *cfg;
-    so.hostname = co.spec.hostname;
-    so.logger = log_.WithSubsystem("sandbox");
-    so.cancelled = [this] {
-      MutexLock lk(mu_);
-      return stopped_;
-    };
-    t->log.Info("booting pod VM", {{"config", cfg->source}});
-    auto sb = deps_.create_sandbox(std::move(so));
-    if (!sb.ok()) return FromHost(std::move(sb).error());
-    vm = std::move(sb).value();
-    {
-      MutexLock lk(mu_);
-      sandbox_ = vm;
-      sandbox_id_ = g.group_id;
-      sandbox_bundle_ = p.bundle;
-      teardown_timeout_ = std::chrono::milliseconds(cfg->agent.teardown_timeout_ms);
-      vm_killed_ = false;
-      vm_terminated_ = false;
-    }
-    if (Status st = WriteVmRecord(p.bundle, vm->dir()); !st.ok())
-      t->log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
-    oom_thread_ = std::thread([this, vm] { WatchOom(vm); });
-    t->log.Info("pod VM ready", {{"vmm_pid", std::to_string(vm->vmm_pid())},
-                                 {"kernel", BoundedString(vm->agent_info().kernel_release, 128)}});
+Result<std::shared_ptr<sandbox::Sandbox>> TaskService::BootPodVm(const CreateTaskParams& p, const CreatePlan& plan,
+                                                                 const Logger& log) {
+  if (!p.shim_cgroup.empty()) {
+    // Before the VM: QEMU and virtiofsd start in the shim's cgroup.
+    if (Status st = JoinShimCgroup(p.shim_cgroup); !st.ok()) return FromHost(std::move(st).error());
+    log.Info("joined the shim cgroup", {{"cgroup", p.shim_cgroup}});
   }
+  sandbox::SandboxOptions so;
+  so.id = plan.grouping.group_id;
+  so.config = *plan.cfg;
+  so.config.hypervisor.vcpus = plan.size->vcpus;
+  so.config.hypervisor.memory_mib = plan.size->memory_mib;
+  so.hostname = plan.spec.hostname;
+  so.netns_path = plan.netns_path;
+  so.shm_bytes = sandbox::PodShmBytes(plan.spec);
+  so.logger = log_.WithSubsystem("sandbox");
+  so.cancelled = [this] {
+    MutexLock lk(mu_);
+    return stopped_;
+  };
+  log.Info("booting pod VM", {{"config", plan.cfg->source},
+                              {"vcpus", std::to_string(plan.size->vcpus)},
+                              {"memory_mib", std::to_string(plan.size->memory_mib)},
+                              {"sized_by", plan.size->reason}});
+  auto sb = deps_.create_sandbox(std::move(so));
+  if (!sb.ok()) return FromHost(std::move(sb).error());
+  std::shared_ptr<sandbox::Sandbox> vm = std::move(sb).value();
+  {
+    MutexLock lk(mu_);
+    sandbox_ = vm;
+    sandbox_id_ = plan.grouping.group_id;
+    sandbox_bundle_ = p.bundle;
+    teardown_timeout_ = std::chrono::milliseconds(plan.cfg->agent.teardown_timeout_ms);
+    vm_killed_ = false;
+    vm_terminated_ = false;
+  }
+  if (Status st = WriteVmRecord(p.bundle, vm->dir()); !st.ok())
+    log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
+  oom_thread_ = std::thread([this, vm] { WatchOom(vm); });
+  log.Info("pod VM ready", {{"vmm_pid", std::to_string(vm->vmm_pid())},
+                            {"kernel", BoundedString(vm->agent_info().kernel_release, 128)}});
+  return vm;
+}
 
-  // Output that never ends (a guest answering reads with nothing) cannot
-  // hold an exit longer than a teardown may take.
-  co.drain_after_exit = TeardownTimeout();
-  auto c = sandbox::Container::Create(vm, std::move(co));
-  if (!c.ok()) {
-    if (boot) (void)DestroySandboxLocked();
-    return FromGuest(std::move(c).error());
-  }
-  t->c = std::move(c).value();
+uint32_t TaskService::RegisterTask(const CreateTaskParams& p, std::unique_ptr<Task> t) {
   TaskCreateEvent ev{p.id, p.bundle, p.rootfs, p.stdio.stdin_path, p.stdio.stdout_path, p.stdio.stderr_path,
                      p.stdio.terminal, p.checkpoint, 0};
   {
@@ -349,6 +466,28 @@ Result<uint32_t> TaskService::CreateLocked(const CreateTaskParams& p) {
   log_.Info("task created", {{"container", p.id}});
   Publish(ev);
   return ev.pid;
+}
+
+void TaskService::BeforeExit(sandbox::Process& p) {
+  // containerd's CRI plugin marks a container OOMKilled when TaskOOM
+  // arrives; the OOM watcher's poll may not have seen the kill yet, so the
+  // exit of an init asks the guest's cgroup (memory.events oom_kill) first.
+  if (!p.is_init()) return;
+  const std::string& cid = p.container_id();
+  auto vm = Vm();
+  if (!vm.ok() || (*vm)->agent().closed()) return;
+  auto stats = (*vm)->agent().StatsContainer(cid);
+  if (!stats.ok()) return;
+  auto it = stats->memory_events.find("oom_kill");
+  if (it == stats->memory_events.end() || it->second == 0) return;
+  {
+    MutexLock lk(mu_);
+    uint64_t& published = oom_published_[cid];
+    if (published >= it->second) return;
+    published = it->second;
+  }
+  log_.Info("container OOM-killed a process", {{"container", cid}, {"seen_at", "exit"}});
+  Publish(TaskOomEvent{cid});
 }
 
 Result<uint32_t> TaskService::Start(const std::string& id, const std::string& exec_id) {
@@ -450,6 +589,7 @@ Result<ExitInfo> TaskService::Delete(const std::string& id, const std::string& e
     auto it = tasks_.find(id);
     dead = std::move(it->second);
     tasks_.erase(it);
+    oom_published_.erase(id);
   }
   dead.reset();  // the Container unwinds: watchers, pumps, share, rootfs
   exit_cv_.notify_all();
@@ -610,7 +750,9 @@ Status TaskService::ResizePty(const std::string& id, const std::string& exec_id,
     CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
     CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
     const StdioPaths& s = exec_id.empty() ? t->init_stdio : t->exec_stdio[exec_id];
-    if (!s.terminal) return Error::FailedPrecondition(std::string(p->what()) + " has no terminal");
+    // As runc: resizing a process without a terminal does nothing (attach
+    // clients resize whatever they attached to).
+    if (!s.terminal) return Ok();
     if (p->state() == ProcessState::kStopped) return Ok();
   }
   CASK_ASSIGN_OR_RETURN(auto vm, Vm());

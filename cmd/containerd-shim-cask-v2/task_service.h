@@ -31,11 +31,26 @@
 // OOM: one watcher per VM turns GetOOMEvent into TaskOOM, through an
 // OomEventFilter (only ids of tasks of this shim, coalesced, rate-limited)
 // and pacing of the calls themselves, so a flooding guest costs little CPU.
+// The watcher may not have seen a kill when the container's init exits: the
+// exit of an init first reads the guest cgroup's oom_kill count and
+// publishes TaskOOM for kills not yet published, before the exit is
+// recorded (Wait returns) and before TaskExit.
 //
 // Event order: TaskCreate when Create returns; TaskStart/TaskExecStarted
 // are published under event_mu_, which the exit callback takes before
-// TaskExit, so no TaskExit precedes its start event; TaskDelete follows
-// TaskExit.
+// TaskExit, so no TaskExit precedes its start event; TaskOOM for a kill that
+// ended an init precedes its TaskExit; TaskDelete follows TaskExit.
+//
+// Output before exit: Wait returns and TaskExit is published only once the
+// process's output reached the stdout/stderr FIFOs (sandbox::Container's
+// contract: the exit is recorded after the pump drained, bounded by
+// agent.teardown_timeout_ms for a guest that never ends its output). Any
+// rewrite of the I/O pump must keep WaitDrainedFor meaning "every byte the
+// process wrote before its exit is in the host fds".
+//
+// Times: created, started and exited times are the host's (the guest clock
+// is set from the host but never trusted for ordering); exited_at is never
+// before the start.
 //
 // Thread safety: every method may be called concurrently from ttrpc
 // handler threads. Wait blocks; State/Pids/Kill/Connect never wait behind a
@@ -60,6 +75,7 @@
 #include "lib/config/config.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
+#include "lib/sandbox/vm_settings.h"
 #include "lib/shim/events.h"
 #include "lib/shim/grouping.h"
 #include "cmd/containerd-shim-cask-v2/process_state.h"
@@ -68,6 +84,7 @@
 namespace cask::sandbox {
 class Sandbox;
 struct SandboxOptions;
+struct ContainerOptions;
 class Container;
 class Process;
 struct ExitInfo;
@@ -95,6 +112,16 @@ struct CreateTaskParams {
   std::string checkpoint;
   // From runtimeoptions.v1.Options.config_path; empty: the default file.
   std::string config_path;
+  // From runc's options (containerd.runc.v1.Options or
+  // containerd.linux.runc.CreateOptions), which containerd 1.6's Go client
+  // sends to any runtime. io_uid/io_gid: the owner given to the stdio
+  // FIFOs (0:0 leaves them alone). shim_cgroup: a cgroup path (below the
+  // cgroup mount) the shim joins before it boots the pod VM, so that QEMU
+  // and virtiofsd start there; a cgroup that does not exist fails Create.
+  uint32_t io_uid = 0, io_gid = 0;
+  std::string shim_cgroup;
+  // runc options that were set but mean nothing for a VM (logged at debug).
+  std::vector<std::string> ignored_options;
 };
 
 struct ExecParams {
@@ -193,7 +220,22 @@ class TaskService {
   // teardown timeout, the VM is destroyed, which ends it.
   Status WithTeardownDeadline(const std::string& what, const std::function<Status()>& call) EXCLUDES(mu_);
   Status DestroySandboxLocked() REQUIRES(op_mu_) EXCLUDES(mu_);
+  // Create's steps (CreateLocked runs them in order).
+  struct CreatePlan;
   Result<uint32_t> CreateLocked(const CreateTaskParams& p) REQUIRES(op_mu_);
+  // Reads and checks everything (spec, grouping, config, VM size, runc
+  // options) before the first side effect.
+  Result<CreatePlan> PlanCreate(const CreateTaskParams& p) REQUIRES(op_mu_);
+  // The Container's options: rootfs, stdio (opened, owned by io_uid/gid).
+  Result<sandbox::ContainerOptions> ContainerOptionsFor(const CreateTaskParams& p, CreatePlan& plan,
+                                                        const Logger& log) REQUIRES(op_mu_);
+  // Joins the shim cgroup, boots the pod VM, records it, starts the OOM watcher.
+  Result<std::shared_ptr<sandbox::Sandbox>> BootPodVm(const CreateTaskParams& p, const CreatePlan& plan,
+                                                      const Logger& log) REQUIRES(op_mu_) EXCLUDES(mu_);
+  // Stores the task and publishes TaskCreate; returns the pid containerd sees.
+  uint32_t RegisterTask(const CreateTaskParams& p, std::unique_ptr<Task> t) REQUIRES(op_mu_) EXCLUDES(mu_);
+  // ContainerOptions::before_exit: publishes an OOM kill ahead of the exit.
+  void BeforeExit(sandbox::Process& p) EXCLUDES(mu_);
   void Publish(const TaskEvent& e);
 
   const Deps deps_;
@@ -217,6 +259,8 @@ class TaskService {
   bool vm_killed_ GUARDED_BY(mu_) = false;      // lost exits are reported as 137
   bool vm_terminated_ GUARDED_BY(mu_) = false;  // TerminateVm ran
   std::map<std::string, std::unique_ptr<Task>> tasks_ GUARDED_BY(mu_);
+  // TaskOOM events published per task (compared with the guest's oom_kill).
+  std::map<std::string, uint64_t> oom_published_ GUARDED_BY(mu_);
   bool stopped_ GUARDED_BY(mu_) = false;
   std::thread oom_thread_;  // started and joined under op_mu_
 };

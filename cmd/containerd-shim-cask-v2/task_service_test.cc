@@ -9,6 +9,7 @@
 
 #include <cstdio>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -19,6 +20,7 @@
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/parse.h"
 #include "lib/sandbox/fake_vm_for_test.h"
+#include "lib/sandbox/pod_shm.h"
 #include "lib/sandbox/sandbox.h"
 #include "lib/sandbox/shared_dir.h"
 
@@ -105,11 +107,13 @@ class TaskServiceTest : public ::testing::Test {
     ASSERT_TRUE(sandbox::RemoveTreeNoMounts(root_).ok());
   }
 
-  CreateTaskParams Bundle(const std::string& id) {
+  CreateTaskParams Bundle(const std::string& id, std::vector<std::string> args = {"sh"},
+                          std::map<std::string, std::string> annotations = {}) {
     std::string b = root_ + "/bundles/" + id;
     EXPECT_TRUE(MkdirAll(b).ok());
-    oci::Spec spec = oci::DefaultSpec({"sh"}, false);
+    oci::Spec spec = oci::DefaultSpec(args, false);
     spec.root = oci::Root{root_ + "/rootfs", false};
+    spec.annotations = std::move(annotations);
     EXPECT_TRUE(WriteFile(b + "/config.json", oci::ToJson(spec)).ok());
     CreateTaskParams p;
     p.id = id;
@@ -419,6 +423,106 @@ TEST_F(TaskServiceTest, ErrorCodesContainerdSees) {
   EXPECT_EQ(svc_->Kill("e1", "", 9, false).error().code(), Code::kNotFound);
   EXPECT_EQ(svc_->Stats("e1").error().code(), Code::kFailedPrecondition);
   ASSERT_TRUE(svc_->Delete("e1", "").ok());
+}
+
+// containerd expects a missing program to fail NewTask (Create), as runc
+// does; the pod of one container leaves no VM.
+TEST_F(TaskServiceTest, MissingProgramFailsCreateAndLeavesNoVm) {
+  auto c = svc_->Create(Bundle("m1", {world_.missing_program}));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kFailedPrecondition) << c.error().ToString();
+  EXPECT_EQ(ExecFailureOf(c.error()), ExecFailure::kNotFound);
+  EXPECT_NE(c.error().ToString().find("executable \"" + world_.missing_program + "\""), std::string::npos)
+      << c.error().ToString();
+  EXPECT_EQ(world_.started.load(), 1);
+  EXPECT_EQ(world_.stopped.load(), 1);
+  EXPECT_TRUE(svc_->Empty());
+  EXPECT_FALSE(PathExists(root_ + "/state/m1"));
+  EXPECT_TRUE(Topics().empty());
+}
+
+TEST_F(TaskServiceTest, OomKillIsPublishedBeforeTheExit) {
+  ASSERT_TRUE(svc_->Create(Bundle("o1")).ok());
+  ASSERT_TRUE(svc_->Start("o1", "").ok());
+  {
+    std::lock_guard l(world_.mu);
+    world_.oom_kills["o1"] = 1;  // the guest's memory.events says oom_kill 1
+  }
+  ASSERT_TRUE(svc_->Kill("o1", "", 9, false).ok());
+  ASSERT_TRUE(svc_->Wait("o1", "").ok());
+  // Delete joins the exit watcher: TaskExit is out when it returns.
+  ASSERT_TRUE(svc_->Delete("o1", "").ok());
+  auto t = Topics();
+  auto oom = std::find(t.begin(), t.end(), "/tasks/oom");
+  auto exit = std::find(t.begin(), t.end(), "/tasks/exit");
+  ASSERT_NE(oom, t.end()) << "no TaskOOM";
+  ASSERT_NE(exit, t.end());
+  EXPECT_LT(oom, exit);
+  EXPECT_EQ(std::count(t.begin(), t.end(), "/tasks/oom"), 1);
+}
+
+TEST_F(TaskServiceTest, TimesAreTheHostsAndTheGuestClockIsSet) {
+  auto before = std::chrono::system_clock::now();
+  ASSERT_TRUE(svc_->Create(Bundle("t1")).ok());
+  // The guest clock was set from the host's at boot.
+  EXPECT_GE(world_.set_times.load(), 1);
+  auto set_at = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::nanoseconds(world_.last_set_time_ns.load())));
+  EXPECT_GE(set_at, before);
+  EXPECT_LE(set_at, std::chrono::system_clock::now());
+  ASSERT_TRUE(svc_->Start("t1", "").ok());
+  ASSERT_TRUE(svc_->Kill("t1", "", 9, false).ok());
+  auto w = svc_->Wait("t1", "");
+  ASSERT_TRUE(w.ok());
+  // The fake guest reports an exit time in 2023: the host's is used.
+  EXPECT_GE(w->exited_at, before);
+  EXPECT_LE(w->exited_at, std::chrono::system_clock::now());
+  ASSERT_TRUE(svc_->Delete("t1", "").ok());
+}
+
+TEST_F(TaskServiceTest, ResizePtyWithoutATerminalIsANoOp) {
+  ASSERT_TRUE(svc_->Create(Bundle("r1")).ok());
+  EXPECT_TRUE(svc_->ResizePty("r1", "", 80, 24).ok());
+  ASSERT_TRUE(svc_->Start("r1", "").ok());
+  EXPECT_TRUE(svc_->ResizePty("r1", "", 120, 40).ok());
+  EXPECT_EQ(svc_->ResizePty("r1", "nope", 1, 1).error().code(), Code::kNotFound);
+  ASSERT_TRUE(svc_->Kill("r1", "", 9, false).ok());
+  ASSERT_TRUE(svc_->Wait("r1", "").ok());
+  ASSERT_TRUE(svc_->Delete("r1", "").ok());
+}
+
+TEST_F(TaskServiceTest, PodVmSizeFromAnnotationsWithinBounds) {
+  auto bad = svc_->Create(Bundle("s1", {"sh"}, {{"io.cask.vcpus", "99"}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.error().ToString().find("io.cask.vcpus"), std::string::npos) << bad.error().ToString();
+  EXPECT_EQ(world_.started.load(), 0);  // nothing was started
+  EXPECT_TRUE(Topics().empty());
+
+  ASSERT_TRUE(svc_->Create(Bundle("s2", {"sh"}, {{"io.cask.vcpus", "2"}, {"io.cask.memory_mib", "512"}})).ok());
+  {
+    std::lock_guard l(world_.mu);
+    EXPECT_EQ(world_.last_config.vcpus, 2u);
+    EXPECT_EQ(world_.last_config.memory_mib, 512u);
+    // The pod's /dev/shm tmpfs is mounted at setup.
+    bool shm = false;
+    for (const auto& m : world_.last_setup.mounts())
+      if (m.target() == sandbox::kGuestPodShmDir && m.fstype() == "tmpfs") shm = true;
+    EXPECT_TRUE(shm);
+  }
+  ASSERT_TRUE(svc_->Delete("s2", "").ok());
+}
+
+TEST_F(TaskServiceTest, RuncShimCgroupThatDoesNotExistFailsCreate) {
+  CreateTaskParams p = Bundle("g1");
+  p.shim_cgroup = "/cask-test-no-such-cgroup";
+  auto r = svc_->Create(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.error().ToString().find("shim_cgroup"), std::string::npos) << r.error().ToString();
+  p.shim_cgroup = "/../etc";
+  EXPECT_EQ(svc_->Create(p).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(world_.started.load(), 0);
 }
 
 TEST(OomEventFilter, OnlyKnownCoalescedAndRateLimited) {

@@ -120,6 +120,10 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
       CASK_TRY(r.Uint(node, key, kMinVcpus, kMaxVcpus, &h->vcpus));
     } else if (name == "memory_mib") {
       CASK_TRY(r.Uint(node, key, kMinMemoryMib, kMaxMemoryMib, &h->memory_mib));
+    } else if (name == "max_vcpus") {
+      CASK_TRY(r.Uint(node, key, kMinVcpus, kMaxVcpus, &h->max_vcpus));
+    } else if (name == "max_memory_mib") {
+      CASK_TRY(r.Uint(node, key, kMinMemoryMib, kMaxMemoryMib, &h->max_memory_mib));
     } else if (name == "kernel_params") {
       CASK_TRY(r.String(node, key, &h->kernel_params));
     } else if (name == "virtiofsd_path") {
@@ -137,6 +141,19 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
     } else {
       return r.Bad(key, "unknown key");
     }
+  }
+  // A maximum below the base size: an error when the file says so, else
+  // the default maximum follows the base.
+  if (h->max_vcpus < h->vcpus) {
+    if (t.contains("max_vcpus"))
+      return r.Bad("hypervisor.max_vcpus", "must be at least hypervisor.vcpus (" + std::to_string(h->vcpus) + ")");
+    h->max_vcpus = h->vcpus;
+  }
+  if (h->max_memory_mib < h->memory_mib) {
+    if (t.contains("max_memory_mib"))
+      return r.Bad("hypervisor.max_memory_mib",
+                   "must be at least hypervisor.memory_mib (" + std::to_string(h->memory_mib) + ")");
+    h->max_memory_mib = h->memory_mib;
   }
   return Ok();
 }
@@ -281,6 +298,8 @@ std::string ToToml(const Config& c) {
   s += "accel = " + DoubleQuoted(AccelName(h.accel)) + "\n";
   s += "vcpus = " + std::to_string(h.vcpus) + "\n";
   s += "memory_mib = " + std::to_string(h.memory_mib) + "\n";
+  s += "max_vcpus = " + std::to_string(h.max_vcpus) + "\n";
+  s += "max_memory_mib = " + std::to_string(h.max_memory_mib) + "\n";
   s += "kernel_params = " + DoubleQuoted(h.kernel_params) + "\n";
   s += "virtiofsd_path = " + DoubleQuoted(h.virtiofsd_path) + "\n";
   s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";

@@ -42,6 +42,11 @@ struct HypervisorConfig {
   Accel accel = Accel::kAuto;
   uint32_t vcpus = 1;                     // 1..64
   uint32_t memory_mib = 256;              // 64..65536
+  // Bounds of a pod's VM size once its limits and io.cask.* annotations
+  // are counted (lib/sandbox/vm_settings.h SizePodVm); at least vcpus /
+  // memory_mib (checked by Parse).
+  uint32_t max_vcpus = 8;                 // 1..64
+  uint32_t max_memory_mib = 8192;         // 64..65536
   std::string kernel_params;              // appended to the kernel command line
   std::string virtiofsd_path = "/usr/lib/qemu/virtiofsd";
   std::string virtiofs_cache = "auto";    // auto | always | none

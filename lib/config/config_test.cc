@@ -148,6 +148,14 @@ TEST(ConfigParse, Bounds) {
               "/etc/cask/test.toml: hypervisor.vcpus: must be between 1 and 64, got -1");
   ExpectError("[hypervisor]\nvcpus = 9223372036854775807",
               "/etc/cask/test.toml: hypervisor.vcpus: must be between 1 and 64, got 9223372036854775807");
+  // The sizing bounds: at least the base size; an unset maximum follows it.
+  EXPECT_EQ(MustParse("[hypervisor]\nmax_vcpus = 16").hypervisor.max_vcpus, 16u);
+  EXPECT_EQ(MustParse("[hypervisor]\nvcpus = 12").hypervisor.max_vcpus, 12u);
+  EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 10000").hypervisor.max_memory_mib, 10000u);
+  ExpectError("[hypervisor]\nvcpus = 4\nmax_vcpus = 2",
+              "/etc/cask/test.toml: hypervisor.max_vcpus: must be at least hypervisor.vcpus (4)");
+  ExpectError("[hypervisor]\nmax_memory_mib = 128",
+              "/etc/cask/test.toml: hypervisor.max_memory_mib: must be at least hypervisor.memory_mib (256)");
   ExpectError("[agent]\nconnect_timeout_ms = 5",
               "/etc/cask/test.toml: agent.connect_timeout_ms: must be between 100 and 3600000, got 5");
 }
@@ -263,6 +271,8 @@ TEST(ConfigToToml, RoundTrip) {
   c.hypervisor.accel = Accel::kKvm;
   c.hypervisor.vcpus = 64;
   c.hypervisor.memory_mib = 65536;
+  c.hypervisor.max_vcpus = 64;
+  c.hypervisor.max_memory_mib = 65536;
   c.hypervisor.kernel_params = "quiet cask.x=\"ü\"";
   c.hypervisor.virtiofs_cache = "always";
   c.agent.channel = AgentChannel::kVsock;

@@ -394,10 +394,18 @@ TEST_F(ContainerTest, BadSysctlAndRlimitAreRejected) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().ToString().find("RLIMIT_BANANAS"), std::string::npos);
   spec = BaseSpec({"sh"});
-  spec.linux->sysctl["kernel.no_such_knob"] = "1";
+  spec.linux->sysctl["kernel.shm_no_such_knob"] = "1";
   c = Container::Create(Options(spec), &io, &init);
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.error().ToString().find("sysctl kernel.no_such_knob"), std::string::npos)
+  EXPECT_NE(c.error().ToString().find("sysctl kernel.shm_no_such_knob"), std::string::npos)
+      << c.error().ToString();
+  // A sysctl global to the kernel (the whole pod VM) is refused up front.
+  spec = BaseSpec({"sh"});
+  spec.linux->sysctl["kernel.panic"] = "1";
+  c = Container::Create(Options(spec), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.error().ToString().find("sysctl kernel.panic: not a namespaced sysctl"), std::string::npos)
       << c.error().ToString();
 }
 
@@ -474,19 +482,40 @@ TEST_F(ContainerTest, BadSpecFailsBeforeAnything) {
   EXPECT_EQ(waitpid(-1, nullptr, __WALL | WNOHANG), -1);
 }
 
-TEST_F(ContainerTest, ExecNotFoundIsReportedByStart) {
+TEST_F(ContainerTest, ExecNotFoundFailsCreateAndLeavesNothing) {
   ProcessIo io;
   PendingProcess init;
   auto c = Container::Create(Options(BaseSpec({"nosuchcmd"})), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ExecFailureOf(c.error()), ExecFailure::kNotFound) << c.error().ToString();
+  EXPECT_NE(c.error().ToString().find("executable \"nosuchcmd\" in $PATH"), std::string::npos)
+      << c.error().ToString();
+  EXPECT_EQ(init.pid(), -1);
+  // An absolute path that is a directory is refused as execve would.
+  c = Container::Create(Options(BaseSpec({"/bin"})), &io, &init);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ExecFailureOf(c.error()), ExecFailure::kPermissionDenied) << c.error().ToString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ReapStragglers();
+  EXPECT_EQ(waitpid(-1, nullptr, __WALL | WNOHANG), -1);
+  if (!cgroup_root_.empty()) {
+    EXPECT_FALSE(PathExists(cgroup_root_ + "/c1"));
+  }
+}
+
+TEST_F(ContainerTest, ExecOfAMissingProgramFailsBeforeStart) {
+  ProcessIo io;
+  PendingProcess init;
+  auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
-  auto started = init.Start();
-  ASSERT_FALSE(started.ok());
-  EXPECT_EQ(started.error().code(), Code::kFailedPrecondition);
-  EXPECT_EQ(ExecFailureOf(started.error()), ExecFailure::kNotFound);
-  EXPECT_EQ(started.error().ToString(), "exec failed: not found: exec: nosuchcmd: No such file or directory");
-  int st = WaitFor((*c)->init_pid());
-  ASSERT_TRUE(WIFEXITED(st));
-  EXPECT_EQ(WEXITSTATUS(st), 127);
+  oci::Process p = *BaseSpec({"nosuchcmd"}).process;
+  ProcessIo eio;
+  auto e = (*c)->Exec(p, false, &eio);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(ExecFailureOf(e.error()), ExecFailure::kNotFound) << e.error().ToString();
+  ASSERT_TRUE((*c)->Destroy().ok());
+  ReapStragglers();
 }
 
 TEST_F(ContainerTest, UnstartedInitIsKilledWithItsOwner) {
@@ -570,7 +599,7 @@ TEST_F(ContainerTest, PendingProcessHoldsNoStrayFds) {
   ASSERT_TRUE(stray.valid());
   ProcessIo io;
   PendingProcess init;
-  auto c = Container::Create(Options(BaseSpec({"true"})), &io, &init);
+  auto c = Container::Create(Options(BaseSpec({"sh", "-c", "true"})), &io, &init);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   std::string fd_dir = "/proc/" + std::to_string(init.pid()) + "/fd";
   std::vector<int> fds;

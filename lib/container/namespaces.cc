@@ -126,11 +126,23 @@ std::string IdMapText(const std::vector<oci::IdMapping>& maps) {
   return out;
 }
 
+bool IsNamespacedSysctl(std::string_view key) {
+  auto starts = [&](std::string_view p) { return key.substr(0, p.size()) == p; };
+  return starts("net.") || starts("kernel.shm") || starts("kernel.msg") || key == "kernel.sem" ||
+         starts("fs.mqueue.");
+}
+
 Status ValidateSysctl(const std::map<std::string, std::string>& sysctl) {
   for (const auto& [key, value] : sysctl) {
     bool bad = key.empty() || key.find('/') != std::string::npos || key.front() == '.' ||
                key.back() == '.' || key.find("..") != std::string::npos;
     if (bad) return Error::InvalidArgument("bad sysctl name \"" + key + "\"");
+    if (!IsNamespacedSysctl(key))
+      return Error::InvalidArgument("sysctl " + key +
+                                    ": not a namespaced sysctl (allowed: net.*, kernel.shm*, kernel.msg*, "
+                                    "kernel.sem, fs.mqueue.*); it would change the whole pod VM");
+    if (value.find('\n') != std::string::npos || value.size() > 4096)
+      return Error::InvalidArgument("sysctl " + key + ": bad value");
   }
   return Ok();
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/base/result.h"
@@ -65,7 +66,14 @@ Status JoinNamespaces(const std::vector<NamespaceJoin>& joins);
 // "0 1000 65536\n" lines for uid_map/gid_map.
 std::string IdMapText(const std::vector<oci::IdMapping>& maps);
 
-// Validates sysctl keys ("net.ipv4.ip_forward"; no "/" or ".." parts).
+// True for the sysctls that belong to a namespace a container has (net.*
+// to the network namespace; kernel.shm*, kernel.msg*, kernel.sem and
+// fs.mqueue.* to the IPC namespace). Every other sysctl is global to the
+// guest kernel, i.e. to every container of the pod VM.
+bool IsNamespacedSysctl(std::string_view key);
+// Validates sysctl keys ("net.ipv4.ip_forward"; no "/" or ".." parts, a
+// namespaced sysctl only: INVALID_ARGUMENT naming the key otherwise) and
+// values (one line, at most 4 KiB).
 Status ValidateSysctl(const std::map<std::string, std::string>& sysctl);
 // Child side, after entering the rootfs: writes /proc/sys/<key>.
 Status WriteSysctl(const std::map<std::string, std::string>& sysctl);

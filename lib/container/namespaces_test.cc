@@ -62,3 +62,28 @@ TEST(PlanNamespaces, AResolverErrorRefusesTheContainer) {
 
 }  // namespace
 }  // namespace cask::container
+
+namespace cask::container {
+namespace {
+
+TEST(Sysctl, OnlyNamespacedSysctlsAreAccepted) {
+  EXPECT_TRUE(ValidateSysctl({{"net.ipv4.ip_forward", "1"},
+                              {"kernel.shmmax", "1000000"},
+                              {"kernel.msgmax", "8192"},
+                              {"kernel.sem", "250 32000 32 128"},
+                              {"fs.mqueue.msg_max", "10"}})
+                  .ok());
+  for (const char* key : {"kernel.panic", "vm.overcommit_memory", "kernel.hostname", "fs.file-max", "kernel.semx"}) {
+    Status st = ValidateSysctl({{key, "1"}});
+    ASSERT_FALSE(st.ok()) << key;
+    EXPECT_EQ(st.error().code(), Code::kInvalidArgument);
+    EXPECT_NE(st.error().ToString().find(std::string("sysctl ") + key + ": not a namespaced sysctl"),
+              std::string::npos)
+        << st.error().ToString();
+  }
+  EXPECT_FALSE(ValidateSysctl({{"net.ipv4.ip_forward", "1\nkernel.panic=1"}}).ok());
+  EXPECT_FALSE(ValidateSysctl({{"net/../kernel/panic", "1"}}).ok());
+}
+
+}  // namespace
+}  // namespace cask::container

@@ -220,6 +220,28 @@ Status SetupTerminal(const SpawnRequest& req, int sync) {
   return SendWithFd(sync, kPty, pty->master.get());
 }
 
+}  // namespace
+
+Status CheckExecutable(const std::string& file, const std::vector<std::string>& candidates) {
+  bool denied = false;
+  for (const auto& path : candidates) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+      if (errno == EACCES) denied = true;  // a directory on the way is not searchable
+      continue;
+    }
+    // execve refuses a directory or a non-executable file with EACCES.
+    if (!S_ISDIR(st.st_mode) && access(path.c_str(), X_OK) == 0) return Ok();
+    denied = true;
+  }
+  std::string what = "executable \"" + file + "\"";
+  if (file.find('/') == std::string::npos) what += " in $PATH of the process";
+  if (denied) return ExecFailedError(ExecFailure::kPermissionDenied, EACCES, what);
+  return ExecFailedError(ExecFailure::kNotFound, ENOENT, what);
+}
+
+namespace {
+
 Status PrepareFinal(const SpawnRequest& req, const ChildFds& fds) {
   if (!req.stdio.terminal) {
     if (setsid() < 0) return Error::Sys(errno, "setsid");
@@ -236,6 +258,7 @@ Status PrepareFinal(const SpawnRequest& req, const ChildFds& fds) {
 
 [[noreturn]] void RunFinal(const SpawnRequest& req, const ChildFds& fds) {
   Status st = PrepareFinal(req, fds);
+  if (st.ok()) st = CheckExecutable(req.process->args[0], req.process->exec_paths);
   if (!st.ok()) Fail(fds.sync, fds.start_r, st.error());
   const ProcessPlan& p = *req.process;
   std::vector<char*> argv = CStrings(p.args);

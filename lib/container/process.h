@@ -64,6 +64,16 @@ Result<ProcessPlan> PlanProcess(const oci::Process& proc, const std::optional<oc
 // /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) joined with it.
 std::vector<std::string> ExecCandidates(const std::string& file, const std::vector<std::string>& env);
 
+// Whether `file` can be executed through one of `candidates` (as
+// ExecCandidates made them), seen from the calling process: its root, cwd,
+// mounts and credentials. Run by the container's process after it took on
+// its user, root and cwd and before it reports ready, so that a missing
+// program fails Create (or ExecProcess), not Start. FAILED_PRECONDITION
+// with the exec-failure marker (lib/base/error.h): kNotFound when no
+// candidate exists, kPermissionDenied when one exists but is a directory
+// or not executable.
+Status CheckExecutable(const std::string& file, const std::vector<std::string>& candidates);
+
 // The child ends of a process's stdio.
 //
 // With a terminal nothing is opened here: like runc, the final process

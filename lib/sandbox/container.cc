@@ -12,16 +12,25 @@ namespace {
 
 using SysClock = std::chrono::system_clock;
 
-SysClock::time_point FromNs(uint64_t ns) {
-  return SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(std::chrono::nanoseconds(ns)));
-}
-
 }  // namespace
 
 // --- Process ----------------------------------------------------------------
 
 Process::Process(Container& owner, std::shared_ptr<Sandbox> sandbox, std::string exec_id)
-    : sandbox_(std::move(sandbox)), container_id_(owner.id()), exec_id_(std::move(exec_id)) {}
+    : sandbox_(std::move(sandbox)),
+      container_id_(owner.id()),
+      exec_id_(std::move(exec_id)),
+      created_at_(std::chrono::system_clock::now()) {}
+
+std::chrono::system_clock::time_point Process::started_at() const {
+  MutexLock l(mu_);
+  return started_at_.value_or(created_at_);
+}
+
+void Process::MarkStarted() {
+  MutexLock l(mu_);
+  if (!started_at_) started_at_ = std::chrono::system_clock::now();
+}
 
 Process::~Process() {
   // The Container joins the watcher before it lets go of a process; a
@@ -198,7 +207,7 @@ Status Container::Attach(const std::shared_ptr<Process>& p, ProcessIoFds io) {
     MutexLock l(p->mu_);
     p->stdin_pumped_ = io.stdin_fd.valid();
   }
-  CASK_ASSIGN_OR_RETURN(p->pump_, ProcessIoPump::Start(sandbox_->agent(), id(), p->exec_id(), std::move(io)));
+  CASK_ASSIGN_OR_RETURN(p->pump_, ProcessIoPump::Start(sandbox_->io_loop(), id(), p->exec_id(), std::move(io)));
   p->watcher_ = std::thread([this, p] { WatchExit(p); });
   return Ok();
 }
@@ -208,7 +217,9 @@ void Container::WatchExit(std::shared_ptr<Process> p) {
   ExitInfo e;
   if (r.ok()) {
     e.status = static_cast<uint32_t>(r->status);
-    e.exited_at = r->exited_at_ns ? FromNs(r->exited_at_ns) : SysClock::now();
+    // The host's clock, never the guest's (which drifts, and is the
+    // guest's to set): an exit is never stamped before its start.
+    e.exited_at = std::max(SysClock::now(), p->started_at());
   } else {
     // The VM (or the agent) is gone: the exit is lost.
     e.status = vm_killed_.load() ? kKilledExitStatus : kLostExitStatus;
@@ -219,6 +230,8 @@ void Container::WatchExit(std::shared_ptr<Process> p) {
   // Everything the process wrote reaches the host before the exit does.
   if (p->pump_ && !p->pump_->WaitDrainedFor(r.ok() ? opts_.drain_after_exit : opts_.drain_after_loss))
     log_.Warn("output still open after the process exited", {{"exec_id", p->exec_id()}});
+  // Facts about the exit (an OOM kill) go out before anyone sees the exit.
+  if (r.ok() && opts_.before_exit && !p->exit()) opts_.before_exit(*p);
   if (!p->RecordExit(e)) return;
   log_.Info("process exited", {{"exec_id", p->exec_id()}, {"exit_status", std::to_string(e.status)}});
   if (opts_.on_exit) opts_.on_exit(*p, e);
@@ -227,6 +240,7 @@ void Container::WatchExit(std::shared_ptr<Process> p) {
 Result<uint32_t> Container::Start(Process& p, ProcessIoFds io) {
   CASK_TRY(p.Check(ProcessOp::kStart));
   AgentClient& agent = sandbox_->agent();
+  p.MarkStarted();  // host time, taken before the guest can report an exit
   if (p.is_init()) {
     CASK_TRY(agent.StartContainer(id()));
   } else {

@@ -17,8 +17,18 @@
 // lifecycle (process_state.h: created -> running -> stopped, paused while
 // frozen) changed only through Transition(). Once a process lives in the
 // guest, its exit watcher blocks in WaitProcess; on the exit it waits (at
-// most drain_after_exit) for the output to reach the host fds, records the
-// exit (waking every WaitExit*) and calls ContainerOptions::on_exit. When
+// most drain_after_exit) for the output to reach the host fds, calls
+// ContainerOptions::before_exit, records the exit (waking every WaitExit*)
+// and calls ContainerOptions::on_exit.
+//
+// Output before exit (the contract the shim's events rely on, whatever
+// moves the bytes): an exit is recorded, and so reported to anyone, only
+// after the process's pump reported WaitDrainedFor == true, i.e. every byte
+// the process wrote before it exited was written to the host fds (the
+// FIFOs containerd reads), EOF included; only a guest that never ends its
+// output (drain_after_exit) or a lost VM (drain_after_loss) cuts the wait
+// short, with a warning. Exit times are the host's (Process::started_at
+// <= exited_at); the guest's clock is never trusted for them. When
 // the agent connection closes first, the exit is lost: it is recorded as
 // kLostExitStatus (255, the VM died), or as kKilledExitStatus (137) after
 // MarkVmKilled() (the host destroyed the VM on purpose).
@@ -89,6 +99,10 @@ class Process {
   // The guest pid; 0 until the process exists in the guest.
   uint32_t pid() const;
   std::optional<ExitInfo> exit() const;
+  // Host times (the guest's clock is never used): when the Process was
+  // made, and when Start asked the guest to run it (created_at until then).
+  std::chrono::system_clock::time_point created_at() const { return created_at_; }
+  std::chrono::system_clock::time_point started_at() const;
   // Blocks until the exit is recorded, at most `timeout`.
   std::optional<ExitInfo> WaitExitFor(std::chrono::milliseconds timeout) const;
   ExitInfo WaitExit() const;
@@ -109,12 +123,15 @@ class Process {
   bool RecordExit(const ExitInfo& e);
   Result<ProcessState> Apply(ProcessOp op);
   void SetPid(uint32_t pid);
+  void MarkStarted();
 
   const std::shared_ptr<Sandbox> sandbox_;  // Signal works after the Container is gone
   const std::string container_id_;
   const std::string exec_id_;
+  const std::chrono::system_clock::time_point created_at_;
 
   mutable Mutex mu_;
+  std::optional<std::chrono::system_clock::time_point> started_at_ GUARDED_BY(mu_);
   mutable std::condition_variable_any exit_cv_;
   ProcessState state_ GUARDED_BY(mu_) = ProcessState::kCreated;
   uint32_t pid_ GUARDED_BY(mu_) = 0;
@@ -142,6 +159,11 @@ struct ContainerOptions {
   // Called once per process when its exit is recorded, on the thread that
   // recorded it, with no Container or Process lock held.
   std::function<void(Process&, const ExitInfo&)> on_exit;
+  // Called once per process whose exit the guest reported, after its
+  // output drained and before the exit is recorded (so before any
+  // WaitExit returns and before on_exit), on the watcher thread with no
+  // lock held: the shim publishes an OOM kill here, ahead of the exit.
+  std::function<void(Process&)> before_exit;
   // How long an exit waits for the process's output to reach the host.
   std::chrono::milliseconds drain_after_exit{10'000};
   std::chrono::milliseconds drain_after_loss{1'000};

@@ -37,7 +37,9 @@ struct FakeWorld {
   std::string missing_program = "/bin/missing";
 
   // What happened.
-  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0}, oom_sent{0};
+  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0}, oom_sent{0}, set_times{0};
+  std::atomic<int64_t> last_set_time_ns{0};
+  std::map<std::string, uint64_t> oom_kills;  // container -> memory.events oom_kill (StatsContainer)
   std::mutex mu;
   std::condition_variable cv;
   hypervisor::VmSettings last_config;
@@ -81,6 +83,19 @@ class FakeVm : public hypervisor::Vm {
       if (w_.setup_fails) return Error::Internal("mount virtiofs: boom");
       return pb::Empty{};
     });
+    On<pb::SetTimeRequest, pb::Empty>("SetTime", true, [this](const pb::SetTimeRequest& r) -> Result<pb::Empty> {
+      w_.set_times++;
+      w_.last_set_time_ns = r.realtime_ns();
+      return pb::Empty{};
+    });
+    On<pb::StatsContainerRequest, pb::StatsContainerResponse>(
+        "StatsContainer", true, [this](const pb::StatsContainerRequest& r) -> Result<pb::StatsContainerResponse> {
+          pb::StatsContainerResponse resp;
+          std::lock_guard l(w_.mu);
+          auto it = w_.oom_kills.find(r.container_id());
+          (*resp.mutable_memory_events())["oom_kill"] = it == w_.oom_kills.end() ? 0 : it->second;
+          return resp;
+        });
     On<pb::DestroySandboxRequest, pb::Empty>("DestroySandbox", true, [this](const pb::DestroySandboxRequest&) -> Result<pb::Empty> {
       w_.destroy_rpcs++;
       return pb::Empty{};
@@ -88,6 +103,9 @@ class FakeVm : public hypervisor::Vm {
     On<pb::CreateContainerRequest, pb::CreateContainerResponse>(
         "CreateContainer", true, [this](const pb::CreateContainerRequest& r) -> Result<pb::CreateContainerResponse> {
           if (w_.create_fails) return Error::Internal("pivot_root: Invalid argument");
+          if (r.oci_spec_json().find("\"" + w_.missing_program + "\"") != std::string::npos)
+            return ExecFailedError(ExecFailure::kNotFound, ENOENT, "executable \"" + w_.missing_program + "\"")
+                .Wrap("container init");
           std::lock_guard l(w_.mu);
           w_.created.push_back(r.container_id());
           pb::CreateContainerResponse resp;

@@ -2,6 +2,9 @@
 
 #include <pwd.h>
 
+#include <algorithm>
+#include <charconv>
+#include <optional>
 #include <vector>
 
 namespace cask::sandbox {
@@ -63,6 +66,79 @@ hypervisor::VmSettings VmSettingsFromConfig(const config::Config& c) {
   s.cgroup.memory_overhead_mib = c.runtime.cgroup_memory_overhead_mib;
   s.cgroup.cpu_quota_cores = h.vcpus + 1;
   s.cgroup.pids_max = c.runtime.cgroup_pids_max;
+  return s;
+}
+
+namespace {
+
+// A decimal integer that fills all of `s`, or nullopt.
+std::optional<uint64_t> ParseU64(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> ParseI64(std::string_view s) {
+  int64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+const std::string* Find(const std::map<std::string, std::string>& m, std::string_view key) {
+  auto it = m.find(std::string(key));
+  return it == m.end() ? nullptr : &it->second;
+}
+
+Result<uint32_t> Override(const std::map<std::string, std::string>& a, std::string_view key, uint32_t lo,
+                          uint32_t hi, uint32_t current) {
+  const std::string* v = Find(a, key);
+  if (!v) return current;
+  auto n = ParseU64(*v);
+  if (!n || *n < lo || *n > hi)
+    return Error::InvalidArgument("annotation " + std::string(key) + "=\"" + BoundedString(*v, 64) +
+                                  "\": must be a whole number between " + std::to_string(lo) + " and " +
+                                  std::to_string(hi) + " (hypervisor." +
+                                  (key == kVcpusAnnotation ? "max_vcpus" : "max_memory_mib") +
+                                  " in the cask configuration)");
+  return static_cast<uint32_t>(*n);
+}
+
+}  // namespace
+
+Result<PodVmSize> SizePodVm(const config::HypervisorConfig& h, const std::map<std::string, std::string>& a) {
+  PodVmSize s{h.vcpus, h.memory_mib, "configuration"};
+  const uint32_t max_vcpus = std::max(h.max_vcpus, h.vcpus);
+  const uint32_t max_mem = std::max(h.max_memory_mib, h.memory_mib);
+  // The pod's limits, when containerd passed them.
+  const std::string* quota = Find(a, kSandboxCpuQuotaAnnotation);
+  const std::string* period = Find(a, kSandboxCpuPeriodAnnotation);
+  if (quota && period) {
+    auto q = ParseI64(*quota);
+    auto p = ParseI64(*period);
+    if (q && p && *q > 0 && *p > 0) {
+      uint64_t cpus = (static_cast<uint64_t>(*q) + static_cast<uint64_t>(*p) - 1) / static_cast<uint64_t>(*p);
+      s.vcpus = static_cast<uint32_t>(std::min<uint64_t>(max_vcpus, s.vcpus + cpus));
+      s.reason = "pod limits";
+    }
+  }
+  if (const std::string* mem = Find(a, kSandboxMemoryAnnotation)) {
+    auto b = ParseI64(*mem);
+    if (b && *b > 0) {
+      uint64_t mib = (static_cast<uint64_t>(*b) + (1u << 20) - 1) >> 20;
+      s.memory_mib = static_cast<uint32_t>(std::min<uint64_t>(max_mem, s.memory_mib + mib));
+      s.reason = "pod limits";
+    }
+  }
+  CASK_ASSIGN_OR_RETURN(uint32_t v, Override(a, kVcpusAnnotation, config::kMinVcpus, max_vcpus, s.vcpus));
+  CASK_ASSIGN_OR_RETURN(uint32_t m, Override(a, kMemoryMibAnnotation, config::kMinMemoryMib, max_mem, s.memory_mib));
+  if (v != s.vcpus || m != s.memory_mib || Find(a, kVcpusAnnotation) || Find(a, kMemoryMibAnnotation))
+    s.reason = "annotations";
+  s.vcpus = v;
+  s.memory_mib = m;
   return s;
 }
 

@@ -79,5 +79,80 @@ TEST(VmSettingsTest, RunasInQemuArgv) {
   EXPECT_EQ(at("-sandbox"), "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 }
 
+TEST(SizePodVmTest, ConfigurationAloneWithoutAnnotations) {
+  config::HypervisorConfig h;
+  h.vcpus = 2;
+  h.memory_mib = 512;
+  auto s = SizePodVm(h, {{"io.kubernetes.cri.container-type", "sandbox"}});
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_EQ(s->vcpus, 2u);
+  EXPECT_EQ(s->memory_mib, 512u);
+  EXPECT_EQ(s->reason, "configuration");
+}
+
+TEST(SizePodVmTest, PodLimitsAddToTheBaseWithinTheMaximum) {
+  config::HypervisorConfig h;
+  h.vcpus = 1;
+  h.memory_mib = 256;
+  h.max_vcpus = 4;
+  h.max_memory_mib = 1024;
+  auto s = SizePodVm(h, {{std::string(kSandboxCpuQuotaAnnotation), "150000"},
+                         {std::string(kSandboxCpuPeriodAnnotation), "100000"},
+                         {std::string(kSandboxMemoryAnnotation), std::to_string(300ull << 20)}});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->vcpus, 3u);  // 1 + ceil(1.5)
+  EXPECT_EQ(s->memory_mib, 556u);
+  EXPECT_EQ(s->reason, "pod limits");
+  s = SizePodVm(h, {{std::string(kSandboxCpuQuotaAnnotation), "1600000"},
+                    {std::string(kSandboxCpuPeriodAnnotation), "100000"},
+                    {std::string(kSandboxMemoryAnnotation), std::to_string(4ull << 30)}});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->vcpus, 4u);
+  EXPECT_EQ(s->memory_mib, 1024u);
+  // Unlimited (-1) or malformed limits from containerd are not counted.
+  s = SizePodVm(h, {{std::string(kSandboxCpuQuotaAnnotation), "-1"},
+                    {std::string(kSandboxCpuPeriodAnnotation), "100000"},
+                    {std::string(kSandboxMemoryAnnotation), "lots"}});
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->vcpus, 1u);
+  EXPECT_EQ(s->memory_mib, 256u);
+}
+
+TEST(SizePodVmTest, AnnotationsOverrideWithinBounds) {
+  config::HypervisorConfig h;
+  h.max_vcpus = 4;
+  h.max_memory_mib = 2048;
+  auto s = SizePodVm(h, {{"io.cask.vcpus", "4"}, {"io.cask.memory_mib", "1536"}});
+  ASSERT_TRUE(s.ok()) << s.error().ToString();
+  EXPECT_EQ(s->vcpus, 4u);
+  EXPECT_EQ(s->memory_mib, 1536u);
+  EXPECT_EQ(s->reason, "annotations");
+}
+
+TEST(SizePodVmTest, OutOfBoundsOrMalformedAnnotationsAreRefused) {
+  config::HypervisorConfig h;
+  h.max_vcpus = 4;
+  h.max_memory_mib = 2048;
+  struct Case {
+    const char* key;
+    const char* value;
+    const char* want;
+  } cases[] = {
+      {"io.cask.vcpus", "5", "annotation io.cask.vcpus=\"5\": must be a whole number between 1 and 4"},
+      {"io.cask.vcpus", "0", "between 1 and 4"},
+      {"io.cask.vcpus", "two", "io.cask.vcpus=\"two\""},
+      {"io.cask.vcpus", "2 ", "io.cask.vcpus"},
+      {"io.cask.memory_mib", "4096", "io.cask.memory_mib=\"4096\": must be a whole number between 64 and 2048"},
+      {"io.cask.memory_mib", "-1", "io.cask.memory_mib"},
+      {"io.cask.memory_mib", "", "io.cask.memory_mib"},
+  };
+  for (const auto& c : cases) {
+    auto s = SizePodVm(h, {{c.key, c.value}});
+    ASSERT_FALSE(s.ok()) << c.key << "=" << c.value;
+    EXPECT_EQ(s.error().code(), Code::kInvalidArgument);
+    EXPECT_NE(s.error().ToString().find(c.want), std::string::npos) << s.error().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace cask::sandbox

@@ -205,8 +205,12 @@ case_pod() {
 case_pod_namespaces() {  # a pod container's namespace paths map to its sandbox's, in the guest
   local netns=/var/run/netns/cask-e2e-absent-$$
   [ ! -e "$netns" ] || fail "$netns exists on the host"
+  # The sandbox's path is the pod's netns on the host: it must exist (the
+  # shim joins its interfaces to the VM); an empty one gives no NIC.
+  local podns=cask-e2e-podns-$$
+  ip netns add "$podns"; e2e_defer ip netns del "$podns"
   run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pod1 \
-    --with-ns "network:$netns" "$IMAGE" pod1 sleep 1000
+    --with-ns "network:/var/run/netns/$podns" "$IMAGE" pod1 sleep 1000
   # Host paths that mean nothing in the guest (the sandbox's host pid).
   run_cask -d --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=pod1 \
     --with-ns "network:$netns" --with-ns "uts:/proc/4242/ns/uts" --with-ns "ipc:/proc/4242/ns/ipc" \
@@ -473,6 +477,324 @@ case_console_flood() {
   ctr_ task rm cf1
   ctr_ containers rm cf1
   wait_for 30 no_qemu || fail "QEMU still running after rm"
+}
+
+# The pod network, Kata's way, in namespaces this test makes: a "pod"
+# netns P (as CNI leaves it: eth0 10.231.$n.2/24, default route via .1) and
+# a "peer" netns Q holding the other veth end (10.231.$n.1/24). The host's
+# own interfaces, routes and iptables are never touched.
+net_setup() {  # net_setup SUFFIX -> sets NETP, NETQ
+  NETP=cask-net-p-$1-$$ NETQ=cask-net-q-$1-$$
+  ip netns add "$NETP"; e2e_defer ip netns del "$NETP"
+  ip netns add "$NETQ"; e2e_defer ip netns del "$NETQ"
+  ip -n "$NETP" link set lo up; ip -n "$NETQ" link set lo up
+  ip -n "$NETP" link add eth0 type veth peer name veth0 netns "$NETQ"
+  ip -n "$NETP" link set eth0 mtu 1400
+  ip -n "$NETQ" link set veth0 mtu 1400
+  ip -n "$NETP" addr add 10.231.0.2/24 dev eth0; ip -n "$NETP" link set eth0 up
+  ip -n "$NETQ" addr add 10.231.0.1/24 dev veth0; ip -n "$NETQ" link set veth0 up
+  ip -n "$NETP" route add default via 10.231.0.1
+}
+
+net_diag() {  # what the datapath saw, for a failure message
+  { ip -n "$NETP" -s link show; tc -s -n "$NETP" filter show dev eth0 ingress
+    tc -s -n "$NETP" filter show dev tap0_cask ingress
+    ctr_ task exec --exec-id diag1 "$1" ip -s link show eth0; ctr_ task exec --exec-id diag2 "$1" ip neigh
+  } 2>&1 | sed 's/^/  diag: /' >&2
+}
+
+net_leftovers() {  # TAPs or ingress qdiscs left in the pod netns
+  ip -n "$NETP" -o link show type tun 2>/dev/null
+  tc -n "$NETP" qdisc show 2>/dev/null | grep ingress
+}
+
+case_pod_network() {
+  net_setup pn
+  local mac_host
+  mac_host=$(ip -n "$NETP" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+  run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pn1 \
+    --with-ns "network:/var/run/netns/$NETP" "$IMAGE" pn1 \
+    sh -c 'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www'
+  wait_for 60 status_is pn1 RUNNING || fail "pn1 not running"
+  # The TAP and both redirects exist in the pod netns.
+  ip -n "$NETP" -o link show tap0_cask >/dev/null || fail "no tap0_cask in the pod netns"
+  tc -n "$NETP" filter show dev eth0 ingress | grep -q "Egress Redirect to device tap0_cask" ||
+    fail "no eth0 -> tap0_cask redirect: $(tc -n "$NETP" filter show dev eth0 ingress)"
+  tc -n "$NETP" filter show dev tap0_cask ingress | grep -q "Egress Redirect to device eth0" ||
+    fail "no tap0_cask -> eth0 redirect"
+  # The guest holds the pod's address and the veth's MAC and MTU.
+  local gaddr
+  gaddr=$(ctr_ task exec --exec-id a1 pn1 ip -o addr show eth0)
+  expect_contains "$gaddr" "10.231.0.2/24" "guest eth0 address"
+  expect_contains "$(ctr_ task exec --exec-id a2 pn1 ip -o link show eth0)" "$mac_host" "guest eth0 MAC"
+  expect_contains "$(ctr_ task exec --exec-id a3 pn1 ip -o link show eth0)" "mtu 1400" "guest eth0 MTU"
+  expect_contains "$(ctr_ task exec --exec-id a4 pn1 ip route)" "default via 10.231.0.1" "guest default route"
+  # Peer -> guest: ping and TCP (the guest's httpd).
+  ip netns exec "$NETQ" busybox ping -c 2 -W 10 10.231.0.2 >/dev/null || { net_diag pn1; fail "peer cannot ping the guest"; }
+  local body
+  body=$(ip netns exec "$NETQ" curl -s --max-time 30 http://10.231.0.2:8080/index.html) || true
+  expect_eq "$body" "hello-from-guest" "HTTP from the peer to the guest"
+  # Port forwarding as containerd does it: dial 127.0.0.1:PORT inside the
+  # pod's netns on the host.
+  pf_fetch() { nsenter --net="/var/run/netns/$NETP" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_fetch >/dev/null || true
+  expect_eq "$(pf_fetch)" "hello-from-guest" "port-forward: 127.0.0.1:8080 in the pod netns on the host"
+  # Guest -> peer: ping and TCP (a server in the peer netns).
+  mkdir -p "$W/peer-www"; echo hello-from-peer > "$W/peer-www/index.html"
+  ip netns exec "$NETQ" busybox httpd -f -p 10.231.0.1:8081 -h "$W/peer-www" &
+  local srv=$!
+  ctr_ task exec --exec-id p1 pn1 ping -c 2 -W 10 10.231.0.1 >/dev/null || fail "guest cannot ping the peer"
+  body=$(ctr_ task exec --exec-id w1 pn1 sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 10.231.0.1 8081" | tr -d '\r') || true
+  expect_contains "$body" "hello-from-peer" "HTTP from the guest to the peer"
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true
+  ctr_ task kill -s SIGKILL pn1
+  wait_for 30 status_is pn1 STOPPED || fail "pn1 not stopped"
+  ctr_ task rm pn1
+  ctr_ containers rm pn1
+  wait_for 30 no_qemu || fail "QEMU still running after rm"
+  wait_for 20 test -z "$(net_leftovers)" || fail "left in the pod netns: $(net_leftovers)"
+  # The veth stays as CNI made it.
+  ip -n "$NETP" -o addr show eth0 | grep -q "10.231.0.2/24" || fail "the pod veth lost its address"
+}
+
+case_host_network_refused() {
+  set +e
+  local out rc
+  out=$(run_cask --net-host "$IMAGE" hn1 true 2>&1); rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || fail "a container asking for the host network ran"
+  expect_contains "$out" "hostNetwork" "error for the host network"
+  ctr_ task rm -f hn1 >/dev/null 2>&1 || true
+  ctr_ containers rm hn1 >/dev/null 2>&1 || true
+  expect_eq "$(qemu_count)" 0 "QEMU after a refused host-network pod"
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
+}
+
+# 20 MB of small writes (`seq | cat`: one pipe-sized write at a time, the
+# pattern that used to collapse) through `ctr task exec` arrive complete and
+# in order: the checksum is compared with the same output made on the host.
+case_exec_output() {
+  local lines=${CASK_E2E_OUTPUT_LINES:-3000000} want got rc=0
+  run_cask -d "$IMAGE" eo sleep 100000
+  want=$(seq 1 "$lines" | sha256sum | cut -d' ' -f1)
+  timeout 900 ctr --address "$CONTAINERD_ADDRESS" -n "$NS" task exec --exec-id small eo \
+    sh -c "seq 1 $lines | cat" < /dev/null > "$W/exec_output" || rc=$?
+  expect_eq "$rc" 0 "exit status of the exec (or of its timeout)"
+  log "exec output: $(wc -c < "$W/exec_output") bytes (expected $(seq 1 "$lines" | wc -c))"
+  got=$(sha256sum < "$W/exec_output" | cut -d' ' -f1)
+  rm -f "$W/exec_output"
+  expect_eq "$got" "$want" "sha256 of $lines lines of seq | cat through ctr task exec"
+  # Bulk: one large write stream, counted.
+  got=$(ctr_ task exec --exec-id bulk eo head -c 16777216 /dev/zero < /dev/null | wc -c)
+  expect_eq "$got" 16777216 "bytes of head -c 16M /dev/zero through ctr task exec"
+  ctr_ task kill -s SIGKILL eo
+  wait_for 30 status_is eo STOPPED || fail "eo did not stop"
+  ctr_ task rm eo
+  ctr_ containers rm eo
+}
+
+# --- pod semantics and containerd behaviours (issue: Kubernetes pods) ------
+
+# ctr_exec ID CMD...: a one-off exec with a unique exec id (also from
+# inside a command substitution).
+ctr_exec() { local id=$1; shift; ctr_ task exec --exec-id "x$RANDOM$RANDOM" "$id" "$@" | tr -d '\r'; }
+
+# Stops and removes tasks and containers, sandboxes last: rm_tasks ID...
+rm_tasks() {
+  local c
+  for c in "$@"; do
+    ctr_ task kill -s SIGKILL "$c" 2>/dev/null || true
+    wait_for 60 status_is_not "$c" RUNNING || fail "$c did not stop"
+    ctr_ task rm "$c" >/dev/null 2>&1 || true
+    ctr_ containers rm "$c" >/dev/null 2>&1 || true
+  done
+}
+
+# spec_file OUT ARGS-JSON [JQ-FILTER]: ctr's default spec over a busybox
+# rootfs in $W/rootfs, with process.args and an optional jq edit.
+spec_file() {
+  local out=$1 args=$2 edit=${3:-.}
+  [ -d "$W/rootfs/bin" ] || "$TESTS_DIR/e2e/make-rootfs.sh" "$W/rootfs" >/dev/null
+  ctr oci spec | jq --arg root "$W/rootfs" --argjson args "$args" \
+    '.root.path = $root | .root.readonly = false | .process.args = $args | .process.terminal = false' | jq "$edit" > "$out"
+}
+
+case_exec_not_found() {  # a missing program fails Create (not Start), as with runc, and leaves no VM
+  expect_create_fails "missing program by path" 'executable "/no/such/program"' \
+    run_cask "$IMAGE" nf1 /no/such/program
+  expect_create_fails "missing program in PATH" 'executable "nosuchcmd" in $PATH' \
+    run_cask "$IMAGE" nf2 nosuchcmd
+  expect_eq "$(virtiofsd_pids | grep -c . || true)" 0 "virtiofsd left after the failed creates"
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
+  # In a pod: the container fails, the pod VM and its sandbox stay.
+  run_cask -d $(pod_args pnf sandbox) "$IMAGE" pnf sleep 1000
+  local out rc=0
+  out=$(run_cask $(pod_args pnf container) "$IMAGE" pnf-app nosuchcmd 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "a pod container with a missing program was created"
+  expect_contains "$out" 'executable "nosuchcmd"' "error of the pod container"
+  expect_eq "$(qemu_count)" 1 "QEMU processes of the pod after the failed container"
+  expect_eq "$(ctr_exec pnf echo alive)" alive "exec in the sandbox after the failed container"
+  ctr_ containers rm pnf-app >/dev/null 2>&1 || true
+  rm_tasks pnf
+  wait_for 30 no_qemu || fail "QEMU still running after the pod was deleted"
+}
+
+case_runc_options() {  # runc's CreateOptions (ctr run --no-pivot sends them to any runtime) are accepted
+  # --no-pivot puts runc's CreateOptions in the task options, which replace
+  # the runtime options and with them the configuration path: the shim falls
+  # back to the default configuration, so a machine without it fails later,
+  # at the default kernel, which proves the options were taken.
+  if [ -e /etc/cask/configuration.toml ] || [ -e /usr/share/cask/vmlinux ]; then
+    log "an installed cask configuration or kernel exists: only checking that the options are not refused"
+  fi
+  local out rc=0
+  out=$(timeout 300 ctr_ run --runtime "$RUNTIME" --no-pivot --rm "$IMAGE" ro1 true 2>&1) || rc=$?
+  log "ctr run --no-pivot: rc=$rc: $out"
+  grep -q "unsupported runtime options" <<<"$out" && fail "runc's CreateOptions were refused: $out"
+  if [ ! -e /etc/cask/configuration.toml ] && [ ! -e /usr/share/cask/vmlinux ]; then
+    expect_contains "$out" "/usr/share/cask/vmlinux" "the create got as far as the default kernel"
+  fi
+  ctr_ containers rm ro1 >/dev/null 2>&1 || true
+  rm -rf /run/cask/ro1 2>/dev/null || true
+  expect_eq "$(qemu_count)" 0 "QEMU left"
+}
+
+case_clock() {  # the guest clock is the host's; exit times are stamped by the host
+  run_cask -d "$IMAGE" ck sleep 1000
+  local g h d
+  g=$(ctr_exec ck date +%s)
+  h=$(date +%s)
+  d=$((g > h ? g - h : h - g))
+  log "guest clock $g, host clock $h"
+  [ "$d" -le 5 ] || fail "the guest clock is ${d}s off the host's"
+  rm_tasks ck
+  # A container that sets the guest clock to 2001 and exits: containerd's
+  # exit time is still the host's.
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$!
+  run_cask --rm --privileged "$IMAGE" ck2 sh -c 'date -s "2001-01-01 00:00:00" >/dev/null; date +%Y'
+  sleep 1
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
+  local exit_line
+  exit_line=$(grep "/tasks/exit" "$W/events.log" | grep ck2 | head -1)
+  log "exit event: $exit_line"
+  [ -n "$exit_line" ] || fail "no /tasks/exit event for ck2: $(cat "$W/events.log")"
+  grep -q "2001" <<<"$exit_line" && fail "the exit was stamped with the guest's clock: $exit_line"
+  expect_contains "$exit_line" "$(date +%Y)" "year of the exit time"
+  wait_for 30 no_qemu || fail "QEMU still running"
+}
+
+case_pod_volumes() {  # volumes: shared rw between containers, read-only recursively, missing source refused
+  mkdir -p "$W/vol" "$W/hp/sub"
+  echo host > "$W/hp/file"
+  mount -t tmpfs -o size=1m tmpfs "$W/hp/sub"
+  e2e_defer umount -l "$W/hp/sub"
+  echo sub > "$W/hp/sub/f"
+  run_cask -d $(pod_args pv sandbox) --mount "type=bind,src=$W/vol,dst=/vol,options=rbind:rw" "$IMAGE" pv sleep 1000
+  run_cask -d $(pod_args pv container) --mount "type=bind,src=$W/vol,dst=/vol,options=rbind:rw" \
+    --mount "type=bind,src=$W/hp,dst=/hp,options=rbind:ro" "$IMAGE" pv-app sleep 1000
+  ctr_exec pv sh -c 'echo from-sandbox > /vol/x'
+  expect_eq "$(ctr_exec pv-app cat /vol/x)" from-sandbox "emptyDir-like volume written by one container, read by the other"
+  expect_eq "$(cat "$W/vol/x")" from-sandbox "the volume on the host"
+  local out
+  out=$(ctr_exec pv-app sh -c 'echo a > /hp/file 2>/dev/null && echo WROTE-TOP; echo b > /hp/sub/f 2>/dev/null && echo WROTE-SUB;
+                             touch /hp/sub/new 2>/dev/null && echo WROTE-NEW; cat /hp/file /hp/sub/f')
+  log "read-only hostPath: $out"
+  grep -q WROTE <<<"$out" && fail "a read-only hostPath was written: $out"
+  expect_eq "$out" $'host\nsub' "read-only hostPath and its sub-mount as the host has them"
+  expect_eq "$(cat "$W/hp/sub/f")" sub "the host's sub-mount"
+  # A volume whose host path does not exist: a clear error, the pod unharmed.
+  local rc=0
+  out=$(run_cask $(pod_args pv container) --mount "type=bind,src=$W/no-such-dir,dst=/m,options=rbind:ro" \
+    "$IMAGE" pv-bad true 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "a volume with a missing host path was accepted"
+  expect_contains "$out" "$W/no-such-dir does not exist" "error naming the missing host path"
+  ctr_ containers rm pv-bad >/dev/null 2>&1 || true
+  expect_eq "$(qemu_count)" 1 "QEMU processes of the pod"
+  [ -z "$(find "$W"/cask-state/*/mounts -maxdepth 1 -name pv-bad 2>/dev/null)" ] || fail "share of pv-bad left"
+  rm_tasks pv-app pv
+  wait_for 30 no_qemu || fail "QEMU still running after the pod was deleted"
+}
+
+case_pod_shm() {  # /dev/shm: one tmpfs per pod in the guest, shared by its containers, not by another pod
+  mkdir -p "$W/shm-host"  # stands for CRI's sandbox shm directory on the host
+  local shm_ro="type=bind,src=$W/shm-host,dst=/dev/shm,options=rbind:ro"
+  local shm_rw="type=bind,src=$W/shm-host,dst=/dev/shm,options=rbind:rw"
+  run_cask -d $(pod_args ps1 sandbox) --mount "$shm_ro" "$IMAGE" ps1 sleep 1000
+  run_cask -d $(pod_args ps1 container) --mount "$shm_rw" "$IMAGE" ps1-app sleep 1000
+  run_cask -d $(pod_args ps1 container) --mount "$shm_rw" "$IMAGE" ps1-app2 sleep 1000
+  ctr_exec ps1-app sh -c 'echo pod1 > /dev/shm/marker'
+  expect_eq "$(ctr_exec ps1-app2 cat /dev/shm/marker)" pod1 "/dev/shm shared by the pod's containers"
+  expect_eq "$(ctr_exec ps1 cat /dev/shm/marker)" pod1 "/dev/shm of the pod's sandbox"
+  [ ! -e "$W/shm-host/marker" ] || fail "the pod's /dev/shm is the host's directory"
+  local m
+  m=$(ctr_exec ps1-app sh -c "grep ' /dev/shm ' /proc/mounts")
+  log "/dev/shm in the container: $m"
+  expect_contains "$m" "tmpfs" "/dev/shm file system"
+  expect_contains "$m" "size=65536k" "/dev/shm size"
+  run_cask -d $(pod_args ps2 sandbox) --mount "$shm_ro" "$IMAGE" ps2 sleep 1000
+  expect_eq "$(ctr_exec ps2 ls -A /dev/shm)" "" "/dev/shm of another pod"
+  expect_eq "$(qemu_count)" 2 "QEMU processes for two pods"
+  rm_tasks ps1-app ps1-app2 ps1 ps2
+  wait_for 30 no_qemu || fail "QEMU still running after the pods were deleted"
+}
+
+case_sysctl() {  # namespaced sysctls apply in the container's namespaces; global ones are refused
+  spec_file "$W/sysctl.json" '["sh","-c","cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"]' \
+    '.linux.sysctl = {"net.ipv4.ip_forward": "1", "kernel.shmmax": "12345678"}'
+  local out
+  out=$(run_cask --rm --config "$W/sysctl.json" sy1 | tr -d '\r')
+  expect_eq "$out" $'1\n12345678' "sysctls seen by the container"
+  spec_file "$W/sysctl-bad.json" '["true"]' '.linux.sysctl = {"kernel.panic": "1"}'
+  expect_create_fails "global sysctl" "sysctl kernel.panic: not a namespaced sysctl" \
+    run_cask --config "$W/sysctl-bad.json" sy2
+}
+
+case_update_oom() {  # Update reaches the guest cgroup; resize without a tty is a no-op; OOM is published before the exit
+  [ -x "${SHIM_CALL:-}" ] || fail "SHIM_CALL (the shim_call test tool) is not set"
+  # ctr's spec mounts no cgroup file system: ask for one (read-only).
+  run_cask -d --memory-limit 67108864 --mount "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev" \
+    "$IMAGE" up1 sleep 1000
+  local cg
+  cg=$(ctr_exec up1 sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d')
+  expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 67108864 "memory.max before the update"
+  # What CRI's UpdateContainerResources sends (ctr has no update command).
+  "$SHIM_CALL" "$(shim_socket up1)" update up1 '{"memory":{"limit":100663296},"cpu":{"quota":50000,"period":100000}}' ||
+    fail "Update failed"
+  expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 100663296 "memory.max after the update"
+  expect_eq "$(ctr_exec up1 cat "$cg/cpu.max")" "50000 100000" "cpu.max after the update"
+  # ResizePty of a process without a terminal: a no-op, as with runc.
+  "$SHIM_CALL" "$(shim_socket up1)" resize up1 "" 120 40 || fail "ResizePty without a terminal was refused"
+  rm_tasks up1
+  ctr_ events > "$W/events.log" 2>&1 &
+  local ev=$! rc=0
+  run_cask --rm --memory-limit 33554432 "$IMAGE" oom2 sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done' || rc=$?
+  sleep 1
+  kill $ev 2>/dev/null; wait $ev 2>/dev/null || true
+  expect_eq "$rc" 137 "exit status of the OOM-killed container"
+  local oom_at exit_at
+  oom_at=$(grep -n "/tasks/oom" "$W/events.log" | grep oom2 | head -1 | cut -d: -f1)
+  exit_at=$(grep -n "/tasks/exit" "$W/events.log" | grep oom2 | head -1 | cut -d: -f1)
+  [ -n "$oom_at" ] || fail "no /tasks/oom event for oom2: $(cat "$W/events.log")"
+  [ -n "$exit_at" ] || fail "no /tasks/exit event for oom2"
+  [ "$oom_at" -lt "$exit_at" ] || fail "TaskOOM (line $oom_at) after TaskExit (line $exit_at): $(cat "$W/events.log")"
+  wait_for 30 no_qemu || fail "QEMU still running"
+}
+
+case_output_before_exit() {  # output written just before the exit reaches the FIFO, for inits and execs
+  local out i
+  for i in 1 2 3; do
+    out=$(run_cask --rm "$IMAGE" ob$i sh -c 'seq 1 3000; printf last-line-without-newline; printf err-last >&2' 2>&1)
+    expect_eq "$(grep -c . <<<"$out")" 3001 "lines of run $i"
+    expect_contains "$out" "last-line-without-newline" "last stdout bytes of run $i"
+    expect_contains "$out" "err-last" "last stderr bytes of run $i"
+  done
+  run_cask -d "$IMAGE" ob sleep 1000
+  for i in $(seq 1 20); do
+    expect_eq "$(ctr_exec ob sh -c "echo exec-$i; exit 3" || true)" "exec-$i" "output of exec $i that exits at once"
+  done
+  rm_tasks ob
+  wait_for 30 no_qemu || fail "QEMU still running"
 }
 
 e2e_main "$@"
