@@ -29,9 +29,10 @@ inline constexpr const char* kDefaultPath = "/etc/cask/configuration.toml";
 enum class Accel { kAuto, kKvm, kTcg };
 enum class AgentChannel { kAuto, kVsock, kSerial };
 
-// Measured (docs/SPECIFICATION.md): at 64 MiB the cache never fills while a
-// pod boots and idles, and it bounds what a busy guest's translated code
-// can pin in host memory.
+// Measured (docs/SPECIFICATION.md): a booted, idle pod holds about 56 MiB
+// of translated code (Debian kernel), below this bound, so it costs an idle
+// pod nothing; it caps what a busy guest's code can pin in host memory
+// (QEMU's default reserves 1 GiB).
 inline constexpr uint32_t kDefaultTcgTbSizeMib = 64;
 
 struct HypervisorConfig {
