@@ -10,7 +10,7 @@
 # microvm, whose clock stands still for a while in early boot: compare wall
 # times) and the whole command's wall time; `runc run true` on the same
 # rootfs is the baseline. Then, per kernel, three idle VMs one after the
-# other (`cask-runtime run -- sleep`): QEMU's RSS and PSS, virtiofsd's PSS
+# other (`cask-runtime run -- sh -c 'echo ready; sleep 15'`): QEMU's RSS and PSS, virtiofsd's PSS
 # and cask-runtime's PSS (the host side that the shim is in a pod), read
 # 5 s after the container started. Prints median, min, max, spread.
 #
@@ -109,7 +109,7 @@ declare -A qrss qpss vpss hpss
 for i in 1 2 3; do
   for k in "${kernels[@]}"; do
     rm -f "$W/ready"
-    "$runtime" run --config "$W/$k.toml" --rootfs "$W/bundle/rootfs" -- sh -c 'echo ready; exec sleep 100000' \
+    "$runtime" run --config "$W/$k.toml" --rootfs "$W/bundle/rootfs" -- sh -c 'echo ready; sleep 15' \
       > "$W/ready" 2>"$W/idle.err" &
     host=$!
     for _ in $(seq 1 3000); do grep -q ready "$W/ready" 2>/dev/null && break; sleep 0.1; done
@@ -119,7 +119,8 @@ for i in 1 2 3; do
     v=$(pgrep -f "virtiofsd.*$W/state-$k" | head -1)
     qrss[$k]+="$(rss "$q") " qpss[$k]+="$(pss "$q") " vpss[$k]+="$(pss "$v") " hpss[$k]+="$(pss "$host") "
     echo "idle $k #$i: QEMU RSS $(rss "$q") KiB PSS $(pss "$q") KiB, virtiofsd PSS $(pss "$v") KiB, cask-runtime PSS $(pss "$host") KiB" >&2
-    kill -TERM "$host"
+    # The container ends by itself (a signal to PID 1 of the container
+    # without a handler would be ignored).
     wait "$host" 2>/dev/null || true
     host=
     for _ in $(seq 1 100); do pgrep -f "qemu-system.*$W/state-$k" >/dev/null || break; sleep 0.1; done
