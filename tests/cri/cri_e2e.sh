@@ -317,6 +317,11 @@ case_runc_pod() {
   out=$(cri stats -o json "$ctr")
   [ "$(jq -r '.stats[0].memory.workingSetBytes.value' <<<"$out")" -gt 0 ] || fail "no memory in stats: $out"
   jq -e '.stats[0].cpu.usageCoreNanoSeconds.value | tonumber > 0' <<<"$out" >/dev/null || fail "no cpu in stats: $out"
+  # UpdateContainerResources reaches the container's cgroup.
+  cri update --memory 96Mi --cpu-period 100000 --cpu-quota 50000 "$ctr" >/dev/null
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/memory/memory.limit_in_bytes)" $((96 << 20)) "memory limit after update"
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)" 50000 "cpu quota after update"
+  expect_eq "$(ctr_json "$ctr" | jq -r .status.resources.linux.memoryLimitInBytes)" $((96 << 20)) "resources in the status"
   cri stop --timeout 2 "$ctr" >/dev/null
   expect_eq "$(ctr_state "$ctr")" CONTAINER_EXITED "state after stop"
   cri rm "$ctr" >/dev/null
@@ -340,6 +345,8 @@ case_cask_pod() {
   expect_eq "$(qemu_count "$pod")" 1 "QEMU processes of the pod after runp"
   ctr=$(create_start "$pod" cp app) || fail "create/start in a cask pod failed"
   expect_eq "$(ctr_state "$ctr")" CONTAINER_RUNNING "container state"
+  expect_eq "$(cri ps --pod "$pod" -o json | jq -r '.containers[0].id')" "$ctr" "ps --pod"
+  expect_eq "$(cri pods --name cp -q)" "$pod" "pods --name"
   # The container runs on the guest kernel, in the pod's one VM.
   guest=$(cri exec "$ctr" uname -r)
   host=$(uname -r)
@@ -360,6 +367,9 @@ case_cask_pod() {
   out=$(cri stats -o json "$ctr")
   log "stats: $(jq -c '.stats[0] | {cpu, memory}' <<<"$out")"
   jq -e '.stats[0].memory.workingSetBytes.value | tonumber > 0' <<<"$out" >/dev/null || fail "no memory in stats: $out"
+  # UpdateContainerResources reaches the container's cgroup in the guest.
+  cri update --memory 96Mi "$ctr" >/dev/null
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/memory.max)" $((96 << 20)) "guest memory.max after update"
 
   cask_pod_resources "$pod" > "$W/pod-resources"
   log "pod holds: $(tr '\n' ' ' < "$W/pod-resources")"
