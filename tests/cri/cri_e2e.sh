@@ -442,4 +442,27 @@ case_bad_volume() {
   assert_no_pods_left
 }
 
+case_bad_host_namespaces() {
+  # A VM cannot share the host's network, PID or IPC namespace: RunPodSandbox
+  # fails naming what was asked, and no VM, shim or pod is left.
+  local field word rc
+  for field in network pid ipc; do
+    case $field in network) word=hostNetwork ;; pid) word=hostPID ;; ipc) word=hostIPC ;; esac
+    write_pod_config "host-$field" ".linux.security_context.namespace_options.$field = 2"
+    rc=0
+    cri runp --runtime cask "$W/pods/host-$field.json" > "$W/out" 2> "$W/err" || rc=$?
+    [ "$rc" -ne 0 ] || fail "a cask pod with $word started: $(cat "$W/out")"
+    log "runp $word: $(cat "$W/err")"
+    expect_contains "$(cat "$W/err")" "$word" "error of a cask pod with $word"
+    assert_no_pods_left
+  done
+  # The same pod runs with runc, which shares the host's namespaces.
+  local pod
+  pod=$(runp host-network) || fail "a hostNetwork runc pod failed"
+  expect_eq "$(pod_json "$pod" | jq -r ".status.network.ip // \"\"")" "" "pod IP of a hostNetwork pod"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
 e2e_main "$@"
