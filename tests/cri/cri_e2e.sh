@@ -470,4 +470,81 @@ case_bad_host_namespaces() {
   assert_no_pods_left
 }
 
+# --- pod networking (the pod's address lives in the VM) -------------------
+
+# pod_ip ID: the pod's IP as CRI reports it (from CNI).
+pod_ip() { pod_json "$1" | jq -r .status.network.ip; }
+# in_test_ns CMD...: run on the host side, in the test's namespace (where
+# the CNI bridge is).
+in_test_ns() { ip netns exec "$NETNS" "$@"; }
+# The pod network namespace files CRI made (under its state dir).
+pod_netns_files() { find "$W/state" -path '*netns/cni-*' 2>/dev/null || true; }
+
+case_cask_pod_network() {  # two containers over localhost; the pod IP from the bridge side; port-forward
+  write_pod_config np
+  write_ctr_config web "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo hello-from-cask-pod > /www/index.html && exec httpd -f -p 8080 -h /www'
+  write_ctr_config fetch "$BUSYBOX_IMAGE" -- sleep 1000
+  local pod web fetch ip body nsf
+  pod=$(runp np cask) || fail "RunPodSandbox with the cask handler failed"
+  ip=$(pod_ip "$pod")
+  log "cask pod $pod at $ip"
+  case "$ip" in "${POD_SUBNET%.0/24}".*) ;; *) fail "pod IP $ip is not in $POD_SUBNET" ;; esac
+  web=$(create_start "$pod" np web) || fail "create/start web"
+  fetch=$(create_start "$pod" np fetch) || fail "create/start fetch"
+  expect_eq "$(qemu_count)" 1 "QEMU processes for the two-container pod"
+  [ "$(cri exec "$fetch" uname -r)" != "$(uname -r)" ] || fail "ExecSync uname -r shows the host kernel"
+  # The guest holds the pod IP.
+  expect_contains "$(cri exec "$fetch" ip -o addr show eth0)" "$ip/" "pod IP on the guest's eth0"
+  # The other container, over localhost.
+  localhost_ok() { cri exec "$fetch" sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080" | grep -q hello-from-cask-pod; }
+  wait_for 60 localhost_ok || fail "the second container cannot fetch over localhost"
+  # A client in the test's namespace, at the pod IP (through the bridge,
+  # the veth, the tc redirect and the TAP).
+  body=$(in_test_ns curl -s --max-time 30 "http://$ip:8080/index.html") || true
+  expect_eq "$body" hello-from-cask-pod "HTTP from the bridge side to the pod IP"
+  in_test_ns busybox ping -c 2 -W 10 "$ip" >/dev/null || fail "the bridge side cannot ping the pod"
+  # Port-forward as containerd serves it: 127.0.0.1:PORT dialed inside
+  # the pod's network namespace on the host.
+  nsf=$(pod_netns_files)
+  [ "$(grep -c . <<<"$nsf")" = 1 ] || fail "expected one pod netns file, got: $nsf"
+  pf_get() { nsenter --net="$nsf" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_get >/dev/null || true
+  expect_eq "$(pf_get)" hello-from-cask-pod "port-forward to 8080"
+  # The TAP and the tc redirects are there while the pod runs...
+  nsenter --net="$nsf" ip -o link show tap0_cask >/dev/null || fail "no TAP in the pod netns"
+  cri stopp "$pod" >/dev/null
+  # ...and gone after StopPodSandbox (CNI removed the netns too).
+  if [ -e "$nsf" ]; then
+    [ -z "$(nsenter --net="$nsf" ip -o link show type tun 2>/dev/null)" ] || fail "TAP left after stopp"
+    [ -z "$(nsenter --net="$nsf" tc qdisc show 2>/dev/null | grep ingress)" ] || fail "ingress qdisc left after stopp"
+  fi
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_cask_runc_network() {  # a cask pod and a runc pod on one bridge reach each other both ways
+  write_pod_config nc1
+  write_pod_config nr1
+  write_ctr_config cweb "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo from-cask > /www/index.html && exec httpd -f -p 8080 -h /www'
+  write_ctr_config rweb "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo from-runc > /www/index.html && exec httpd -f -p 8080 -h /www'
+  local cpod rpod cc rc cip rip
+  cpod=$(runp nc1 cask) || fail "runp cask"
+  rpod=$(runp nr1) || fail "runp runc"
+  cc=$(create_start "$cpod" nc1 cweb) || fail "create/start in the cask pod"
+  rc=$(create_start "$rpod" nr1 rweb) || fail "create/start in the runc pod"
+  cip=$(pod_ip "$cpod"); rip=$(pod_ip "$rpod")
+  log "cask pod $cip, runc pod $rip"
+  get() { cri exec "$1" sh -c "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc $2 8080"; }
+  expect_contains "$(get "$cc" "$rip")" from-runc "TCP cask -> runc"
+  expect_contains "$(get "$rc" "$cip")" from-cask "TCP runc -> cask"
+  cri exec "$cc" ping -c 2 -W 10 "$rip" >/dev/null || fail "ping cask -> runc"
+  cri exec "$rc" ping -c 2 -W 10 "$cip" >/dev/null || fail "ping runc -> cask"
+  cri stopp "$cpod" >/dev/null; cri rmp "$cpod" >/dev/null
+  cri stopp "$rpod" >/dev/null; cri rmp "$rpod" >/dev/null
+  assert_no_pods_left
+}
+
 e2e_main "$@"
