@@ -91,7 +91,7 @@ int Run(const std::string& guest, const std::string& make_rootfs, int max, int s
         const size_t first = live.size();
         const int target = std::min(max, static_cast<int>(live.size()) + step);
         while (static_cast<int>(live.size()) < target) {
-          CASK_ASSIGN_OR_RETURN(auto lp, e2e::StartLive(agent, "c1", "e" + std::to_string(live.size()),
+          CASK_ASSIGN_OR_RETURN(auto lp, e2e::StartLive(**sb, "c1", "e" + std::to_string(live.size()),
                                                         {"sh", "-c", "echo ready; read line"}));
           live.push_back(std::move(lp));
         }

@@ -1,29 +1,55 @@
 #!/usr/bin/env bash
 # bench/ctr-run.sh [N]: `ctr run --rm IMAGE ID true` through one private
-# containerd, cask versus runc in the same run, N (default 5) runs each,
-# interleaved; prints every time, the medians and the ratio. A benchmark,
-# not a test. Same environment as tests/shim/e2e.sh (SHIM_BIN, GUEST_DIR).
+# containerd, cask versus runc in the same run, N (default 5, at least 5)
+# rounds, interleaved; prints every time, median, min, max, spread and the
+# ratio to runc. A benchmark, not a test. Same environment as
+# tests/shim/e2e.sh (SHIM_BIN, GUEST_DIR).
+#
+# CASK_KERNELS="lean=DIR debian=DIR" compares several guest asset dirs
+# (vmlinux + initrd.img) in the same rounds, each with its own runtime
+# config; the default is GUEST_DIR alone, named "cask".
 E2E_KIND=containerd E2E_TMP_PREFIX=cask-shim-e2e
 source "$(dirname "$0")/../tests/lib/e2e.sh"
 
 n=${1:-5}
+[ "$n" -ge 5 ] 2>/dev/null || { echo "ctr-run: N must be a number >= 5" >&2; exit 2; }
 setup
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+kernels=()
+for kv in ${CASK_KERNELS:-cask=$GUEST_DIR}; do
+  name=${kv%%=*} dir=${kv#*=}
+  [ -f "$dir/vmlinux" ] && [ -f "$dir/initrd.img" ] || { echo "ctr-run: no guest assets in $dir" >&2; exit 1; }
+  GUEST_DIR=$dir write_cask_config "$W/cask-$name.toml"
+  kernels+=("$name")
+  : > "$W/$name.times"
+done
+: > "$W/runc.times"
+
 timed() {  # prints seconds
   local t0 t1
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   "$@" >/dev/null
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc -l | xargs printf '%.3f\n'
+  t1=$(date +%s%N)
+  echo "$(( (t1 - t0) / 1000000 ))" | awk '{printf "%.3f\n", $1 / 1000}'
 }
-: > "$W/cask.times"
-: > "$W/runc.times"
 for i in $(seq 1 "$n"); do
   timed ctr_ run --rm --runtime io.containerd.runc.v2 "$IMAGE" runc$i true >> "$W/runc.times"
-  timed run_cask --rm "$IMAGE" cask$i true >> "$W/cask.times"
+  for k in "${kernels[@]}"; do
+    timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/cask-$k.toml" "$IMAGE" "$k$i" true >> "$W/$k.times"
+  done
+  echo "round $i/$n: runc $(tail -1 "$W/runc.times") s$(for k in "${kernels[@]}"; do printf ', %s %s s' "$k" "$(tail -1 "$W/$k.times")"; done)" >&2
 done
-cask=$(median < "$W/cask.times")
-runc=$(median < "$W/runc.times")
-echo "runc runs (s): $(tr '\n' ' ' < "$W/runc.times")"
-echo "cask runs (s): $(tr '\n' ' ' < "$W/cask.times")"
-echo "median: runc ${runc}s, cask ${cask}s, cask/runc = $(echo "$cask / $runc" | bc -l | xargs printf '%.1f')x"
+
+stats() {  # stats FILE -> "median min max spread"
+  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
+                       printf "%.3f %.3f %.3f %.3f\n", m, a[1], a[NR], a[NR]-a[1]}'
+}
+echo "ctr run --rm $IMAGE … true: $n interleaved rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-10s %8s %8s %8s %8s %8s   %s\n' "(seconds)" median min max spread "x runc" runs
+read -r rmed rmin rmax rspread < <(stats "$W/runc.times")
+printf '%-10s %8s %8s %8s %8s %8s   %s\n' runc "$rmed" "$rmin" "$rmax" "$rspread" 1.0 "$(tr '\n' ' ' < "$W/runc.times")"
+for k in "${kernels[@]}"; do
+  read -r med min max spread < <(stats "$W/$k.times")
+  printf '%-10s %8s %8s %8s %8s %8s   %s\n' "$k" "$med" "$min" "$max" "$spread" \
+    "$(awk -v a="$med" -v b="$rmed" 'BEGIN {printf "%.1f", a / b}')" "$(tr '\n' ' ' < "$W/$k.times")"
+done

@@ -43,6 +43,7 @@ struct Agent::Process {
   // The event stream: credit per output stream (bytes GetEvents may still
   // send), whether each stream's EOF and the exit were sent.
   size_t credit[2] = {kInitialOutputCredit, kInitialOutputCredit};
+  uint64_t sent[2] = {0, 0};  // output bytes sent per stream (for total grants)
   bool eof_sent[2] = {false, false};
   bool exit_sent = false;
   // Guarded by Agent::ev_mu_: queued in Agent::ready_.
@@ -781,6 +782,7 @@ EventBatch Agent::BuildBatchLocked(size_t budget) {
       } else {
         c = pump->buffer().TryRead(std::min(p->credit[i], budget));
         p->credit[i] -= c.data.size();
+        p->sent[i] += c.data.size();
         budget -= c.data.size();
         // Still readable: more data than credit or budget allowed.
         if (!c.eof && pump->buffer().Readable() && p->credit[i] > 0) more = true;
@@ -829,12 +831,18 @@ Result<EventBatch> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait
   }
 }
 
-Status Agent::GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes) {
+Status Agent::GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes,
+                          uint64_t total) {
   CASK_ASSIGN_OR_RETURN(auto p, FindProcess(id, exec_id));
   {
     std::lock_guard<std::mutex> lock(p->mu);
-    size_t& c = p->credit[StreamIndex(stream)];
-    c = std::min(c + bytes, kMaxOutputCredit);
+    const size_t i = StreamIndex(stream);
+    size_t& c = p->credit[i];
+    if (total == 0) {
+      c = std::min(c + bytes, kMaxOutputCredit);
+    } else if (total > p->sent[i]) {
+      c = std::max<size_t>(c, std::min<uint64_t>(total - p->sent[i], kMaxOutputCredit));
+    }
   }
   MarkReady(p);
   return Ok();

@@ -198,8 +198,11 @@ class Agent {
   // (seq 0). At most `max_output` output bytes per batch (capped at 1 MiB).
   Result<EventBatch> GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
                                const WaitLimits& limits);
-  // Adds `bytes` of credit to an output stream (capped at kMaxOutputCredit).
-  Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes);
+  // Adds `bytes` of credit to an output stream or, when `total` is not 0,
+  // raises its credit to `total` minus the bytes it sent so far (an
+  // idempotent grant); capped at kMaxOutputCredit either way.
+  Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes,
+                     uint64_t total = 0);
 
   // WaitLimits for a call: `deadline` plus cancellation by CancelBlockingCalls().
   WaitLimits Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const;

@@ -690,5 +690,39 @@ TEST_F(EventStreamTest, OutputWaitsForCreditAndALostReplyIsSentAgain) {
   ASSERT_TRUE(Remove("ev2", true).ok());
 }
 
+// Grants that carry the stream's total are idempotent: the host sends one
+// again after a lost reply without giving the stream more credit.
+TEST_F(EventStreamTest, TotalGrantsCanBeRepeated) {
+  ASSERT_TRUE(Create("ev3", {"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789; i=$((i+1)); done"}).ok());
+  ASSERT_TRUE(Start("ev3").ok());
+  Collected c;
+  auto at_least = [](size_t n) {
+    return [n](const Collected& c) { return c.out.count("ev3//out") && c.out.at("ev3//out").size() >= n; };
+  };
+  PollUntil(c, at_least(kInitialOutputCredit), /*grant=*/0);
+  v1::GrantOutputRequest g;
+  auto* cr = g.add_credits();
+  cr->set_container_id("ev3");
+  cr->set_stream(v1::STDOUT);
+  cr->set_bytes(999);  // ignored: total wins
+  cr->set_total(2 * kInitialOutputCredit);
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());  // the same grant again
+  PollUntil(c, at_least(2 * kInitialOutputCredit), /*grant=*/0);
+  // Nothing beyond the total comes, however long we ask.
+  auto r = Call<v1::GetEventsResponse>("GetEvents", Poll(ack_, 300));
+  ASSERT_TRUE(r.ok());
+  size_t extra = 0;
+  for (const auto& o : r->output()) extra += o.data().size();
+  if (r->seq() != 0) ack_ = r->seq();
+  EXPECT_EQ(c.out["ev3//out"].size() + extra, 2 * kInitialOutputCredit);
+  c.out["ev3//out"].resize(c.out["ev3//out"].size() + extra, 'x');
+  cr->set_total(1 << 20);
+  ASSERT_TRUE(Call<v1::Empty>("GrantOutput", g).ok());
+  PollUntil(c, [](const Collected& c) { return c.eof.count("ev3//out") > 0; });
+  EXPECT_EQ(c.out["ev3//out"].size(), 3000u * 101);
+  ASSERT_TRUE(Remove("ev3", true).ok());
+}
+
 }  // namespace
 }  // namespace cask::agent

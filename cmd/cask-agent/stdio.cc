@@ -104,35 +104,27 @@ StreamChunk StreamBuffer::TakeLocked(size_t max) {
   return chunk;
 }
 
-Result<StreamChunk> StreamBuffer::Read(size_t max, const WaitLimits& limits) {
+StreamChunk StreamBuffer::TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max) {
+  StreamChunk chunk = TakeLocked(max);
   std::function<void()> resume;
-  StreamChunk chunk;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    CASK_TRY(limits.Wait(lock, cv_, [&] { return aborted_ || eof_ || data_.size() > head_; }));
-    chunk = TakeLocked(max);
-    if (paused_ && !chunk.data.empty()) {
-      paused_ = false;
-      resume = on_space_;
-    }
+  if (paused_ && !chunk.data.empty()) {
+    paused_ = false;
+    resume = on_space_;
   }
+  lock.unlock();
   if (resume) resume();
   return chunk;
 }
 
+Result<StreamChunk> StreamBuffer::Read(size_t max, const WaitLimits& limits) {
+  std::unique_lock<std::mutex> lock(mu_);
+  CASK_TRY(limits.Wait(lock, cv_, [&] { return aborted_ || eof_ || data_.size() > head_; }));
+  return TakeAndResume(lock, max);
+}
+
 StreamChunk StreamBuffer::TryRead(size_t max) {
-  std::function<void()> resume;
-  StreamChunk chunk;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    chunk = TakeLocked(max);
-    if (paused_ && !chunk.data.empty()) {
-      paused_ = false;
-      resume = on_space_;
-    }
-  }
-  if (resume) resume();
-  return chunk;
+  std::unique_lock<std::mutex> lock(mu_);
+  return TakeAndResume(lock, max);
 }
 
 bool StreamBuffer::Readable() const {

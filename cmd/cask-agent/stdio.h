@@ -88,6 +88,9 @@ class StreamBuffer {
 
  private:
   StreamChunk TakeLocked(size_t max);
+  // TakeLocked, then (unlocked) resumes a producer that found the buffer
+  // full: the common end of Read and TryRead.
+  StreamChunk TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max);
   void Notify();
 
   const size_t capacity_;

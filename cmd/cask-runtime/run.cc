@@ -327,12 +327,13 @@ void RunSession::PrintTiming() {
   auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
   std::fprintf(stderr,
                "cask-runtime: timing: vm_start_ms=%lld agent_ready_ms=%lld boot_ms=%lld setup_ms=%lld "
-               "create_ms=%lld run_ms=%lld teardown_ms=%lld total_ms=%lld\n",
+               "create_ms=%lld run_ms=%lld teardown_ms=%lld total_ms=%lld guest_uptime_ms=%lld\n",
                static_cast<long long>(ms(t.vm_start)), static_cast<long long>(ms(t.agent_ready)),
                static_cast<long long>(ms(t.vm_start + t.agent_ready)), static_cast<long long>(ms(t.setup)),
                t_created_ == Clock::time_point{} ? -1LL : Ms(t_created_ - t_booted_),
                (t_started_ == Clock::time_point{} || t_exited_ == Clock::time_point{}) ? -1LL : Ms(t_exited_ - t_started_),
-               t_exited_ == Clock::time_point{} ? -1LL : Ms(t_done_ - t_exited_), Ms(t_done_ - t0_));
+               t_exited_ == Clock::time_point{} ? -1LL : Ms(t_done_ - t_exited_), Ms(t_done_ - t0_),
+               static_cast<long long>(ms(sandbox_->agent_info().uptime)));
 }
 
 }  // namespace

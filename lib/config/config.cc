@@ -131,6 +131,10 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
     } else if (name == "virtiofs_cache") {
       CASK_ASSIGN_OR_RETURN(size_t i, r.Word(node, key, {"auto", "always", "none"}));
       h->virtiofs_cache = std::array{"auto", "always", "none"}[i];
+    } else if (name == "tcg_tb_size_mib") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxTcgTbSizeMib, &h->tcg_tb_size_mib));
+    } else if (name == "free_page_reporting") {
+      CASK_TRY(r.Bool(node, key, &h->free_page_reporting));
     } else if (name == "runas") {
       CASK_TRY(r.String(node, key, &h->runas));
       if (h->runas.empty()) return r.Bad(key, "must not be empty (\"none\" keeps QEMU root)");
@@ -299,6 +303,8 @@ std::string ToToml(const Config& c) {
   s += "kernel_params = " + DoubleQuoted(h.kernel_params) + "\n";
   s += "virtiofsd_path = " + DoubleQuoted(h.virtiofsd_path) + "\n";
   s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";
+  s += "tcg_tb_size_mib = " + std::to_string(h.tcg_tb_size_mib) + "\n";
+  s += std::string("free_page_reporting = ") + (h.free_page_reporting ? "true" : "false") + "\n";
   s += "runas = " + DoubleQuoted(h.runas) + "\n";
   s += "\n[agent]\n";
   s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";

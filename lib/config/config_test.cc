@@ -46,6 +46,8 @@ TEST(ConfigParse, EmptyIsDefaults) {
   EXPECT_EQ(c.hypervisor.kernel_params, "");
   EXPECT_EQ(c.hypervisor.virtiofsd_path, "/usr/lib/qemu/virtiofsd");
   EXPECT_EQ(c.hypervisor.virtiofs_cache, "auto");
+  EXPECT_EQ(c.hypervisor.tcg_tb_size_mib, kDefaultTcgTbSizeMib);
+  EXPECT_TRUE(c.hypervisor.free_page_reporting);
   EXPECT_EQ(c.agent.channel, AgentChannel::kAuto);
   EXPECT_EQ(c.agent.connect_timeout_ms, 60000u);
   EXPECT_FALSE(c.runtime.debug);
@@ -122,6 +124,9 @@ TEST(ConfigParse, EnumWords) {
 
 TEST(ConfigParse, Bounds) {
   EXPECT_EQ(MustParse("[hypervisor]\nvcpus = 1").hypervisor.vcpus, 1u);
+  EXPECT_EQ(MustParse("[hypervisor]\ntcg_tb_size_mib = 0").hypervisor.tcg_tb_size_mib, 0u);
+  EXPECT_FALSE(MustParse("[hypervisor]\nfree_page_reporting = false").hypervisor.free_page_reporting);
+  EXPECT_EQ(MustParse("[hypervisor]\ntcg_tb_size_mib = 4096").hypervisor.tcg_tb_size_mib, 4096u);
   EXPECT_EQ(MustParse("[hypervisor]\nvcpus = 64").hypervisor.vcpus, 64u);
   EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 64").hypervisor.memory_mib, 64u);
   EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 65536").hypervisor.memory_mib, 65536u);
@@ -133,6 +138,8 @@ TEST(ConfigParse, Bounds) {
               "/etc/cask/test.toml: hypervisor.memory_mib: must be between 64 and 65536, got 12");
   ExpectError("[hypervisor]\nmemory_mib = 65537",
               "/etc/cask/test.toml: hypervisor.memory_mib: must be between 64 and 65536, got 65537");
+  ExpectError("[hypervisor]\ntcg_tb_size_mib = 4097",
+              "/etc/cask/test.toml: hypervisor.tcg_tb_size_mib: must be between 0 and 4096, got 4097");
   ExpectError("[hypervisor]\nvcpus = 0",
               "/etc/cask/test.toml: hypervisor.vcpus: must be between 1 and 64, got 0");
   ExpectError("[hypervisor]\nvcpus = 65",

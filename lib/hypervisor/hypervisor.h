@@ -56,6 +56,15 @@ struct VmCgroupSettings {
   uint32_t pids_max = 0;             // task limit; 0: none
 };
 
+// A NIC of the VM: a TAP made by the caller in the pod's network namespace
+// (lib/net), which the caller keeps owning; Start passes QEMU a copy of the
+// fd. The guest NIC gets `mac` (the pod veth's, "aa:bb:cc:dd:ee:ff").
+// vhost-net is used when /dev/vhost-net opens, else vhost=off.
+struct NicSettings {
+  int tap_fd = -1;
+  std::string mac;
+};
+
 // Everything Hypervisor::Start needs to know, filled by the caller (the
 // sandbox builds it from the TOML configuration); this library reads no
 // configuration file. Keys named in errors are the configuration keys the
@@ -77,6 +86,8 @@ struct VmSettings {
   std::string kernel_params;      // user additions to the kernel command line
   std::string virtiofsd_path;     // hypervisor.virtiofsd_path
   std::string virtiofs_cache = "auto";  // auto | always | none
+  uint32_t tcg_tb_size_mib = 0;   // hypervisor.tcg_tb_size_mib; TCG only, 0 = QEMU's default
+  bool free_page_reporting = false;  // hypervisor.free_page_reporting (virtio-balloon)
 
   ChannelRequest channel = ChannelRequest::kAuto;
   std::string shared_dir;         // host dir exported over virtio-fs with tag "cask" (empty = none)
@@ -90,6 +101,8 @@ struct VmSettings {
   // name or "<uid>:<gid>"; empty keeps it root.
   std::string runas;
   VmCgroupSettings cgroup;
+  // At most 8 (INVALID_ARGUMENT beyond, or with a bad fd or MAC).
+  std::vector<NicSettings> nics;
 };
 
 class Vm {

@@ -1,5 +1,7 @@
 #include "lib/hypervisor/qemu_cmdline.h"
 
+#include <algorithm>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -77,6 +79,39 @@ TEST(QemuCmdline, MicrovmWithoutVirtioFsHasNoSharedMemory) {
   EXPECT_THAT(argv, ElementsAreArray(want));
 }
 
+// The value following `flag` in argv ("" when absent).
+std::string ValueAfter(const std::vector<std::string>& argv, const std::string& flag) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) return argv[i + 1];
+  return "";
+}
+
+TEST(QemuCmdline, TcgTranslationCacheSize) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.accel.accel = Accel::kTcg;
+  c.accel.tcg_tb_size_mib = 64;
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "tcg,tb-size=64");
+  c.accel.tcg_tb_size_mib = 0;  // QEMU's default
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "tcg");
+  c.accel.accel = Accel::kKvm;  // no translation cache under KVM
+  c.accel.tcg_tb_size_mib = 64;
+  EXPECT_EQ(ValueAfter(BuildQemuArgv(c), "-accel"), "kvm");
+}
+
+TEST(QemuCmdline, FreePageReportingBalloon) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  auto argv = BuildQemuArgv(c);
+  EXPECT_TRUE(std::none_of(argv.begin(), argv.end(),
+                           [](const std::string& a) { return a.find("balloon") != std::string::npos; }));
+  c.free_page_reporting = true;
+  argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "virtio-balloon-device,free-page-reporting=on"), argv.end());
+  c = Base(MachineType::kQ35);
+  c.free_page_reporting = true;
+  argv = BuildQemuArgv(c);
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "virtio-balloon-pci,free-page-reporting=on"), argv.end());
+}
+
 TEST(QemuCmdline, Q35KvmVsockWithVirtioFs) {
   QemuCommand c = Base(MachineType::kQ35);
   c.accel.accel = Accel::kKvm;
@@ -150,6 +185,30 @@ TEST(QemuCmdline, ConsoleIsASocketNeverAFile) {
   auto it = std::find(argv.begin(), argv.end(), "-serial");
   ASSERT_NE(it, argv.end());
   EXPECT_EQ(*(it + 1), "none");
+}
+
+std::vector<std::string> After(const std::vector<std::string>& argv, const std::string& flag) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) out.push_back(argv[i + 1]);
+  return out;
+}
+
+TEST(QemuCmdline, TapNicsOnMicrovmAndQ35) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.nics.push_back(NetOptions{10, -1, "02:42:0a:58:4d:05"});
+  c.nics.push_back(NetOptions{12, 13, "02:42:0a:58:4d:06"});
+  auto argv = BuildQemuArgv(c);
+  EXPECT_THAT(After(argv, "-netdev"),
+              ElementsAreArray({"tap,id=net0,fd=10,vhost=off", "tap,id=net1,fd=12,vhost=on,vhostfd=13"}));
+  auto devices = After(argv, "-device");
+  EXPECT_THAT(devices, ::testing::Contains("virtio-net-device,netdev=net0,mac=02:42:0a:58:4d:05"));
+  EXPECT_THAT(devices, ::testing::Contains("virtio-net-device,netdev=net1,mac=02:42:0a:58:4d:06"));
+  c.machine.type = MachineType::kQ35;
+  EXPECT_THAT(After(BuildQemuArgv(c), "-device"),
+              ::testing::Contains("virtio-net-pci,netdev=net0,mac=02:42:0a:58:4d:05"));
+  c.nics.clear();
+  EXPECT_TRUE(After(BuildQemuArgv(c), "-netdev").empty());
 }
 
 TEST(QemuCmdline, ParseMachineType) {

@@ -46,7 +46,19 @@ AgentInfo ToInfo(const pb::CheckResponse& r) {
                    r.agent_threads(), r.agent_rss_bytes()};
 }
 
-using Key = std::pair<std::string, std::string>;  // (container id, exec id)
+using Key = ProcessKey;
+
+// The credit to grant `out` after a take: once half the window is used up
+// (credit the agent still has plus output waiting here), back up to the
+// window. One grant per half window, never one per chunk. The window is
+// the initial credit while all streams' credit together is near the cap.
+size_t GrantAfterTake(size_t credit, size_t buffered, bool eof, size_t window, size_t credit_total,
+                      size_t buffered_total, size_t cap) {
+  if (eof) return 0;
+  if (credit_total + buffered_total + window > cap) window = kInitialOutputCredit;
+  if (credit + buffered > window / 2) return 0;
+  return window - credit - buffered;
+}
 
 Error ClosedError(std::string_view what) { return Error::Unavailable(std::string(what) + ": the agent connection is closed"); }
 
@@ -60,6 +72,9 @@ struct AgentClient::Events {
     bool eof = false;
     // Bytes the agent may still send (its credit, as the client sees it).
     size_t credit = kInitialOutputCredit;
+    // Everything granted since the stream started (the initial credit
+    // included): grants carry it, so that they are idempotent.
+    uint64_t granted_total = kInitialOutputCredit;
     size_t buffered() const { return buf.size() - head; }
   };
   struct Proc {
@@ -84,18 +99,55 @@ struct AgentClient::Events {
   std::deque<Key> unclaimed_order GUARDED_BY(mu);
   std::deque<std::string> ooms GUARDED_BY(mu);
   size_t buffered_total GUARDED_BY(mu) = 0;
+  // Sum of every tracked stream's credit (bytes the agent may still send).
+  size_t credit_total GUARDED_BY(mu) = 0;
+  // Credit freed by TryReadOutput, waiting for the grant thread.
+  struct Grant {
+    size_t bytes = 0;        // for an agent that does not know `total`
+    uint64_t total = 0;      // granted_total of the stream
+  };
+  std::map<std::pair<Key, int>, Grant> pending_grants GUARDED_BY(mu);
+  bool grant_started GUARDED_BY(mu) = false;
+  std::thread grant_thread;  // started once under mu; joined by the destructor
+
+  // The listener is called under listener_mu (not mu), so that clearing it
+  // waits for a call in progress.
+  std::mutex listener_mu;
+  std::function<void(const std::vector<Key>&)> listener;
 
   // Forgets a process's output; returns whether the entry can go now (its
   // exit arrived) or must stay for the exit, which a waiter may still want.
   bool Forget(Proc& p) REQUIRES(mu) {
     for (auto& o : p.out) {
       buffered_total -= o.buffered();
+      credit_total -= o.credit;
+      o.credit = 0;
       o.buf.clear();
       o.head = 0;
       o.eof = true;
     }
     p.removed = true;
     return p.exit.has_value();
+  }
+  // Takes up to `cap` bytes of `out` into `chunk` (eof once it is drained);
+  // returns the credit to grant back for it, already counted as given.
+  size_t Take(Output& out, size_t cap, StreamChunk& chunk, size_t window, size_t max_buffered) REQUIRES(mu) {
+    size_t n = std::min(cap, out.buffered());
+    chunk.data.assign(out.buf, out.head, n);
+    out.head += n;
+    if (out.head == out.buf.size()) {
+      out.buf.clear();
+      out.head = 0;
+    }
+    buffered_total -= n;
+    chunk.eof = out.eof && out.buffered() == 0;
+    if (n == 0) return 0;
+    size_t grant =
+        GrantAfterTake(out.credit, out.buffered(), out.eof, window, credit_total, buffered_total, max_buffered);
+    out.credit += grant;
+    out.granted_total += grant;
+    credit_total += grant;
+    return grant;
   }
   EventStats stats GUARDED_BY(mu);
   std::thread thread;  // started once under mu; joined by the destructor
@@ -113,13 +165,17 @@ AgentClient::~AgentClient() {
   }
   Close();
   if (events_->thread.joinable()) events_->thread.join();
+  if (events_->grant_thread.joinable()) events_->grant_thread.join();
 }
 
 void AgentClient::Close() {
   client_->Close();
-  MutexLock lock(events_->mu);
-  events_->closed = true;
-  events_->cv.notify_all();
+  {
+    MutexLock lock(events_->mu);
+    events_->closed = true;
+    events_->cv.notify_all();
+  }
+  NotifyListener({});
 }
 
 bool AgentClient::closed() const { return client_->closed(); }
@@ -144,23 +200,32 @@ void AgentClient::EnsureEvents() {
 bool AgentClient::Track(const std::string& container_id, const std::string& exec_id) {
   MutexLock lock(events_->mu);
   auto [it, fresh] = events_->procs.try_emplace(Key{container_id, exec_id});
-  if (!fresh && it->second.removed) {  // an id reused after its removal
+  if (!fresh && it->second.removed) {  // an id reused after its removal (its credit is 0)
     it->second = Events::Proc{};
+    events_->credit_total += 2 * kInitialOutputCredit;
     return true;
   }
+  if (fresh) events_->credit_total += 2 * kInitialOutputCredit;
   return fresh;
 }
 
 void AgentClient::Untrack(const std::string& container_id, const std::string& exec_id, bool exit_may_come) {
+  {
   MutexLock lock(events_->mu);
   Key key{container_id, exec_id};
   auto it = events_->procs.find(key);
-  if (it != events_->procs.end() && (events_->Forget(it->second) || !exit_may_come)) events_->procs.erase(it);
+  if (it != events_->procs.end()) {
+    const bool exit_known = events_->Forget(it->second);
+    if (exit_known || !exit_may_come) events_->procs.erase(it);
+  }
   events_->unclaimed.erase(key);
   events_->cv.notify_all();
+  }
+  NotifyListener({});
 }
 
 void AgentClient::UntrackContainer(const std::string& container_id) {
+  {
   MutexLock lock(events_->mu);
   for (auto it = events_->procs.lower_bound(Key{container_id, ""});
        it != events_->procs.end() && it->first.first == container_id;) {
@@ -171,6 +236,8 @@ void AgentClient::UntrackContainer(const std::string& container_id) {
   }
   std::erase_if(events_->unclaimed, [&](const auto& e) { return e.first.first == container_id; });
   events_->cv.notify_all();
+  }
+  NotifyListener({});
 }
 
 void AgentClient::EventLoop() {
@@ -178,6 +245,12 @@ void AgentClient::EventLoop() {
   uint64_t ack = 0;
   bool first = true;
   const auto poll_timeout = opts_.event_wait + opts_.call_timeout;
+  // Listeners hear of every way the stream ends or changes mode.
+  struct NotifyAtEnd {
+    AgentClient* c;
+    ~NotifyAtEnd() { c->NotifyListener({}); }
+  } notify_at_end{this};
+  bool changed_all = false;
   for (;;) {
     {
       MutexLock lock(ev.mu);
@@ -189,7 +262,7 @@ void AgentClient::EventLoop() {
     // the agent has the event stream at all.
     req.set_wait_ms(first ? 0 : static_cast<uint32_t>(opts_.event_wait.count()));
     first = false;
-    req.set_max_output_bytes(1u << 20);
+    req.set_max_output_bytes(opts_.batch_output);
     auto r = Invoke<pb::GetEventsResponse>(*client_, "GetEvents", req, poll_timeout);
     if (!r.ok()) {
       Code code = r.error().code();
@@ -219,17 +292,27 @@ void AgentClient::EventLoop() {
     }
     const pb::GetEventsResponse& b = *r;
     if (b.seq() == 0 || b.seq() == ack) {  // nothing new, or a duplicate
-      MutexLock lock(ev.mu);
-      if (!ev.mode_known) {
-        ev.mode_known = true;
-        ev.cv.notify_all();
+      bool now_known = false;
+      {
+        MutexLock lock(ev.mu);
+        if (!ev.mode_known) {
+          ev.mode_known = true;
+          now_known = true;
+          ev.cv.notify_all();
+        }
       }
+      if (now_known) NotifyListener({});
       continue;
     }
     ack = b.seq();
+    std::vector<Key> changed;
+    {
     MutexLock lock(ev.mu);
+    const bool was_known = ev.mode_known;
     ev.mode_known = true;
+    if (!was_known) changed_all = true;
     ++ev.stats.batches;
+    uint64_t batch_output = 0;
     for (const auto& o : b.output()) {
       if (o.container_id().size() > kMaxGuestIdLength || o.exec_id().size() > kMaxGuestIdLength) {
         ++ev.stats.dropped_events;
@@ -257,10 +340,17 @@ void AgentClient::EventLoop() {
         }
         out.buf.append(o.data(), 0, n);
         out.credit -= n;
+        ev.credit_total -= n;
         ev.buffered_total += n;
+        batch_output += n;
       }
       if (o.eof()) out.eof = true;
+      if (n > 0 || o.eof()) {
+        Key k{o.container_id(), o.exec_id()};
+        if (changed.empty() || changed.back() != k) changed.push_back(std::move(k));
+      }
     }
+    ev.stats.max_batch_output = std::max(ev.stats.max_batch_output, batch_output);
     for (const auto& x : b.exits()) {
       if (x.container_id().size() > kMaxGuestIdLength || x.exec_id().size() > kMaxGuestIdLength) {
         ++ev.stats.dropped_events;
@@ -303,7 +393,24 @@ void AgentClient::EventLoop() {
       }
     }
     ev.cv.notify_all();
+    }
+    if (changed_all) {
+      changed_all = false;
+      NotifyListener({});
+    } else if (!changed.empty()) {
+      NotifyListener(changed);
+    }
   }
+}
+
+void AgentClient::NotifyListener(const std::vector<Key>& changed) {
+  std::lock_guard<std::mutex> l(events_->listener_mu);
+  if (events_->listener) events_->listener(changed);
+}
+
+void AgentClient::SetOutputListener(std::function<void(const std::vector<ProcessKey>&)> listener) {
+  std::lock_guard<std::mutex> l(events_->listener_mu);
+  events_->listener = std::move(listener);
 }
 
 Result<AgentInfo> AgentClient::WaitReady(std::chrono::milliseconds timeout, const std::function<bool()>& abort) {
@@ -348,6 +455,52 @@ Status AgentClient::SetupSandbox(const SandboxSetup& setup) {
     for (const auto& o : m.options) pm->add_options(o);
   }
   return InvokeVoid<pb::Empty>(*client_, "SetupSandbox", req, opts_.call_timeout);
+}
+
+Status AgentClient::ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout) {
+  pb::ConfigureNetworkRequest req;
+  for (const auto& i : net.interfaces) {
+    auto* pi = req.add_interfaces();
+    pi->set_name(i.name);
+    pi->set_mac(i.mac);
+    pi->set_mtu(i.mtu);
+    for (const auto& [addr, plen] : i.addresses) {
+      auto* a = pi->add_addresses();
+      a->set_address(addr);
+      a->set_prefix_len(plen);
+    }
+  }
+  for (const auto& r : net.routes) {
+    auto* pr = req.add_routes();
+    pr->set_dest(r.dest);
+    pr->set_dest_prefix_len(r.dest_prefix_len);
+    pr->set_gateway(r.gateway);
+    pr->set_source(r.source);
+    pr->set_device(r.device);
+    pr->set_scope(r.scope);
+  }
+  for (const auto& n : net.neighbours) {
+    auto* pn = req.add_neighbours();
+    pn->set_address(n.address);
+    pn->set_mac(n.mac);
+    pn->set_device(n.device);
+  }
+  return InvokeVoid<pb::Empty>(*client_, "ConfigureNetwork", req, timeout);
+}
+
+Result<std::set<uint16_t>> AgentClient::ListTcpListeners() {
+  // The agent caps its list at 64; a longer one is not from a cask agent.
+  constexpr int kMaxPorts = 64;
+  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::ListTcpListenersResponse>(*client_, "ListTcpListeners",
+                                                                     pb::ListTcpListenersRequest{}, opts_.call_timeout));
+  if (r.ports_size() > kMaxPorts)
+    return Error::Internal("the guest listed " + std::to_string(r.ports_size()) + " listening ports (at most 64)");
+  std::set<uint16_t> out;
+  for (uint32_t p : r.ports()) {
+    if (p == 0 || p > 65535) return Error::Internal("the guest listed port " + std::to_string(p));
+    out.insert(static_cast<uint16_t>(p));
+  }
+  return out;
 }
 
 Status AgentClient::DestroySandbox(std::optional<std::chrono::milliseconds> timeout) {
@@ -504,6 +657,7 @@ Result<StreamChunk> ReadStream(rpc::Client& client, std::string_view method, con
 }
 }  // namespace
 
+
 Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
                                             uint32_t max_len) {
   const char* method = stream == 0 ? "ReadStdout" : "ReadStderr";
@@ -512,6 +666,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
   const size_t cap = max_len == 0 ? size_t{1} << 20 : max_len;
   StreamChunk chunk;
   size_t grant = 0;
+  uint64_t granted_total = 0;
   {
     MutexLock lock(ev.mu);
     for (;;) {
@@ -527,21 +682,8 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
       }
       Events::Output& out = it->second.out[stream];
       if (out.buffered() > 0) {
-        size_t n = std::min(cap, out.buffered());
-        chunk.data.assign(out.buf, out.head, n);
-        out.head += n;
-        if (out.head == out.buf.size()) {
-          out.buf.clear();
-          out.head = 0;
-        }
-        ev.buffered_total -= n;
-        chunk.eof = out.eof && out.buffered() == 0;
-        // Top the agent's credit back up to the window once half of it was
-        // consumed: one GrantOutput per 32 KiB read, never per chunk.
-        if (!out.eof && out.credit + out.buffered() <= kInitialOutputCredit / 2) {
-          grant = kInitialOutputCredit - out.credit - out.buffered();
-          out.credit += grant;
-        }
+        grant = ev.Take(out, cap, chunk, opts_.output_window, opts_.max_buffered_output);
+        granted_total = out.granted_total;
         break;
       }
       if (out.eof) return StreamChunk{"", true};
@@ -557,6 +699,7 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
     c->set_exec_id(exec_id);
     c->set_stream(stream == 0 ? pb::STDOUT : pb::STDERR);
     c->set_bytes(static_cast<uint32_t>(grant));
+    c->set_total(granted_total);
     // A failed grant means the connection is going away (then every reader
     // ends anyway) or the process is gone: nothing to retry.
     (void)InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, opts_.call_timeout);
@@ -564,6 +707,80 @@ Result<StreamChunk> AgentClient::ReadOutput(const std::string& container_id, con
     ++ev.stats.grants;
   }
   return chunk;
+}
+
+Result<StreamChunk> AgentClient::TryReadOutput(const std::string& container_id, const std::string& exec_id,
+                                               int stream, size_t max_len) {
+  const char* method = stream == 0 ? "agent ReadStdout" : "agent ReadStderr";
+  if (stream != 0 && stream != 1) return Error::InvalidArgument("output stream " + std::to_string(stream));
+  EnsureEvents();
+  Events& ev = *events_;
+  StreamChunk chunk;
+  MutexLock lock(ev.mu);
+  if (ev.legacy) return Error::Unimplemented(std::string(method) + ": the agent has no event stream");
+  auto it = ev.procs.find(Key{container_id, exec_id});
+  if (it == ev.procs.end() || it->second.removed) {
+    if (ev.closed) return ClosedError(method);
+    if (!ev.mode_known) return chunk;  // not yet known whether the stream exists
+    return StreamChunk{"", true};      // removed (or never ours): nothing more comes
+  }
+  Events::Output& out = it->second.out[stream];
+  if (out.buffered() == 0 && !out.eof) {
+    if (ev.closed) return ClosedError(method);
+    return chunk;
+  }
+  size_t grant =
+      ev.Take(out, max_len == 0 ? size_t{1} << 20 : max_len, chunk, opts_.output_window, opts_.max_buffered_output);
+  if (grant > 0) {
+    Events::Grant& g = ev.pending_grants[{it->first, stream}];
+    g.bytes += grant;
+    g.total = out.granted_total;
+    if (!ev.grant_started && !ev.closed && !ev.stopping) {
+      ev.grant_started = true;
+      ev.grant_thread = std::thread([this] { GrantLoop(); });
+    }
+    ev.cv.notify_all();
+  }
+  return chunk;
+}
+
+void AgentClient::GrantLoop() {
+  Events& ev = *events_;
+  // Grants are idempotent (they carry the stream's total), so one that
+  // timed out is simply sent again with the next round: a reply that is
+  // late or lost never holds a stream's credit back for long.
+  constexpr auto kGrantTimeout = std::chrono::seconds(5);
+  for (;;) {
+    pb::GrantOutputRequest req;
+    std::map<std::pair<Key, int>, Events::Grant> sending;
+    {
+      MutexLock lock(ev.mu);
+      ev.cv.wait(ev.mu, [&] {
+        ev.mu.AssertHeld();
+        return ev.closed || ev.stopping || !ev.pending_grants.empty();
+      });
+      if (ev.closed || ev.stopping) return;
+      sending.swap(ev.pending_grants);
+      ++ev.stats.grants;
+    }
+    for (const auto& [k, g] : sending) {
+      auto* c = req.add_credits();
+      c->set_container_id(k.first.first);
+      c->set_exec_id(k.first.second);
+      c->set_stream(k.second == 0 ? pb::STDOUT : pb::STDERR);
+      c->set_bytes(static_cast<uint32_t>(std::min<size_t>(g.bytes, UINT32_MAX)));
+      c->set_total(g.total);
+    }
+    Status st = InvokeVoid<pb::Empty>(*client_, "GrantOutput", req, kGrantTimeout);
+    if (st.ok() || st.error().code() != Code::kDeadlineExceeded) continue;  // done, or nothing to retry
+    MutexLock lock(ev.mu);
+    ++ev.stats.grant_retries;
+    for (auto& [k, g] : sending) {
+      Events::Grant& p = ev.pending_grants[k];
+      // Not `bytes`: an agent without totals may have counted them already.
+      p.total = std::max(p.total, g.total);
+    }
+  }
 }
 
 Result<StreamChunk> AgentClient::ReadStdout(const std::string& container_id, const std::string& exec_id,

@@ -14,9 +14,18 @@
 // locally for what that stream delivered, so however many processes live,
 // the agent has one blocked call per sandbox. Output is flow-controlled per
 // stream (the agent sends within credit the client grants as readers take
-// output), so at most kInitialOutputCredit bytes are buffered per stream
+// output), so at most Options::output_window bytes are buffered per stream
 // here. Against an agent without GetEvents (UNIMPLEMENTED) the client falls
 // back to the per-process legacy calls, with the same meaning.
+//
+// Non-blocking output (for one I/O loop per sandbox, process_io.h):
+// SetOutputListener is told which processes' output changed after each
+// batch, TryReadOutput takes what is buffered without waiting, and the
+// credit it frees is granted back by the client's grant thread (one
+// GrantOutput per round, for every stream at once), never on the caller's
+// thread. A stream's credit is topped up only when its reader takes output,
+// so a reader that stops taking (its host FIFO is full) stops the agent
+// within one window: that is the back-pressure.
 //
 // Timeouts: every call carries a deadline: Options::call_timeout for calls
 // the agent answers promptly (the guest runs under TCG and can be slow, so
@@ -42,8 +51,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "lib/base/result.h"
@@ -81,6 +92,28 @@ struct SandboxSetup {
   std::vector<GuestMount> mounts;
 };
 
+// The pod network as the guest gets it (ConfigureNetwork): textual
+// addresses and MACs, interfaces named as on the host.
+struct NetInterfaceSetup {
+  std::string name, mac;
+  uint32_t mtu = 0;
+  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
+};
+struct NetRouteSetup {
+  std::string dest;  // empty: default
+  uint32_t dest_prefix_len = 0;
+  std::string gateway, source, device;
+  uint32_t scope = 0;
+};
+struct NetNeighbourSetup {
+  std::string address, mac, device;
+};
+struct NetworkSetup {
+  std::vector<NetInterfaceSetup> interfaces;
+  std::vector<NetRouteSetup> routes;
+  std::vector<NetNeighbourSetup> neighbours;
+};
+
 struct ProcessExit {
   int status = 0;  // exit code, or 128 + signal
   uint64_t exited_at_ns = 0;  // Unix epoch nanoseconds
@@ -89,9 +122,11 @@ struct ProcessExit {
 // Longest container or exec id accepted from the agent (the agent's own rule
 // is 128 characters).
 inline constexpr size_t kMaxGuestIdLength = 256;
-// Output credit of a stream (proto/agent.proto: kInitialOutputCredit): the
-// most output buffered here per stream.
+// Output credit a stream starts with (proto/agent.proto: kInitialOutputCredit).
 inline constexpr size_t kInitialOutputCredit = 64 * 1024;
+
+// (container id, exec id); exec id "" is a container's init process.
+using ProcessKey = std::pair<std::string, std::string>;
 
 struct StreamChunk {
   std::string data;
@@ -126,6 +161,17 @@ class AgentClient {
     // dropped (only a misbehaving agent gets there: per-stream credit keeps
     // an honest one far below for up to 512 streams).
     size_t max_buffered_output = 32 << 20;
+    // Credit kept granted per output stream while its reader keeps up: the
+    // bytes in flight between the guest and the reader. One window per
+    // round trip is the throughput of a stream, so it is well above the
+    // initial credit; it shrinks back to kInitialOutputCredit while the
+    // credit of all streams together would pass max_buffered_output.
+    size_t output_window = 1 << 20;
+    // Output bytes the agent may put in one GetEvents reply. Smaller than
+    // the window, so several replies are in flight per window and no
+    // reply outgrows what the channel buffers (a 1 MiB reply stalls the
+    // virtio-serial port until the host has read most of it).
+    uint32_t batch_output = 128 * 1024;
     // Exits of processes this client does not know, kept for a late
     // WaitProcess; OOM ids waiting for GetOOMEvent.
     size_t max_unclaimed_exits = 256;
@@ -140,6 +186,8 @@ class AgentClient {
     uint64_t dropped_events = 0;        // unknown ids, oversized ids, queue full
     uint64_t dropped_output_bytes = 0;  // beyond credit or the buffer cap
     uint64_t grants = 0;                // GrantOutput calls
+    uint64_t grant_retries = 0;         // grant rounds sent again after a timeout
+    uint64_t max_batch_output = 0;      // most output bytes in one batch
     uint64_t poll_errors = 0;
   };
 
@@ -160,6 +208,12 @@ class AgentClient {
 
   Result<AgentInfo> Check();
   Status SetupSandbox(const SandboxSetup& setup);
+  // Configures the guest NICs; `timeout` bounds the call (the agent waits
+  // for the NICs to appear).
+  Status ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout);
+  // The guest's listening TCP ports (not on loopback). The guest's answer
+  // is checked: more than 64 ports or a port outside 1..65535 is an error.
+  Result<std::set<uint16_t>> ListTcpListeners();
   // The agent replies before powering the guest off. `timeout` bounds the
   // wait (defaults to Options::call_timeout).
   Status DestroySandbox(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
@@ -194,6 +248,21 @@ class AgentClient {
                                  uint32_t max_len);
   Result<StreamChunk> ReadStderr(const std::string& container_id, const std::string& exec_id,
                                  uint32_t max_len);
+  // Non-blocking ReadStdout (stream 0) / ReadStderr (stream 1): up to
+  // `max_len` buffered bytes, possibly none (nothing buffered now: the
+  // output listener is called when that changes); eof as ReadStdout. The
+  // credit freed is granted asynchronously. UNAVAILABLE once the connection
+  // closed, UNIMPLEMENTED against an agent without the event stream (use the
+  // blocking reads then).
+  Result<StreamChunk> TryReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
+                                    size_t max_len);
+  // Called on the client's event thread, with no client lock held, after
+  // output or EOF of the listed processes arrived; an empty list means
+  // "anything may have changed" (the connection closed, the event stream
+  // started or fell back to the legacy calls, a process was forgotten).
+  // Must not block. Replaces an earlier listener; an empty function clears
+  // it (and returns once a running call of the old one finished).
+  void SetOutputListener(std::function<void(const std::vector<ProcessKey>& changed)> listener);
   Status TtyWinResize(const std::string& container_id, const std::string& exec_id, uint32_t rows,
                       uint32_t cols);
 
@@ -222,6 +291,8 @@ class AgentClient {
   void EventLoop();
   Result<StreamChunk> ReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
                                  uint32_t max_len);
+  void GrantLoop();
+  void NotifyListener(const std::vector<ProcessKey>& changed);
   // Tracks a process so that its events are accepted. Returns whether it
   // was new.
   bool Track(const std::string& container_id, const std::string& exec_id);

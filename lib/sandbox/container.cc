@@ -207,7 +207,7 @@ Status Container::Attach(const std::shared_ptr<Process>& p, ProcessIoFds io) {
     MutexLock l(p->mu_);
     p->stdin_pumped_ = io.stdin_fd.valid();
   }
-  CASK_ASSIGN_OR_RETURN(p->pump_, ProcessIoPump::Start(sandbox_->agent(), id(), p->exec_id(), std::move(io)));
+  CASK_ASSIGN_OR_RETURN(p->pump_, ProcessIoPump::Start(sandbox_->io_loop(), id(), p->exec_id(), std::move(io)));
   p->watcher_ = std::thread([this, p] { WatchExit(p); });
   return Ok();
 }

@@ -1,49 +1,80 @@
-// ProcessIoPump: copies the stdio of one agent process, named by
-// (container_id, exec_id), to and from host file descriptors.
+// The host side of container stdio: one I/O loop per sandbox that moves the
+// bytes of every process between host file descriptors (containerd's FIFOs,
+// a terminal, pipes, files) and the agent's event stream.
 //
 //   host stdin fd  --read-->  WriteStdin ... CloseStdin at EOF
-//   ReadStdout     -------->  host stdout fd (closed at the stream's EOF)
-//   ReadStderr     -------->  host stderr fd (closed at the stream's EOF)
+//   agent output (GetEvents, per-stream credit)  -->  host stdout/stderr fd
 //
-// Each direction runs on its own thread. Host fds can be anything readable or
-// writable: a terminal, pipes, containerd's FIFOs (blocking or O_NONBLOCK).
-// The pump owns the fds it is given and closes each one when its direction
-// ends, so a reader of an output FIFO sees EOF exactly when the process's
-// stream has been fully delivered. A direction whose fd is invalid is not
-// pumped at all (e.g. no stderr with a terminal, where the agent merges it
-// into stdout; no stdin when the process was created without one).
+// Threads. A ProcessIoLoop has two threads whatever the number of processes:
+// the loop (epoll over the host fds and an eventfd that the AgentClient's
+// output listener writes) and a stdin sender that makes the WriteStdin and
+// CloseStdin calls, so no agent round trip ever runs on the loop. Output
+// credit is granted back by the AgentClient's own grant thread. A
+// ProcessIoPump is one process's registration in the loop.
 //
-// A failed write to a host output (EPIPE: nobody reads any more) does not
-// stop the draining: the rest of the stream is read and discarded so the
-// guest process never blocks on a full pipe.
+// Output and back-pressure. For each stream the loop takes what the
+// AgentClient buffered (TryReadOutput, never blocking) and writes it to the
+// host fd without blocking; what the fd does not take now (a full FIFO, a
+// reader not there yet) is held, and nothing more is taken for that stream
+// until the fd is writable again (EPOLLOUT). Taking is what grants the agent
+// credit, so a stalled host reader stops the guest process after one credit
+// window, and host memory per stream stays bounded by the AgentClient's
+// window plus one held chunk (Options::max_chunk), whatever the guest sends.
+// A failed write (EPIPE: the FIFO's reader went away; a write error) does
+// not stop the stream: the rest is taken and discarded so the guest process
+// never blocks on a reader that is gone. At the stream's EOF the host fd is
+// closed, so a reader of an output FIFO sees EOF exactly when everything
+// the process wrote has been delivered.
 //
-// Calls that move nothing are retried with a back-off (1 ms doubling to
-// 100 ms, reset by progress): WriteStdin returning 0 (the guest's stdin pipe
-// is full; it is the only stdin buffer besides the one chunk held here) and
-// an empty non-EOF read (only a misbehaving agent sends one). A pump never
-// spins on the agent.
+// Drained. A pump is drained once each of its output streams has reached
+// EOF and been written (or failed: the agent connection closed, an
+// unusable fd) and its host fd closed. This is the ordering contract for
+// exits: an owner that reports a process's exit only after OnDrained fired
+// (or WaitDrained returned) never loses output written just before the
+// exit. A pump without output fds is drained from the start.
 //
-// Lifetime: the pump holds a reference to the AgentClient, which must
-// outlive it. The destructor stops the stdin direction (even when it is
-// blocked reading the host fd) and joins every thread; output threads end at
-// their stream's EOF (the process and every holder of its stdout/stderr have
-// exited) or when the agent connection closes, so destroy a pump only after
-// one of those, e.g. after WaitDrained() or after AgentClient::Close().
+// Stdin. Read from the host fd when readable, one chunk (max_chunk) at a
+// time: the next read waits until the sender has written the chunk to the
+// guest (WriteStdin returning 0 means the guest's stdin pipe is full; the
+// sender retries with a back-off of 1 ms doubling to 100 ms, reset by
+// progress, without holding up other processes' stdin). At the host fd's EOF
+// the sender calls CloseStdin. StopStdin() ends the direction without
+// closing the guest's stdin.
 //
-// Thread safety: WaitDrained/WaitDrainedFor/status may be called from any
-// thread.
+// Host fds. The pump owns the fds it is given and closes each one when its
+// direction ends. FIFOs, pipes and terminals are reopened through
+// /proc/self/fd with O_NONBLOCK (a private open file description, so a
+// terminal shared with the user's shell is left blocking); fds that cannot
+// be reopened (sockets) are set O_NONBLOCK in place; regular files, which
+// epoll cannot watch and which never block, are used as they are.
+//
+// Lifetime: the loop holds a reference to the AgentClient, which must
+// outlive it, and every pump must be destroyed before its loop. Destroying a
+// pump unregisters it at once (waiting for the loop to leave it if it is
+// being served), closes its host fds and drops output not yet written;
+// destroy it after it is drained unless the output no longer matters.
+// Drained callbacks run on the loop thread (on the thread calling
+// OnDrained when already drained; on a stream's copy thread against an
+// agent without the event stream, the one case that costs a thread per
+// stream) and must not block or destroy the pump.
+//
+// Thread safety: every method of both classes may be called from any thread.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "lib/base/result.h"
+#include "lib/base/thread_annotations.h"
 #include "lib/base/unique_fd.h"
 #include "lib/sandbox/agent_client.h"
 
@@ -51,61 +82,83 @@ namespace cask::sandbox {
 
 struct ProcessIoFds {
   UniqueFd stdin_fd;   // read from the host; invalid: nothing sent
-  UniqueFd stdout_fd;  // written on the host; invalid: ReadStdout not pumped
-  UniqueFd stderr_fd;  // written on the host; invalid: ReadStderr not pumped
+  UniqueFd stdout_fd;  // written on the host; invalid: stdout not copied
+  UniqueFd stderr_fd;  // written on the host; invalid: stderr not copied
+};
+
+class ProcessIoPump;
+
+class ProcessIoLoop {
+ public:
+  struct Options {
+    // Most bytes taken from a stream, or read from a host stdin, at once;
+    // also the most held per stream while its host fd is full.
+    size_t max_chunk = 256 * 1024;
+  };
+  // What the loop did (tests, benchmarks).
+  struct Stats {
+    uint64_t output_bytes = 0;     // written to host fds
+    uint64_t discarded_bytes = 0;  // taken after the host fd failed
+    uint64_t output_full = 0;      // times a host output fd was full (EAGAIN)
+    uint64_t stdin_bytes = 0;      // accepted by the guest
+    size_t pumps = 0;              // registered now
+  };
+
+  // Starts the loop and the stdin sender, and becomes `agent`'s output
+  // listener. Fails if epoll or the eventfd cannot be created.
+  static Result<std::unique_ptr<ProcessIoLoop>> Start(AgentClient& agent, Options opts);
+  static Result<std::unique_ptr<ProcessIoLoop>> Start(AgentClient& agent) { return Start(agent, Options{}); }
+  // Clears the output listener and joins both threads. No pump may be left.
+  ~ProcessIoLoop();
+  ProcessIoLoop(const ProcessIoLoop&) = delete;
+  ProcessIoLoop& operator=(const ProcessIoLoop&) = delete;
+
+  Stats stats() const;
+  // Threads of the loop (constant).
+  static constexpr int kThreads = 2;
+
+  struct Impl;
+
+ private:
+  friend class ProcessIoPump;
+  explicit ProcessIoLoop(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
 };
 
 class ProcessIoPump {
  public:
-  struct Options {
-    // max_len of each ReadStdout/ReadStderr call (the agent caps at 1 MiB).
-    uint32_t read_chunk = 64 * 1024;
-    // Bytes read from the host stdin per WriteStdin call.
-    size_t write_chunk = 64 * 1024;
-  };
-
-  // Starts the threads. Fails only if the cancellation eventfd cannot be
-  // created.
-  static Result<std::unique_ptr<ProcessIoPump>> Start(AgentClient& agent, std::string container_id,
+  // Registers the stdio of process (container_id, exec_id) with `loop`.
+  // Fails if a host fd cannot be prepared or watched.
+  static Result<std::unique_ptr<ProcessIoPump>> Start(ProcessIoLoop& loop, std::string container_id,
                                                       std::string exec_id, ProcessIoFds fds);
-  static Result<std::unique_ptr<ProcessIoPump>> Start(AgentClient& agent, std::string container_id,
-                                                      std::string exec_id, ProcessIoFds fds, Options opts);
   ~ProcessIoPump();
   ProcessIoPump(const ProcessIoPump&) = delete;
   ProcessIoPump& operator=(const ProcessIoPump&) = delete;
 
-  // Blocks until stdout and stderr have reached EOF (or failed) and their
-  // host fds are closed: everything the process wrote has been delivered.
+  // Blocks until drained (see the file comment).
   void WaitDrained();
   // Same with a bound; false if still draining after `timeout`.
   bool WaitDrainedFor(std::chrono::milliseconds timeout);
+  // Runs `fn` once drained, with status(); at once on this thread if it
+  // already is. For owners that must not block a thread per process.
+  void OnDrained(std::function<void(const Status&)> fn);
+  bool drained() const;
 
   // Stops copying stdin now (does not send CloseStdin). Idempotent.
   void StopStdin();
 
-  // The first error of an output direction (a failed Read RPC, i.e. output
-  // may be incomplete), or OK. Host write errors are not reported: they are
-  // the reader's choice.
+  // The first error of an output direction (the agent connection closed
+  // before EOF: output may be incomplete), or OK. Host write errors are not
+  // reported: they are the reader's choice.
   Status status() const;
 
+  struct State;
+
  private:
-  ProcessIoPump(AgentClient& agent, std::string container_id, std::string exec_id, Options opts);
-  void CopyStdin(UniqueFd in);
-  void CopyOutput(bool is_stderr, UniqueFd out);
-  void OutputDone(std::optional<Error> err);
-
-  AgentClient& agent_;
-  const std::string container_id_;
-  const std::string exec_id_;
-  const Options opts_;
-  UniqueFd cancel_fd_;  // eventfd: readable once StopStdin() was called
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  int outputs_running_ = 0;
-  std::optional<Error> first_error_;
-
-  std::thread stdin_thread_, stdout_thread_, stderr_thread_;
+  ProcessIoPump(std::shared_ptr<ProcessIoLoop::Impl> loop, std::shared_ptr<State> state)
+      : loop_(std::move(loop)), state_(std::move(state)) {}
+  std::shared_ptr<ProcessIoLoop::Impl> loop_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace cask::sandbox

@@ -142,9 +142,11 @@ TEST(ProcessIoPumpTest, CopiesAllThreeStreamsAndClosesAtEof) {
   fds.stdin_fd = std::move(in.r);
   fds.stdout_fd = std::move(out.w);
   fds.stderr_fd = std::move(err.w);
-  ProcessIoPump::Options opts;
-  opts.read_chunk = 4;  // several reads per chunk
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds), opts);
+  ProcessIoLoop::Options opts;
+  opts.max_chunk = 4;  // several reads per chunk
+  auto loop = ProcessIoLoop::Start(client, opts);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok()) << pump.error().ToString();
 
   ASSERT_TRUE(WriteAll(in.w.get(), "hello stdin").ok());
@@ -174,7 +176,9 @@ TEST(ProcessIoPumpTest, StopStdinUnblocksAReaderWithoutEof) {
   ProcessIoFds fds;
   fds.stdin_fd = std::move(in.r);
   fds.stdout_fd = std::move(out.w);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto loop = ProcessIoLoop::Start(client);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok());
   proc.Out("x");
   proc.Exit();
@@ -197,7 +201,9 @@ TEST(ProcessIoPumpTest, KeepsDrainingWhenTheHostReaderIsGone) {
   out.r.Reset();  // nobody reads: writes fail with EPIPE
   ProcessIoFds fds;
   fds.stdout_fd = std::move(out.w);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto loop = ProcessIoLoop::Start(client);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok());
   for (int i = 0; i < 5; ++i) proc.Out("chunk" + std::to_string(i));
   proc.Exit();
@@ -215,7 +221,9 @@ TEST(ProcessIoPumpTest, AgentConnectionLossEndsTheOutputsWithAnError) {
   Pipe out;
   ProcessIoFds fds;
   fds.stdout_fd = std::move(out.w);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto loop = ProcessIoLoop::Start(client);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok());
   client.Close();
   EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
@@ -239,7 +247,9 @@ TEST(ProcessIoPumpTest, EmptyNonEofReadsBackOff) {
   Pipe out;
   ProcessIoFds fds;
   fds.stdout_fd = std::move(out.w);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto loop = ProcessIoLoop::Start(client);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok());
   std::this_thread::sleep_for(1s);
   // 1 ms doubling to 100 ms: about 15 calls in the first second, not thousands.
@@ -279,7 +289,9 @@ TEST(ProcessIoPumpTest, StdinBackPressureRetriesWithoutSpinning) {
   in.w.Reset();
   ProcessIoFds fds;
   fds.stdin_fd = std::move(in.r);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto loop = ProcessIoLoop::Start(client);
+  ASSERT_TRUE(loop.ok());
+  auto pump = ProcessIoPump::Start(**loop, "c1", "e1", std::move(fds));
   ASSERT_TRUE(pump.ok());
   for (int i = 0; i < 300 && !closed; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(closed.load());
@@ -288,35 +300,317 @@ TEST(ProcessIoPumpTest, StdinBackPressureRetriesWithoutSpinning) {
   EXPECT_LE(calls, 20);  // about 10 retries in 500 ms
 }
 
-// With an agent that has the event stream, output comes from GetEvents.
-TEST(ProcessIoPumpTest, OutputFromTheEventStream) {
-  testing::EventFeed feed;  // outlives the fake's handlers
+// ---- The loop with the event stream ----
+
+// An agent with the event stream and one exec e1 of container c1: stdin
+// through FakeProcess, output pushed by the test through the feed.
+struct StreamFixture {
+  explicit StreamFixture(AgentClient::Options copts = {}, ProcessIoLoop::Options lopts = {}) {
+    feed.Attach(fake);
+    proc.Install(fake);
+    fake.On<pb::ExecProcessRequest, pb::ExecProcessResponse>(
+        "ExecProcess", [](const pb::ExecProcessRequest&) -> Result<pb::ExecProcessResponse> {
+          pb::ExecProcessResponse r;
+          r.set_pid(5);
+          return r;
+        });
+    client = std::make_unique<AgentClient>(fake.TakeClientEnd(), copts);
+    fake.Serve();
+    EXPECT_TRUE(client->ExecProcess("c1", "e1", oci::DefaultSpec({"true"}, false).process.value(), false).ok());
+    auto l = ProcessIoLoop::Start(*client, lopts);
+    EXPECT_TRUE(l.ok());
+    if (l.ok()) loop = std::move(*l);
+  }
+  ~StreamFixture() {
+    feed.Stop();
+    proc.Exit();
+    loop.reset();
+    client.reset();
+    fake.Stop();
+  }
+  // Starts e1's pump writing to the pipes' write ends.
+  Result<std::unique_ptr<ProcessIoPump>> StartPiped(Pipe& out, Pipe& err) {
+    ProcessIoFds fds;
+    fds.stdout_fd = std::move(out.w);
+    fds.stderr_fd = std::move(err.w);
+    return ProcessIoPump::Start(*loop, "c1", "e1", std::move(fds));
+  }
+  // Output credit the agent has been given for e1's stdout so far.
+  size_t StdoutCredit() {
+    size_t c = kInitialOutputCredit;
+    for (const auto& g : feed.grants())
+      if (g.exec_id() == "e1" && g.stream() == pb::STDOUT) c += g.bytes();
+    return c;
+  }
+  // Plays an honest agent: sends `data` as e1's stdout in chunks of at most
+  // `chunk` bytes, never beyond the credit, then EOF (and an exit).
+  void Send(const std::string& data, size_t chunk) {
+    size_t sent = 0;
+    while (sent < data.size() && !stop_sending.load()) {
+      size_t credit = StdoutCredit();
+      if (credit <= sent) {
+        waiting_for_credit.store(true);
+        std::this_thread::sleep_for(1ms);
+        continue;
+      }
+      waiting_for_credit.store(false);
+      size_t n = std::min({chunk, credit - sent, data.size() - sent});
+      pb::GetEventsResponse b;
+      testing::AddOutput(b, "c1", "e1", pb::STDOUT, data.substr(sent, n), false);
+      feed.Push(b);
+      sent += n;
+    }
+    pb::GetEventsResponse b;
+    testing::AddOutput(b, "c1", "e1", pb::STDOUT, "", true);
+    testing::AddExit(b, "c1", "e1", 0);
+    feed.Push(b);
+  }
+
+  FakeProcess proc;         // outlives the fake's handlers
+  testing::EventFeed feed;  // too
   FakeAgent fake;
-  feed.Attach(fake);
-  fake.On<pb::ExecProcessRequest, pb::ExecProcessResponse>(
-      "ExecProcess", [](const pb::ExecProcessRequest&) -> Result<pb::ExecProcessResponse> {
-        pb::ExecProcessResponse r;
-        r.set_pid(5);
-        return r;
-      });
-  AgentClient client(fake.TakeClientEnd());
-  fake.Serve();
-  ASSERT_TRUE(client.ExecProcess("c1", "e1", oci::DefaultSpec({"true"}, false).process.value(), false).ok());
+  std::unique_ptr<AgentClient> client;
+  std::unique_ptr<ProcessIoLoop> loop;
+  std::atomic<bool> waiting_for_credit{false};
+  std::atomic<bool> stop_sending{false};
+};
+
+// Numbered lines: any loss, duplication or reordering shows.
+std::string Lines(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += std::to_string(i) + "\n";
+  return s;
+}
+
+// A temporary directory holding one FIFO, `fifo` (empty if it could not
+// be made).
+struct FifoDir {
+  std::string path, fifo;
+  FifoDir() {
+    char t[] = "/tmp/process_io_test.XXXXXX";
+    if (!::mkdtemp(t)) return;
+    path = t;
+    if (::mkfifo((path + "/fifo").c_str(), 0600) == 0) fifo = path + "/fifo";
+  }
+  ~FifoDir() {
+    (void)::unlink((path + "/fifo").c_str());
+    (void)::rmdir(path.c_str());
+  }
+};
+
+// The shim's way to open an output FIFO whose reader is not there yet.
+UniqueFd OpenFifoWithoutReader(const std::string& path) { return UniqueFd(::open(path.c_str(), O_RDWR | O_CLOEXEC)); }
+
+// With an agent that has the event stream, output comes from GetEvents.
+TEST(ProcessIoLoopTest, OutputFromTheEventStream) {
+  StreamFixture f;
   Pipe out, err;
-  ProcessIoFds fds;
-  fds.stdout_fd = std::move(out.w);
-  fds.stderr_fd = std::move(err.w);
-  auto pump = ProcessIoPump::Start(client, "c1", "e1", std::move(fds));
+  auto pump = f.StartPiped(out, err);
   ASSERT_TRUE(pump.ok());
   pb::GetEventsResponse b;
   testing::AddOutput(b, "c1", "e1", pb::STDOUT, "from the stream\n", true);
   testing::AddOutput(b, "c1", "e1", pb::STDERR, "oops\n", true);
-  feed.Push(b);
+  f.feed.Push(b);
   EXPECT_TRUE((*pump)->WaitDrainedFor(5s));
   EXPECT_TRUE((*pump)->status().ok());
   EXPECT_EQ(ReadToEof(out.r.get()), "from the stream\n");
   EXPECT_EQ(ReadToEof(err.r.get()), "oops\n");
-  feed.Stop();
+  EXPECT_TRUE(f.client->using_event_stream());
+}
+
+TEST(ProcessIoLoopTest, AFifoReaderThatComesLateGetsEverythingInOrder) {
+  StreamFixture f;
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
+  ProcessIoFds fds;
+  fds.stdout_fd = OpenFifoWithoutReader(fifo);
+  ASSERT_TRUE(fds.stdout_fd.valid());
+  auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok()) << pump.error().ToString();
+  const std::string data = Lines(200000);  // about 1.2 MB: far more than the FIFO holds
+  std::thread sender([&] { f.Send(data, 16 * 1024); });
+  // The FIFO fills up with nobody reading; then the reader comes.
+  for (int i = 0; i < 2000 && f.loop->stats().output_full == 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_GT(f.loop->stats().output_full, 0u);
+  EXPECT_FALSE((*pump)->drained());
+  UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  std::string got = ReadToEof(reader.get());
+  sender.join();
+  EXPECT_TRUE((*pump)->WaitDrainedFor(10s));
+  EXPECT_TRUE((*pump)->status().ok());
+  EXPECT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data);
+}
+
+TEST(ProcessIoLoopTest, AReaderThatGoesAwayDoesNotStopTheGuest) {
+  ::signal(SIGPIPE, SIG_IGN);
+  StreamFixture f;
+  Pipe out;
+  ProcessIoFds fds;
+  fds.stdout_fd = std::move(out.w);
+  auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  const std::string data = Lines(300000);
+  std::thread sender([&] { f.Send(data, 32 * 1024); });
+  // Read a little, then leave.
+  char buf[1000];
+  ASSERT_GT(::read(out.r.get(), buf, sizeof buf), 0);
+  out.r.Reset();
+  // The rest is taken and discarded, so the credit keeps coming and the
+  // sender (the guest process) finishes.
+  sender.join();
+  EXPECT_TRUE((*pump)->WaitDrainedFor(10s));
+  EXPECT_TRUE((*pump)->status().ok());
+  auto st = f.loop->stats();
+  EXPECT_GT(st.discarded_bytes, 0u);
+  EXPECT_EQ(st.output_bytes + st.discarded_bytes, data.size());
+}
+
+TEST(ProcessIoLoopTest, AFullHostFifoStopsTheCreditWithinABound) {
+  AgentClient::Options copts;
+  copts.output_window = 256 * 1024;
+  ProcessIoLoop::Options lopts;
+  lopts.max_chunk = 64 * 1024;
+  StreamFixture f(copts, lopts);
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
+  ProcessIoFds fds;
+  fds.stdout_fd = OpenFifoWithoutReader(fifo);
+  auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  const std::string data = Lines(1000000);  // about 6.9 MB
+  std::thread sender([&] { f.Send(data, 64 * 1024); });
+  // Nobody reads: the sender runs out of credit and stays out.
+  for (int i = 0; i < 4000 && !(f.waiting_for_credit.load() && f.loop->stats().output_full > 0); ++i)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(f.waiting_for_credit.load());
+  std::this_thread::sleep_for(200ms);  // let any grant still in flight arrive
+  // Everything the guest may send: what the FIFO holds (64 KiB by default,
+  // at most 1 MiB), the chunk the loop holds, and the client's window.
+  const size_t bound = (1 << 20) + lopts.max_chunk + copts.output_window + kInitialOutputCredit;
+  EXPECT_LE(f.StdoutCredit(), bound);
+  EXPECT_LT(f.StdoutCredit(), data.size());
+  // A reader comes: everything arrives, in order.
+  UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(reader.valid());
+  std::string got = ReadToEof(reader.get());
+  sender.join();
+  EXPECT_TRUE((*pump)->WaitDrainedFor(10s));
+  EXPECT_TRUE(got == data);
+}
+
+// The ordering contract: when OnDrained runs, everything the process wrote
+// is in the host fd and the fd is closed, even output sent in the same
+// batch as the exit.
+TEST(ProcessIoLoopTest, DrainedFiresOnlyAfterTheLastOutputIsWritten) {
+  StreamFixture f;
+  Pipe out, err;
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::string> at_drain;
+  ASSERT_EQ(::fcntl(out.r.get(), F_SETFL, O_NONBLOCK), 0);
+  (*pump)->OnDrained([&](const Status& st) {
+    EXPECT_TRUE(st.ok());
+    // Non-blocking: all there, then EOF (the write end is closed).
+    std::string s;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(out.r.get(), buf, sizeof buf);
+      if (n <= 0) {
+        if (n < 0) s += "<not closed>";
+        break;
+      }
+      s.append(buf, static_cast<size_t>(n));
+    }
+    std::lock_guard<std::mutex> l(mu);
+    at_drain = s;
+    cv.notify_all();
+  });
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "first ", false);
+  f.feed.Push(b);
+  pb::GetEventsResponse last;
+  testing::AddOutput(last, "c1", "e1", pb::STDOUT, "last words\n", true);
+  testing::AddOutput(last, "c1", "e1", pb::STDERR, "", true);
+  testing::AddExit(last, "c1", "e1", 7);
+  f.feed.Push(last);
+  EXPECT_EQ(f.client->WaitProcess("c1", "e1")->status, 7);
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, 10s, [&] { return at_drain.has_value(); }));
+  EXPECT_EQ(*at_drain, "first last words\n");
+  // Registered after the fact: runs at once.
+  bool ran = false;
+  (*pump)->OnDrained([&](const Status&) { ran = true; });
+  EXPECT_TRUE(ran);
+}
+
+// A stdin FIFO whose writer has not come yet is not EOF; once the writer
+// comes, writes and closes, the guest gets the bytes and then CloseStdin.
+TEST(ProcessIoLoopTest, StdinFromAFifoWhoseWriterComesLate) {
+  StreamFixture f;
+  FifoDir dir;
+  const std::string& fifo = dir.fifo;
+  ASSERT_FALSE(fifo.empty());
+  ProcessIoFds fds;
+  fds.stdin_fd.Reset(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(fds.stdin_fd.valid());
+  auto pump = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(fds));
+  ASSERT_TRUE(pump.ok());
+  EXPECT_TRUE((*pump)->drained());  // no output fds
+  EXPECT_FALSE(f.proc.WaitStdinClosed(300ms));
+  {
+    UniqueFd w(::open(fifo.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(w.valid());
+    ASSERT_TRUE(WriteAll(w.get(), "typed late\n").ok());
+  }
+  EXPECT_TRUE(f.proc.WaitStdinClosed(10s));
+  EXPECT_EQ(f.proc.stdin_data(), "typed late\n");
+  EXPECT_EQ(f.loop->stats().stdin_bytes, 11u);
+}
+
+size_t ThreadCount() {
+  size_t n = 0;
+  auto r = ReadFile("/proc/self/status");
+  std::string status = r.ok() ? *r : "";
+  auto pos = status.find("Threads:");
+  if (pos != std::string::npos) n = std::stoul(status.substr(pos + 8));
+  return n;
+}
+
+TEST(ProcessIoLoopTest, ThreadsDoNotGrowWithProcesses) {
+  StreamFixture f;
+  // Exercise the grant thread too, so every thread the loop uses exists.
+  Pipe first;
+  ProcessIoFds ffds;
+  ffds.stdout_fd = std::move(first.w);
+  auto p0 = ProcessIoPump::Start(*f.loop, "c1", "e1", std::move(ffds));
+  ASSERT_TRUE(p0.ok());
+  std::thread sender([&] { f.Send(Lines(1000), 1000); });
+  std::string got = ReadToEof(first.r.get());
+  sender.join();
+  const size_t before = ThreadCount();
+  std::vector<Pipe> pipes(200);
+  std::vector<std::unique_ptr<ProcessIoPump>> pumps;
+  for (int i = 0; i < 200; ++i) {
+    ProcessIoFds fds;
+    Pipe in;
+    fds.stdout_fd = std::move(pipes[i].w);
+    fds.stdin_fd = std::move(in.r);
+    auto p = ProcessIoPump::Start(*f.loop, "c1", "x" + std::to_string(i), std::move(fds));
+    ASSERT_TRUE(p.ok());
+    pumps.push_back(std::move(*p));
+  }
+  EXPECT_EQ(f.loop->stats().pumps, 201u);
+  // The fake agent's handler pool may start a thread on demand; a thread
+  // per pump or per stream would add hundreds.
+  EXPECT_LE(ThreadCount(), before + 2);
+  pumps.clear();
+  EXPECT_EQ(f.loop->stats().pumps, 1u);
 }
 
 }  // namespace

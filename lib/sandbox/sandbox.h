@@ -24,18 +24,23 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/net/pod_network.h"
+#include "lib/net/port_forwarder.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
+#include "lib/sandbox/process_io.h"
 #include "lib/sandbox/shared_dir.h"
 
 namespace cask::sandbox {
@@ -52,6 +57,11 @@ struct SandboxOptions {
   std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
   uint64_t shm_bytes = 64ull << 20;  // size of the pod's /dev/shm tmpfs (pod_shm.h)
   Logger logger;
+  // The pod's network namespace on the host (the sandbox spec's network
+  // namespace path); empty: the VM gets no NIC. Its interfaces are joined
+  // to TAPs (lib/net/pod_network.h) before the VM boots and configured in
+  // the guest once the agent is up.
+  std::string netns_path;
   // Added to the guest kernel command line.
   std::vector<std::string> extra_kernel_params;
   // Polled while waiting for the guest to boot: returning true abandons the
@@ -85,6 +95,9 @@ class Sandbox {
   const AgentInfo& agent_info() const { return agent_info_; }
 
   AgentClient& agent() { return *agent_; }
+  // The one stdio loop of the pod (process_io.h): every process's pump is
+  // registered with it, so host threads do not grow with processes.
+  ProcessIoLoop& io_loop() { return *io_loop_; }
   pid_t vmm_pid() const;
   // True once the VMM process has exited (e.g. the guest panicked).
   bool VmExited() const;
@@ -114,7 +127,7 @@ class Sandbox {
   Status UnshareRootfs(const std::string& container_id);
 
   // DestroySandbox RPC (best effort), closes the agent connection, stops the
-  // VM, unmounts everything under shared/ and removes the state directory.
+  // VM, removes the pod network's TAPs and tc filters, unmounts everything under shared/ and removes the state directory.
   // Idempotent. agent() stays valid (closed) afterwards.
   Status Destroy();
 
@@ -133,8 +146,22 @@ class Sandbox {
 
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
+  std::unique_ptr<net::PodNetwork> pod_network_;  // TAPs and tc redirects; closed after the VM stops
+  // Port forwarding (lib/net/port_forwarder.h): the forwarder, and a
+  // thread that keeps its ports equal to the guest's listening ones.
+  std::unique_ptr<net::PortForwarder> forwarder_;
+  std::thread forward_poll_;
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool poll_stop_ = false;  // guarded by poll_mu_
+  void StartPortForwarding();
+  void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
+<<<<<<< HEAD
+  std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
+=======
   std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
+>>>>>>> main
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;

@@ -55,6 +55,8 @@ hypervisor::VmSettings VmSettingsFromConfig(const config::Config& c) {
   s.kernel_params = h.kernel_params;
   s.virtiofsd_path = h.virtiofsd_path;
   s.virtiofs_cache = h.virtiofs_cache;
+  s.tcg_tb_size_mib = h.tcg_tb_size_mib;
+  s.free_page_reporting = h.free_page_reporting;
   s.channel = ToChannel(c.agent.channel);
   s.debug = c.runtime.debug;
   s.runas = ResolveRunas(h.runas, h.runas == "auto" && UserExists("nobody"));

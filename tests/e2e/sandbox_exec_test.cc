@@ -21,87 +21,21 @@
 #include "lib/oci/parse.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
+#include "tests/e2e/scale_helpers.h"
 
 namespace cask::sandbox {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string GuestDir() {
-  const char* e = std::getenv("CASK_GUEST_DIR");
-  return e ? e : CASK_GUEST_DIR;
-}
-
 struct ExecResult {
   int status = -1;
   std::string out, err;
 };
 
-class SandboxExecTest : public ::testing::Test {
+class SandboxExecTest : public e2e::PodVmTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    if (!PathExists(GuestDir() + "/vmlinux") || !PathExists(GuestDir() + "/initrd.img"))
-      GTEST_SKIP() << "guest assets missing in " << GuestDir() << " (ninja guest-assets)";
-    char tmpl[] = "/tmp/cask-e2e-exec.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    rootfs_ = dir_ + "/rootfs";
-    SpawnOptions so;
-    so.stdout_fd = 2;
-    so.stderr_fd = 2;
-    auto mk = Spawn({"/bin/bash", CASK_E2E_DIR "/make-rootfs.sh", rootfs_}, so);
-    ASSERT_TRUE(mk.ok()) << mk.error().ToString();
-    auto st = mk->Wait();
-    ASSERT_TRUE(st.ok() && *st == 0) << "make-rootfs.sh failed";
-
-    SandboxOptions o;
-    o.id = "exec-test";
-    o.config.hypervisor.kernel = GuestDir() + "/vmlinux";
-    o.config.hypervisor.initrd = GuestDir() + "/initrd.img";
-    o.config.runtime.state_dir = dir_ + "/state";
-    o.config.agent.connect_timeout_ms = 240'000;  // TCG on a busy machine
-    o.hostname = "exec-host";
-    auto sb = Sandbox::Create(std::move(o));
-    ASSERT_TRUE(sb.ok()) << sb.error().ToString();
-    sb_ = std::move(*sb);
-    vmm_pid_ = sb_->vmm_pid();
-  }
-
-  void TearDown() override {
-    if (dir_.empty()) return;
-    if (sb_) {
-      auto st = sb_->Destroy();
-      EXPECT_TRUE(st.ok()) << st.error().ToString();
-      sb_.reset();
-    }
-    // Nothing may be left: VMM gone, no mount, no state.
-    if (vmm_pid_ > 0) {
-      EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
-    }
-    auto mounts = LiveMountPointsUnder(dir_);
-    ASSERT_TRUE(mounts.ok());
-    EXPECT_TRUE(mounts->empty()) << "left mounted: " << mounts->front();
-    EXPECT_FALSE(PathExists(dir_ + "/state/exec-test"));
-    if (mounts->empty()) {
-      EXPECT_TRUE(RemoveTreeNoMounts(dir_).ok());
-    }
-  }
-
-  // Creates and starts a container running `args` (init), its stdio to
-  // nowhere.
-  void StartContainer(const std::string& cid, std::vector<std::string> args) {
-    auto rootfs = sb_->ShareRootfs(cid, rootfs_);
-    ASSERT_TRUE(rootfs.ok()) << rootfs.error().ToString();
-    oci::Spec spec = oci::DefaultSpec(args, false);
-    spec.hostname = "exec-host";
-    auto spec2 = sb_->ShareMounts(cid, spec);
-    ASSERT_TRUE(spec2.ok()) << spec2.error().ToString();
-    auto pid = sb_->agent().CreateContainer(cid, *spec2, *rootfs, false);
-    ASSERT_TRUE(pid.ok()) << pid.error().ToString();
-    auto started = sb_->agent().StartContainer(cid);
-    ASSERT_TRUE(started.ok()) << started.error().ToString();
-  }
+  SandboxExecTest() : PodVmTest({"exec-test", "exec-host", 0}) {}
 
   // Runs `args` in container `cid` as exec `exec_id`, feeding `input` to its
   // stdin, and collects its output and exit status.
@@ -125,7 +59,7 @@ class SandboxExecTest : public ::testing::Test {
     if (want_stdin) fds.stdin_fd = Open(in_path, O_RDONLY).value();
     fds.stdout_fd = Open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600).value();
     fds.stderr_fd = Open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600).value();
-    auto pump = ProcessIoPump::Start(sb_->agent(), cid, exec_id, std::move(fds));
+    auto pump = ProcessIoPump::Start(sb_->io_loop(), cid, exec_id, std::move(fds));
     EXPECT_TRUE(pump.ok());
     auto exit = sb_->agent().WaitProcess(cid, exec_id);
     EXPECT_TRUE(exit.ok()) << exit.error().ToString();
@@ -137,9 +71,6 @@ class SandboxExecTest : public ::testing::Test {
     return r;
   }
 
-  std::string dir_, rootfs_;
-  std::unique_ptr<Sandbox> sb_;
-  pid_t vmm_pid_ = -1;
 };
 
 std::vector<std::string> Lines(const std::string& s) {

@@ -30,77 +30,12 @@ using e2e::LiveProcess;
 
 constexpr int kProcesses = 300;
 
-std::string GuestDir() {
-  const char* e = std::getenv("CASK_GUEST_DIR");
-  return e ? e : CASK_GUEST_DIR;
-}
-
-class ManyProcessesTest : public ::testing::Test {
+class ManyProcessesTest : public e2e::PodVmTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    if (!PathExists(GuestDir() + "/vmlinux") || !PathExists(GuestDir() + "/initrd.img"))
-      GTEST_SKIP() << "guest assets missing in " << GuestDir() << " (ninja guest-assets)";
-    char tmpl[] = "/tmp/cask-e2e-many.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    rootfs_ = dir_ + "/rootfs";
-    SpawnOptions so;
-    so.stdout_fd = 2;
-    so.stderr_fd = 2;
-    auto mk = Spawn({"/bin/bash", CASK_E2E_DIR "/make-rootfs.sh", rootfs_}, so);
-    ASSERT_TRUE(mk.ok()) << mk.error().ToString();
-    auto st = mk->Wait();
-    ASSERT_TRUE(st.ok() && *st == 0) << "make-rootfs.sh failed";
+  ManyProcessesTest() : PodVmTest({"many-test", "many-host", 512 /* 300 shells */}) {}
+  void BeforeDestroy() override { live_.clear(); }
+  void StartContainer(const std::string& cid) { PodVmTest::StartContainer(cid, {"sleep", "100000"}); }
 
-    SandboxOptions o;
-    o.id = "many-test";
-    o.config.hypervisor.kernel = GuestDir() + "/vmlinux";
-    o.config.hypervisor.initrd = GuestDir() + "/initrd.img";
-    o.config.hypervisor.memory_mib = 512;  // 300 shells
-    o.config.runtime.state_dir = dir_ + "/state";
-    o.config.agent.connect_timeout_ms = 240'000;  // TCG on a busy machine
-    o.hostname = "many-host";
-    auto sb = Sandbox::Create(std::move(o));
-    ASSERT_TRUE(sb.ok()) << sb.error().ToString();
-    sb_ = std::move(*sb);
-    vmm_pid_ = sb_->vmm_pid();
-  }
-
-  void TearDown() override {
-    live_.clear();
-    if (dir_.empty()) return;
-    if (sb_) {
-      auto st = sb_->Destroy();
-      EXPECT_TRUE(st.ok()) << st.error().ToString();
-      sb_.reset();
-    }
-    if (vmm_pid_ > 0) {
-      EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
-    }
-    auto mounts = LiveMountPointsUnder(dir_);
-    ASSERT_TRUE(mounts.ok());
-    EXPECT_TRUE(mounts->empty()) << "left mounted: " << mounts->front();
-    if (mounts->empty()) {
-      EXPECT_TRUE(RemoveTreeNoMounts(dir_).ok());
-    }
-  }
-
-  void StartContainer(const std::string& cid) {
-    auto rootfs = sb_->ShareRootfs(cid, rootfs_);
-    ASSERT_TRUE(rootfs.ok()) << rootfs.error().ToString();
-    oci::Spec spec = oci::DefaultSpec({"sleep", "100000"}, false);
-    auto spec2 = sb_->ShareMounts(cid, spec);
-    ASSERT_TRUE(spec2.ok()) << spec2.error().ToString();
-    auto pid = sb_->agent().CreateContainer(cid, *spec2, *rootfs, false);
-    ASSERT_TRUE(pid.ok()) << pid.error().ToString();
-    auto started = sb_->agent().StartContainer(cid);
-    ASSERT_TRUE(started.ok()) << started.error().ToString();
-  }
-
-  std::string dir_, rootfs_;
-  std::unique_ptr<Sandbox> sb_;
-  pid_t vmm_pid_ = -1;
   std::vector<LiveProcess> live_;
 };
 
@@ -114,7 +49,7 @@ TEST_F(ManyProcessesTest, ThreeHundredLiveProcessesWithStdioAllGetSignalsAndExit
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < kProcesses; ++i) {
     std::string code = std::to_string(i % 100);
-    auto lp = e2e::StartLive(agent, "c1", "e" + std::to_string(i),
+    auto lp = e2e::StartLive(*sb_, "c1", "e" + std::to_string(i),
                              {"sh", "-c", "echo ready; read line; echo \"got $line\"; echo err >&2; exit " + code});
     ASSERT_TRUE(lp.ok()) << "process " << i << ": " << lp.error().ToString();
     live_.push_back(std::move(*lp));

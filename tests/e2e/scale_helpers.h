@@ -1,10 +1,13 @@
-// Helpers shared by the scale test (sandbox_many_processes_test.cc) and the
-// scale benchmark (bench/agent_scale.cc): a pod VM with one container and
-// many exec'd processes whose stdio goes through host pipes and
-// ProcessIoPumps, as the shim's would.
+// Helpers shared by the lib/sandbox end-to-end tests (sandbox_exec_test.cc,
+// sandbox_many_processes_test.cc) and the scale benchmark
+// (bench/agent_scale.cc): a pod VM with one container and many exec'd
+// processes whose stdio goes through host pipes and ProcessIoPumps on the
+// sandbox's loop, as the shim's would; and (for the gtest suites, which
+// define CASK_E2E_DIR) the fixture that boots that VM.
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -15,10 +18,15 @@
 #include <vector>
 
 #include "lib/base/fs.h"
+#include "lib/base/process.h"
 #include "lib/base/result.h"
 #include "lib/oci/parse.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
+
+#ifdef CASK_E2E_DIR
+#include <gtest/gtest.h>
+#endif
 
 namespace cask::e2e {
 
@@ -38,9 +46,10 @@ inline Result<std::pair<UniqueFd, UniqueFd>> Pipe() {
 }
 
 // Execs `args` as `exec_id` in `cid` with stdin, stdout and stderr, pumped
-// through host pipes.
-inline Result<LiveProcess> StartLive(sandbox::AgentClient& agent, const std::string& cid, const std::string& exec_id,
+// through host pipes by the sandbox's stdio loop.
+inline Result<LiveProcess> StartLive(sandbox::Sandbox& sb, const std::string& cid, const std::string& exec_id,
                                      std::vector<std::string> args) {
+  sandbox::AgentClient& agent = sb.agent();
   oci::Process p;
   p.args = std::move(args);
   p.env = {"PATH=/bin:/sbin:/usr/bin:/usr/sbin"};
@@ -59,7 +68,7 @@ inline Result<LiveProcess> StartLive(sandbox::AgentClient& agent, const std::str
   lp.stdin_w = std::move(in.second);
   lp.stdout_r = std::move(out.first);
   lp.stderr_r = std::move(err.first);
-  CASK_ASSIGN_OR_RETURN(lp.pump, sandbox::ProcessIoPump::Start(agent, cid, exec_id, std::move(fds)));
+  CASK_ASSIGN_OR_RETURN(lp.pump, sandbox::ProcessIoPump::Start(sb.io_loop(), cid, exec_id, std::move(fds)));
   return lp;
 }
 
@@ -100,5 +109,100 @@ inline ProcUsage Usage(const std::string& pid = "self") {
   }
   return u;
 }
+
+#ifdef CASK_E2E_DIR
+// A pod VM for an end-to-end suite: SetUp builds a busybox rootfs and boots
+// the sandbox (skipping without root or guest assets); TearDown destroys it
+// and checks that nothing is left (no VMM, no mount, no state). Suites set
+// the options in their constructor.
+class PodVmTest : public ::testing::Test {
+ protected:
+  struct VmOptions {
+    std::string id;        // sandbox id
+    std::string hostname;  // guest hostname
+    uint32_t memory_mib = 0;  // 0: the default
+  };
+  explicit PodVmTest(VmOptions o) : vm_opts_(std::move(o)) {}
+
+  static std::string GuestDir() {
+    const char* e = std::getenv("CASK_GUEST_DIR");
+    return e ? e : CASK_GUEST_DIR;
+  }
+
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!PathExists(GuestDir() + "/vmlinux") || !PathExists(GuestDir() + "/initrd.img"))
+      GTEST_SKIP() << "guest assets missing in " << GuestDir() << " (ninja guest-assets)";
+    std::string tmpl_s = "/tmp/cask-e2e-" + vm_opts_.id + ".XXXXXX";
+    std::vector<char> tmpl(tmpl_s.begin(), tmpl_s.end());
+    tmpl.push_back('\0');
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl.data();
+    rootfs_ = dir_ + "/rootfs";
+    SpawnOptions so;
+    so.stdout_fd = 2;
+    so.stderr_fd = 2;
+    auto mk = Spawn({"/bin/bash", CASK_E2E_DIR "/make-rootfs.sh", rootfs_}, so);
+    ASSERT_TRUE(mk.ok()) << mk.error().ToString();
+    auto st = mk->Wait();
+    ASSERT_TRUE(st.ok() && *st == 0) << "make-rootfs.sh failed";
+
+    sandbox::SandboxOptions o;
+    o.id = vm_opts_.id;
+    o.config.hypervisor.kernel = GuestDir() + "/vmlinux";
+    o.config.hypervisor.initrd = GuestDir() + "/initrd.img";
+    if (vm_opts_.memory_mib) o.config.hypervisor.memory_mib = vm_opts_.memory_mib;
+    o.config.runtime.state_dir = dir_ + "/state";
+    o.config.agent.connect_timeout_ms = 240'000;  // TCG on a busy machine
+    o.hostname = vm_opts_.hostname;
+    auto sb = sandbox::Sandbox::Create(std::move(o));
+    ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+    sb_ = std::move(*sb);
+    vmm_pid_ = sb_->vmm_pid();
+  }
+
+  void TearDown() override {
+    BeforeDestroy();
+    if (dir_.empty()) return;
+    if (sb_) {
+      auto st = sb_->Destroy();
+      EXPECT_TRUE(st.ok()) << st.error().ToString();
+      sb_.reset();
+    }
+    // Nothing may be left: VMM gone, no mount, no state.
+    if (vmm_pid_ > 0) {
+      EXPECT_NE(::kill(vmm_pid_, 0), 0) << "qemu " << vmm_pid_ << " still running";
+    }
+    auto mounts = sandbox::LiveMountPointsUnder(dir_);
+    ASSERT_TRUE(mounts.ok());
+    EXPECT_TRUE(mounts->empty()) << "left mounted: " << mounts->front();
+    EXPECT_FALSE(PathExists(dir_ + "/state/" + vm_opts_.id));
+    if (mounts->empty()) {
+      EXPECT_TRUE(sandbox::RemoveTreeNoMounts(dir_).ok());
+    }
+  }
+  // Runs first in TearDown: drop what must go before the VM (pumps).
+  virtual void BeforeDestroy() {}
+
+  // Creates and starts container `cid` running `args`, its stdio to nowhere.
+  void StartContainer(const std::string& cid, std::vector<std::string> args) {
+    auto rootfs = sb_->ShareRootfs(cid, rootfs_);
+    ASSERT_TRUE(rootfs.ok()) << rootfs.error().ToString();
+    oci::Spec spec = oci::DefaultSpec(args, false);
+    if (!vm_opts_.hostname.empty()) spec.hostname = vm_opts_.hostname;
+    auto spec2 = sb_->ShareMounts(cid, spec);
+    ASSERT_TRUE(spec2.ok()) << spec2.error().ToString();
+    auto pid = sb_->agent().CreateContainer(cid, *spec2, *rootfs, false);
+    ASSERT_TRUE(pid.ok()) << pid.error().ToString();
+    auto started = sb_->agent().StartContainer(cid);
+    ASSERT_TRUE(started.ok()) << started.error().ToString();
+  }
+
+  const VmOptions vm_opts_;
+  std::string dir_, rootfs_;
+  std::unique_ptr<sandbox::Sandbox> sb_;
+  pid_t vmm_pid_ = -1;
+};
+#endif  // CASK_E2E_DIR
 
 }  // namespace cask::e2e
