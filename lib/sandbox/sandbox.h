@@ -157,11 +157,8 @@ class Sandbox {
   void StartPortForwarding();
   void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
-<<<<<<< HEAD
   std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
-=======
   std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
->>>>>>> main
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;
