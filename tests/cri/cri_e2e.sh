@@ -547,4 +547,142 @@ case_cask_runc_network() {  # a cask pod and a runc pod on one bridge reach each
   assert_no_pods_left
 }
 
+# --- pod semantics in a cask pod ---------------------------------------------
+
+# The cgroup directory of container ID as it sees it (its own cgroup at
+# /sys/fs/cgroup with a cgroup namespace, else below it).
+guest_cgroup_dir() {
+  cri exec "$1" sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d'
+}
+
+case_pod_semantics() {  # emptyDir, read-only hostPath (and sub-mount), /dev/shm, hosts/resolv.conf/hostname
+  mkdir -p "$W/empty" "$W/hp/sub"
+  echo host > "$W/hp/file"
+  mount -t tmpfs -o size=1m tmpfs "$W/hp/sub"
+  e2e_defer sh -c "umount -l '$W/hp/sub' 2>/dev/null || true"  # if the case did not get to it
+  echo sub > "$W/hp/sub/f"
+  write_pod_config ps '.hostname = "pshost" |
+    .dns_config = {servers: ["10.96.0.10"], searches: ["ns1.svc.cluster.local"], options: ["ndots:5"]}'
+  write_ctr_config writer "$BUSYBOX_IMAGE" ".mounts = [{container_path: \"/cache\", host_path: \"$W/empty\"}]" \
+    -- sh -c 'echo shared > /cache/x; echo shm-data > /dev/shm/m; exec sleep 1000'
+  write_ctr_config reader "$BUSYBOX_IMAGE" ".mounts = [{container_path: \"/cache\", host_path: \"$W/empty\"},
+    {container_path: \"/hp\", host_path: \"$W/hp\", readonly: true}]" -- sleep 1000
+  local pod w r out
+  pod=$(runp ps cask) || fail "RunPodSandbox failed"
+  w=$(create_start "$pod" ps writer) || fail "writer failed"
+  r=$(create_start "$pod" ps reader) || fail "reader failed"
+  wait_for 60 test -e "$W/empty/x" || fail "the writer's file did not reach the emptyDir on the host"
+  expect_eq "$(cri exec "$r" cat /cache/x)" shared "emptyDir written by one container, read by the other"
+  expect_eq "$(cri exec "$r" cat /dev/shm/m)" shm-data "/dev/shm shared by the pod's containers"
+  [ -z "$(ls -A "$W"/state/io.containerd.grpc.v1.cri/sandboxes/"$pod"/shm 2>/dev/null)" ] ||
+    fail "the pod's /dev/shm is CRI's host directory"
+  out=$(cri exec "$r" sh -c 'echo a > /hp/file 2>/dev/null && echo WROTE-TOP; echo b > /hp/sub/f 2>/dev/null && echo WROTE-SUB;
+                              cat /hp/file /hp/sub/f')
+  grep -q WROTE <<<"$out" && fail "a read-only hostPath was written: $out"
+  expect_eq "$out" $'host\nsub' "read-only hostPath and its sub-mount"
+  expect_eq "$(cri exec "$r" hostname)" pshost "hostname"
+  expect_eq "$(cri exec "$r" cat /etc/hostname)" pshost "/etc/hostname"
+  out=$(cri exec "$r" cat /etc/resolv.conf)
+  expect_contains "$out" "nameserver 10.96.0.10" "resolv.conf"
+  expect_contains "$out" "search ns1.svc.cluster.local" "resolv.conf"
+  expect_contains "$out" "options ndots:5" "resolv.conf"
+  local hosts="$W/root/io.containerd.grpc.v1.cri/sandboxes/$pod/hosts"
+  [ -f "$hosts" ] && expect_eq "$(cri exec "$r" cat /etc/hosts)" "$(cat "$hosts")" "/etc/hosts as CRI wrote it"
+  # Another pod does not see this pod's /dev/shm.
+  write_pod_config ps2
+  write_ctr_config lone "$BUSYBOX_IMAGE" -- sleep 1000
+  local pod2 c2
+  pod2=$(runp ps2 cask) || fail "second pod failed"
+  c2=$(create_start "$pod2" ps2 lone) || fail "container of the second pod failed"
+  expect_eq "$(cri exec "$c2" ls -A /dev/shm)" "" "/dev/shm of another pod"
+  expect_eq "$(qemu_count)" 2 "QEMU processes for two pods"
+  local p
+  for p in "$pod" "$pod2"; do
+    cri stopp "$p" >/dev/null
+    cri rmp "$p" >/dev/null
+  done
+  umount -l "$W/hp/sub"
+  assert_no_pods_left
+}
+
+case_status_stats_update() {  # exit codes, OOMKilled, stats, UpdateContainerResources in the guest cgroup
+  write_pod_config su
+  write_ctr_config ex "$BUSYBOX_IMAGE" -- sh -c 'echo about-to-exit; exit 7'
+  write_ctr_config up "$BUSYBOX_IMAGE" '.linux.resources = {memory_limit_in_bytes: 67108864}' -- sleep 1000
+  write_ctr_config mem "$BUSYBOX_IMAGE" '.linux.resources = {memory_limit_in_bytes: 33554432}' \
+    -- sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'
+  local pod e u m out cg
+  pod=$(runp su cask) || fail "RunPodSandbox failed"
+  e=$(create_start "$pod" su ex) || fail "ex failed"
+  wait_for 120 ctr_state_is "$e" CONTAINER_EXITED || fail "ex did not exit"
+  out=$(ctr_json "$e")
+  expect_eq "$(jq -r .status.exitCode <<<"$out")" 7 "exit code"
+  expect_eq "$(jq -r .status.reason <<<"$out")" Error "reason of exit 7"
+  log_has "$e" about-to-exit || fail "the output written just before the exit is not in the CRI log"
+  u=$(create_start "$pod" su up) || fail "up failed"
+  out=$(cri stats -o json "$u")
+  log "stats: $(jq -c '.stats[0] | {cpu, memory}' <<<"$out")"
+  jq -e '.stats[0].memory.workingSetBytes.value | tonumber > 0' <<<"$out" >/dev/null || fail "no memory in stats: $out"
+  jq -e '.stats[0].cpu.usageCoreNanoSeconds.value | tonumber > 0' <<<"$out" >/dev/null || fail "no cpu in stats: $out"
+  cg=$(guest_cgroup_dir "$u")
+  expect_eq "$(cri exec "$u" cat "$cg/memory.max")" 67108864 "guest memory.max before the update"
+  cri update --memory 100663296 --cpu-period 100000 --cpu-quota 50000 "$u" >/dev/null || fail "UpdateContainerResources failed"
+  expect_eq "$(cri exec "$u" cat "$cg/memory.max")" 100663296 "guest memory.max after the update"
+  expect_eq "$(cri exec "$u" cat "$cg/cpu.max")" "50000 100000" "guest cpu.max after the update"
+  m=$(create_start "$pod" su mem) || fail "mem failed"
+  wait_for 180 ctr_state_is "$m" CONTAINER_EXITED || fail "mem did not exit"
+  out=$(ctr_json "$m")
+  expect_eq "$(jq -r .status.exitCode <<<"$out")" 137 "exit code of the OOM-killed container"
+  expect_eq "$(jq -r .status.reason <<<"$out")" OOMKilled "reason of the OOM-killed container"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_bad_annotation() {  # an out-of-bounds io.cask.* annotation refuses the pod; nothing is left
+  write_pod_config ba '.annotations = {"io.cask.vcpus": "999"}'
+  local rc=0
+  cri runp --runtime cask "$W/pods/ba.json" > "$W/out" 2> "$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "runp with io.cask.vcpus=999 succeeded: $(cat "$W/out")"
+  log "runp: $(cat "$W/err")"
+  expect_contains "$(cat "$W/err")" 'io.cask.vcpus="999"' "error names the annotation"
+  expect_contains "$(cat "$W/err")" "between 1 and" "error gives the bounds"
+  assert_no_pods_left
+  # Within bounds: the VM gets what the pod asked for.
+  write_pod_config bb '.annotations = {"io.cask.memory_mib": "384"}'
+  local pod
+  pod=$(runp bb cask) || fail "runp with io.cask.memory_mib=384 failed"
+  ps -o args= -p "$(qemu_pids "$pod" | head -1)" | grep -qE -- '-m (size=)?384' ||
+    fail "QEMU does not have 384 MiB: $(ps -o args= -p "$(qemu_pids "$pod" | head -1)")"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_ten_pods() {  # 10 pods started concurrently all run and answer ExecSync; teardown leaves nothing
+  local i n=10
+  write_ctr_config tpc "$BUSYBOX_IMAGE" -- sleep 1000
+  for i in $(seq 1 $n); do write_pod_config "tp$i"; done
+  for i in $(seq 1 $n); do
+    ( pod=$(runp "tp$i" cask) && c=$(create_start "$pod" "tp$i" tpc) && echo "$pod $c" > "$W/tp$i.ids" ) &
+  done
+  wait
+  local pod c
+  for i in $(seq 1 $n); do
+    [ -s "$W/tp$i.ids" ] || fail "pod tp$i did not start"
+    read -r pod c < "$W/tp$i.ids"
+    expect_eq "$(pod_state "$pod")" SANDBOX_READY "state of pod tp$i"
+    expect_eq "$(cri exec "$c" echo "alive-$i")" "alive-$i" "ExecSync in pod tp$i"
+    cask_pod_resources "$pod" >> "$W/all-resources"
+  done
+  expect_eq "$(qemu_count)" "$n" "QEMU processes"
+  for i in $(seq 1 $n); do
+    read -r pod c < "$W/tp$i.ids"
+    ( cri stopp "$pod" >/dev/null && cri rmp "$pod" >/dev/null ) &
+  done
+  wait
+  wait_for 60 resources_gone "$W/all-resources" || fail "left after teardown: $(resources_gone "$W/all-resources" || true)"
+  assert_no_pods_left
+}
+
 e2e_main "$@"
