@@ -136,11 +136,8 @@ class Sandbox {
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
   std::unique_ptr<AgentClient> agent_;
-<<<<<<< HEAD
   std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
-=======
-  std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
->>>>>>> main
+  std::unique_ptr<ClockSync> clock_sync_;   // stopped first by Destroy
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;
