@@ -4,6 +4,7 @@
 #include <functional>
 #include <string>
 
+#include "cmd/cask-agent/network.h"
 #include "proto/agent.pb.h"
 
 namespace cask::agent {
@@ -52,6 +53,19 @@ Logger::Fields ProcessFields(const Req& r) {
   return {{"container", r.container_id()}, {"exec", r.exec_id()}};
 }
 
+NetworkRequest NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
+  NetworkRequest out;
+  for (const auto& i : req.interfaces()) {
+    NetInterfaceRequest n{i.name(), i.mac(), i.mtu(), {}};
+    for (const auto& a : i.addresses()) n.addresses.emplace_back(a.address(), a.prefix_len());
+    out.interfaces.push_back(std::move(n));
+  }
+  for (const auto& r : req.routes())
+    out.routes.push_back(NetRouteRequest{r.dest(), r.dest_prefix_len(), r.gateway(), r.source(), r.device(), r.scope()});
+  for (const auto& n : req.neighbours()) out.neighbours.push_back(NetNeighbourRequest{n.address(), n.mac(), n.device()});
+  return out;
+}
+
 template <typename Resp>
 Result<Resp> EmptyOr(Status st) {
   if (!st.ok()) return std::move(st).error();
@@ -87,6 +101,21 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         for (const auto& m : req.mounts())
           s.mounts.push_back(GuestMount{m.source(), m.target(), m.fstype(), {m.options().begin(), m.options().end()}});
         return EmptyOr<v1::Empty>(a->SetupSandbox(s));
+      });
+
+  Add<v1::ConfigureNetworkRequest, v1::Empty>(
+      server, slog, "ConfigureNetwork", nullptr,
+      [](const rpc::CallContext&, const v1::ConfigureNetworkRequest& req) {
+        return EmptyOr<v1::Empty>(ConfigureGuestNetwork(NetworkRequestFromProto(req)));
+      },
+      rpc::Lane::kLong);  // waits for the NIC to appear: up to seconds
+
+  Add<v1::ListTcpListenersRequest, v1::ListTcpListenersResponse>(
+      server, slog, "ListTcpListeners", nullptr,
+      [](const rpc::CallContext&, const v1::ListTcpListenersRequest&) {
+        v1::ListTcpListenersResponse resp;
+        for (uint16_t p : TcpListeners()) resp.add_ports(p);
+        return Result<v1::ListTcpListenersResponse>(resp);
       });
 
   Add<v1::DestroySandboxRequest, v1::Empty>(server, slog, "DestroySandbox", nullptr,

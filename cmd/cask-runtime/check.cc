@@ -13,6 +13,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/base/process.h"
+#include "cmd/cask-runtime/install.h"
 #include "lib/sandbox/vm_settings.h"
 
 namespace cask::runtime {
@@ -208,12 +209,17 @@ std::string RenderChecks(const std::vector<CheckItem>& items) {
   return out;
 }
 
+CheckItem ContainerdItem(const std::string& containerd_config) {
+  ContainerdCaskStatus st = InspectContainerd(containerd_config);
+  return {"containerd", false, st.configured ? R::kOk : R::kFail, st.detail};
+}
+
 bool AllRequiredPass(const std::vector<CheckItem>& items) {
   return std::none_of(items.begin(), items.end(),
                       [](const CheckItem& i) { return i.required && i.result == R::kFail; });
 }
 
-int Check(const std::string& config_path) {
+int Check(const std::string& config_path, const std::string& containerd_config) {
   auto cfg = config_path.empty() ? config::LoadDefault() : config::LoadFile(config_path);
   if (!cfg.ok()) {
     std::vector<CheckItem> items = {{"config", true, R::kFail, cfg.error().ToString()}};
@@ -221,6 +227,7 @@ int Check(const std::string& config_path) {
     return 1;
   }
   auto items = RunHostChecks(*cfg, hypervisor::ProbeHost());
+  items.push_back(ContainerdItem(containerd_config));
   std::fputs(RenderChecks(items).c_str(), stdout);
   return AllRequiredPass(items) ? 0 : 1;
 }

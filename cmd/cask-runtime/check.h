@@ -30,12 +30,17 @@ CheckItem CgroupItem(const config::Config& cfg, const hypervisor::CgroupLayout& 
 // stays root; FAIL for a named user that does not exist.
 CheckItem RunasItem(const config::Config& cfg);
 
+// "containerd": whether containerd's config at `containerd_config` (and
+// its imports) gives the CRI plugin the cask runtime handler. Not required:
+// cask also runs without Kubernetes.
+CheckItem ContainerdItem(const std::string& containerd_config);
+
 // "CHECK  RESULT  DETAIL" table, one line per item.
 std::string RenderChecks(const std::vector<CheckItem>& items);
 bool AllRequiredPass(const std::vector<CheckItem>& items);
 
-// The subcommand: loads the config (`config_path` or the default), prints
-// the table, returns the exit status (0 when every required item passes).
-int Check(const std::string& config_path);
+// The subcommand: loads the config (`config_path` or the default), checks
+// the host and containerd's config (`containerd_config`), prints the table, returns the exit status (0 when every required item passes).
+int Check(const std::string& config_path, const std::string& containerd_config);
 
 }  // namespace cask::runtime

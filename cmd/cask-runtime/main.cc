@@ -6,6 +6,7 @@
 
 #include "cmd/cask-runtime/check.h"
 #include "cmd/cask-runtime/env.h"
+#include "cmd/cask-runtime/install.h"
 #include "cmd/cask-runtime/run.h"
 #include "lib/config/config.h"
 
@@ -43,8 +44,21 @@ int main(int argc, char** argv) {
   cmd_run->positionals_at_end();
 
   std::string check_config;
+  std::string check_containerd = kContainerdConfig;
   auto* cmd_check = app.add_subcommand("check", "Check that this host can run cask");
   cmd_check->add_option("--config", check_config, "Configuration file");
+  cmd_check->add_option("--containerd-config", check_containerd,
+                        "containerd's config, checked for the cask runtime handler");
+
+  ContainerdInstall install;
+  bool install_containerd = false, uninstall = false;
+  auto* cmd_install = app.add_subcommand("install", "Register cask with containerd's CRI plugin (handler \"cask\")");
+  cmd_install->add_flag("--containerd", install_containerd, "Write the containerd runtime handler drop-in")->required();
+  cmd_install->add_option("--config", install.config, "containerd's main config")->capture_default_str();
+  cmd_install->add_option("--dropin", install.dropin, "The drop-in to write (default: <config dir>/conf.d/cask.toml)");
+  cmd_install->add_option("--cask-config", install.cask_config,
+                          "cask configuration the handler's shim reads (default: cask's own default)");
+  cmd_install->add_flag("--uninstall", uninstall, "Remove the drop-in and its import");
 
   std::string env_config;
   auto* cmd_env = app.add_subcommand("env", "Print the effective configuration (TOML)");
@@ -64,7 +78,8 @@ int main(int argc, char** argv) {
     if (*cpu) run.request.cpus = cpus;
     return Run(run);
   }
-  if (*cmd_check) return Check(check_config);
+  if (*cmd_check) return Check(check_config, check_containerd);
+  if (*cmd_install) return Install(install, uninstall);
   if (*cmd_env) return Env(env_config);
   if (*cmd_version) {
     std::printf("cask-runtime %s\nagent API: cask.agent.v1\n", CASK_VERSION);

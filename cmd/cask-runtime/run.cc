@@ -91,8 +91,10 @@ struct SignalTarget {
 int ReportStartFailure(const Error& e, const std::string& cmd) {
   // The agent's message may carry its own context before "exec: ...".
   const std::string msg = BoundedString(e.message(), 1024);
-  if (auto pos = msg.find("exec: "); pos != std::string::npos) {
+  if (auto pos = msg.find("exec failed: "); pos != std::string::npos) {
     PrintError(msg.substr(pos));
+  } else if (auto pos2 = msg.find("exec: "); pos2 != std::string::npos) {
+    PrintError(msg.substr(pos2));
   } else {
     PrintError("exec: " + cmd + ": " + msg);
   }

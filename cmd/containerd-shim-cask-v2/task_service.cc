@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/sandbox/pod_netns.h"
 #include "lib/oci/parse.h"
 #include "lib/oci/id.h"
 #include "lib/sandbox/container.h"
@@ -26,6 +27,7 @@ struct TaskService::CreatePlan {
   std::shared_ptr<sandbox::Sandbox> vm;     // the running pod VM; null: this task boots one
   std::optional<config::Config> cfg;        // when booting
   std::optional<sandbox::PodVmSize> size;   // when booting
+  std::string netns_path;                   // when booting: the pod network namespace ("" for none)
 };
 
 struct TaskService::Task {
@@ -366,6 +368,8 @@ Result<TaskService::CreatePlan> TaskService::PlanCreate(const CreateTaskParams& 
     return Error::FailedPrecondition("cannot create another sandbox in pod " + vm_id);
   }
   if (!plan.vm) {
+    // A VM cannot share the host's network, PID or IPC namespace.
+    CASK_ASSIGN_OR_RETURN(plan.netns_path, sandbox::PodNetnsPath(plan.spec));
     auto loaded = deps_.load_config(p.config_path);
     if (!loaded.ok()) return FromHost(std::move(loaded).error().Wrap("cask configuration"));
     plan.cfg = std::move(loaded).value();
@@ -420,6 +424,7 @@ Result<std::shared_ptr<sandbox::Sandbox>> TaskService::BootPodVm(const CreateTas
   so.config.hypervisor.vcpus = plan.size->vcpus;
   so.config.hypervisor.memory_mib = plan.size->memory_mib;
   so.hostname = plan.spec.hostname;
+  so.netns_path = plan.netns_path;
   so.shm_bytes = sandbox::PodShmBytes(plan.spec);
   so.logger = log_.WithSubsystem("sandbox");
   so.cancelled = [this] {

@@ -599,7 +599,7 @@ TEST_F(ContainerTest, PendingProcessHoldsNoStrayFds) {
   ASSERT_TRUE(stray.valid());
   ProcessIo io;
   PendingProcess init;
-  auto c = Container::Create(Options(BaseSpec({"true"})), &io, &init);
+  auto c = Container::Create(Options(BaseSpec({"sh", "-c", "true"})), &io, &init);
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   std::string fd_dir = "/proc/" + std::to_string(init.pid()) + "/fd";
   std::vector<int> fds;

@@ -56,6 +56,15 @@ struct VmCgroupSettings {
   uint32_t pids_max = 0;             // task limit; 0: none
 };
 
+// A NIC of the VM: a TAP made by the caller in the pod's network namespace
+// (lib/net), which the caller keeps owning; Start passes QEMU a copy of the
+// fd. The guest NIC gets `mac` (the pod veth's, "aa:bb:cc:dd:ee:ff").
+// vhost-net is used when /dev/vhost-net opens, else vhost=off.
+struct NicSettings {
+  int tap_fd = -1;
+  std::string mac;
+};
+
 // Everything Hypervisor::Start needs to know, filled by the caller (the
 // sandbox builds it from the TOML configuration); this library reads no
 // configuration file. Keys named in errors are the configuration keys the
@@ -92,6 +101,8 @@ struct VmSettings {
   // name or "<uid>:<gid>"; empty keeps it root.
   std::string runas;
   VmCgroupSettings cgroup;
+  // At most 8 (INVALID_ARGUMENT beyond, or with a bad fd or MAC).
+  std::vector<NicSettings> nics;
 };
 
 class Vm {

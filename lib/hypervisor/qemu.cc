@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <mutex>
 #include <optional>
@@ -63,6 +64,22 @@ constexpr size_t kConsoleLogMaxLine = 1024;
 constexpr size_t kPumpChunkBytes = 256 * 1024;
 // The console's fd number inside QEMU (3 is the vhost-vsock fd).
 constexpr int kConsoleFdInQemu = 4;
+// NIC fds inside QEMU: TAP i at 10 + 2i, its vhost-net fd at 11 + 2i.
+constexpr int kFirstNicFdInQemu = 10;
+constexpr size_t kMaxNics = 8;
+
+bool ValidMac(const std::string& m) {
+  if (m.size() != 17) return false;
+  for (size_t i = 0; i < m.size(); ++i) {
+    char c = m[i];
+    if (i % 3 == 2) {
+      if (c != ':') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 std::string Trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
@@ -275,6 +292,26 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
     so.extra_fds[kVhostFdInQemu] = vhost.get();
     cmd.agent.guest_cid = guest_cid_;
     cmd.agent.vhost_fd = kVhostFdInQemu;
+  }
+  // The NICs: TAP fds at 10, 12, ... and their vhost-net fds at 11, 13, ...
+  if (cfg.nics.size() > kMaxNics)
+    return Error::InvalidArgument(std::to_string(cfg.nics.size()) + " NICs; at most " + std::to_string(kMaxNics));
+  std::vector<UniqueFd> vhost_net;
+  for (size_t i = 0; i < cfg.nics.size(); ++i) {
+    const NicSettings& nic = cfg.nics[i];
+    if (nic.tap_fd < 0) return Error::InvalidArgument("NIC " + std::to_string(i) + " has no TAP fd");
+    if (!ValidMac(nic.mac)) return Error::InvalidArgument("NIC " + std::to_string(i) + ": bad MAC \"" + nic.mac + "\"");
+    qemu::NetOptions n;
+    n.tap_fd = kFirstNicFdInQemu + 2 * static_cast<int>(i);
+    n.mac = nic.mac;
+    so.extra_fds[n.tap_fd] = nic.tap_fd;
+    UniqueFd vh(::open("/dev/vhost-net", O_RDWR | O_CLOEXEC));
+    if (vh) {
+      n.vhost_fd = n.tap_fd + 1;
+      so.extra_fds[n.vhost_fd] = vh.get();
+      vhost_net.push_back(std::move(vh));
+    }
+    cmd.nics.push_back(std::move(n));
   }
   // QEMU's stderr: a pipe the log pump drains into a capped qemu.log.
   CASK_ASSIGN_OR_RETURN(qemu_log_cap_, CappedLog::Create(qemu_log_, kQemuLogKeepBytes));

@@ -105,6 +105,19 @@ void AppendVirtioFs(std::vector<std::string>* argv, const MachineOptions& m, con
                            ",chardev=virtiofs,tag=" + EscapeOptionValue(fs.tag));
 }
 
+void AppendNics(std::vector<std::string>* argv, const MachineOptions& m, const std::vector<NetOptions>& nics) {
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const NetOptions& n = nics[i];
+    std::string id = "net" + std::to_string(i);
+    std::string netdev = "tap,id=" + id + ",fd=" + std::to_string(n.tap_fd);
+    if (n.vhost_fd >= 0) netdev += ",vhost=on,vhostfd=" + std::to_string(n.vhost_fd);
+    else netdev += ",vhost=off";
+    Add(argv, "-netdev", netdev);
+    Add(argv, "-device", std::string(IsMicrovm(m) ? "virtio-net-device" : "virtio-net-pci") + ",netdev=" + id +
+                             ",mac=" + EscapeOptionValue(n.mac));
+  }
+}
+
 void AppendBalloon(std::vector<std::string>* argv, const MachineOptions& m) {
   Add(argv, "-device",
       std::string(IsMicrovm(m) ? "virtio-balloon-device" : "virtio-balloon-pci") + ",free-page-reporting=on");
@@ -155,6 +168,7 @@ std::vector<std::string> BuildQemuArgv(const QemuCommand& cmd) {
   AppendKernel(&argv, cmd.kernel);
   AppendAgent(&argv, cmd.machine, cmd.agent);
   if (cmd.virtiofs) AppendVirtioFs(&argv, cmd.machine, *cmd.virtiofs);
+  AppendNics(&argv, cmd.machine, cmd.nics);
   if (cmd.free_page_reporting) AppendBalloon(&argv, cmd.machine);
   AppendQmp(&argv, cmd.qmp);
   return argv;

@@ -77,6 +77,16 @@ struct VirtioFsOptions {
   std::string tag = kVirtiofsTag;
 };
 
+// One virtio-net NIC backed by an already-open TAP fd (the host made the
+// TAP in the pod's network namespace; see lib/net/pod_network.h):
+// -netdev tap,id=net<i>,fd=<tap_fd>,vhost=off|on[,vhostfd=<vhost_fd>]
+// -device virtio-net-device|virtio-net-pci,netdev=net<i>,mac=<mac>
+struct NetOptions {
+  int tap_fd = -1;    // fd number in QEMU
+  int vhost_fd = -1;  // an open /dev/vhost-net fd number in QEMU, or -1: vhost=off
+  std::string mac;    // "aa:bb:cc:dd:ee:ff" (validated by the caller)
+};
+
 struct QmpOptions {
   std::string socket_path;          // QEMU listens here (server=on,wait=off)
 };
@@ -91,6 +101,7 @@ struct QemuCommand {
   ConsoleOptions console;
   AgentOptions agent;
   std::optional<VirtioFsOptions> virtiofs;
+  std::vector<NetOptions> nics;
   QmpOptions qmp;
   // A virtio-balloon with free page reporting: pages the guest frees are
   // reported and QEMU gives them back to the host (the balloon itself is

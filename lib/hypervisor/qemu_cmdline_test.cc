@@ -187,6 +187,30 @@ TEST(QemuCmdline, ConsoleIsASocketNeverAFile) {
   EXPECT_EQ(*(it + 1), "none");
 }
 
+std::vector<std::string> After(const std::vector<std::string>& argv, const std::string& flag) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == flag) out.push_back(argv[i + 1]);
+  return out;
+}
+
+TEST(QemuCmdline, TapNicsOnMicrovmAndQ35) {
+  QemuCommand c = Base(MachineType::kMicrovm);
+  c.nics.push_back(NetOptions{10, -1, "02:42:0a:58:4d:05"});
+  c.nics.push_back(NetOptions{12, 13, "02:42:0a:58:4d:06"});
+  auto argv = BuildQemuArgv(c);
+  EXPECT_THAT(After(argv, "-netdev"),
+              ElementsAreArray({"tap,id=net0,fd=10,vhost=off", "tap,id=net1,fd=12,vhost=on,vhostfd=13"}));
+  auto devices = After(argv, "-device");
+  EXPECT_THAT(devices, ::testing::Contains("virtio-net-device,netdev=net0,mac=02:42:0a:58:4d:05"));
+  EXPECT_THAT(devices, ::testing::Contains("virtio-net-device,netdev=net1,mac=02:42:0a:58:4d:06"));
+  c.machine.type = MachineType::kQ35;
+  EXPECT_THAT(After(BuildQemuArgv(c), "-device"),
+              ::testing::Contains("virtio-net-pci,netdev=net0,mac=02:42:0a:58:4d:05"));
+  c.nics.clear();
+  EXPECT_TRUE(After(BuildQemuArgv(c), "-netdev").empty());
+}
+
 TEST(QemuCmdline, ParseMachineType) {
   EXPECT_EQ(*ParseMachineType("microvm"), MachineType::kMicrovm);
   EXPECT_EQ(*ParseMachineType("q35"), MachineType::kQ35);

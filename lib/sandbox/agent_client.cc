@@ -457,6 +457,52 @@ Status AgentClient::SetupSandbox(const SandboxSetup& setup) {
   return InvokeVoid<pb::Empty>(*client_, "SetupSandbox", req, opts_.call_timeout);
 }
 
+Status AgentClient::ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout) {
+  pb::ConfigureNetworkRequest req;
+  for (const auto& i : net.interfaces) {
+    auto* pi = req.add_interfaces();
+    pi->set_name(i.name);
+    pi->set_mac(i.mac);
+    pi->set_mtu(i.mtu);
+    for (const auto& [addr, plen] : i.addresses) {
+      auto* a = pi->add_addresses();
+      a->set_address(addr);
+      a->set_prefix_len(plen);
+    }
+  }
+  for (const auto& r : net.routes) {
+    auto* pr = req.add_routes();
+    pr->set_dest(r.dest);
+    pr->set_dest_prefix_len(r.dest_prefix_len);
+    pr->set_gateway(r.gateway);
+    pr->set_source(r.source);
+    pr->set_device(r.device);
+    pr->set_scope(r.scope);
+  }
+  for (const auto& n : net.neighbours) {
+    auto* pn = req.add_neighbours();
+    pn->set_address(n.address);
+    pn->set_mac(n.mac);
+    pn->set_device(n.device);
+  }
+  return InvokeVoid<pb::Empty>(*client_, "ConfigureNetwork", req, timeout);
+}
+
+Result<std::set<uint16_t>> AgentClient::ListTcpListeners() {
+  // The agent caps its list at 64; a longer one is not from a cask agent.
+  constexpr int kMaxPorts = 64;
+  CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::ListTcpListenersResponse>(*client_, "ListTcpListeners",
+                                                                     pb::ListTcpListenersRequest{}, opts_.call_timeout));
+  if (r.ports_size() > kMaxPorts)
+    return Error::Internal("the guest listed " + std::to_string(r.ports_size()) + " listening ports (at most 64)");
+  std::set<uint16_t> out;
+  for (uint32_t p : r.ports()) {
+    if (p == 0 || p > 65535) return Error::Internal("the guest listed port " + std::to_string(p));
+    out.insert(static_cast<uint16_t>(p));
+  }
+  return out;
+}
+
 Status AgentClient::DestroySandbox(std::optional<std::chrono::milliseconds> timeout) {
   return InvokeVoid<pb::Empty>(*client_, "DestroySandbox", pb::DestroySandboxRequest{},
                                timeout.value_or(opts_.call_timeout));

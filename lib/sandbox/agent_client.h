@@ -51,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -89,6 +90,28 @@ struct SandboxSetup {
   std::string hostname;
   std::string resolv_conf;  // empty leaves the guest's alone
   std::vector<GuestMount> mounts;
+};
+
+// The pod network as the guest gets it (ConfigureNetwork): textual
+// addresses and MACs, interfaces named as on the host.
+struct NetInterfaceSetup {
+  std::string name, mac;
+  uint32_t mtu = 0;
+  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
+};
+struct NetRouteSetup {
+  std::string dest;  // empty: default
+  uint32_t dest_prefix_len = 0;
+  std::string gateway, source, device;
+  uint32_t scope = 0;
+};
+struct NetNeighbourSetup {
+  std::string address, mac, device;
+};
+struct NetworkSetup {
+  std::vector<NetInterfaceSetup> interfaces;
+  std::vector<NetRouteSetup> routes;
+  std::vector<NetNeighbourSetup> neighbours;
 };
 
 struct ProcessExit {
@@ -185,6 +208,12 @@ class AgentClient {
 
   Result<AgentInfo> Check();
   Status SetupSandbox(const SandboxSetup& setup);
+  // Configures the guest NICs; `timeout` bounds the call (the agent waits
+  // for the NICs to appear).
+  Status ConfigureNetwork(const NetworkSetup& net, std::chrono::milliseconds timeout);
+  // The guest's listening TCP ports (not on loopback). The guest's answer
+  // is checked: more than 64 ports or a port outside 1..65535 is an error.
+  Result<std::set<uint16_t>> ListTcpListeners();
   // The agent replies before powering the guest off. `timeout` bounds the
   // wait (defaults to Options::call_timeout).
   Status DestroySandbox(std::optional<std::chrono::milliseconds> timeout = std::nullopt);

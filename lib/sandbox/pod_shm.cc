@@ -61,6 +61,8 @@ GuestMount PodShmMount(uint64_t bytes) {
                     {"nosuid", "nodev", "noexec", "mode=1777", "size=" + std::to_string(bytes)}};
 }
 
+bool IsPodShmBind(const oci::Mount& m) { return IsShm(m) && m.source == kGuestPodShmDir; }
+
 oci::Spec UsePodShm(oci::Spec spec) {
   const oci::Mount* last_bind = nullptr;
   for (const oci::Mount& m : spec.mounts)

@@ -39,4 +39,8 @@ GuestMount PodShmMount(uint64_t bytes);
 // bind of a host path; otherwise unchanged.
 oci::Spec UsePodShm(oci::Spec spec);
 
+// True for the bind UsePodShm made: its source is a guest path, not a host
+// one, and is not shared.
+bool IsPodShmBind(const oci::Mount& m);
+
 }  // namespace cask::sandbox

@@ -24,6 +24,8 @@ TEST(PodShmTest, CriSandboxSpecGetsThePodTmpfs) {
   EXPECT_EQ(out.mounts[1].source, kGuestPodShmDir);
   EXPECT_EQ(out.mounts[1].type, "bind");
   EXPECT_EQ(out.mounts[1].options.back(), "ro");
+  EXPECT_TRUE(IsPodShmBind(out.mounts[1]));
+  EXPECT_FALSE(IsPodShmBind(spec.mounts[2]));
   EXPECT_EQ(out.mounts[2].destination, "/etc/resolv.conf");
 }
 

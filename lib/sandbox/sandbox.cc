@@ -26,6 +26,37 @@ constexpr std::chrono::milliseconds kDestroyRpcTimeout{5'000};
 constexpr std::chrono::milliseconds kStopGrace{5'000};
 constexpr size_t kConsoleTailBytes = 3000;
 
+// The agent waits up to 10 s for the NICs to appear; allow for a slow guest.
+constexpr std::chrono::milliseconds kConfigureNetworkTimeout{20'000};
+// How often the guest's listening ports are looked up for port forwarding:
+// a server that starts listening is reachable through port-forward within
+// about this long.
+constexpr std::chrono::milliseconds kPortPollInterval{1'000};
+
+NetworkSetup GuestNetworkSetup(const net::PodNetwork& pn) {
+  NetworkSetup out;
+  for (const auto& pi : pn.interfaces()) {
+    NetInterfaceSetup i{pi.name, net::FormatMac(pi.mac), pi.mtu, {}};
+    for (const auto& a : pi.addresses) i.addresses.emplace_back(net::FormatIp(a.ip), a.prefix_len);
+    out.interfaces.push_back(std::move(i));
+  }
+  for (const auto& pr : pn.routes()) {
+    const net::Route& r = pr.route;
+    out.routes.push_back(NetRouteSetup{r.dst ? net::FormatIp(*r.dst) : "", r.dst ? r.dst_len : 0u,
+                                       r.gateway ? net::FormatIp(*r.gateway) : "", r.src ? net::FormatIp(*r.src) : "",
+                                       pr.device, r.scope});
+  }
+  if (const auto& hl = pn.host_link()) {
+    for (auto& i : out.interfaces)
+      if (i.name == hl->device) i.addresses.emplace_back(net::kHostLinkGuest, net::kHostLinkPrefix);
+    out.neighbours.push_back(NetNeighbourSetup{net::kHostLinkHost, net::FormatMac(hl->host_mac), hl->device});
+  }
+  for (const auto& pn_ : pn.neighbours())
+    out.neighbours.push_back(NetNeighbourSetup{net::FormatIp(pn_.neighbour.ip), net::FormatMac(pn_.neighbour.mac),
+                                               pn_.device});
+  return out;
+}
+
 bool IsBindMount(const oci::Mount& m) {
   if (m.type == "bind") return true;
   return std::any_of(m.options.begin(), m.options.end(), [](const std::string& o) { return o == "bind" || o == "rbind"; });
@@ -84,6 +115,11 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   vc.shared_dir = shared_->path();
   vc.console_logger = log_.WithSubsystem("console");
   vc.extra_kernel_params = opts.extra_kernel_params;
+  if (!opts.netns_path.empty()) {
+    CASK_ASSIGN_OR_RETURN(pod_network_, net::PodNetwork::Create(opts.netns_path).Context("pod network"));
+    for (const auto& pi : pod_network_->interfaces()) vc.nics.push_back({pi.tap_fd.get(), net::FormatMac(pi.mac)});
+    log_.Info("pod network", {{"netns", opts.netns_path}, {"interfaces", std::to_string(vc.nics.size())}});
+  }
   CASK_ASSIGN_OR_RETURN(vm_, hypervisor_->Start(vc).Context("start the VM"));
   auto t_started = Clock::now();
   timing_.vm_start = t_started - t0;
@@ -118,11 +154,57 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   setup.mounts.push_back(GuestMount{std::string(kVirtiofsTag), std::string(kGuestSharedDir), "virtiofs", {}});
   setup.mounts.push_back(PodShmMount(opts.shm_bytes));  // the pod's /dev/shm (pod_shm.h)
   CASK_TRY_CTX(agent_->SetupSandbox(setup), "set up the guest");
+  if (pod_network_ && !pod_network_->interfaces().empty())
+    CASK_TRY_CTX(agent_->ConfigureNetwork(GuestNetworkSetup(*pod_network_), kConfigureNetworkTimeout),
+                 "configure the guest network");
+  if (pod_network_ && pod_network_->host_link()) StartPortForwarding();
   CASK_TRY(StartClockSync());
   auto t_setup = Clock::now();
   timing_.setup = t_setup - t_ready;
   timing_.total = t_setup - t0;
   return Ok();
+}
+
+void Sandbox::StartPortForwarding() {
+  net::PortForwarder::Options o;
+  o.netns_fd = pod_network_->netns_fd();
+  o.target_ip = net::kHostLinkGuest;
+  auto pf = net::PortForwarder::Start(o);
+  if (!pf.ok()) {
+    // The pod runs without port forwarding rather than not at all.
+    log_.Warn("port forwarding unavailable", {{"error", pf.error().ToString()}});
+    return;
+  }
+  forwarder_ = std::move(*pf);
+  forward_poll_ = std::thread([this] {
+    std::set<uint16_t> last;
+    std::unique_lock<std::mutex> l(poll_mu_);
+    while (!poll_stop_) {
+      l.unlock();
+      auto ports = agent_->ListTcpListeners();
+      if (ports.ok() && *ports != last) {
+        auto st = forwarder_->SetPorts(*ports);
+        if (st.ok()) {
+          last = *ports;
+          std::string list;
+          for (uint16_t p : forwarder_->listening()) list += (list.empty() ? "" : ",") + std::to_string(p);
+          log_.Info("forwarding ports", {{"ports", list}});
+        }
+      }
+      l.lock();
+      poll_cv_.wait_for(l, kPortPollInterval, [this] { return poll_stop_; });
+    }
+  });
+}
+
+void Sandbox::StopPortForwarding() {
+  {
+    std::lock_guard<std::mutex> l(poll_mu_);
+    poll_stop_ = true;
+  }
+  poll_cv_.notify_all();
+  if (forward_poll_.joinable()) forward_poll_.join();
+  if (forwarder_) forwarder_->Stop();
 }
 
 Status Sandbox::StartClockSync() {
@@ -165,6 +247,7 @@ Result<oci::Spec> Sandbox::ShareMounts(const std::string& container_id, oci::Spe
   for (size_t i = 0; i < spec.mounts.size(); ++i) {
     const oci::Mount& m = spec.mounts[i];
     if (!IsBindMount(m) || m.source.empty() || m.source.front() != '/') continue;
+    if (IsPodShmBind(m)) continue;  // a guest path (UsePodShm)
     if (!PathExists(m.source))
       return Error::InvalidArgument("mounts[" + std::to_string(i) + "] (" + m.destination + "): bind source " +
                                     m.source + " does not exist on the host");
@@ -208,6 +291,7 @@ Status Sandbox::Destroy() {
       if (!first) first = std::move(st).error().Wrap(what);
     }
   };
+  StopPortForwarding();
   clock_sync_.reset();  // before the agent goes
   if (agent_) {
     if (!agent_->closed() && vm_ && !vm_->Exited()) {
@@ -218,6 +302,7 @@ Status Sandbox::Destroy() {
     agent_->Close();
   }
   if (vm_) note(vm_->Stop(kStopGrace), "stop the VM");
+  if (pod_network_) note(pod_network_->Close(), "remove the pod network's TAPs and filters");
   if (shared_) note(shared_->Teardown(), "remove the shared directory");
   if (dir_created_) {
     auto st = RemoveTreeNoMounts(dir_);

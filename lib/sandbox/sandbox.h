@@ -24,16 +24,20 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/net/pod_network.h"
+#include "lib/net/port_forwarder.h"
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/process_io.h"
@@ -53,6 +57,11 @@ struct SandboxOptions {
   std::string resolv_conf;  // guest /etc/resolv.conf contents; empty: left alone
   uint64_t shm_bytes = 64ull << 20;  // size of the pod's /dev/shm tmpfs (pod_shm.h)
   Logger logger;
+  // The pod's network namespace on the host (the sandbox spec's network
+  // namespace path); empty: the VM gets no NIC. Its interfaces are joined
+  // to TAPs (lib/net/pod_network.h) before the VM boots and configured in
+  // the guest once the agent is up.
+  std::string netns_path;
   // Added to the guest kernel command line.
   std::vector<std::string> extra_kernel_params;
   // Polled while waiting for the guest to boot: returning true abandons the
@@ -109,14 +118,16 @@ class Sandbox {
   // before anything is mounted); all or nothing; once per container
   // (ALREADY_EXISTS after that, until UnshareRootfs). Also gives a spec
   // without a seccomp profile the default one when runtime.default_seccomp
-  // says so (oci::ApplyDefaultSeccomp).
+  // says so (oci::ApplyDefaultSeccomp), and replaces a /dev/shm bind of a
+  // host directory (CRI's sandbox shm) with the pod's guest tmpfs
+  // (UsePodShm): that host directory is never shared.
   Result<oci::Spec> ShareMounts(const std::string& container_id, oci::Spec spec);
   // Undoes ShareRootfs and ShareMounts of a container: unmounts (lazily if
   // busy) and removes mounts/<container_id>.
   Status UnshareRootfs(const std::string& container_id);
 
   // DestroySandbox RPC (best effort), closes the agent connection, stops the
-  // VM, unmounts everything under shared/ and removes the state directory.
+  // VM, removes the pod network's TAPs and tc filters, unmounts everything under shared/ and removes the state directory.
   // Idempotent. agent() stays valid (closed) afterwards.
   Status Destroy();
 
@@ -135,9 +146,19 @@ class Sandbox {
 
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
+  std::unique_ptr<net::PodNetwork> pod_network_;  // TAPs and tc redirects; closed after the VM stops
+  // Port forwarding (lib/net/port_forwarder.h): the forwarder, and a
+  // thread that keeps its ports equal to the guest's listening ones.
+  std::unique_ptr<net::PortForwarder> forwarder_;
+  std::thread forward_poll_;
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  bool poll_stop_ = false;  // guarded by poll_mu_
+  void StartPortForwarding();
+  void StopPortForwarding();
   std::unique_ptr<AgentClient> agent_;
   std::unique_ptr<ProcessIoLoop> io_loop_;  // after agent_: destroyed before it
-  std::unique_ptr<ClockSync> clock_sync_;   // stopped first by Destroy
+  std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
   std::unique_ptr<SharedDir> shared_;

@@ -9,6 +9,11 @@
 #                        SHIM_BIN (the containerd-shim-cask-v2 under test).
 #   E2E_KIND=runtime     cask-runtime run on a busybox rootfs. Needs
 #                        CASK_RUNTIME (the cask-runtime under test).
+#   E2E_KIND=cri         a private containerd 1.6 with its CRI plugin, in a
+#                        network namespace of its own, driven with cask-cri
+#                        (tests/cri/cri_e2e.sh defines cri_setup and
+#                        cri_teardown). Needs SHIM_BIN, CASK_CRI and
+#                        CASK_RUNTIME (for `install --containerd`).
 #
 # Both need GUEST_DIR (vmlinux and initrd.img, from `ninja guest-assets`).
 # KEEP=1 keeps the test's temp dir afterwards.
@@ -39,6 +44,11 @@ trap 'e2e_on_err $? $LINENO "$BASH_COMMAND"' ERR
 case "$E2E_KIND" in
   containerd) : "${SHIM_BIN:?SHIM_BIN must point at containerd-shim-cask-v2}" ;;
   runtime) : "${CASK_RUNTIME:?CASK_RUNTIME must point at cask-runtime}" ;;
+  cri)
+    : "${SHIM_BIN:?SHIM_BIN must point at containerd-shim-cask-v2}"
+    : "${CASK_CRI:?CASK_CRI must point at cask-cri}"
+    : "${CASK_RUNTIME:?CASK_RUNTIME must point at cask-runtime}"
+    ;;
   *) echo "tests/lib/e2e.sh: unknown E2E_KIND '$E2E_KIND'" >&2; exit 2 ;;
 esac
 
@@ -58,7 +68,7 @@ log() { echo "[$(date +%T)] $*" >&2; }
 fail() {
   echo "FAIL: $*" >&2
   case "$E2E_KIND" in
-    containerd) dump_logs ;;
+    containerd|cri) dump_logs ;;
     runtime) show_last ;;
   esac
   exit 1
@@ -96,8 +106,10 @@ skip_unless_runnable() {
 RUNTIME=io.containerd.cask.v2
 IMAGE=docker.io/library/busybox:latest
 NS=default
+# CRI works in containerd namespace k8s.io.
+[ "$E2E_KIND" = cri ] && NS=k8s.io
 CD_PID=
-if [ "$E2E_KIND" = containerd ]; then
+if [ "$E2E_KIND" = containerd ] || [ "$E2E_KIND" = cri ]; then
   export CONTAINERD_ADDRESS=$W/containerd.sock
   export CONTAINERD_NAMESPACE=$NS
 fi
@@ -306,6 +318,7 @@ setup() {
   case "$E2E_KIND" in
     containerd) containerd_setup ;;
     runtime) runtime_setup ;;
+    cri) cri_setup ;;
   esac
 }
 
@@ -319,7 +332,10 @@ e2e_cleanup() {
   set +e
   local d
   for d in "${E2E_DEFERRED[@]}"; do eval "$d"; done
-  [ "$E2E_KIND" = containerd ] && containerd_teardown
+  case "$E2E_KIND" in
+    containerd) containerd_teardown ;;
+    cri) cri_teardown ;;
+  esac
   # Shims finish their teardown (and reap QEMU and virtiofsd) on their own
   # after containerd's last call: give them a moment.
   wait_for 20 test -z "$(procs_of_test)"

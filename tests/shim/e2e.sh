@@ -205,8 +205,12 @@ case_pod() {
 case_pod_namespaces() {  # a pod container's namespace paths map to its sandbox's, in the guest
   local netns=/var/run/netns/cask-e2e-absent-$$
   [ ! -e "$netns" ] || fail "$netns exists on the host"
+  # The sandbox's path is the pod's netns on the host: it must exist (the
+  # shim joins its interfaces to the VM); an empty one gives no NIC.
+  local podns=cask-e2e-podns-$$
+  ip netns add "$podns"; e2e_defer ip netns del "$podns"
   run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pod1 \
-    --with-ns "network:$netns" "$IMAGE" pod1 sleep 1000
+    --with-ns "network:/var/run/netns/$podns" "$IMAGE" pod1 sleep 1000
   # Host paths that mean nothing in the guest (the sandbox's host pid).
   run_cask -d --annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=pod1 \
     --with-ns "network:$netns" --with-ns "uts:/proc/4242/ns/uts" --with-ns "ipc:/proc/4242/ns/ipc" \
@@ -475,6 +479,97 @@ case_console_flood() {
   wait_for 30 no_qemu || fail "QEMU still running after rm"
 }
 
+# The pod network, Kata's way, in namespaces this test makes: a "pod"
+# netns P (as CNI leaves it: eth0 10.231.$n.2/24, default route via .1) and
+# a "peer" netns Q holding the other veth end (10.231.$n.1/24). The host's
+# own interfaces, routes and iptables are never touched.
+net_setup() {  # net_setup SUFFIX -> sets NETP, NETQ
+  NETP=cask-net-p-$1-$$ NETQ=cask-net-q-$1-$$
+  ip netns add "$NETP"; e2e_defer ip netns del "$NETP"
+  ip netns add "$NETQ"; e2e_defer ip netns del "$NETQ"
+  ip -n "$NETP" link set lo up; ip -n "$NETQ" link set lo up
+  ip -n "$NETP" link add eth0 type veth peer name veth0 netns "$NETQ"
+  ip -n "$NETP" link set eth0 mtu 1400
+  ip -n "$NETQ" link set veth0 mtu 1400
+  ip -n "$NETP" addr add 10.231.0.2/24 dev eth0; ip -n "$NETP" link set eth0 up
+  ip -n "$NETQ" addr add 10.231.0.1/24 dev veth0; ip -n "$NETQ" link set veth0 up
+  ip -n "$NETP" route add default via 10.231.0.1
+}
+
+net_diag() {  # what the datapath saw, for a failure message
+  { ip -n "$NETP" -s link show; tc -s -n "$NETP" filter show dev eth0 ingress
+    tc -s -n "$NETP" filter show dev tap0_cask ingress
+    ctr_ task exec --exec-id diag1 "$1" ip -s link show eth0; ctr_ task exec --exec-id diag2 "$1" ip neigh
+  } 2>&1 | sed 's/^/  diag: /' >&2
+}
+
+net_leftovers() {  # TAPs or ingress qdiscs left in the pod netns
+  ip -n "$NETP" -o link show type tun 2>/dev/null
+  tc -n "$NETP" qdisc show 2>/dev/null | grep ingress
+}
+
+case_pod_network() {
+  net_setup pn
+  local mac_host
+  mac_host=$(ip -n "$NETP" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+  run_cask -d --annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=pn1 \
+    --with-ns "network:/var/run/netns/$NETP" "$IMAGE" pn1 \
+    sh -c 'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www'
+  wait_for 60 status_is pn1 RUNNING || fail "pn1 not running"
+  # The TAP and both redirects exist in the pod netns.
+  ip -n "$NETP" -o link show tap0_cask >/dev/null || fail "no tap0_cask in the pod netns"
+  tc -n "$NETP" filter show dev eth0 ingress | grep -q "Egress Redirect to device tap0_cask" ||
+    fail "no eth0 -> tap0_cask redirect: $(tc -n "$NETP" filter show dev eth0 ingress)"
+  tc -n "$NETP" filter show dev tap0_cask ingress | grep -q "Egress Redirect to device eth0" ||
+    fail "no tap0_cask -> eth0 redirect"
+  # The guest holds the pod's address and the veth's MAC and MTU.
+  local gaddr
+  gaddr=$(ctr_ task exec --exec-id a1 pn1 ip -o addr show eth0)
+  expect_contains "$gaddr" "10.231.0.2/24" "guest eth0 address"
+  expect_contains "$(ctr_ task exec --exec-id a2 pn1 ip -o link show eth0)" "$mac_host" "guest eth0 MAC"
+  expect_contains "$(ctr_ task exec --exec-id a3 pn1 ip -o link show eth0)" "mtu 1400" "guest eth0 MTU"
+  expect_contains "$(ctr_ task exec --exec-id a4 pn1 ip route)" "default via 10.231.0.1" "guest default route"
+  # Peer -> guest: ping and TCP (the guest's httpd).
+  ip netns exec "$NETQ" busybox ping -c 2 -W 10 10.231.0.2 >/dev/null || { net_diag pn1; fail "peer cannot ping the guest"; }
+  local body
+  body=$(ip netns exec "$NETQ" curl -s --max-time 30 http://10.231.0.2:8080/index.html) || true
+  expect_eq "$body" "hello-from-guest" "HTTP from the peer to the guest"
+  # Port forwarding as containerd does it: dial 127.0.0.1:PORT inside the
+  # pod's netns on the host.
+  pf_fetch() { nsenter --net="/var/run/netns/$NETP" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_fetch >/dev/null || true
+  expect_eq "$(pf_fetch)" "hello-from-guest" "port-forward: 127.0.0.1:8080 in the pod netns on the host"
+  # Guest -> peer: ping and TCP (a server in the peer netns).
+  mkdir -p "$W/peer-www"; echo hello-from-peer > "$W/peer-www/index.html"
+  ip netns exec "$NETQ" busybox httpd -f -p 10.231.0.1:8081 -h "$W/peer-www" &
+  local srv=$!
+  ctr_ task exec --exec-id p1 pn1 ping -c 2 -W 10 10.231.0.1 >/dev/null || fail "guest cannot ping the peer"
+  body=$(ctr_ task exec --exec-id w1 pn1 sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 10.231.0.1 8081" | tr -d '\r') || true
+  expect_contains "$body" "hello-from-peer" "HTTP from the guest to the peer"
+  kill "$srv" 2>/dev/null; wait "$srv" 2>/dev/null || true
+  ctr_ task kill -s SIGKILL pn1
+  wait_for 30 status_is pn1 STOPPED || fail "pn1 not stopped"
+  ctr_ task rm pn1
+  ctr_ containers rm pn1
+  wait_for 30 no_qemu || fail "QEMU still running after rm"
+  wait_for 20 test -z "$(net_leftovers)" || fail "left in the pod netns: $(net_leftovers)"
+  # The veth stays as CNI made it.
+  ip -n "$NETP" -o addr show eth0 | grep -q "10.231.0.2/24" || fail "the pod veth lost its address"
+}
+
+case_host_network_refused() {
+  set +e
+  local out rc
+  out=$(run_cask --net-host "$IMAGE" hn1 true 2>&1); rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || fail "a container asking for the host network ran"
+  expect_contains "$out" "hostNetwork" "error for the host network"
+  ctr_ task rm -f hn1 >/dev/null 2>&1 || true
+  ctr_ containers rm hn1 >/dev/null 2>&1 || true
+  expect_eq "$(qemu_count)" 0 "QEMU after a refused host-network pod"
+  [ -z "$(ls -A "$W/cask-state" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$W/cask-state")"
+}
+
 # 20 MB of small writes (`seq | cat`: one pipe-sized write at a time, the
 # pattern that used to collapse) through `ctr task exec` arrive complete and
 # in order: the checksum is compared with the same output made on the host.
@@ -655,15 +750,21 @@ case_sysctl() {  # namespaced sysctls apply in the container's namespaces; globa
     run_cask --config "$W/sysctl-bad.json" sy2
 }
 
-case_update_oom() {  # Update reaches the guest cgroup; an OOM kill is published before the exit
-  run_cask -d --memory-limit 67108864 "$IMAGE" up1 sleep 1000
+case_update_oom() {  # Update reaches the guest cgroup; resize without a tty is a no-op; OOM is published before the exit
+  [ -x "${SHIM_CALL:-}" ] || fail "SHIM_CALL (the shim_call test tool) is not set"
+  # ctr's spec mounts no cgroup file system: ask for one (read-only).
+  run_cask -d --memory-limit 67108864 --mount "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev" \
+    "$IMAGE" up1 sleep 1000
   local cg
   cg=$(ctr_exec up1 sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d')
   expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 67108864 "memory.max before the update"
-  ctr_ task update --memory-limit 100663296 up1
+  # What CRI's UpdateContainerResources sends (ctr has no update command).
+  "$SHIM_CALL" "$(shim_socket up1)" update up1 '{"memory":{"limit":100663296},"cpu":{"quota":50000,"period":100000}}' ||
+    fail "Update failed"
   expect_eq "$(ctr_exec up1 cat "$cg/memory.max")" 100663296 "memory.max after the update"
-  ctr_ task update --cpu-quota 50000 --cpu-period 100000 up1
   expect_eq "$(ctr_exec up1 cat "$cg/cpu.max")" "50000 100000" "cpu.max after the update"
+  # ResizePty of a process without a terminal: a no-op, as with runc.
+  "$SHIM_CALL" "$(shim_socket up1)" resize up1 "" 120 40 || fail "ResizePty without a terminal was refused"
   rm_tasks up1
   ctr_ events > "$W/events.log" 2>&1 &
   local ev=$! rc=0

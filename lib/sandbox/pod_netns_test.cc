@@ -1,0 +1,48 @@
+#include "lib/sandbox/pod_netns.h"
+
+#include <gtest/gtest.h>
+
+namespace cask::sandbox {
+namespace {
+
+oci::Spec WithNamespaces(std::vector<oci::Namespace> ns) {
+  oci::Spec s;
+  s.linux = oci::Linux{};
+  s.linux->namespaces = std::move(ns);
+  return s;
+}
+
+TEST(PodNetnsPath, CriPodGivesItsNetns) {
+  auto p = PodNetnsPath(WithNamespaces({{"pid", ""}, {"ipc", ""}, {"uts", ""}, {"mount", ""},
+                                        {"network", "/var/run/netns/cni-1234"}}));
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  EXPECT_EQ(*p, "/var/run/netns/cni-1234");
+}
+
+TEST(PodNetnsPath, NewEmptyNetnsGivesNoPath) {
+  auto p = PodNetnsPath(WithNamespaces({{"pid", ""}, {"ipc", ""}, {"network", ""}}));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p, "");
+}
+
+void ExpectRefused(const oci::Spec& s, const std::string& word) {
+  auto p = PodNetnsPath(s);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().code(), Code::kFailedPrecondition);
+  EXPECT_NE(p.error().ToString().find(word), std::string::npos) << p.error().ToString();
+}
+
+TEST(PodNetnsPath, RefusesHostNamespaces) {
+  // hostNetwork: containerd drops the network (and uts) entries.
+  ExpectRefused(WithNamespaces({{"pid", ""}, {"ipc", ""}, {"mount", ""}}), "hostNetwork");
+  ExpectRefused(WithNamespaces({{"network", ""}, {"ipc", ""}}), "hostPID");
+  ExpectRefused(WithNamespaces({{"network", ""}, {"pid", ""}}), "hostIPC");
+  ExpectRefused(WithNamespaces({{"network", ""}, {"pid", "/proc/1/ns/pid"}, {"ipc", ""}}), "PID");
+  ExpectRefused(WithNamespaces({{"network", ""}, {"pid", ""}, {"ipc", "/proc/1/ns/ipc"}}), "IPC");
+  ExpectRefused(oci::Spec{}, "network");
+  // A path that is the host's own network namespace.
+  ExpectRefused(WithNamespaces({{"network", "/proc/self/ns/net"}, {"pid", ""}, {"ipc", ""}}), "hostNetwork");
+}
+
+}  // namespace
+}  // namespace cask::sandbox

@@ -1,0 +1,435 @@
+#!/usr/bin/env bash
+# tests/cri/cri_e2e.sh CASE: one end-to-end test of cask through
+# containerd's CRI plugin, the way kubelet drives a node: a private, real
+# containerd 1.6 (tests/lib/e2e.sh, E2E_KIND=cri) with the CRI plugin on,
+# real CNI plugins (bridge + host-local + portmap from
+# containernetworking-plugins), a `cask` runtime handler written by
+# `cask-runtime install --containerd`, a `runc` handler beside it, and
+# cask-cri as the CRI client. Exit 0 = pass, 77 = skipped, else fail.
+#
+# Network safety: containerd runs inside a network namespace this test
+# creates (ip netns add; nsenter --net, so it shares the host's mount
+# namespace and every mount it makes is visible to the leak check). The
+# CNI bridge, the pods' veths, every address (10.88.<n>.0/24) and the
+# iptables rules portmap adds exist only in that namespace; the host's
+# interfaces, routes and iptables are never touched and no packet leaves
+# the machine. CNI's IPAM state lives under the test dir.
+#
+# Images: nothing is pulled. A busybox image and the sandbox (pause) image
+# are built locally from busybox-static (tests/shim/mkimage.sh) and
+# imported into containerd's k8s.io namespace.
+#
+# Helpers for cases (all take names, not ids, where they can):
+#   cri ARGS...                 cask-cri against the private containerd
+#   write_pod_config NAME [JQ]  $W/pods/NAME.json (a jq filter may amend it)
+#   write_ctr_config NAME IMAGE [JQ] -- CMD...   $W/ctrs/NAME.json
+#   runp NAME [HANDLER]         runs pod NAME, prints its id
+#   create_start POD_ID POD_NAME CTR_NAME   creates and starts, prints the id
+#   pod_json ID / ctr_json ID   inspectp / inspect as JSON
+#   cask_pod_resources ID       what a cask pod holds on the host (for leak checks)
+# Short paths: CRI sandbox ids are 64 hex digits and the VM's sockets
+# (<state>/<id>/virtiofsd.sock) must fit a unix socket path (107 bytes).
+E2E_KIND=cri E2E_TMP_PREFIX=cask-cri
+source "$(dirname "$0")/../lib/e2e.sh"
+CASK_STATE=$W/cs
+
+BUSYBOX_IMAGE=docker.io/library/busybox:latest
+PAUSE_IMAGE=localhost/cask-e2e-pause:latest
+# A /24 of 10.88.0.0/16 per test dir, so two runs never share a subnet
+# (they are in different network namespaces anyway).
+SUBNET_N=$(( $(printf '%s' "$W" | cksum | cut -d' ' -f1) % 200 + 20 ))
+POD_SUBNET=10.88.$SUBNET_N.0/24
+NETNS=cask-cri-${W##*.}
+NETNS_MADE=0
+# Base deadline of each CRI call (cask-cri doubles it for runp): a VM boots
+# inside RunPodSandbox, under TCG on a loaded machine.
+CRI_TIMEOUT=${CRI_TIMEOUT:-180}
+
+cri() { "$CASK_CRI" -r "unix://$W/containerd.sock" -t "$CRI_TIMEOUT" "$@"; }
+
+# The guest kernel's release (the cask guest assets), if recorded.
+guest_release() { cat "$GUEST_DIR/kernel-release" 2>/dev/null || true; }
+
+write_cri_cask_config() {
+  cat > "$W/cask.toml" <<TOML
+[hypervisor]
+kernel = "$GUEST_DIR/vmlinux"
+initrd = "$GUEST_DIR/initrd.img"
+memory_mib = 256
+[agent]
+connect_timeout_ms = 240000  # TCG on a loaded 2-CPU machine
+[runtime]
+state_dir = "$CASK_STATE"
+TOML
+}
+
+write_containerd_cri_config() {
+  mkdir -p "$W/cni/net.d" "$W/cni/ipam" "$W/logs" "$W/pods" "$W/ctrs"
+  cat > "$W/config.toml" <<TOML
+version = 2
+root = "$W/root"
+state = "$W/state"
+[grpc]
+  address = "$W/containerd.sock"
+[ttrpc]
+  address = "$W/containerd.sock.ttrpc"
+[debug]
+  level = "debug"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  # Pod netns files under the CRI state dir (inside \$W), not /var/run/netns.
+  netns_mounts_under_state_dir = true
+  # runc cannot lower oom_score_adj to -998 from inside this machine's
+  # sandbox: clamp it to containerd's own.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "$W/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$W/cni/net.d"
+TOML
+  cat > "$W/cni/net.d/10-cask-e2e.conflist" <<JSON
+{
+  "cniVersion": "0.4.0",
+  "name": "cask-e2e-${W##*.}",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni-cask0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]],
+              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$W/cni/ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+JSON
+}
+
+cri_setup() {
+  skip_unless_runnable
+  local p
+  for p in bridge host-local loopback portmap; do
+    [ -x "/usr/lib/cni/$p" ] || { echo "SKIP: /usr/lib/cni/$p missing (apt-get install containernetworking-plugins)" >&2; exit 77; }
+  done
+  command -v jq >/dev/null || { echo "SKIP: jq missing (apt-get install jq)" >&2; exit 77; }
+  [ -x "$CASK_CRI" ] || fail "$CASK_CRI is not executable"
+  [ -x "$CASK_RUNTIME" ] || fail "$CASK_RUNTIME is not executable"
+
+  write_cri_cask_config
+  write_containerd_cri_config
+  # The cask handler comes from the installer under test.
+  "$CASK_RUNTIME" install --containerd --config "$W/config.toml" --cask-config "$W/cask.toml" > "$W/install.out" 2>&1 ||
+    { cat "$W/install.out" >&2; fail "cask-runtime install --containerd failed"; }
+  [ -f "$W/conf.d/cask.toml" ] || fail "install wrote no drop-in at $W/conf.d/cask.toml: $(cat "$W/install.out")"
+
+  ip netns add "$NETNS"
+  NETNS_MADE=1
+  ip -n "$NETNS" link set lo up
+
+  mkdir -p "$W/bin"
+  ln -sf "$SHIM_BIN" "$W/bin/containerd-shim-cask-v2"
+  # nsenter execs containerd (same pid): only the network namespace changes.
+  PATH="$W/bin:$PATH" nsenter --net="/var/run/netns/$NETNS" containerd --config "$W/config.toml" >> "$W/containerd.log" 2>&1 &
+  CD_PID=$!
+  wait_for 30 cri version || fail "containerd's CRI did not come up"
+
+  "$TESTS_DIR/shim/mkimage.sh" "$W/busybox.tar" "$BUSYBOX_IMAGE"
+  "$TESTS_DIR/shim/mkimage.sh" "$W/pause.tar" "$PAUSE_IMAGE" '["/bin/sleep","2147483647"]'
+  ctr_ image import "$W/busybox.tar" >/dev/null
+  ctr_ image import "$W/pause.tar" >/dev/null
+}
+
+# Stops and removes every pod (their containers go with them), then
+# containerd, then the network namespace.
+cri_teardown() {
+  if [ -n "$CD_PID" ]; then
+    local id
+    for id in $(cri pods -q 2>/dev/null); do
+      cri stopp "$id" >/dev/null 2>&1 || log "teardown: stopp $id failed"
+      cri rmp "$id" >/dev/null 2>&1 || log "teardown: rmp $id failed"
+    done
+  fi
+  containerd_teardown
+  if [ "$NETNS_MADE" = 1 ]; then
+    ip netns delete "$NETNS" 2>/dev/null || log "teardown: ip netns delete $NETNS failed"
+    NETNS_MADE=0
+  fi
+}
+
+# write_pod_config NAME [JQ-FILTER]: a pod config as kubelet would send it
+# (crictl's JSON field names), hostname NAME, logs under $W/logs/NAME.
+write_pod_config() {
+  local name=$1 filter=${2:-.}
+  mkdir -p "$W/logs/$name"
+  jq -n --arg name "$name" --arg logs "$W/logs/$name" '{
+      metadata: {name: $name, namespace: "cask-e2e", uid: ($name + "-uid"), attempt: 0},
+      hostname: $name,
+      log_directory: $logs,
+      linux: {security_context: {namespace_options: {network: 0, pid: 1, ipc: 0}}}
+    }' | jq "$filter" > "$W/pods/$name.json"
+}
+
+# write_ctr_config NAME IMAGE [JQ-FILTER] -- CMD...: a container config,
+# log file NAME.log in the pod's log directory.
+write_ctr_config() {
+  local name=$1 image=$2 filter=.
+  shift 2
+  if [ "${1:-}" != -- ]; then filter=$1; shift; fi
+  [ "${1:-}" = -- ] && shift
+  # The command as a JSON array, one --arg at a time (jq would take a "-c"
+  # in --args for its own option).
+  local cmd='[]' a
+  for a in "$@"; do cmd=$(jq -c --arg a "$a" '. + [$a]' <<<"$cmd"); done
+  jq -n --arg name "$name" --arg image "$image" --argjson cmd "$cmd" '{
+      metadata: {name: $name, attempt: 0},
+      image: {image: $image},
+      command: $cmd,
+      log_path: ($name + ".log"),
+      linux: {}
+    }' | jq "$filter" > "$W/ctrs/$name.json"
+}
+
+# runp NAME [HANDLER]: RunPodSandbox with $W/pods/NAME.json; prints the id.
+runp() {
+  if [ -n "${2:-}" ]; then cri runp --runtime "$2" "$W/pods/$1.json"; else cri runp "$W/pods/$1.json"; fi
+}
+
+# create_start POD_ID POD_NAME CTR_NAME: prints the container id.
+create_start() {
+  local id
+  id=$(cri create "$1" "$W/ctrs/$3.json" "$W/pods/$2.json") || return 1
+  cri start "$id" >/dev/null || return 1
+  echo "$id"
+}
+
+pod_json() { cri inspectp "$1"; }
+ctr_json() { cri inspect "$1"; }
+pod_state() { pod_json "$1" | jq -r .status.state; }
+ctr_state() { ctr_json "$1" | jq -r .status.state; }
+ctr_state_is() { [ "$(ctr_state "$1")" = "$2" ]; }
+
+# The log file of container ID has a line matching the fixed string TEXT.
+log_has() { grep -qF -- "$2" "$(ctr_json "$1" | jq -r .status.logPath)"; }
+
+# QEMU and virtiofsd of the whole test (cask state dir under $W).
+all_qemu_count() { qemu_count; }
+
+# cask_pod_resources ID: lists what the cask pod ID holds on the host, one
+# "kind path-or-pid" per line: its state dir, shim socket, QEMU and
+# virtiofsd pids, and host cgroups (as the VM recorded them).
+cask_pod_resources() {
+  local id=$1 p
+  echo "state $CASK_STATE/$id"
+  echo "socket $(shim_socket_for_group "$id")"
+  for p in $(qemu_pids "$id"); do echo "pid $p"; done
+  for p in $(virtiofsd_pids "$id"); do echo "pid $p"; done
+  sed -n 's/^cgroup /cgroup /p' "$CASK_STATE/$id/host-processes" 2>/dev/null || true
+}
+
+# resources_gone FILE: every resource listed by cask_pod_resources is gone.
+resources_gone() {
+  local kind what
+  while read -r kind what; do
+    case "$kind" in
+      state|socket|cgroup) [ ! -e "$what" ] || { echo "$kind $what"; return 1; } ;;
+      pid) [ ! -e "/proc/$what" ] || { echo "$kind $what"; return 1; } ;;
+    esac
+  done < "$1"
+}
+
+# No pod or container of the test is known to CRI, and no cask VM, shim,
+# virtiofsd or mount of a pod is left.
+assert_no_pods_left() {
+  expect_eq "$(cri pods -q)" "" "pods left"
+  expect_eq "$(cri ps -a -q)" "" "containers left"
+  wait_for 30 no_qemu || fail "QEMU left: $(qemu_pids)"
+  [ -z "$(virtiofsd_pids)" ] || fail "virtiofsd left: $(virtiofsd_pids)"
+  wait_for 20 no_shim || fail "shims left: $(shim_pids)"
+  # Pod mounts: the CRI state dir's (shm, netns), containerd's snapshots
+  # (rootfs) and cask's.
+  local m
+  m=$(mounts_of_test)
+  [ -z "$m" ] || fail "mounts left: $m"
+  [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "cask state left: $(ls -A "$CASK_STATE")"
+}
+
+# ---------------------------------------------------------------------------
+# Cases
+
+case_version() {
+  local out
+  out=$(cri version)
+  log "version: $(tr '\n' ' ' <<<"$out")"
+  expect_contains "$out" "RuntimeName:  containerd" "cask-cri version"
+  expect_contains "$out" "RuntimeApiVersion:  v1" "cask-cri version"
+  expect_eq "$(cri version -o json | jq -r .runtimeApiVersion)" v1 "runtimeApiVersion in JSON"
+  expect_eq "$(cri version -o json | jq -r .runtimeName)" containerd "runtimeName in JSON"
+  # The CNI config was loaded (NetworkReady) and the runtime is ready.
+  out=$(cri info -o json)
+  expect_eq "$(jq -r '.status.conditions[] | select(.type=="RuntimeReady") | .status' <<<"$out")" true "RuntimeReady"
+  expect_eq "$(jq -r '.status.conditions[] | select(.type=="NetworkReady") | .status' <<<"$out")" true "NetworkReady"
+  # containerd loaded the drop-in the installer wrote: the cask handler is
+  # in the effective CRI config, with the options it was given.
+  expect_eq "$(jq -r '.info.config.containerd.runtimes.cask.runtimeType' <<<"$out")" io.containerd.cask.v2 "cask runtime_type"
+  expect_eq "$(jq -r '.info.config.containerd.runtimes.cask.PodAnnotations[0] // .info.config.containerd.runtimes.cask.podAnnotations[0]' <<<"$out")" \
+    'io.cask.*' "cask pod_annotations"
+  # ... next to everything the main config's CRI section said.
+  expect_eq "$(jq -r '.info.config.sandboxImage' <<<"$out")" "$PAUSE_IMAGE" "sandbox image kept"
+  expect_eq "$(jq -r '.info.config.containerd.runtimes.runc.runtimeType' <<<"$out")" io.containerd.runc.v2 "runc kept"
+  expect_eq "$(jq -r '.info.config.cni.confDir' <<<"$out")" "$W/cni/net.d" "CNI conf dir kept"
+  # `cask-runtime check` sees the handler too.
+  out=$("$CASK_RUNTIME" check --config "$W/cask.toml" --containerd-config "$W/config.toml" || true)
+  grep -E '^containerd +ok ' <<<"$out" >/dev/null || fail "cask-runtime check does not report the containerd handler: $out"
+  # Both local images are listed.
+  out=$(cri images)
+  expect_contains "$out" "docker.io/library/busybox" "images"
+  expect_contains "$out" "localhost/cask-e2e-pause" "images"
+  expect_eq "$(cri inspecti "$BUSYBOX_IMAGE" | jq -r '.status.repoTags[0]')" "$BUSYBOX_IMAGE" "inspecti"
+  # The containerd lives in the test's network namespace, not the host's.
+  expect_eq "$(ip netns identify "$CD_PID")" "$NETNS" "network namespace of containerd"
+  [ "$(readlink "/proc/$CD_PID/ns/net")" != "$(readlink /proc/self/ns/net)" ] || fail "containerd runs in the host's network namespace"
+}
+
+case_runc_pod() {
+  write_pod_config rp
+  write_ctr_config app "$BUSYBOX_IMAGE" -- sh -c 'echo hello-stdout; echo hello-stderr >&2; exec sleep 1000'
+  local pod ctr out rc
+  pod=$(runp rp)
+  log "runc pod $pod"
+  expect_eq "$(pod_state "$pod")" SANDBOX_READY "pod state"
+  expect_eq "$(pod_json "$pod" | jq -r .status.runtimeHandler)" "" "runtime handler of a default pod"
+  out=$(pod_json "$pod" | jq -r .status.network.ip)
+  case "$out" in "${POD_SUBNET%.0/24}".*) ;; *) fail "pod IP $out is not in $POD_SUBNET" ;; esac
+  ctr=$(create_start "$pod" rp app) || fail "create/start failed"
+  expect_eq "$(ctr_state "$ctr")" CONTAINER_RUNNING "container state"
+  cri ps | grep -q "^${ctr:0:13} " || fail "ps does not list $ctr: $(cri ps)"
+  expect_eq "$(cri exec "$ctr" echo from-exec)" from-exec "ExecSync output"
+  rc=0; cri exec "$ctr" sh -c 'exit 3' || rc=$?
+  expect_eq "$rc" 3 "ExecSync exit code"
+  # runc runs on the host kernel.
+  expect_eq "$(cri exec "$ctr" uname -r)" "$(uname -r)" "runc container kernel"
+  wait_for 30 log_has "$ctr" hello-stderr || fail "stderr line not in the CRI log"
+  expect_eq "$(cri logs "$ctr" 2>/dev/null)" hello-stdout "logs (stdout)"
+  expect_eq "$(cri logs "$ctr" 2>&1 >/dev/null)" hello-stderr "logs (stderr)"
+  out=$(cri stats -o json "$ctr")
+  [ "$(jq -r '.stats[0].memory.workingSetBytes.value' <<<"$out")" -gt 0 ] || fail "no memory in stats: $out"
+  jq -e '.stats[0].cpu.usageCoreNanoSeconds.value | tonumber > 0' <<<"$out" >/dev/null || fail "no cpu in stats: $out"
+  cri stop --timeout 2 "$ctr" >/dev/null
+  expect_eq "$(ctr_state "$ctr")" CONTAINER_EXITED "state after stop"
+  cri rm "$ctr" >/dev/null
+  cri stopp "$pod" >/dev/null
+  expect_eq "$(pod_state "$pod")" SANDBOX_NOTREADY "pod state after stopp"
+  cri rmp "$pod" >/dev/null
+  rc=0; cri inspectp "$pod" >/dev/null 2>"$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "inspectp of a removed pod succeeded"
+  expect_contains "$(cat "$W/err")" "NOT_FOUND" "inspectp of a removed pod"
+  assert_no_pods_left
+}
+
+case_cask_pod() {
+  write_pod_config cp
+  write_ctr_config app "$BUSYBOX_IMAGE" -- sh -c 'echo cask-hello-stdout; echo cask-hello-stderr >&2; exec sleep 1000'
+  local pod ctr out guest host
+  pod=$(runp cp cask) || fail "RunPodSandbox with the cask handler failed"
+  log "cask pod $pod"
+  expect_eq "$(pod_state "$pod")" SANDBOX_READY "pod state"
+  expect_eq "$(pod_json "$pod" | jq -r .status.runtimeHandler)" cask "runtime handler"
+  expect_eq "$(qemu_count "$pod")" 1 "QEMU processes of the pod after runp"
+  ctr=$(create_start "$pod" cp app) || fail "create/start in a cask pod failed"
+  expect_eq "$(ctr_state "$ctr")" CONTAINER_RUNNING "container state"
+  # The container runs on the guest kernel, in the pod's one VM.
+  guest=$(cri exec "$ctr" uname -r)
+  host=$(uname -r)
+  log "host kernel $host, container kernel $guest"
+  [ -n "$guest" ] || fail "ExecSync uname -r printed nothing"
+  [ "$guest" != "$host" ] || fail "the cask container runs on the host kernel ($host)"
+  [ -z "$(guest_release)" ] || expect_eq "$guest" "$(guest_release)" "guest kernel release"
+  expect_eq "$(qemu_count "$pod")" 1 "QEMU processes of the pod with a container"
+  expect_eq "$(qemu_count)" 1 "QEMU processes of the whole test"
+  # The sandbox and the container share the VM.
+  expect_eq "$(cri exec "$ctr" cat /proc/sys/kernel/random/boot_id)" \
+            "$(cri exec "$ctr" cat /proc/sys/kernel/random/boot_id)" "boot id"
+  # Output reaches the CRI log file containerd writes.
+  wait_for 60 log_has "$ctr" cask-hello-stdout || fail "stdout line not in the CRI log"
+  wait_for 60 log_has "$ctr" cask-hello-stderr || fail "stderr line not in the CRI log"
+  expect_eq "$(cri logs "$ctr" 2>/dev/null)" cask-hello-stdout "logs (stdout)"
+  expect_eq "$(cri logs "$ctr" 2>&1 >/dev/null)" cask-hello-stderr "logs (stderr)"
+  out=$(cri stats -o json "$ctr")
+  log "stats: $(jq -c '.stats[0] | {cpu, memory}' <<<"$out")"
+  jq -e '.stats[0].memory.workingSetBytes.value | tonumber > 0' <<<"$out" >/dev/null || fail "no memory in stats: $out"
+
+  cask_pod_resources "$pod" > "$W/pod-resources"
+  log "pod holds: $(tr '\n' ' ' < "$W/pod-resources")"
+  grep -q '^pid ' "$W/pod-resources" || fail "no QEMU/virtiofsd recorded for the pod"
+  [ -d "$CASK_STATE/$pod" ] || fail "no cask state dir $CASK_STATE/$pod"
+
+  cri stopp "$pod" >/dev/null
+  expect_eq "$(pod_state "$pod")" SANDBOX_NOTREADY "pod state after stopp"
+  expect_eq "$(ctr_state "$ctr")" CONTAINER_EXITED "container state after stopp"
+  cri rmp "$pod" >/dev/null
+  local left
+  wait_for 30 resources_gone "$W/pod-resources" || { left=$(resources_gone "$W/pod-resources" || true); fail "left after rmp: $left"; }
+  assert_no_pods_left
+}
+
+case_bad_handler() {
+  write_pod_config bh
+  local rc=0
+  cri runp --runtime nope "$W/pods/bh.json" > "$W/out" 2> "$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "runp with an unknown handler succeeded: $(cat "$W/out")"
+  log "runp --runtime nope: $(cat "$W/err")"
+  expect_contains "$(cat "$W/err")" 'no runtime for "nope" is configured' "error of an unknown handler"
+  expect_contains "$(cat "$W/err")" "code UNKNOWN (2)" "gRPC code of an unknown handler"
+  assert_no_pods_left
+  # The same pod name is free again.
+  local pod
+  pod=$(runp bh) || fail "runp after a failed runp"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_bad_volume() {
+  write_pod_config bv
+  local pod ctr rc out
+  pod=$(runp bv cask) || fail "RunPodSandbox with the cask handler failed"
+  # A host path that cannot exist (under a regular file): CreateContainer
+  # fails, naming it.
+  echo file > "$W/not-a-dir"
+  write_ctr_config nodir "$BUSYBOX_IMAGE" \
+    ".mounts = [{container_path: \"/data\", host_path: \"$W/not-a-dir/sub\"}]" -- sleep 1000
+  rc=0
+  cri create "$pod" "$W/ctrs/nodir.json" "$W/pods/bv.json" > "$W/out" 2> "$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "create with an impossible host path succeeded"
+  log "create: $(cat "$W/err")"
+  expect_contains "$(cat "$W/err")" "$W/not-a-dir/sub" "CreateContainer error names the path"
+  # A host path that disappears between CreateContainer (which makes a
+  # missing one) and StartContainer: the shim's Create fails naming it,
+  # and the pod goes on.
+  write_ctr_config gone "$BUSYBOX_IMAGE" \
+    ".mounts = [{container_path: \"/data\", host_path: \"$W/vol-gone\"}]" -- sleep 1000
+  ctr=$(cri create "$pod" "$W/ctrs/gone.json" "$W/pods/bv.json") || fail "create with a missing host path failed"
+  [ -d "$W/vol-gone" ] || fail "CreateContainer did not make the missing host path (containerd 1.6 does)"
+  rmdir "$W/vol-gone"
+  rc=0
+  cri start "$ctr" > "$W/out" 2> "$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "start with a vanished host path succeeded"
+  log "start: $(cat "$W/err")"
+  expect_contains "$(cat "$W/err")" "vol-gone" "StartContainer error names the path"
+  out=$(ctr_json "$ctr")
+  expect_eq "$(jq -r .status.state <<<"$out")" CONTAINER_EXITED "state of a container that failed to start"
+  expect_eq "$(jq -r .status.reason <<<"$out")" StartError "reason of a container that failed to start"
+  expect_eq "$(pod_state "$pod")" SANDBOX_READY "pod after a failed start"
+  expect_eq "$(qemu_count "$pod")" 1 "QEMU of the pod after a failed start"
+  cri rm "$ctr" >/dev/null
+  cask_pod_resources "$pod" > "$W/pod-resources"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  wait_for 30 resources_gone "$W/pod-resources" || fail "left after rmp: $(resources_gone "$W/pod-resources" || true)"
+  assert_no_pods_left
+}
+
+e2e_main "$@"
