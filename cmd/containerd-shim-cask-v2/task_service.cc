@@ -349,7 +349,12 @@ Result<TaskService::CreatePlan> TaskService::PlanCreate(const CreateTaskParams& 
   auto json = ReadFile(plan.spec_path);
   if (!json.ok()) return FromHost(std::move(json).error().Wrap("read OCI spec"));
   auto parsed = oci::ParseSpec(*json);
-  if (!parsed.ok()) return FromHost(std::move(parsed).error().Wrap("invalid OCI spec " + plan.spec_path));
+  if (!parsed.ok()) {
+    // A hostNetwork pod's spec fails validation first (hostname without a
+    // uts namespace): say what was really asked.
+    CASK_TRY(sandbox::RefuseHostNamespacesInJson(*json));
+    return FromHost(std::move(parsed).error().Wrap("invalid OCI spec " + plan.spec_path));
+  }
   plan.spec = std::move(parsed).value();
   if (!plan.spec.process)
     return Error::InvalidArgument("invalid OCI spec " + plan.spec_path + ": process: required to run a task");

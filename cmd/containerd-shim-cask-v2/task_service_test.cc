@@ -278,7 +278,8 @@ TEST_F(TaskServiceTest, ErrorsBeforeAnyVm) {
   EXPECT_NE(r.error().ToString().find("hypervisor.bogus"), std::string::npos) << r.error().ToString();
 
   auto q = Bundle("c4");
-  ASSERT_TRUE(WriteFile(q.bundle + "/config.json", R"({"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"rel"}})").ok());
+  ASSERT_TRUE(WriteFile(q.bundle + "/config.json", R"({"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"rel"},)"
+                                               R"("linux":{"namespaces":[{"type":"network"},{"type":"pid"},{"type":"ipc"}]}})").ok());
   auto s = svc_->Create(q);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().ToString().find("process.cwd"), std::string::npos) << s.error().ToString();

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 namespace cask::sandbox {
 
 Result<std::string> PodNetnsPath(const oci::Spec& spec, const std::string& host_netns) {
@@ -31,6 +33,36 @@ Result<std::string> PodNetnsPath(const oci::Spec& spec, const std::string& host_
       a.st_ino == b.st_ino)
     return refuse("network");
   return net->path;
+}
+
+Status RefuseHostNamespacesInJson(std::string_view config_json) {
+  auto j = nlohmann::json::parse(config_json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Ok();
+  auto ann = j.find("annotations");
+  if (ann != j.end() && ann->is_object()) {
+    for (const char* key : {"io.kubernetes.cri.container-type", "io.kubernetes.cri-o.ContainerType"}) {
+      auto t = ann->find(key);
+      if (t != ann->end() && t->is_string() && t->get<std::string>() == "container") return Ok();
+    }
+  }
+  oci::Spec spec;
+  auto linux = j.find("linux");
+  if (linux != j.end() && linux->is_object()) {
+    spec.linux = oci::Linux{};
+    auto nss = linux->find("namespaces");
+    if (nss != linux->end() && nss->is_array()) {
+      for (const auto& ns : *nss) {
+        if (!ns.is_object()) return Ok();
+        oci::Namespace n;
+        if (auto t = ns.find("type"); t != ns.end() && t->is_string()) n.type = t->get<std::string>();
+        if (auto p = ns.find("path"); p != ns.end() && p->is_string()) n.path = p->get<std::string>();
+        spec.linux->namespaces.push_back(std::move(n));
+      }
+    }
+  }
+  auto r = PodNetnsPath(spec);
+  if (!r.ok()) return std::move(r).error();
+  return Ok();
 }
 
 }  // namespace cask::sandbox

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "lib/base/result.h"
 #include "lib/oci/spec.h"
@@ -24,5 +25,13 @@ namespace cask::sandbox {
 // lib/net to refuse.
 Result<std::string> PodNetnsPath(const oci::Spec& sandbox_spec,
                                  const std::string& host_netns = "/proc/self/ns/net");
+
+// The same refusal read straight from a config.json that does not parse
+// as a whole: containerd's spec for a hostNetwork pod also keeps the
+// pod's hostname while dropping the uts namespace, which the OCI
+// validation refuses first, with an error that does not say why. Ok when
+// the JSON is unreadable, is a pod container's (container-type
+// "container") or asks for nothing a VM cannot do.
+Status RefuseHostNamespacesInJson(std::string_view config_json);
 
 }  // namespace cask::sandbox

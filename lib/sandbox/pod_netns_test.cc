@@ -44,5 +44,19 @@ TEST(PodNetnsPath, RefusesHostNamespaces) {
   ExpectRefused(WithNamespaces({{"network", "/proc/self/ns/net"}, {"pid", ""}, {"ipc", ""}}), "hostNetwork");
 }
 
+TEST(RefuseHostNamespacesInJson, ReadsWhatDoesNotValidate) {
+  // containerd's hostNetwork sandbox: no network or uts entry, a hostname.
+  auto st = RefuseHostNamespacesInJson(
+      R"({"hostname":"h","linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"mount"}]}})");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().ToString().find("hostNetwork"), std::string::npos);
+  EXPECT_TRUE(RefuseHostNamespacesInJson(
+                  R"({"linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"network"}]}})").ok());
+  // A pod container's namespaces are its sandbox's business.
+  EXPECT_TRUE(RefuseHostNamespacesInJson(
+                  R"({"annotations":{"io.kubernetes.cri.container-type":"container"},"linux":{"namespaces":[]}})").ok());
+  EXPECT_TRUE(RefuseHostNamespacesInJson("not json").ok());
+}
+
 }  // namespace
 }  // namespace cask::sandbox

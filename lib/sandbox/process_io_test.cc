@@ -606,9 +606,10 @@ TEST(ProcessIoLoopTest, ThreadsDoNotGrowWithProcesses) {
     pumps.push_back(std::move(*p));
   }
   EXPECT_EQ(f.loop->stats().pumps, 201u);
-  // The fake agent's handler pool may start a thread on demand; a thread
-  // per pump or per stream would add hundreds.
-  EXPECT_LE(ThreadCount(), before + 2);
+  // The fake agent's handler pool starts threads on demand (more of them
+  // when the machine is loaded and calls overlap); a thread per pump or per
+  // stream would add hundreds.
+  EXPECT_LE(ThreadCount(), before + 16);
   pumps.clear();
   EXPECT_EQ(f.loop->stats().pumps, 1u);
 }

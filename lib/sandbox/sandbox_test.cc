@@ -62,10 +62,12 @@ TEST_F(SandboxTest, BootsSharesAndDestroys) {
     EXPECT_EQ(world_.last_config.state_dir, dir);
     EXPECT_EQ(world_.last_config.shared_dir, dir + "/shared");
     EXPECT_EQ(world_.last_setup.hostname(), "box");
-    ASSERT_EQ(world_.last_setup.mounts_size(), 1);
+    // The share, then the pod's own /dev/shm (a tmpfs in the guest).
+    ASSERT_EQ(world_.last_setup.mounts_size(), 2);
     EXPECT_EQ(world_.last_setup.mounts(0).source(), "cask");
     EXPECT_EQ(world_.last_setup.mounts(0).fstype(), "virtiofs");
     EXPECT_EQ(world_.last_setup.mounts(0).target(), "/run/cask/shared");
+    EXPECT_EQ(world_.last_setup.mounts(1).fstype(), "tmpfs");
   }
 
   auto guest = (*sb)->ShareRootfs("c1", root_ + "/rootfs");

@@ -317,6 +317,11 @@ case_runc_pod() {
   out=$(cri stats -o json "$ctr")
   [ "$(jq -r '.stats[0].memory.workingSetBytes.value' <<<"$out")" -gt 0 ] || fail "no memory in stats: $out"
   jq -e '.stats[0].cpu.usageCoreNanoSeconds.value | tonumber > 0' <<<"$out" >/dev/null || fail "no cpu in stats: $out"
+  # UpdateContainerResources reaches the container's cgroup.
+  cri update --memory 96Mi --cpu-period 100000 --cpu-quota 50000 "$ctr" >/dev/null
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/memory/memory.limit_in_bytes)" $((96 << 20)) "memory limit after update"
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)" 50000 "cpu quota after update"
+  expect_eq "$(ctr_json "$ctr" | jq -r .status.resources.linux.memoryLimitInBytes)" $((96 << 20)) "resources in the status"
   cri stop --timeout 2 "$ctr" >/dev/null
   expect_eq "$(ctr_state "$ctr")" CONTAINER_EXITED "state after stop"
   cri rm "$ctr" >/dev/null
@@ -340,6 +345,8 @@ case_cask_pod() {
   expect_eq "$(qemu_count "$pod")" 1 "QEMU processes of the pod after runp"
   ctr=$(create_start "$pod" cp app) || fail "create/start in a cask pod failed"
   expect_eq "$(ctr_state "$ctr")" CONTAINER_RUNNING "container state"
+  expect_eq "$(cri ps --pod "$pod" -o json | jq -r '.containers[0].id')" "$ctr" "ps --pod"
+  expect_eq "$(cri pods --name cp -q)" "$pod" "pods --name"
   # The container runs on the guest kernel, in the pod's one VM.
   guest=$(cri exec "$ctr" uname -r)
   host=$(uname -r)
@@ -360,6 +367,9 @@ case_cask_pod() {
   out=$(cri stats -o json "$ctr")
   log "stats: $(jq -c '.stats[0] | {cpu, memory}' <<<"$out")"
   jq -e '.stats[0].memory.workingSetBytes.value | tonumber > 0' <<<"$out" >/dev/null || fail "no memory in stats: $out"
+  # UpdateContainerResources reaches the container's cgroup in the guest.
+  cri update --memory 96Mi "$ctr" >/dev/null
+  expect_eq "$(cri exec "$ctr" cat /sys/fs/cgroup/memory.max)" $((96 << 20)) "guest memory.max after update"
 
   cask_pod_resources "$pod" > "$W/pod-resources"
   log "pod holds: $(tr '\n' ' ' < "$W/pod-resources")"
@@ -429,6 +439,249 @@ case_bad_volume() {
   cri stopp "$pod" >/dev/null
   cri rmp "$pod" >/dev/null
   wait_for 30 resources_gone "$W/pod-resources" || fail "left after rmp: $(resources_gone "$W/pod-resources" || true)"
+  assert_no_pods_left
+}
+
+case_bad_host_namespaces() {
+  # A VM cannot share the host's network, PID or IPC namespace: RunPodSandbox
+  # fails naming what was asked, and no VM, shim or pod is left.
+  local field word rc
+  for field in network pid ipc; do
+    case $field in network) word=hostNetwork ;; pid) word=hostPID ;; ipc) word=hostIPC ;; esac
+    # kubelet sends no hostname for a hostNetwork pod (it has the node's).
+    if [ $field = network ]; then
+      write_pod_config "host-$field" ".linux.security_context.namespace_options.$field = 2 | .hostname = \"\""
+    else
+      write_pod_config "host-$field" ".linux.security_context.namespace_options.$field = 2"
+    fi
+    rc=0
+    cri runp --runtime cask "$W/pods/host-$field.json" > "$W/out" 2> "$W/err" || rc=$?
+    [ "$rc" -ne 0 ] || fail "a cask pod with $word started: $(cat "$W/out")"
+    log "runp $word: $(cat "$W/err")"
+    expect_contains "$(cat "$W/err")" "$word" "error of a cask pod with $word"
+    assert_no_pods_left
+  done
+  # The same pod runs with runc, which shares the host's namespaces.
+  local pod
+  pod=$(runp host-network) || fail "a hostNetwork runc pod failed"
+  expect_eq "$(pod_json "$pod" | jq -r ".status.network.ip // \"\"")" "" "pod IP of a hostNetwork pod"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+# --- pod networking (the pod's address lives in the VM) -------------------
+
+# pod_ip ID: the pod's IP as CRI reports it (from CNI).
+pod_ip() { pod_json "$1" | jq -r .status.network.ip; }
+# in_test_ns CMD...: run on the host side, in the test's namespace (where
+# the CNI bridge is).
+in_test_ns() { ip netns exec "$NETNS" "$@"; }
+# The pod network namespace files CRI made (under its state dir).
+pod_netns_files() { find "$W/state" -path '*netns/cni-*' 2>/dev/null || true; }
+
+case_cask_pod_network() {  # two containers over localhost; the pod IP from the bridge side; port-forward
+  write_pod_config np
+  write_ctr_config web "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo hello-from-cask-pod > /www/index.html && exec httpd -f -p 8080 -h /www'
+  write_ctr_config fetch "$BUSYBOX_IMAGE" -- sleep 1000
+  local pod web fetch ip body nsf
+  pod=$(runp np cask) || fail "RunPodSandbox with the cask handler failed"
+  ip=$(pod_ip "$pod")
+  log "cask pod $pod at $ip"
+  case "$ip" in "${POD_SUBNET%.0/24}".*) ;; *) fail "pod IP $ip is not in $POD_SUBNET" ;; esac
+  web=$(create_start "$pod" np web) || fail "create/start web"
+  fetch=$(create_start "$pod" np fetch) || fail "create/start fetch"
+  expect_eq "$(qemu_count)" 1 "QEMU processes for the two-container pod"
+  [ "$(cri exec "$fetch" uname -r)" != "$(uname -r)" ] || fail "ExecSync uname -r shows the host kernel"
+  # The guest holds the pod IP.
+  expect_contains "$(cri exec "$fetch" ip -o addr show eth0)" "$ip/" "pod IP on the guest's eth0"
+  # The other container, over localhost.
+  localhost_ok() { cri exec "$fetch" sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080" | grep -q hello-from-cask-pod; }
+  wait_for 60 localhost_ok || fail "the second container cannot fetch over localhost"
+  # A client in the test's namespace, at the pod IP (through the bridge,
+  # the veth, the tc redirect and the TAP).
+  body=$(in_test_ns curl -s --max-time 30 "http://$ip:8080/index.html") || true
+  expect_eq "$body" hello-from-cask-pod "HTTP from the bridge side to the pod IP"
+  in_test_ns busybox ping -c 2 -W 10 "$ip" >/dev/null || fail "the bridge side cannot ping the pod"
+  # Port-forward as containerd serves it: 127.0.0.1:PORT dialed inside
+  # the pod's network namespace on the host.
+  nsf=$(pod_netns_files)
+  [ "$(grep -c . <<<"$nsf")" = 1 ] || fail "expected one pod netns file, got: $nsf"
+  pf_get() { nsenter --net="$nsf" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_get >/dev/null || true
+  expect_eq "$(pf_get)" hello-from-cask-pod "port-forward to 8080"
+  # The TAP and the tc redirects are there while the pod runs...
+  nsenter --net="$nsf" ip -o link show tap0_cask >/dev/null || fail "no TAP in the pod netns"
+  cri stopp "$pod" >/dev/null
+  # ...and gone after StopPodSandbox (CNI removed the netns too).
+  if [ -e "$nsf" ]; then
+    [ -z "$(nsenter --net="$nsf" ip -o link show type tun 2>/dev/null)" ] || fail "TAP left after stopp"
+    [ -z "$(nsenter --net="$nsf" tc qdisc show 2>/dev/null | grep ingress)" ] || fail "ingress qdisc left after stopp"
+  fi
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_cask_runc_network() {  # a cask pod and a runc pod on one bridge reach each other both ways
+  write_pod_config nc1
+  write_pod_config nr1
+  write_ctr_config cweb "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo from-cask > /www/index.html && exec httpd -f -p 8080 -h /www'
+  write_ctr_config rweb "$BUSYBOX_IMAGE" -- \
+    sh -c 'mkdir -p /www && echo from-runc > /www/index.html && exec httpd -f -p 8080 -h /www'
+  local cpod rpod cc rc cip rip
+  cpod=$(runp nc1 cask) || fail "runp cask"
+  rpod=$(runp nr1) || fail "runp runc"
+  cc=$(create_start "$cpod" nc1 cweb) || fail "create/start in the cask pod"
+  rc=$(create_start "$rpod" nr1 rweb) || fail "create/start in the runc pod"
+  cip=$(pod_ip "$cpod"); rip=$(pod_ip "$rpod")
+  log "cask pod $cip, runc pod $rip"
+  get() { cri exec "$1" sh -c "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc $2 8080"; }
+  expect_contains "$(get "$cc" "$rip")" from-runc "TCP cask -> runc"
+  expect_contains "$(get "$rc" "$cip")" from-cask "TCP runc -> cask"
+  cri exec "$cc" ping -c 2 -W 10 "$rip" >/dev/null || fail "ping cask -> runc"
+  cri exec "$rc" ping -c 2 -W 10 "$cip" >/dev/null || fail "ping runc -> cask"
+  cri stopp "$cpod" >/dev/null; cri rmp "$cpod" >/dev/null
+  cri stopp "$rpod" >/dev/null; cri rmp "$rpod" >/dev/null
+  assert_no_pods_left
+}
+
+# --- pod semantics in a cask pod ---------------------------------------------
+
+# The cgroup directory of container ID as it sees it (its own cgroup at
+# /sys/fs/cgroup with a cgroup namespace, else below it).
+guest_cgroup_dir() {
+  cri exec "$1" sh -c 'd=/sys/fs/cgroup; [ -f $d/memory.max ] || d=/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup); echo $d'
+}
+
+case_pod_semantics() {  # emptyDir, read-only hostPath (and sub-mount), /dev/shm, hosts/resolv.conf/hostname
+  mkdir -p "$W/empty" "$W/hp/sub"
+  echo host > "$W/hp/file"
+  mount -t tmpfs -o size=1m tmpfs "$W/hp/sub"
+  e2e_defer sh -c "umount -l '$W/hp/sub' 2>/dev/null || true"  # if the case did not get to it
+  echo sub > "$W/hp/sub/f"
+  write_pod_config ps '.hostname = "pshost" |
+    .dns_config = {servers: ["10.96.0.10"], searches: ["ns1.svc.cluster.local"], options: ["ndots:5"]}'
+  write_ctr_config writer "$BUSYBOX_IMAGE" ".mounts = [{container_path: \"/cache\", host_path: \"$W/empty\"}]" \
+    -- sh -c 'echo shared > /cache/x; echo shm-data > /dev/shm/m; exec sleep 1000'
+  write_ctr_config reader "$BUSYBOX_IMAGE" ".mounts = [{container_path: \"/cache\", host_path: \"$W/empty\"},
+    {container_path: \"/hp\", host_path: \"$W/hp\", readonly: true}]" -- sleep 1000
+  local pod w r out
+  pod=$(runp ps cask) || fail "RunPodSandbox failed"
+  w=$(create_start "$pod" ps writer) || fail "writer failed"
+  r=$(create_start "$pod" ps reader) || fail "reader failed"
+  wait_for 60 test -e "$W/empty/x" || fail "the writer's file did not reach the emptyDir on the host"
+  expect_eq "$(cri exec "$r" cat /cache/x)" shared "emptyDir written by one container, read by the other"
+  expect_eq "$(cri exec "$r" cat /dev/shm/m)" shm-data "/dev/shm shared by the pod's containers"
+  [ -z "$(ls -A "$W"/state/io.containerd.grpc.v1.cri/sandboxes/"$pod"/shm 2>/dev/null)" ] ||
+    fail "the pod's /dev/shm is CRI's host directory"
+  out=$(cri exec "$r" sh -c 'echo a > /hp/file 2>/dev/null && echo WROTE-TOP; echo b > /hp/sub/f 2>/dev/null && echo WROTE-SUB;
+                              cat /hp/file /hp/sub/f')
+  grep -q WROTE <<<"$out" && fail "a read-only hostPath was written: $out"
+  expect_eq "$out" $'host\nsub' "read-only hostPath and its sub-mount"
+  expect_eq "$(cri exec "$r" hostname)" pshost "hostname"
+  expect_eq "$(cri exec "$r" cat /etc/hostname)" pshost "/etc/hostname"
+  out=$(cri exec "$r" cat /etc/resolv.conf)
+  expect_contains "$out" "nameserver 10.96.0.10" "resolv.conf"
+  expect_contains "$out" "search ns1.svc.cluster.local" "resolv.conf"
+  expect_contains "$out" "options ndots:5" "resolv.conf"
+  local hosts="$W/root/io.containerd.grpc.v1.cri/sandboxes/$pod/hosts"
+  [ -f "$hosts" ] && expect_eq "$(cri exec "$r" cat /etc/hosts)" "$(cat "$hosts")" "/etc/hosts as CRI wrote it"
+  # Another pod does not see this pod's /dev/shm.
+  write_pod_config ps2
+  write_ctr_config lone "$BUSYBOX_IMAGE" -- sleep 1000
+  local pod2 c2
+  pod2=$(runp ps2 cask) || fail "second pod failed"
+  c2=$(create_start "$pod2" ps2 lone) || fail "container of the second pod failed"
+  expect_eq "$(cri exec "$c2" ls -A /dev/shm)" "" "/dev/shm of another pod"
+  expect_eq "$(qemu_count)" 2 "QEMU processes for two pods"
+  local p
+  for p in "$pod" "$pod2"; do
+    cri stopp "$p" >/dev/null
+    cri rmp "$p" >/dev/null
+  done
+  umount -l "$W/hp/sub"
+  assert_no_pods_left
+}
+
+case_status_stats_update() {  # exit codes, OOMKilled, stats, UpdateContainerResources in the guest cgroup
+  write_pod_config su
+  write_ctr_config ex "$BUSYBOX_IMAGE" -- sh -c 'echo about-to-exit; exit 7'
+  write_ctr_config up "$BUSYBOX_IMAGE" '.linux.resources = {memory_limit_in_bytes: 67108864}' -- sleep 1000
+  write_ctr_config mem "$BUSYBOX_IMAGE" '.linux.resources = {memory_limit_in_bytes: 33554432}' \
+    -- sh -c 'x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done'
+  local pod e u m out cg
+  pod=$(runp su cask) || fail "RunPodSandbox failed"
+  e=$(create_start "$pod" su ex) || fail "ex failed"
+  wait_for 120 ctr_state_is "$e" CONTAINER_EXITED || fail "ex did not exit"
+  out=$(ctr_json "$e")
+  expect_eq "$(jq -r .status.exitCode <<<"$out")" 7 "exit code"
+  expect_eq "$(jq -r .status.reason <<<"$out")" Error "reason of exit 7"
+  log_has "$e" about-to-exit || fail "the output written just before the exit is not in the CRI log"
+  u=$(create_start "$pod" su up) || fail "up failed"
+  out=$(cri stats -o json "$u")
+  log "stats: $(jq -c '.stats[0] | {cpu, memory}' <<<"$out")"
+  jq -e '.stats[0].memory.workingSetBytes.value | tonumber > 0' <<<"$out" >/dev/null || fail "no memory in stats: $out"
+  jq -e '.stats[0].cpu.usageCoreNanoSeconds.value | tonumber > 0' <<<"$out" >/dev/null || fail "no cpu in stats: $out"
+  cg=$(guest_cgroup_dir "$u")
+  expect_eq "$(cri exec "$u" cat "$cg/memory.max")" 67108864 "guest memory.max before the update"
+  cri update --memory 100663296 --cpu-period 100000 --cpu-quota 50000 "$u" >/dev/null || fail "UpdateContainerResources failed"
+  expect_eq "$(cri exec "$u" cat "$cg/memory.max")" 100663296 "guest memory.max after the update"
+  expect_eq "$(cri exec "$u" cat "$cg/cpu.max")" "50000 100000" "guest cpu.max after the update"
+  m=$(create_start "$pod" su mem) || fail "mem failed"
+  wait_for 180 ctr_state_is "$m" CONTAINER_EXITED || fail "mem did not exit"
+  out=$(ctr_json "$m")
+  expect_eq "$(jq -r .status.exitCode <<<"$out")" 137 "exit code of the OOM-killed container"
+  expect_eq "$(jq -r .status.reason <<<"$out")" OOMKilled "reason of the OOM-killed container"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_bad_annotation() {  # an out-of-bounds io.cask.* annotation refuses the pod; nothing is left
+  write_pod_config ba '.annotations = {"io.cask.vcpus": "999"}'
+  local rc=0
+  cri runp --runtime cask "$W/pods/ba.json" > "$W/out" 2> "$W/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "runp with io.cask.vcpus=999 succeeded: $(cat "$W/out")"
+  log "runp: $(cat "$W/err")"
+  expect_contains "$(cat "$W/err")" 'io.cask.vcpus="999"' "error names the annotation"
+  expect_contains "$(cat "$W/err")" "between 1 and" "error gives the bounds"
+  assert_no_pods_left
+  # Within bounds: the VM gets what the pod asked for.
+  write_pod_config bb '.annotations = {"io.cask.memory_mib": "384"}'
+  local pod
+  pod=$(runp bb cask) || fail "runp with io.cask.memory_mib=384 failed"
+  ps -o args= -p "$(qemu_pids "$pod" | head -1)" | grep -qE -- '-m (size=)?384' ||
+    fail "QEMU does not have 384 MiB: $(ps -o args= -p "$(qemu_pids "$pod" | head -1)")"
+  cri stopp "$pod" >/dev/null
+  cri rmp "$pod" >/dev/null
+  assert_no_pods_left
+}
+
+case_ten_pods() {  # 10 pods started concurrently all run and answer ExecSync; teardown leaves nothing
+  local i n=10
+  write_ctr_config tpc "$BUSYBOX_IMAGE" -- sleep 1000
+  for i in $(seq 1 $n); do write_pod_config "tp$i"; done
+  for i in $(seq 1 $n); do
+    ( pod=$(runp "tp$i" cask) && c=$(create_start "$pod" "tp$i" tpc) && echo "$pod $c" > "$W/tp$i.ids" ) &
+  done
+  wait
+  local pod c
+  for i in $(seq 1 $n); do
+    [ -s "$W/tp$i.ids" ] || fail "pod tp$i did not start"
+    read -r pod c < "$W/tp$i.ids"
+    expect_eq "$(pod_state "$pod")" SANDBOX_READY "state of pod tp$i"
+    expect_eq "$(cri exec "$c" echo "alive-$i")" "alive-$i" "ExecSync in pod tp$i"
+    cask_pod_resources "$pod" >> "$W/all-resources"
+  done
+  expect_eq "$(qemu_count)" "$n" "QEMU processes"
+  for i in $(seq 1 $n); do
+    read -r pod c < "$W/tp$i.ids"
+    ( cri stopp "$pod" >/dev/null && cri rmp "$pod" >/dev/null ) &
+  done
+  wait
+  wait_for 60 resources_gone "$W/all-resources" || fail "left after teardown: $(resources_gone "$W/all-resources" || true)"
   assert_no_pods_left
 }
 
