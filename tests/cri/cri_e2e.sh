@@ -27,10 +27,13 @@
 #   create_start POD_ID POD_NAME CTR_NAME   creates and starts, prints the id
 #   pod_json ID / ctr_json ID   inspectp / inspect as JSON
 #   cask_pod_resources ID       what a cask pod holds on the host (for leak checks)
+# Sourced with CRI_E2E_LIBRARY=1 (bench/cri-start.sh), it defines all of the
+# above and runs no case: the sourcing script calls `setup` itself and the
+# EXIT trap tears down and checks for leaks as it does for a case.
 # Short paths: CRI sandbox ids are 64 hex digits and the VM's sockets
 # (<state>/<id>/virtiofsd.sock) must fit a unix socket path (107 bytes).
 E2E_KIND=cri E2E_TMP_PREFIX=cask-cri
-source "$(dirname "$0")/../lib/e2e.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/e2e.sh"
 CASK_STATE=$W/cs
 
 BUSYBOX_IMAGE=docker.io/library/busybox:latest
@@ -685,4 +688,4 @@ case_ten_pods() {  # 10 pods started concurrently all run and answer ExecSync; t
   assert_no_pods_left
 }
 
-e2e_main "$@"
+[ "${CRI_E2E_LIBRARY:-0}" = 1 ] || e2e_main "$@"
