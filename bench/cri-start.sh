@@ -39,6 +39,14 @@ for h in cask runc; do : > "$W/$h.total"; : > "$W/$h.runp"; : > "$W/$h.start"; :
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 pss_kib() { awk '/^Pss:/ {s += $2} END {print s + 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# The pod's virtiofsd processes: the harness's virtiofsd_pids matches every
+# command line naming virtiofsd before the pod's state dir, QEMU's included
+# (its vhost-user socket is virtiofsd.sock); keep only virtiofsd itself.
+pod_virtiofsd_pids() {
+  local p
+  for p in $(virtiofsd_pids "$1"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = virtiofsd ] && echo "$p"; done
+  return 0
+}
 sum_pss() { local p s=0; for p in "$@"; do s=$(( s + $(pss_kib "$p") )); done; echo "$s"; }
 
 # one_round HANDLER NAME: times one pod start and appends to $W/HANDLER.*.
@@ -59,7 +67,7 @@ one_round() {
   t3=$(now_ms)
   if [ "$h" = cask ]; then
     local shim qemu vfs
-    shim=$(shim_pids) qemu=$(qemu_pids "$pod") vfs=$(virtiofsd_pids "$pod")
+    shim=$(shim_pids) qemu=$(qemu_pids "$pod") vfs=$(pod_virtiofsd_pids "$pod")
     [ "$(wc -w <<<"$shim")" = 1 ] && [ "$(wc -w <<<"$qemu")" = 1 ] ||
       fail "expected one cask shim and one QEMU, got shim '$shim' qemu '$qemu'"
     local ps pq pv
