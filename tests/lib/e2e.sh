@@ -184,7 +184,8 @@ pod_args() { echo "--annotation io.kubernetes.cri.container-type=$2 --annotation
 # (optionally one sandbox's: qemu_pids [SANDBOX]).
 qemu_pids() { pgrep -f "qemu-system.*$CASK_STATE/${1:-}" || true; }
 qemu_count() { qemu_pids "$@" | grep -c . || true; }
-virtiofsd_pids() { pgrep -f "virtiofsd.*$CASK_STATE/${1:-}" || true; }
+# argv[0] ends in virtiofsd (QEMU's own command line names virtiofsd.sock).
+virtiofsd_pids() { pgrep -f "^[^ ]*virtiofsd .*$CASK_STATE/${1:-}" || true; }
 
 task_status() {  # task_status ID -> RUNNING/STOPPED/PAUSED/CREATED or empty
   ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id { print $3 }'
