@@ -666,10 +666,14 @@ case_ten_pods() {  # 10 pods started concurrently all run and answer ExecSync; t
   local i n=10
   write_ctr_config tpc "$BUSYBOX_IMAGE" -- sleep 1000
   for i in $(seq 1 $n); do write_pod_config "tp$i"; done
+  # Wait for these jobs only: a bare `wait` would also wait for containerd,
+  # which is this script's child too.
+  local jobs=()
   for i in $(seq 1 $n); do
     ( pod=$(runp "tp$i" cask) && c=$(create_start "$pod" "tp$i" tpc) && echo "$pod $c" > "$W/tp$i.ids" ) &
+    jobs+=($!)
   done
-  wait
+  wait "${jobs[@]}" || true
   local pod c
   for i in $(seq 1 $n); do
     [ -s "$W/tp$i.ids" ] || fail "pod tp$i did not start"
@@ -679,11 +683,13 @@ case_ten_pods() {  # 10 pods started concurrently all run and answer ExecSync; t
     cask_pod_resources "$pod" >> "$W/all-resources"
   done
   expect_eq "$(qemu_count)" "$n" "QEMU processes"
+  jobs=()
   for i in $(seq 1 $n); do
     read -r pod c < "$W/tp$i.ids"
     ( cri stopp "$pod" >/dev/null && cri rmp "$pod" >/dev/null ) &
+    jobs+=($!)
   done
-  wait
+  wait "${jobs[@]}" || true
   wait_for 60 resources_gone "$W/all-resources" || fail "left after teardown: $(resources_gone "$W/all-resources" || true)"
   assert_no_pods_left
 }
