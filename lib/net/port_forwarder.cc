@@ -112,7 +112,9 @@ Status PortForwarder::SetPorts(const std::set<uint16_t>& ports) NO_THREAD_SAFETY
   wanted_ = ports;
   uint64_t gen = ++wanted_gen_;
   Wake();
-  applied_cv_.wait(l, [&] { return applied_gen_ >= gen || stop_; });
+  // A loop, not a predicate lambda: the analysis cannot see that a lambda
+  // runs under the lock this function holds.
+  while (applied_gen_ < gen && !stop_) applied_cv_.wait(l);
   return Ok();
 }
 
