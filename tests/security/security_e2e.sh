@@ -118,7 +118,7 @@ spec_with() {
  "root":{"path":"$W/spec-rootfs"},
  "hostname":"h",
  "mounts":[{"destination":"/proc","type":"proc","source":"proc"}],
- "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"}]}}
+ "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"},{"type":"network"}]}}
 JSON
 }
 

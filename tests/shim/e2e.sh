@@ -363,7 +363,7 @@ case_bad_input() {
   mkdir -p "$W/rootfs-ok"
   cat > "$W/bad-spec.json" <<JSON
 {"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"relative/dir","user":{"uid":0,"gid":0}},
- "root":{"path":"$W/rootfs-ok"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}
+ "root":{"path":"$W/rootfs-ok"},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"ipc"}]}}
 JSON
   expect_create_fails "invalid spec" "process.cwd" \
     ctr_ run --runtime "$RUNTIME" --runtime-config-path "$W/cask.toml" --config "$W/bad-spec.json" b2
