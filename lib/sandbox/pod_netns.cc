@@ -45,20 +45,22 @@ Status RefuseHostNamespacesInJson(std::string_view config_json) {
       if (t != ann->end() && t->is_string() && t->get<std::string>() == "container") return Ok();
     }
   }
-  oci::Spec spec;
+  // Only a well-formed namespace list speaks for the pod; anything less
+  // (no linux section, a malformed list) keeps the parser's own error.
   auto linux = j.find("linux");
-  if (linux != j.end() && linux->is_object()) {
-    spec.linux = oci::Linux{};
-    auto nss = linux->find("namespaces");
-    if (nss != linux->end() && nss->is_array()) {
-      for (const auto& ns : *nss) {
-        if (!ns.is_object()) return Ok();
-        oci::Namespace n;
-        if (auto t = ns.find("type"); t != ns.end() && t->is_string()) n.type = t->get<std::string>();
-        if (auto p = ns.find("path"); p != ns.end() && p->is_string()) n.path = p->get<std::string>();
-        spec.linux->namespaces.push_back(std::move(n));
-      }
-    }
+  if (linux == j.end() || !linux->is_object()) return Ok();
+  auto nss = linux->find("namespaces");
+  if (nss == linux->end() || !nss->is_array()) return Ok();
+  oci::Spec spec;
+  spec.linux = oci::Linux{};
+  for (const auto& ns : *nss) {
+    if (!ns.is_object()) return Ok();
+    auto t = ns.find("type");
+    if (t == ns.end() || !t->is_string()) return Ok();
+    oci::Namespace n;
+    n.type = t->get<std::string>();
+    if (auto p = ns.find("path"); p != ns.end() && p->is_string()) n.path = p->get<std::string>();
+    spec.linux->namespaces.push_back(std::move(n));
   }
   auto r = PodNetnsPath(spec);
   if (!r.ok()) return std::move(r).error();

@@ -30,7 +30,8 @@ Result<std::string> PodNetnsPath(const oci::Spec& sandbox_spec,
 // as a whole: containerd's spec for a hostNetwork pod also keeps the
 // pod's hostname while dropping the uts namespace, which the OCI
 // validation refuses first, with an error that does not say why. Ok when
-// the JSON is unreadable, is a pod container's (container-type
+// the JSON is unreadable, has no well-formed linux.namespaces list (the
+// parser's own error then stands), is a pod container's (container-type
 // "container") or asks for nothing a VM cannot do.
 Status RefuseHostNamespacesInJson(std::string_view config_json);
 

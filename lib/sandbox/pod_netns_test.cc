@@ -56,6 +56,9 @@ TEST(RefuseHostNamespacesInJson, ReadsWhatDoesNotValidate) {
   EXPECT_TRUE(RefuseHostNamespacesInJson(
                   R"({"annotations":{"io.kubernetes.cri.container-type":"container"},"linux":{"namespaces":[]}})").ok());
   EXPECT_TRUE(RefuseHostNamespacesInJson("not json").ok());
+  // No namespace list to read: the spec parser's error says what is wrong.
+  EXPECT_TRUE(RefuseHostNamespacesInJson(R"({"annotations":{"a":1}})").ok());
+  EXPECT_TRUE(RefuseHostNamespacesInJson(R"({"linux":{"namespaces":[{"path":"/x"}]}})").ok());
 }
 
 }  // namespace

@@ -146,7 +146,7 @@ case_bad_spec() {
   spec_rejected "oomScoreAdj out of range" "process.oomScoreAdj: must be between -1000 and 1000" '.process.oomScoreAdj = -5000'
   spec_rejected "duplicate namespace" 'duplicate namespace "pid"' '.linux.namespaces += [{"type":"pid"}]'
   spec_rejected "unknown namespace type" 'unknown namespace type "hostroot"' '.linux.namespaces += [{"type":"hostroot"}]'
-  spec_rejected "relative namespace path" "linux.namespaces[4].path: must be an absolute path" '.linux.namespaces += [{"type":"network","path":"proc/1/ns/net"}]'
+  spec_rejected "relative namespace path" "linux.namespaces[5].path: must be an absolute path" '.linux.namespaces += [{"type":"cgroup","path":"proc/1/ns/cgroup"}]'
   spec_rejected "hostname without a uts namespace" "needs a uts namespace" '.linux.namespaces |= map(select(.type != "uts"))'
   spec_rejected "oversized hostname" "hostname: longer than" '.hostname = ("x" * 300)'
   spec_rejected "id mappings without a user namespace" "id mappings need a user namespace" '.linux.uidMappings = [{"containerID":0,"hostID":0,"size":65536}]'
