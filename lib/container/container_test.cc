@@ -505,6 +505,7 @@ TEST_F(ContainerTest, ExecNotFoundFailsCreateAndLeavesNothing) {
 }
 
 TEST_F(ContainerTest, ExecOfAMissingProgramFailsBeforeStart) {
+  SKIP_UNDER_TSAN();  // the exec joins the container with setns
   ProcessIo io;
   PendingProcess init;
   auto c = Container::Create(Options(BaseSpec({"sleep", "30"})), &io, &init);
