@@ -45,15 +45,26 @@ Status DeleteIngressQdisc(NetlinkSocket& nl, int ifindex) {
   return st;
 }
 
-Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
+namespace {
+
+// A new u32 filter on the link's ingress qdisc at PRIO for PROTOCOL, up to
+// its options.
+NlMessage NewU32Filter(int ifindex, uint32_t prio, uint16_t protocol) {
   NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
   tcmsg t{};
   t.tcm_family = AF_UNSPEC;
-  t.tcm_ifindex = from_ifindex;
+  t.tcm_ifindex = ifindex;
   t.tcm_parent = kIngressHandle;
-  t.tcm_info = TC_H_MAKE(kFilterPrio << 16, htons(ETH_P_ALL));
+  t.tcm_info = TC_H_MAKE(prio << 16, htons(protocol));
   m.PutHeader(t);
   m.PutString(TCA_KIND, "u32");
+  return m;
+}
+
+}  // namespace
+
+Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
+  NlMessage m = NewU32Filter(from_ifindex, kFilterPrio, ETH_P_ALL);
   size_t opts = m.BeginNest(TCA_OPTIONS);
   {
     // One key, mask 0 value 0 at offset 0: matches every packet.
@@ -82,14 +93,7 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
 }
 
 Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4) {
-  NlMessage m(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL);
-  tcmsg t{};
-  t.tcm_family = AF_UNSPEC;
-  t.tcm_ifindex = ifindex;
-  t.tcm_parent = kIngressHandle;
-  t.tcm_info = TC_H_MAKE(kLocalPrio << 16, htons(ETH_P_IP));
-  m.PutHeader(t);
-  m.PutString(TCA_KIND, "u32");
+  NlMessage m = NewU32Filter(ifindex, kLocalPrio, ETH_P_IP);
   size_t opts = m.BeginNest(TCA_OPTIONS);
   uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
   tc_u32_sel sel{};
