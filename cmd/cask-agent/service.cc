@@ -280,7 +280,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
   Add<v1::StatsContainerRequest, v1::StatsContainerResponse>(
       server, slog, "StatsContainer", ContainerFields<v1::StatsContainerRequest>,
       [a](const rpc::CallContext&, const v1::StatsContainerRequest& req) -> Result<v1::StatsContainerResponse> {
-        CASK_ASSIGN_OR_RETURN(container::CgroupStats s, a->StatsContainer(req.container_id()));
+        CASK_ASSIGN_OR_RETURN(sys::CgroupStats s, a->StatsContainer(req.container_id()));
         v1::StatsContainerResponse resp;
         for (const auto& [k, v] : s.cpu_stat) (*resp.mutable_cpu_stat())[k] = v;
         resp.set_memory_current(s.memory_current);

@@ -12,7 +12,7 @@ uint64_t Get(const std::map<std::string, uint64_t>& m, const char* key) {
 
 }  // namespace
 
-std::string EncodeMetricsV2(const sandbox::ContainerStats& s) {
+std::string EncodeMetricsV2(const sys::CgroupStats& s) {
   ::io::containerd::cgroups::v2::Metrics m;
   auto* pids = m.mutable_pids();
   pids->set_current(s.pids_current);

@@ -8,7 +8,7 @@ namespace cask::shim {
 namespace {
 
 TEST(Metrics, FromGuestCgroup) {
-  sandbox::ContainerStats s;
+  sys::CgroupStats s;
   s.cpu_stat = {{"usage_usec", 1500}, {"user_usec", 1000}, {"system_usec", 500}, {"nr_throttled", 2}};
   s.memory_current = 4096;
   s.memory_max = 0;  // "max"

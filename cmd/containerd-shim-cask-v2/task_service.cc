@@ -777,7 +777,7 @@ Status TaskService::Update(const std::string& id, const std::string& resources_j
   return FromGuest(vm->agent().UpdateContainer(id, *res));
 }
 
-Result<sandbox::ContainerStats> TaskService::Stats(const std::string& id) {
+Result<sys::CgroupStats> TaskService::Stats(const std::string& id) {
   {
     MutexLock lk(mu_);
     CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));

@@ -189,7 +189,7 @@ class TaskService {
   Status CloseIo(const std::string& id, const std::string& exec_id);
   Status ResizePty(const std::string& id, const std::string& exec_id, uint32_t width, uint32_t height);
   Status Update(const std::string& id, const std::string& resources_json);
-  Result<sandbox::ContainerStats> Stats(const std::string& id);
+  Result<sys::CgroupStats> Stats(const std::string& id);
   Result<ConnectInfo> Connect(const std::string& id);
   // True when no task is left: the shim may exit.
   bool Empty() const;

@@ -60,6 +60,7 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/cgroup_stats.h"
 
 namespace cask::rpc {
 class Client;
@@ -131,21 +132,6 @@ using ProcessKey = std::pair<std::string, std::string>;
 struct StreamChunk {
   std::string data;
   bool eof = false;  // the stream is closed and fully drained
-};
-
-struct ContainerStats {
-  std::map<std::string, uint64_t> cpu_stat;
-  uint64_t memory_current = 0;
-  uint64_t memory_max = 0;  // 0 = max
-  uint64_t memory_swap_current = 0;
-  std::map<std::string, uint64_t> memory_stat;
-  std::map<std::string, uint64_t> memory_events;
-  uint64_t pids_current = 0;
-  uint64_t pids_max = 0;  // 0 = max
-  struct Io {
-    uint64_t major = 0, minor = 0, rbytes = 0, wbytes = 0, rios = 0, wios = 0;
-  };
-  std::vector<Io> io;
 };
 
 class AgentClient {
@@ -266,7 +252,7 @@ class AgentClient {
   Status TtyWinResize(const std::string& container_id, const std::string& exec_id, uint32_t rows,
                       uint32_t cols);
 
-  Result<ContainerStats> StatsContainer(const std::string& container_id);
+  Result<sys::CgroupStats> StatsContainer(const std::string& container_id);
   Status PauseContainer(const std::string& container_id);
   // SetTime: the guest's wall clock to `now` (the host's).
   Status SetTime(std::chrono::system_clock::time_point now);
