@@ -204,6 +204,9 @@ class TaskService {
   Result<Task*> FindTask(const std::string& id) REQUIRES(mu_);
   Result<std::shared_ptr<sandbox::Process>> FindProcess(const std::string& id, const std::string& exec_id)
       REQUIRES(mu_);
+  // The container of task `id`; it stays alive while op_mu_ is held (tasks
+  // are only removed under it).
+  Result<sandbox::Container*> FindContainer(const std::string& id) REQUIRES(op_mu_) EXCLUDES(mu_);
   uint32_t VmmPid() const REQUIRES(mu_);
   // The pod VM, or UNAVAILABLE when there is none (any more).
   Result<std::shared_ptr<sandbox::Sandbox>> Vm() const EXCLUDES(mu_);
