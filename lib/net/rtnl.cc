@@ -72,6 +72,15 @@ std::optional<IpAddr> IpAttr(const NlAttrs& a, uint16_t type, int family) {
   return IpFromBytes(family, s.data(), s.size());
 }
 
+// Copies a 6-byte hardware address attribute into `out`; false when it is
+// absent or of another length.
+bool MacAttr(const NlAttrs& a, uint16_t type, Mac& out) {
+  auto s = a.Get(type);
+  if (s.size() != out.size()) return false;
+  std::memcpy(out.data(), s.data(), out.size());
+  return true;
+}
+
 }  // namespace
 
 // The dump requests below carry a zeroed family header: AF_UNSPEC, every
@@ -88,11 +97,7 @@ Result<std::vector<Link>> ListLinks(NetlinkSocket& nl) {
     l.flags = i.ifi_flags;
     l.name = a.String(IFLA_IFNAME);
     l.mtu = a.U32(IFLA_MTU);
-    auto mac = a.Get(IFLA_ADDRESS);
-    if (mac.size() == 6) {
-      std::memcpy(l.mac.data(), mac.data(), 6);
-      l.has_mac = true;
-    }
+    l.has_mac = MacAttr(a, IFLA_ADDRESS, l.mac);
     l.kind = a.Nested(IFLA_LINKINFO, IFLA_INFO_MAX).String(IFLA_INFO_KIND);
     out.push_back(std::move(l));
     return Ok();
@@ -152,11 +157,7 @@ Result<std::vector<Neighbour>> ListNeighbours(NetlinkSocket& nl) {
     nb.ifindex = n.ndm_ifindex;
     nb.ip = *ip;
     nb.state = n.ndm_state;
-    auto mac = a.Get(NDA_LLADDR);
-    if (mac.size() == 6) {
-      std::memcpy(nb.mac.data(), mac.data(), 6);
-      nb.has_mac = true;
-    }
+    nb.has_mac = MacAttr(a, NDA_LLADDR, nb.mac);
     out.push_back(std::move(nb));
     return Ok();
   }));

@@ -61,6 +61,18 @@ NlMessage NewU32Filter(int ifindex, uint32_t prio, uint16_t protocol) {
   return m;
 }
 
+// TCA_U32_SEL: a terminal selector (a match ends the classification) with
+// the one key `key`.
+void PutTerminalSelector(NlMessage& m, const tc_u32_key& key) {
+  uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
+  tc_u32_sel sel{};
+  sel.flags = TC_U32_TERMINAL;
+  sel.nkeys = 1;
+  std::memcpy(buf, &sel, sizeof sel);
+  std::memcpy(buf + sizeof sel, &key, sizeof key);
+  m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+}
+
 }  // namespace
 
 Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
@@ -68,12 +80,7 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
   size_t opts = m.BeginNest(TCA_OPTIONS);
   {
     // One key, mask 0 value 0 at offset 0: matches every packet.
-    uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
-    tc_u32_sel sel{};
-    sel.flags = TC_U32_TERMINAL;
-    sel.nkeys = 1;
-    std::memcpy(buf, &sel, sizeof sel);  // the key after it stays all zero
-    m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+    PutTerminalSelector(m, tc_u32_key{});
     size_t acts = m.BeginNest(TCA_U32_ACT);
     size_t act1 = m.BeginNest(1);  // action order 1
     m.PutString(TCA_ACT_KIND, "mirred");
@@ -95,17 +102,11 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
 Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4) {
   NlMessage m = NewU32Filter(ifindex, kLocalPrio, ETH_P_IP);
   size_t opts = m.BeginNest(TCA_OPTIONS);
-  uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
-  tc_u32_sel sel{};
-  sel.flags = TC_U32_TERMINAL;
-  sel.nkeys = 1;
   tc_u32_key key{};
   key.mask = 0xffffffffu;
   key.val = ipv4;
   key.off = 16;  // the destination address in the IPv4 header
-  std::memcpy(buf, &sel, sizeof sel);
-  std::memcpy(buf + sizeof sel, &key, sizeof key);
-  m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+  PutTerminalSelector(m, key);
   m.PutU32(TCA_U32_CLASSID, TC_H_MAKE(1u << 16, 1));
   m.EndNest(opts);
   return nl.Request(m, "add u32 local-delivery filter on link " + std::to_string(ifindex));
