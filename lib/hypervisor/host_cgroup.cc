@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/sys/mountinfo.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -73,11 +73,10 @@ bool IsMember(const std::string& dir, pid_t pid) {
 // SIGKILL `pid` if, once pinned by a pidfd, it is still in `dir`: a pid
 // read from cgroup.procs may have exited and been reused in between.
 void KillMember(const std::string& dir, pid_t pid) {
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) return;  // gone
-  UniqueFd pidfd(pfd);
+  auto pidfd = sys::Pidfd::Open(pid);
+  if (!pidfd.ok()) return;  // gone
   if (!IsMember(dir, pid)) return;
-  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  (void)pidfd->Signal(SIGKILL);
 }
 
 Status ApplyLimitsV2(const std::string& dir, const CgroupLimits& l) {
