@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/net/netns_for_test.h"
+
 #include <cstdio>
 #include <thread>
 
@@ -134,22 +136,7 @@ TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
     }
     result = [&]() -> Status {
       CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
-      net::NlMessage m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-      ifinfomsg ifi{};
-      m.PutHeader(ifi);
-      m.PutString(IFLA_IFNAME, "ens3");
-      m.PutAttr(IFLA_ADDRESS, net::ParseMac("02:42:0a:58:4d:05")->data(), 6);
-      size_t info = m.BeginNest(IFLA_LINKINFO);
-      m.PutString(IFLA_INFO_KIND, "veth");
-      size_t data = m.BeginNest(IFLA_INFO_DATA);
-      size_t peer = m.BeginNest(VETH_INFO_PEER);
-      ifinfomsg pifi{};
-      m.PutHeader(pifi);
-      m.PutString(IFLA_IFNAME, "other");
-      m.EndNest(peer);
-      m.EndNest(data);
-      m.EndNest(info);
-      CASK_TRY(nl.Request(m, "add veth"));
+      CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:42:0a:58:4d:05"), 0, -1}));
       CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(Good()));
       CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
       // Twice: a retried call converges.
