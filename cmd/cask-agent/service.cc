@@ -72,6 +72,30 @@ Result<Resp> EmptyOr(Status st) {
   return Resp();
 }
 
+// The cgroup readings on the wire, field for field (the host's
+// AgentClient::StatsContainer reads them back into a sys::CgroupStats).
+v1::StatsContainerResponse StatsResponseOf(const sys::CgroupStats& s) {
+  v1::StatsContainerResponse resp;
+  for (const auto& [k, v] : s.cpu_stat) (*resp.mutable_cpu_stat())[k] = v;
+  resp.set_memory_current(s.memory_current);
+  resp.set_memory_max(s.memory_max);
+  resp.set_memory_swap_current(s.memory_swap_current);
+  for (const auto& [k, v] : s.memory_stat) (*resp.mutable_memory_stat())[k] = v;
+  for (const auto& [k, v] : s.memory_events) (*resp.mutable_memory_events())[k] = v;
+  resp.set_pids_current(s.pids_current);
+  resp.set_pids_max(s.pids_max);
+  for (const auto& io : s.io) {
+    v1::IoStat* out = resp.add_io();
+    out->set_major(io.major);
+    out->set_minor(io.minor);
+    out->set_rbytes(io.rbytes);
+    out->set_wbytes(io.wbytes);
+    out->set_rios(io.rios);
+    out->set_wios(io.wios);
+  }
+  return resp;
+}
+
 }  // namespace
 
 void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) {
@@ -281,25 +305,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
       server, slog, "StatsContainer", ContainerFields<v1::StatsContainerRequest>,
       [a](const rpc::CallContext&, const v1::StatsContainerRequest& req) -> Result<v1::StatsContainerResponse> {
         CASK_ASSIGN_OR_RETURN(sys::CgroupStats s, a->StatsContainer(req.container_id()));
-        v1::StatsContainerResponse resp;
-        for (const auto& [k, v] : s.cpu_stat) (*resp.mutable_cpu_stat())[k] = v;
-        resp.set_memory_current(s.memory_current);
-        resp.set_memory_max(s.memory_max);
-        resp.set_memory_swap_current(s.memory_swap_current);
-        for (const auto& [k, v] : s.memory_stat) (*resp.mutable_memory_stat())[k] = v;
-        for (const auto& [k, v] : s.memory_events) (*resp.mutable_memory_events())[k] = v;
-        resp.set_pids_current(s.pids_current);
-        resp.set_pids_max(s.pids_max);
-        for (const auto& io : s.io) {
-          v1::IoStat* out = resp.add_io();
-          out->set_major(io.major);
-          out->set_minor(io.minor);
-          out->set_rbytes(io.rbytes);
-          out->set_wbytes(io.wbytes);
-          out->set_rios(io.rios);
-          out->set_wios(io.wios);
-        }
-        return resp;
+        return StatsResponseOf(s);
       });
 
   Add<v1::PauseContainerRequest, v1::Empty>(server, slog, "PauseContainer", ContainerFields<v1::PauseContainerRequest>,
