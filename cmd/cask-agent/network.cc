@@ -40,7 +40,7 @@ uint32_t MaxPrefix(int family) { return family == AF_INET6 ? 128 : 32; }
 
 // interfaces[i] (named `f` in errors); its name and MAC must not repeat
 // one in `names` and `macs`, which collect them.
-Result<PlannedInterface> PlanInterface(const NetInterfaceRequest& in, const std::string& f,
+Result<PlannedInterface> PlanInterface(const net::InterfaceSetup& in, const std::string& f,
                                        std::set<std::string>& names, std::set<net::Mac>& macs) {
   PlannedInterface pi;
   if (!ValidIfName(in.name) || in.name == "lo")
@@ -71,7 +71,7 @@ Result<PlannedInterface> PlanInterface(const NetInterfaceRequest& in, const std:
 }
 
 // routes[i] (named `f` in errors), on one of the interfaces in `names`.
-Result<PlannedRoute> PlanRoute(const NetRouteRequest& in, const std::string& f, const std::set<std::string>& names) {
+Result<PlannedRoute> PlanRoute(const net::RouteSetup& in, const std::string& f, const std::set<std::string>& names) {
   if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
   PlannedRoute pr;
   pr.device = in.device;
@@ -113,7 +113,7 @@ Result<PlannedRoute> PlanRoute(const NetRouteRequest& in, const std::string& f, 
 }
 
 // neighbours[i] (named `f` in errors), on one of the interfaces in `names`.
-Result<PlannedNeighbour> PlanNeighbour(const NetNeighbourRequest& in, const std::string& f,
+Result<PlannedNeighbour> PlanNeighbour(const net::NeighbourSetup& in, const std::string& f,
                                        const std::set<std::string>& names) {
   if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
   PlannedNeighbour pn;
@@ -126,7 +126,7 @@ Result<PlannedNeighbour> PlanNeighbour(const NetNeighbourRequest& in, const std:
 
 }  // namespace
 
-Result<NetworkPlan> ValidateNetworkRequest(const NetworkRequest& req) {
+Result<NetworkPlan> ValidateNetworkRequest(const net::NetworkSetup& req) {
   if (req.interfaces.size() > kMaxNetInterfaces)
     return Bad("interfaces", std::to_string(req.interfaces.size()) + " given, at most " +
                                  std::to_string(kMaxNetInterfaces));
@@ -247,7 +247,7 @@ namespace {
 constexpr std::chrono::milliseconds kNicTimeout{10'000};
 }  // namespace
 
-Status ConfigureGuestNetwork(const NetworkRequest& req) {
+Status ConfigureGuestNetwork(const net::NetworkSetup& req) {
   CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(req));
   std::string driver_note;
   if (!plan.interfaces.empty()) {

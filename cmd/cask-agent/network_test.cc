@@ -16,16 +16,16 @@
 namespace cask::agent {
 namespace {
 
-NetworkRequest Good() {
-  NetworkRequest r;
-  r.interfaces.push_back(NetInterfaceRequest{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}});
-  r.routes.push_back(NetRouteRequest{"", 0, "10.88.77.1", "", "eth0", 0});
-  r.routes.push_back(NetRouteRequest{"10.96.0.0", 12, "", "", "eth0", RT_SCOPE_LINK});
-  r.neighbours.push_back(NetNeighbourRequest{"10.88.77.9", "02:00:00:00:00:09", "eth0"});
+net::NetworkSetup Good() {
+  net::NetworkSetup r;
+  r.interfaces.push_back(net::InterfaceSetup{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}});
+  r.routes.push_back(net::RouteSetup{"", 0, "10.88.77.1", "", "eth0", 0});
+  r.routes.push_back(net::RouteSetup{"10.96.0.0", 12, "", "", "eth0", RT_SCOPE_LINK});
+  r.neighbours.push_back(net::NeighbourSetup{"10.88.77.9", "02:00:00:00:00:09", "eth0"});
   return r;
 }
 
-void ExpectBad(const NetworkRequest& r, const std::string& field) {
+void ExpectBad(const net::NetworkSetup& r, const std::string& field) {
   auto p = ValidateNetworkRequest(r);
   ASSERT_FALSE(p.ok()) << "accepted; expected an error about " << field;
   EXPECT_EQ(p.error().code(), Code::kInvalidArgument);
@@ -44,7 +44,7 @@ TEST(ValidateNetwork, AcceptsACniPod) {
   EXPECT_EQ(p->routes[1].route.dst_len, 12);
 }
 
-TEST(ValidateNetwork, AcceptsNothing) { EXPECT_TRUE(ValidateNetworkRequest(NetworkRequest{}).ok()); }
+TEST(ValidateNetwork, AcceptsNothing) { EXPECT_TRUE(ValidateNetworkRequest(net::NetworkSetup{}).ok()); }
 
 TEST(ValidateNetwork, RefusesBadInterfaces) {
   auto r = Good(); r.interfaces[0].name = ""; ExpectBad(r, "interfaces[0].name");

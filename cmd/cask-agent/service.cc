@@ -53,16 +53,16 @@ Logger::Fields ProcessFields(const Req& r) {
   return {{"container", r.container_id()}, {"exec", r.exec_id()}};
 }
 
-NetworkRequest NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
-  NetworkRequest out;
+net::NetworkSetup NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
+  net::NetworkSetup out;
   for (const auto& i : req.interfaces()) {
-    NetInterfaceRequest n{i.name(), i.mac(), i.mtu(), {}};
+    net::InterfaceSetup n{i.name(), i.mac(), i.mtu(), {}};
     for (const auto& a : i.addresses()) n.addresses.emplace_back(a.address(), a.prefix_len());
     out.interfaces.push_back(std::move(n));
   }
   for (const auto& r : req.routes())
-    out.routes.push_back(NetRouteRequest{r.dest(), r.dest_prefix_len(), r.gateway(), r.source(), r.device(), r.scope()});
-  for (const auto& n : req.neighbours()) out.neighbours.push_back(NetNeighbourRequest{n.address(), n.mac(), n.device()});
+    out.routes.push_back(net::RouteSetup{r.dest(), r.dest_prefix_len(), r.gateway(), r.source(), r.device(), r.scope()});
+  for (const auto& n : req.neighbours()) out.neighbours.push_back(net::NeighbourSetup{n.address(), n.mac(), n.device()});
   return out;
 }
 

@@ -60,6 +60,7 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/oci/spec.h"
+#include "lib/net/network_setup.h"
 #include "lib/sys/cgroup_stats.h"
 
 namespace cask::rpc {
@@ -93,27 +94,12 @@ struct SandboxSetup {
   std::vector<GuestMount> mounts;
 };
 
-// The pod network as the guest gets it (ConfigureNetwork): textual
-// addresses and MACs, interfaces named as on the host.
-struct NetInterfaceSetup {
-  std::string name, mac;
-  uint32_t mtu = 0;
-  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
-};
-struct NetRouteSetup {
-  std::string dest;  // empty: default
-  uint32_t dest_prefix_len = 0;
-  std::string gateway, source, device;
-  uint32_t scope = 0;
-};
-struct NetNeighbourSetup {
-  std::string address, mac, device;
-};
-struct NetworkSetup {
-  std::vector<NetInterfaceSetup> interfaces;
-  std::vector<NetRouteSetup> routes;
-  std::vector<NetNeighbourSetup> neighbours;
-};
+// The pod network as the guest gets it (ConfigureNetwork): one struct for
+// both ends of the agent wire, lib/net/network_setup.h.
+using NetInterfaceSetup = net::InterfaceSetup;
+using NetRouteSetup = net::RouteSetup;
+using NetNeighbourSetup = net::NeighbourSetup;
+using NetworkSetup = net::NetworkSetup;
 
 struct ProcessExit {
   int status = 0;  // exit code, or 128 + signal
