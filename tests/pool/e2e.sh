@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# tests/pool/e2e.sh CASE: the pool of ready VMs (`cask-runtime pool serve`,
+# lib/pool) with containerd-shim-cask-v2 through a private containerd
+# (tests/lib/e2e.sh). The pool's socket, state dir and cgroup parent are the
+# test's own ($W, a cgroup named after it), so nothing collides.
+# Exit 0 = pass, 77 = skipped, else fail. Each case also checks that
+# nothing is left: no QEMU or virtiofsd, mount, pool cgroup or socket.
+E2E_KIND=containerd E2E_TMP_PREFIX=cask-pool-e2e
+source "$(dirname "$0")/../lib/e2e.sh"
+: "${CASK_RUNTIME:?CASK_RUNTIME must point at cask-runtime}"
+
+POOL_DIR=$W/pool
+POOL_SOCK=$POOL_DIR/pool.sock
+POOL_CG=cask-pool-e2e-$$
+POOL_PID=
+
+# The test's configuration with a [pool] table: pool_config SIZE [MEMORY_MIB].
+pool_config() {
+  write_cask_config "$W/cask.toml" \
+    '[agent]' 'connect_timeout_ms = 240000' \
+    '[pool]' "size = $1" "socket = \"$POOL_SOCK\"" "state_dir = \"$POOL_DIR\"" "cgroup_parent = \"$POOL_CG\""
+  [ -z "${2:-}" ] || sed -i "s/^memory_mib = .*/memory_mib = $2/" "$W/cask.toml"
+}
+
+pool_status() { "$CASK_RUNTIME" pool status --config "$W/cask.toml" 2>/dev/null; }
+pool_ready() { pool_status | grep -qx "ready $1"; }
+pool_vm_pids() { pgrep -f "qemu-system.*$POOL_DIR/vms/" || true; }
+pool_vm_count() { pool_vm_pids | grep -c . || true; }
+
+start_pool() {
+  "$CASK_RUNTIME" pool serve --config "$W/cask.toml" >> "$W/pool.log" 2>&1 &
+  POOL_PID=$!
+  wait_for 240 pool_ready "$1" || { cat "$W/pool.log" >&2; fail "the pool did not get $1 ready VM(s)"; }
+}
+
+stop_pool() {
+  [ -n "$POOL_PID" ] || return 0
+  kill -TERM "$POOL_PID" 2>/dev/null || true
+  wait "$POOL_PID" 2>/dev/null || true
+  POOL_PID=
+}
+
+# Every cgroup directory of the pool's parent that still exists.
+pool_cgroups() { find /sys/fs/cgroup -maxdepth 6 -type d -name "$POOL_CG" 2>/dev/null || true; }
+pool_cgroup_children() {
+  local d
+  for d in $(pool_cgroups); do find "$d" -mindepth 1 -maxdepth 1 -type d; done
+}
+
+pool_cleanup_check() {
+  stop_pool
+  wait_for 20 test -z "$(pool_vm_pids)" || fail "pool VMs left: $(pool_vm_pids)"
+  wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups left: $(pool_cgroup_children)"
+  [ ! -e "$POOL_SOCK" ] || fail "pool socket left"
+  [ -z "$(ls -A "$POOL_DIR/vms" 2>/dev/null)" ] || fail "pool VM directories left: $(ls -A "$POOL_DIR/vms")"
+  local d
+  for d in $(pool_cgroups); do rmdir "$d" 2>/dev/null || true; done
+}
+e2e_defer pool_cleanup_check
+
+shim_log_has() { grep -q "$1" "$W/containerd.log"; }
+
+# A pod from the pool runs, tears down cleanly, and the pool replaces it.
+case_warm() {
+  pool_config 1
+  start_pool 1
+  local first_vm out
+  first_vm=$(pool_vm_pids)
+  out=$(run_cask --rm "$IMAGE" w1 sh -c 'echo warm-ok; cat /proc/uptime')
+  expect_contains "$out" "warm-ok" "output of a container in a pool VM"
+  shim_log_has 'took a ready VM from the pool' || fail "the pod did not take the pool's VM"
+  # The VM that ran the pod is gone (stopped by its shim), its directory
+  # too; the pool booted another one.
+  wait_for 20 test -z "$(ps -o pid= -p "$first_vm")" || fail "the handed-over QEMU $first_vm still runs"
+  [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty: $(ls -A "$CASK_STATE")"
+  wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
+  pool_status | grep -qx "handed_over 1" || fail "pool status: $(pool_status)"
+  expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
+}
+
+# A pod whose size does not match the pool's VMs boots cold; the pool keeps its VM.
+case_mismatch() {
+  pool_config 1
+  start_pool 1
+  local out
+  out=$(run_cask --rm --annotation io.cask.memory_mib=320 "$IMAGE" m1 sh -c 'echo cold-ok')
+  expect_contains "$out" "cold-ok" "output of a container in a cold VM"
+  shim_log_has 'memory_mib: wanted 320' || fail "no mismatch reason in the shim's log"
+  ! shim_log_has 'took a ready VM from the pool' || fail "a mismatched pod took the pool's VM"
+  pool_ready 1 || fail "the pool lost its VM: $(pool_status)"
+}
+
+# Two pods at once from a pool of one: one warm, one cold, both run.
+case_concurrent() {
+  pool_config 1
+  start_pool 1
+  local a b rc_a=0 rc_b=0
+  run_cask --rm "$IMAGE" c1 sh -c 'echo c1-ok' > "$W/c1.out" 2>&1 & a=$!
+  run_cask --rm "$IMAGE" c2 sh -c 'echo c2-ok' > "$W/c2.out" 2>&1 & b=$!
+  wait $a || rc_a=$?
+  wait $b || rc_b=$?
+  expect_eq "$rc_a/$rc_b" 0/0 "exit codes of the two pods"
+  expect_contains "$(cat "$W/c1.out")" c1-ok "c1 output"
+  expect_contains "$(cat "$W/c2.out")" c2-ok "c2 output"
+  expect_eq "$(grep -c 'took a ready VM from the pool' "$W/containerd.log")" 1 "pods that took the pool's one VM"
+  expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
+}
+
+# The pool SIGKILLed while a pod takes its VM: nothing is left (its watchdog
+# kills the idle VMs), and the pod still runs (warm if it had finished the
+# handover, cold otherwise).
+case_pool_killed() {
+  pool_config 1
+  start_pool 1
+  local runner out rc=0
+  run_cask --rm "$IMAGE" k1 sh -c 'echo k1-ok' > "$W/k1.out" 2>&1 & runner=$!
+  # Mid-handover: as soon as the shim has connected (or right after).
+  wait_for 30 shim_pids_exist || true
+  kill -KILL "$POOL_PID"
+  wait "$POOL_PID" 2>/dev/null || true
+  POOL_PID=
+  wait $runner || rc=$?
+  expect_eq "$rc" 0 "exit code of the pod started while the pool died"
+  expect_contains "$(cat "$W/k1.out")" k1-ok "output of the pod started while the pool died"
+  wait_for 30 test -z "$(pool_vm_pids)" || fail "pool VMs survived the pool: $(pool_vm_pids)"
+  wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups survived the pool: $(pool_cgroup_children)"
+  # A restarted pool starts clean (and removes the dead one's socket).
+  start_pool 1
+}
+shim_pids_exist() { [ -n "$(shim_pids)" ]; }
+
+e2e_main "$@"
