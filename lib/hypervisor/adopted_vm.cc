@@ -1,5 +1,6 @@
 // A VM taken over from another owner (handover.h): QEMU and virtiofsd are
 // not our children, so they are watched and killed through pidfds.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <vector>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -40,6 +43,36 @@ constexpr size_t kExitTailBytes = 2048;
 std::string Trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
   return s;
+}
+
+// Every descendant of `pid` (through /proc/<pid>/task/*/children).
+std::vector<pid_t> Descendants(pid_t pid) {
+  std::vector<pid_t> out, todo{pid};
+  while (!todo.empty() && out.size() < 1024) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    std::string task_dir = "/proc/" + std::to_string(p) + "/task";
+    DIR* d = ::opendir(task_dir.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto text = ReadFile(task_dir + "/" + e->d_name + "/children");
+      if (!text.ok()) continue;
+      size_t i = 0;
+      while (i < text->size()) {
+        size_t j = text->find(' ', i);
+        if (j == std::string::npos) j = text->size();
+        pid_t c = static_cast<pid_t>(std::atoi(text->substr(i, j - i).c_str()));
+        if (c > 0) {
+          out.push_back(c);
+          todo.push_back(c);
+        }
+        i = j + 1;
+      }
+    }
+    ::closedir(d);
+  }
+  return out;
 }
 
 class AdoptedVm final : public Vm {
@@ -132,6 +165,12 @@ Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
     return Error::Unavailable("the handed-over VM's processes are not the recorded ones");
   CASK_TRY_CTX(cgroup_.Add(vmm_id_.pid), "move qemu into the pod's cgroup");
   CASK_TRY_CTX(cgroup_.Add(fsd_id_.pid), "move virtiofsd into the pod's cgroup");
+  // virtiofsd sandboxes itself in a child process (and QEMU may have
+  // helpers): every descendant moves too, or the giver's cgroup cleanup
+  // would kill it. A child cannot be reaped (its pid reused) while we read
+  // its parent's list: only its parent reaps it, and the parent is alive.
+  for (pid_t root : {vmm_id_.pid, fsd_id_.pid})
+    for (pid_t child : Descendants(root)) CASK_TRY_CTX(cgroup_.Add(child), "move a child of pid " + std::to_string(root));
   if (cfg.cgroup.include_caller)
     CASK_TRY_CTX(cgroup_.Add(::getpid()), "move the shim into the pod's cgroup (runtime.cgroup_shim)");
   HostProcesses hp{vmm_id_, fsd_id_, cgroup_.dirs()};

@@ -68,7 +68,8 @@ case_warm() {
   first_vm=$(pool_vm_pids)
   out=$(run_cask --rm "$IMAGE" w1 sh -c 'echo warm-ok; cat /proc/uptime')
   expect_contains "$out" "warm-ok" "output of a container in a pool VM"
-  shim_log_has 'took a ready VM from the pool' || fail "the pod did not take the pool's VM"
+  shim_log_has 'from_pool=true' || fail "the pod did not run in the pool's VM"
+  ! shim_log_has 'no ready VM, booting one' || fail "the pod fell back to a cold boot"
   # The VM that ran the pod is gone (stopped by its shim), its directory
   # too; the pool booted another one.
   wait_for 20 test -z "$(ps -o pid= -p "$first_vm")" || fail "the handed-over QEMU $first_vm still runs"
@@ -102,31 +103,41 @@ case_concurrent() {
   expect_eq "$rc_a/$rc_b" 0/0 "exit codes of the two pods"
   expect_contains "$(cat "$W/c1.out")" c1-ok "c1 output"
   expect_contains "$(cat "$W/c2.out")" c2-ok "c2 output"
-  expect_eq "$(grep -c 'took a ready VM from the pool' "$W/containerd.log")" 1 "pods that took the pool's one VM"
+  expect_eq "$(grep -c 'from_pool=true' "$W/containerd.log")" 1 "pods that ran in the pool's one VM"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
 }
 
-# The pool SIGKILLed while a pod takes its VM: nothing is left (its watchdog
-# kills the idle VMs), and the pod still runs (warm if it had finished the
-# handover, cold otherwise).
+# The pool SIGKILLed: a pod that took its VM before keeps running; a pod
+# taking one at that moment still runs (warm if the handover was done,
+# cold otherwise); the pool's watchdog kills its idle VMs; a restarted pool
+# starts clean.
 case_pool_killed() {
   pool_config 1
   start_pool 1
-  local runner out rc=0
+  run_cask -d "$IMAGE" k0 sleep 1000
+  shim_log_has 'sandbox=k0 container=k0 vmm_pid=[0-9]* from_pool=true' || fail "k0 did not run in the pool's VM"
+  wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
+  local runner rc=0
   run_cask --rm "$IMAGE" k1 sh -c 'echo k1-ok' > "$W/k1.out" 2>&1 & runner=$!
-  # Mid-handover: as soon as the shim has connected (or right after).
-  wait_for 30 shim_pids_exist || true
+  # Mid-handover: as soon as k1's shim runs.
+  wait_for 30 test "$(shim_pids | grep -c .)" -ge 2 || true
   kill -KILL "$POOL_PID"
   wait "$POOL_PID" 2>/dev/null || true
   POOL_PID=
   wait $runner || rc=$?
   expect_eq "$rc" 0 "exit code of the pod started while the pool died"
   expect_contains "$(cat "$W/k1.out")" k1-ok "output of the pod started while the pool died"
+  expect_eq "$(ctr_ task exec --exec-id e1 k0 echo still-here)" still-here "exec in the pod taken before the pool died"
   wait_for 30 test -z "$(pool_vm_pids)" || fail "pool VMs survived the pool: $(pool_vm_pids)"
   wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups survived the pool: $(pool_cgroup_children)"
-  # A restarted pool starts clean (and removes the dead one's socket).
+  ctr_ task kill -s SIGKILL k0
+  wait_for 30 status_is k0 STOPPED || fail "k0 did not stop"
+  ctr_ task rm k0
+  ctr_ containers rm k0
+  wait_for 30 no_qemu || fail "pod QEMU still running"
+  # A restarted pool starts clean.
   start_pool 1
 }
-shim_pids_exist() { [ -n "$(shim_pids)" ]; }
+
 
 e2e_main "$@"
