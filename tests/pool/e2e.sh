@@ -24,8 +24,6 @@ pool_config() {
 
 pool_status() { "$CASK_RUNTIME" pool status --config "$W/cask.toml" 2>/dev/null; }
 pool_ready() { pool_status | grep -qx "ready $1"; }
-pool_vm_pids() { pgrep -f "qemu-system.*$POOL_DIR/vms/" || true; }
-pool_vm_count() { pool_vm_pids | grep -c . || true; }
 
 start_pool() {
   "$CASK_RUNTIME" pool serve --config "$W/cask.toml" >> "$W/pool.log" 2>&1 &
@@ -47,16 +45,31 @@ pool_cgroup_children() {
   for d in $(pool_cgroups); do find "$d" -mindepth 1 -maxdepth 1 -type d; done
 }
 
+# The processes of the pool's idle VMs: the members of its cgroups (a VM
+# handed over leaves them; its command line still names the pool's path).
+pool_vm_pids() {
+  local d
+  for d in $(pool_cgroup_children); do cat "$d/cgroup.procs" 2>/dev/null; done | sort -u
+}
+pids_gone() { [ -z "$(ps -o pid= -p "$(echo $1 | tr ' ' ,)" 2>/dev/null)" ]; }
+
+# Stops the pool and fails if it left anything: a VM, a cgroup, the socket,
+# a VM directory. Every case ends with it.
 pool_cleanup_check() {
   stop_pool
   wait_for 20 test -z "$(pool_vm_pids)" || fail "pool VMs left: $(pool_vm_pids)"
   wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups left: $(pool_cgroup_children)"
   [ ! -e "$POOL_SOCK" ] || fail "pool socket left"
   [ -z "$(ls -A "$POOL_DIR/vms" 2>/dev/null)" ] || fail "pool VM directories left: $(ls -A "$POOL_DIR/vms")"
+}
+# On the way out (also after a failure): stop the pool, remove its cgroup
+# parent; never fails, so the suite's own leak check still runs.
+pool_teardown() {
+  stop_pool
   local d
   for d in $(pool_cgroups); do rmdir "$d" 2>/dev/null || true; done
 }
-e2e_defer pool_cleanup_check
+e2e_defer pool_teardown
 
 shim_log_has() { grep -q "$1" "$W/containerd.log"; }
 
@@ -72,11 +85,12 @@ case_warm() {
   ! shim_log_has 'no ready VM, booting one' || fail "the pod fell back to a cold boot"
   # The VM that ran the pod is gone (stopped by its shim), its directory
   # too; the pool booted another one.
-  wait_for 20 test -z "$(ps -o pid= -p "$first_vm")" || fail "the handed-over QEMU $first_vm still runs"
+  wait_for 20 pids_gone "$first_vm" || fail "the handed-over VM's processes ($first_vm) still run"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty: $(ls -A "$CASK_STATE")"
   wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
   pool_status | grep -qx "handed_over 1" || fail "pool status: $(pool_status)"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
+  pool_cleanup_check
 }
 
 # A pod whose size does not match the pool's VMs boots cold; the pool keeps its VM.
@@ -89,6 +103,7 @@ case_mismatch() {
   shim_log_has 'memory_mib: wanted 320' || fail "no mismatch reason in the shim's log"
   ! shim_log_has 'took a ready VM from the pool' || fail "a mismatched pod took the pool's VM"
   pool_ready 1 || fail "the pool lost its VM: $(pool_status)"
+  pool_cleanup_check
 }
 
 # Two pods at once from a pool of one: one warm, one cold, both run.
@@ -105,6 +120,7 @@ case_concurrent() {
   expect_contains "$(cat "$W/c2.out")" c2-ok "c2 output"
   expect_eq "$(grep -c 'from_pool=true' "$W/containerd.log")" 1 "pods that ran in the pool's one VM"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
+  pool_cleanup_check
 }
 
 # The pool SIGKILLed: a pod that took its VM before keeps running; a pod
@@ -137,6 +153,7 @@ case_pool_killed() {
   wait_for 30 no_qemu || fail "pod QEMU still running"
   # A restarted pool starts clean.
   start_pool 1
+  pool_cleanup_check
 }
 
 
