@@ -172,10 +172,11 @@ class Hypervisor {
   // exporting shared/, its processes are in the pod's cgroup, and the agent
   // answered Check before the handover. Any error (no pool, an empty pool,
   // a VM that does not match cfg, a failed handover) means: boot cold with
-  // Start; nothing of the attempt is left. The default has no VM ready.
+  // Start; nothing of the attempt is left. The default (UNIMPLEMENTED) has
+  // no ready VMs.
   virtual Result<std::unique_ptr<Vm>> TakeReady(const VmSettings& cfg) {
     (void)cfg;
-    return Error::Unavailable("this hypervisor has no ready VMs");
+    return Error::Unimplemented("this hypervisor has no ready VMs");
   }
 };
 

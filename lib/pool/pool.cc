@@ -332,12 +332,27 @@ void Pool::AcceptLoop() {
       }
       ++connections_;
     }
-    std::thread([this, conn = std::move(conn)]() mutable {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, done, conn = std::move(conn)]() mutable {
       Serve(std::move(conn));
-      std::lock_guard<std::mutex> l(mu_);
-      --connections_;
-      cv_.notify_all();
-    }).detach();
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        --connections_;
+        cv_.notify_all();
+      }
+      *done = true;
+    });
+    // Joins the threads that finished; Stop joins the rest.
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (*it->second) {
+        it->first.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    workers_.emplace_back(std::move(t), std::move(done));
   }
 }
 
@@ -374,6 +389,7 @@ void Pool::Take(int conn, const nlohmann::json& request) {
   auto wanted = KeyFromJson(request["key"]);
   if (!wanted.ok()) return refuse("bad key: " + wanted.error().message());
   std::unique_ptr<ReadyVm> r;
+  std::vector<std::unique_ptr<ReadyVm>> dead;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return refuse("the pool is stopping");
@@ -385,13 +401,13 @@ void Pool::Take(int conn, const nlohmann::json& request) {
       ready_.pop_front();
       if (r->vm->Exited()) {
         log_.Warn("pool VM exited while idle", {{"vm", r->id}});
-        std::thread([this, dead = std::move(r)]() mutable { DestroyVm(std::move(dead)); }).detach();
-        r.reset();
+        dead.push_back(std::move(r));
       }
     }
-    if (!r) return refuse(booting_ > 0 ? "no ready VM (one is booting)" : "no ready VM");
-    cv_.notify_all();  // the filler boots a replacement
+    cv_.notify_all();  // the filler boots replacements
   }
+  for (auto& d : dead) DestroyVm(std::move(d));
+  if (!r) return refuse("no ready VM");
   auto h = r->vm->Detach();
   if (!h.ok()) {
     refuse("the VM could not be handed over");
@@ -479,9 +495,14 @@ Status Pool::Stop() {
   }
   if (acceptor_.joinable()) acceptor_.join();
   if (filler_.joinable()) filler_.join();
+  std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> workers;
   {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return connections_ == 0; });
+    workers = std::move(workers_);
+  }
+  for (auto& w : workers) w.first.join();
+  {
+    std::lock_guard<std::mutex> l(mu_);
     idle = std::move(ready_);
   }
   for (auto& r : idle) DestroyVm(std::move(r));

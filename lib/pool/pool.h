@@ -26,7 +26,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <list>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -127,6 +129,9 @@ class Pool {
   uint32_t booting_ = 0;
   uint64_t handed_over_ = 0;
   size_t connections_ = 0;
+  // Connection threads and whether each has finished (joined by the
+  // acceptor when done, by Stop otherwise).
+  std::list<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> workers_;
   std::vector<pid_t> released_;  // handed-over children still to reap
   bool stopped_ = false;
 };

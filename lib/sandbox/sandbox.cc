@@ -111,7 +111,8 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   if (opts.netns_path.empty()) {
     Status warm = BootWarm(opts, vc, t0);
     if (warm.ok()) return Ok();
-    log_.Info("no ready VM, booting one", {{"reason", warm.error().ToString()}});
+    if (warm.error().code() != Code::kUnimplemented)
+      log_.Info("no ready VM, booting one", {{"reason", warm.error().ToString()}});
   }
   return BootCold(opts, vc, t0);
 }
