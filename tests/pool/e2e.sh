@@ -157,4 +157,32 @@ case_pool_killed() {
 }
 
 
+rm_service_cgroups() {
+  local d rc=0
+  for d in $(find /sys/fs/cgroup -maxdepth 2 -type d -name cask-pool.service 2>/dev/null); do rmdir "$d" 2>/dev/null || rc=1; done
+  return $rc
+}
+
+# pool.autostart: the first pod finds no socket, boots cold and starts the
+# pool (detached, in a cgroup of its own); a later pod runs warm.
+case_autostart() {
+  pool_config 1
+  printf 'autostart = true\nruntime_path = "%s"\n' "$CASK_RUNTIME" >> "$W/cask.toml"
+  expect_eq "$(run_cask --rm "$IMAGE" a1 sh -c 'echo a1-ok')" a1-ok "output of the first pod"
+  shim_log_has 'started the VM pool' || fail "the shim did not start the pool"
+  POOL_PID=$(pgrep -f -- "pool serve --config $W/cask.toml" | head -1)
+  [ -n "$POOL_PID" ] || fail "no autostarted pool process"
+  wait_for 240 pool_ready 1 || fail "the autostarted pool has no ready VM"
+  expect_eq "$(run_cask --rm "$IMAGE" a2 sh -c 'echo a2-ok')" a2-ok "output of the second pod"
+  shim_log_has 'sandbox=a2 container=a2 vmm_pid=[0-9]* from_pool=true' || fail "a2 did not run in the pool's VM"
+  # Not this shell's child: stop it by its pid and wait for it to go.
+  kill -TERM "$POOL_PID"
+  wait_for 30 pids_gone "$POOL_PID" || fail "the autostarted pool did not stop"
+  POOL_PID=
+  # Its cgroup (node-wide name: another pool may use it, so best effort)
+  # empties once its watchdog is done.
+  wait_for 10 rm_service_cgroups || true
+  pool_cleanup_check
+}
+
 e2e_main "$@"
