@@ -8,7 +8,7 @@
 # Part 1 (R rounds, default 5, interleaved over kernels x variants): one
 # idle pod (`ctr run -d … sleep`, guest memory_mib = 256) per configuration
 # at a time; records how long it took from `ctr run -d` until it answers
-# exec, then, S seconds (default 5) later, the PSS (/proc/PID/smaps_rollup)
+# exec and QEMU's CPU time by then, and S seconds (default 5) later, the PSS (/proc/PID/smaps_rollup)
 # of its shim, QEMU and virtiofsd, and where QEMU's memory is: its RSS, the
 # guest RAM the guest has touched (RSS of the memfd backing guest RAM), the
 # vmlinux file mapping's PSS, the TCG translation buffer's RSS, and QEMU's
@@ -106,6 +106,9 @@ stop_pod() {
 }
 
 now_ms() { date +%s%3N; }
+# CPU time (user + system) a process has used, ms: QEMU's once the pod
+# answers is what booting cost, far less sensitive to load than wall time.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 for r in $(seq 1 "$rounds"); do
   for k in "${kernels[@]}"; do
     id=fp-$k-$r
@@ -113,39 +116,40 @@ for r in $(seq 1 "$rounds"); do
     start_idle "$k" "$id"
     wait_for 300 answers "$id" || fail "pod $id does not answer exec"
     t1=$(now_ms)
+    boot_cpu_ms=$(cpu_ms "$(qemu_pids "$id" | head -1)")
     sleep "$settle"
     read -r shim qemu vfs < <(pod_pids "$id")
     [ -n "$qemu" ] && [ -n "$shim" ] && [ -n "$vfs" ] || fail "pod $id: shim '$shim' qemu '$qemu' virtiofsd '$vfs' not all found"
     vmlinux=$(sed -n 's/^kernel = "\(.*\)"/\1/p' "$W/cask-$k.toml")
     # Fields: shim qemu virtiofsd PSS, QEMU RSS, vmlinux map PSS, TCG buffer,
-    # guest RAM, other anon (KiB); start → exec answers (ms).
-    line="$(pss_kib "$shim") $(pss_kib "$qemu") $(pss_kib "$vfs") $(rss_kib "$qemu") $(kernel_map_pss_kib "$qemu" "$vmlinux") $(tcg_buffer_rss_kib "$qemu") $(guest_ram_rss_kib "$qemu") $(other_anon_kib "$qemu") $((t1 - t0))"
+    # guest RAM, other anon (KiB); start → exec answers, QEMU CPU by then (ms).
+    line="$(pss_kib "$shim") $(pss_kib "$qemu") $(pss_kib "$vfs") $(rss_kib "$qemu") $(kernel_map_pss_kib "$qemu" "$vmlinux") $(tcg_buffer_rss_kib "$qemu") $(guest_ram_rss_kib "$qemu") $(other_anon_kib "$qemu") $((t1 - t0)) $boot_cpu_ms"
     echo "$line" >> "$W/$k.mem"
     set -- $line
-    echo "round $r/$rounds $k: PSS KiB shim $1 qemu $2 virtiofsd $3; QEMU RSS $4 = guest RAM $7 + TCG buffer $6 + other anon $8 + files (vmlinux PSS $5); up in $9 ms" >&2
+    echo "round $r/$rounds $k: PSS KiB shim $1 qemu $2 virtiofsd $3; QEMU RSS $4 = guest RAM $7 + TCG buffer $6 + other anon $8 + files (vmlinux PSS $5); up in $9 ms, QEMU CPU ${10} ms" >&2
     stop_pod "$id"
   done
 done
 
 med() { sort -n | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.1f [%.1f-%.1f]", m/1024, a[1]/1024, a[NR]/1024}'; }
 echo "idle pod memory: $rounds interleaved rounds, settle ${settle}s, guest 256 MiB, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "MiB, median [min-max]; 'up s': ctr run -d until the pod answers exec, seconds"
-cols=(pod_PSS shim_PSS QEMU_PSS virtiofsd_PSS QEMU_RSS guest_RAM TCG_buffer other_anon vmlinux_PSS up_s)
+echo "MiB, median [min-max]; up_s: ctr run -d until the pod answers exec, s; boot_CPU_s: QEMU's CPU time by then, s"
+cols=(pod_PSS shim_PSS QEMU_PSS virtiofsd_PSS QEMU_RSS guest_RAM TCG_buffer other_anon vmlinux_PSS up_s boot_CPU_s)
 printf '%-14s' config; printf ' %-19s' "${cols[@]}"; echo
 for k in "${kernels[@]}"; do
   f=$W/$k.mem
   printf '%-14s' "$k"
-  for c in sum 1 2 3 4 7 6 8 5 9; do
+  for c in sum 1 2 3 4 7 6 8 5 9 10; do
     case $c in
       sum) v=$(awk '{print $1 + $2 + $3}' "$f" | med) ;;
-      9) v=$(cut -d' ' -f9 "$f" | awk '{print $1 * 1.024}' | med) ;;  # med divides by 1024: ms -> s
+      9|10) v=$(cut -d' ' -f$c "$f" | awk '{print $1 * 1.024}' | med) ;;  # med divides by 1024: ms -> s
       *) v=$(cut -d' ' -f$c "$f" | med) ;;
     esac
     printf ' %-19s' "$v"
   done
   echo
 done
-for k in "${kernels[@]}"; do echo "$k: $(grep -v '^\[' "$W/cask-$k.toml" | grep -v -e '^kernel\|^initrd\|^state_dir\|^connect_timeout' | tr '\n' ' ')"; done
+for k in "${kernels[@]}"; do echo "$k: $(grep -v '^\[' "$W/cask-$k.toml" | grep -v -e '^kernel \|^initrd\|^state_dir\|^connect_timeout' | tr '\n' ' ')"; done
 
 [ "$pods" -gt 0 ] 2>/dev/null || exit 0
 k=${kernels[0]}
