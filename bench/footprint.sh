@@ -155,8 +155,10 @@ for k in "${kernels[@]}"; do echo "$k: $(grep -v '^\[' "$W/cask-$k.toml" | grep 
 k=${kernels[0]}
 avail0=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
 t0=$(date +%s)
-for i in $(seq 1 "$pods"); do start_idle "$k" "dn-$i" & done
-wait
+# `wait PIDS`, not a bare `wait` (that would wait for containerd too).
+starts=()
+for i in $(seq 1 "$pods"); do start_idle "$k" "dn-$i" & starts+=($!); done
+wait "${starts[@]}" || true
 for i in $(seq 1 "$pods"); do wait_for 600 answers "dn-$i" || fail "density: pod dn-$i of $pods does not answer exec"; done
 t1=$(date +%s)
 sleep "$settle"
@@ -171,5 +173,6 @@ per=$((total / pods))
 echo "density ($k): $pods pods started at once, all answering exec after $((t1 - t0)) s; $ok/$pods answer again after ${settle}s"
 echo "  summed PSS $((total / 1024)) MiB = $((per / 1024)) MiB per pod; MemAvailable dropped $(((avail0 - avail1) / 1024)) MiB ($(((avail0 - avail1) / pods / 1024)) MiB per pod)"
 echo "  extrapolated: 20 GiB holds $((20 * 1024 * 1024 / per)) such pods at the PSS cost, $((20 * 1024 * 1024 / ((avail0 - avail1) / pods + 1))) at the MemAvailable cost"
-for i in $(seq 1 "$pods"); do stop_pod "dn-$i" & done
-wait
+stops=()
+for i in $(seq 1 "$pods"); do stop_pod "dn-$i" & stops+=($!); done
+wait "${stops[@]}"
