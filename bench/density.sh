@@ -12,7 +12,8 @@
 # shims, QEMUs and virtiofsds (/proc/PID/smaps_rollup, so memory the pods
 # share, such as the kernel image mapping and QEMU's libraries, is split
 # between them), the drop of MemAvailable since the start, and the load
-# average. When the last pod is up it waits S seconds (default 10), asks
+# average (on a shared machine MemAvailable also moves with other work,
+# so early samples can even show a rise). When the last pod is up it waits S seconds (default 10), asks
 # every pod to answer exec again, and reports: pods up, pods answering,
 # time per start as the count grew, PSS per pod, and what 20 GiB would hold
 # at the measured per-pod cost (an extrapolation from the marginal cost of
@@ -104,7 +105,7 @@ for i in $(seq 1 "$pods"); do
     avail=$(mem_avail_kib)
     load=$(cut -d' ' -f1 /proc/loadavg)
     echo "$i $total $((avail0 - avail)) $load" >> "$W/samples"
-    log "pod $i up in $((t1 - t0)) ms; $i pods: PSS $((total / 1024)) MiB ($((total / i / 1024)) MiB/pod), MemAvailable -$(((avail0 - avail) / 1024)) MiB, load $load"
+    log "pod $i up in $((t1 - t0)) ms; $i pods: PSS $((total / 1024)) MiB ($((total / i / 1024)) MiB/pod), MemAvailable drop $(((avail0 - avail) / 1024)) MiB, load $load"
   fi
 done
 log "stopped adding pods: $stop_reason"
