@@ -50,7 +50,7 @@ TEST(QemuCmdline, MicrovmTcgSerialWithVirtioFs) {
        "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1",
        "-m", "256M", "-object", "memory-backend-memfd,id=mem,size=256M,share=on"},
       kTail,
-      {"-device", "virtio-serial-device",
+      {"-device", "virtio-serial-device,max_ports=2",
        "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
        "-device", "virtserialport,chardev=agent,name=cask.agent",
        "-chardev", "socket,id=virtiofs,path=/run/cask/sb1/virtiofsd.sock",
@@ -70,7 +70,7 @@ TEST(QemuCmdline, MicrovmWithoutVirtioFsHasNoSharedMemory) {
        "-global", "virtio-mmio.force-legacy=false",
        "-accel", "tcg", "-cpu", "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", "-smp", "1", "-m", "256M"},
       kTail,
-      {"-device", "virtio-serial-device",
+      {"-device", "virtio-serial-device,max_ports=2",
        "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
        "-device", "virtserialport,chardev=agent,name=cask.agent",
        "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
@@ -147,7 +147,7 @@ TEST(QemuCmdline, PcTcgSerialWithoutVirtioFs) {
       "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
       "-chardev", "socket,id=console,fd=4", "-serial", "chardev:console",
       "-kernel", "/k/vmlinux", "-initrd", "/k/initrd.img", "-append", "console=ttyS0 panic=-1",
-      "-device", "virtio-serial-pci",
+      "-device", "virtio-serial-pci,max_ports=2",
       "-chardev", "socket,id=agent,path=/run/cask/sb1/agent.sock,server=on,wait=off",
       "-device", "virtserialport,chardev=agent,name=cask.agent",
       "-chardev", "socket,id=qmp,path=/run/cask/sb1/qmp.sock,server=on,wait=off",
@@ -162,7 +162,7 @@ TEST(QemuCmdline, MicrovmVsockUsesMmioDevice) {
   auto argv = BuildQemuArgv(c);
   auto it = std::find(argv.begin(), argv.end(), "vhost-vsock-device,guest-cid=7");
   EXPECT_NE(it, argv.end());
-  EXPECT_EQ(std::find(argv.begin(), argv.end(), "virtio-serial-device"), argv.end());
+  for (const auto& a : argv) EXPECT_EQ(a.find("virtio-serial"), std::string::npos) << a;
 }
 
 TEST(QemuCmdline, CommasInPathsAreEscaped) {
