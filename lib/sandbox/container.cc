@@ -157,7 +157,7 @@ Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<Sandbox> sa
 Status Container::Build(bool& guest_created) {
   const std::string& id = opts_.id;
   if (!opts_.rootfs_mounts.empty()) {
-    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(opts_.rootfs_mounts, opts_.rootfs_dir).Context("mount rootfs"));
+    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(sandbox_->mounts(), opts_.rootfs_mounts, opts_.rootfs_dir).Context("mount rootfs"));
   }
   // ShareRootfs is all or nothing; from its success on, UnshareRootfs undoes
   // both shares. The rootfs is shared writable even when root.readonly is

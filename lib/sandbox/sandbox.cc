@@ -69,7 +69,10 @@ bool HasOption(const oci::Mount& m, std::string_view opt) {
 }  // namespace
 
 Sandbox::Sandbox(SandboxOptions& opts)
-    : id_(opts.id), config_(opts.config), log_(opts.logger.With("sandbox", opts.id)) {}
+    : id_(opts.id),
+      config_(opts.config),
+      log_(opts.logger.With("sandbox", opts.id)),
+      mounts_(opts.mounts ? opts.mounts : RealHostMounts()) {}
 
 Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxOptions opts) {
   CASK_TRY(oci::ValidateId("sandbox id", opts.id));
@@ -103,7 +106,7 @@ Status Sandbox::Boot(SandboxOptions& opts) {
       return Error::Sys(errno, "mkdir " + dir_);
     }
     dir_created_ = true;
-    CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
+    CASK_ASSIGN_OR_RETURN(shared_, mounts_->CreateShare(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
                                        .Context("prepare the shared directory"));
   }
 

@@ -242,7 +242,7 @@ class PodVmTest : public ::testing::Test {
 
   const VmOptions vm_opts_;
   std::string dir_, rootfs_;
-  std::unique_ptr<sandbox::Sandbox> sb_;
+  std::shared_ptr<sandbox::Sandbox> sb_;  // shared: a sandbox::Container holds it too
   pid_t vmm_pid_ = -1;
 };
 #endif  // CASK_E2E_DIR
