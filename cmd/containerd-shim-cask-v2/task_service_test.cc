@@ -457,7 +457,7 @@ TEST_F(TaskServiceTest, OomKillIsPublishedBeforeTheExit) {
   }
   ASSERT_TRUE(svc_->Kill("o1", "", 9, false).ok());
   ASSERT_TRUE(svc_->Wait("o1", "").ok());
-  // Delete joins the exit watcher: TaskExit is out when it returns.
+  // Delete waits for the exit delivery: TaskExit is out when it returns.
   ASSERT_TRUE(svc_->Delete("o1", "").ok());
   auto t = Topics();
   auto oom = std::find(t.begin(), t.end(), "/tasks/oom");

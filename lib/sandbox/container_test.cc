@@ -1,5 +1,5 @@
 // Container against the shared fake VM (fake_vm_for_test.h): creation
-// order, unwinding after a failure at each step, the exit watcher, the
+// order, unwinding after a failure at each step, the exit delivery, the
 // guest-independent teardown, and GuestDeadline. The Container cases run
 // with the recording mounts of fake_mounts_for_test.h (no root needed) and
 // with the kernel's (as root).
