@@ -157,7 +157,8 @@ Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<Sandbox> sa
 Status Container::Build(bool& guest_created) {
   const std::string& id = opts_.id;
   if (!opts_.rootfs_mounts.empty()) {
-    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(sandbox_->mounts(), opts_.rootfs_mounts, opts_.rootfs_dir).Context("mount rootfs"));
+    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(sandbox_->mounts(), opts_.rootfs_mounts, opts_.rootfs_dir)
+                                       .Context("mount rootfs"));
   }
   // ShareRootfs is all or nothing; from its success on, UnshareRootfs undoes
   // both shares. The rootfs is shared writable even when root.readonly is
@@ -179,8 +180,8 @@ Status Container::Build(bool& guest_created) {
 }
 
 Container::~Container() {
-  // Reverse order of creation. Each process's exit delivery and pump end once the
-  // process exited or the agent closed (see the header's contract).
+  // Reverse order of creation. Each process's exit delivery and pump end
+  // once the process exited or the agent closed (see the header's contract).
   std::vector<std::shared_ptr<Process>> all = Execs();
   all.push_back(init_);
   if (guest_created_ && !guest_removed_ && !sandbox_->agent().closed()) {
@@ -237,22 +238,24 @@ Status Container::Attach(const std::shared_ptr<Process>& p, ProcessIoFds io) {
   // which waits for the delivery) outlive the watch: raw pointers suffice.
   Process* raw = p.get();
   p->pump_->WatchExit({opts_.drain_after_exit, opts_.drain_after_loss},
-                      [this, raw](Result<ProcessExit> r, bool drained) { DeliverExit(*raw, std::move(r), drained); });
+                      [this, raw](ProcessIoPump::ExitReport rep) { DeliverExit(*raw, std::move(rep)); });
   return Ok();
 }
 
-void Container::DeliverExit(Process& proc, Result<ProcessExit> r, bool drained) {
+void Container::DeliverExit(Process& proc, ProcessIoPump::ExitReport rep) {
   Process* p = &proc;
+  const Result<ProcessExit>& r = rep.exit;
+  const bool drained = rep.drained;
   ExitInfo e;
   if (r.ok()) {
     e.status = static_cast<uint32_t>(r->status);
     // The host's clock, never the guest's (which drifts, and is the
     // guest's to set): an exit is never stamped before its start.
-    e.exited_at = std::max(SysClock::now(), p->started_at());
+    e.exited_at = std::max(rep.seen_at, p->started_at());
   } else {
     // The VM (or the agent) is gone: the exit is lost.
     e.status = vm_killed_.load() ? kKilledExitStatus : kLostExitStatus;
-    e.exited_at = SysClock::now();
+    e.exited_at = rep.seen_at;
     log_.Warn("lost the exit of a process",
               {{"exec_id", p->exec_id()}, {"error", r.error().Bounded(512).ToString()}});
   }

@@ -242,7 +242,7 @@ class Container {
   // Starts the pump on `io` and the exit watch of `p`, now in the guest.
   Status Attach(const std::shared_ptr<Process>& p, ProcessIoFds io);
   // The exit watch's end (on the stdio exit thread).
-  void DeliverExit(Process& p, Result<ProcessExit> r, bool drained);
+  void DeliverExit(Process& p, ProcessIoPump::ExitReport rep);
   // Waits for the exit delivery and stops the pump of `p` (see the
   // destructor).
   void Release(Process& p);

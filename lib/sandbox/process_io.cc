@@ -101,8 +101,9 @@ struct ProcessIoPump::State {
   enum class ExitPhase { kNone, kWaiting, kDraining, kDelivered };
   ExitPhase exit_phase GUARDED_BY(dmu) = ExitPhase::kNone;
   ProcessIoPump::ExitWatch exit_opts GUARDED_BY(dmu);
-  std::function<void(Result<ProcessExit>, bool)> exit_fn GUARDED_BY(dmu);
+  ProcessIoPump::ExitFn exit_fn GUARDED_BY(dmu);
   std::optional<Result<ProcessExit>> exit_result GUARDED_BY(dmu);
+  std::chrono::system_clock::time_point exit_seen_at GUARDED_BY(dmu);
   // An agent without the event stream: a thread blocked in WaitProcess
   // (the legacy case, a thread per process) leaves its answer here.
   std::optional<Result<ProcessExit>> legacy_exit GUARDED_BY(dmu);
@@ -147,9 +148,10 @@ struct ProcessIoLoop::Impl {
   // Exits ready to deliver, in order, and the exit thread's state.
   struct ExitItem {
     uint64_t id = 0;
-    std::function<void(Result<ProcessExit>, bool)> fn;
+    ProcessIoPump::ExitFn fn;
     std::optional<Result<ProcessExit>> result;
     bool drained = false;
+    std::chrono::system_clock::time_point seen_at;
   };
   std::condition_variable_any exit_cv;  // exit_queue or delivering changed
   std::deque<ExitItem> exit_queue GUARDED_BY(mu);
@@ -186,8 +188,9 @@ struct ProcessIoLoop::Impl {
   void ArmTimer();
   // Hands the exit of `s` to the exit thread (the caller moved the phase to
   // delivered under dmu and took fn and result).
-  void Deliver(ProcessIoPump::State& s, std::function<void(Result<ProcessExit>, bool)> fn,
-               std::optional<Result<ProcessExit>> result, bool drained) EXCLUDES(mu);
+  void Deliver(ProcessIoPump::State& s, ProcessIoPump::ExitFn fn,
+               std::optional<Result<ProcessExit>> result, bool drained,
+               std::chrono::system_clock::time_point seen_at) EXCLUDES(mu);
   void RunExits();
   void AddStats(uint64_t out, uint64_t discarded, uint64_t full, uint64_t in) EXCLUDES(mu) {
     MutexLock l(mu);
@@ -437,8 +440,9 @@ void ProcessIoLoop::Impl::FinishOutput(ProcessIoPump::State& s, int i, std::opti
 void ProcessIoLoop::Impl::CheckDrained(ProcessIoPump::State& s) {
   std::vector<std::function<void(const Status&)>> fns;
   Status st;
-  std::function<void(Result<ProcessExit>, bool)> exit_fn;
+  ProcessIoPump::ExitFn exit_fn;
   std::optional<Result<ProcessExit>> exit_result;
+  std::chrono::system_clock::time_point seen_at;
   {
     MutexLock l(s.dmu);
     if (s.drained || !s.out[0].done.load() || !s.out[1].done.load()) return;
@@ -450,10 +454,11 @@ void ProcessIoLoop::Impl::CheckDrained(ProcessIoPump::State& s) {
       s.exit_phase = ProcessIoPump::State::ExitPhase::kDelivered;
       exit_fn = std::move(s.exit_fn);
       exit_result = std::move(s.exit_result);
+      seen_at = s.exit_seen_at;
     }
   }
   for (auto& fn : fns) fn(st);
-  if (exit_fn) Deliver(s, std::move(exit_fn), std::move(exit_result), /*drained=*/true);
+  if (exit_fn) Deliver(s, std::move(exit_fn), std::move(exit_result), /*drained=*/true, seen_at);
 }
 
 void ProcessIoLoop::Impl::ServeExit(const StatePtr& sp) {
@@ -493,13 +498,17 @@ void ProcessIoLoop::Impl::ServeExit(const StatePtr& sp) {
       got = Result<ProcessExit>(std::move(r).error());
     }
   }
-  std::function<void(Result<ProcessExit>, bool)> fn;
+  ProcessIoPump::ExitFn fn;
   std::optional<Result<ProcessExit>> result;
   bool drained = false;
+  // The host's clock when the host learned of the exit (not after the
+  // drain): the time an exit is stamped with.
+  const auto seen_at = std::chrono::system_clock::now();
   {
     MutexLock l(s.dmu);
     if (s.exit_phase != Phase::kWaiting) return;
     const bool lost = !got->ok();
+    s.exit_seen_at = seen_at;
     if (!s.drained) {
       // Wait for the output, at most the drain deadline (the timerfd).
       s.exit_phase = Phase::kDraining;
@@ -513,7 +522,7 @@ void ProcessIoLoop::Impl::ServeExit(const StatePtr& sp) {
     }
   }
   if (fn) {
-    Deliver(s, std::move(fn), std::move(result), drained);
+    Deliver(s, std::move(fn), std::move(result), drained, seen_at);
   } else {
     ArmTimer();
   }
@@ -546,29 +555,32 @@ void ProcessIoLoop::Impl::OnTimer() {
       if (it == pumps.end()) continue;
       sp = it->second;
     }
-    std::function<void(Result<ProcessExit>, bool)> fn;
+    ProcessIoPump::ExitFn fn;
     std::optional<Result<ProcessExit>> result;
+    std::chrono::system_clock::time_point seen_at;
     {
       MutexLock l(sp->dmu);
       if (sp->exit_phase != Phase::kDraining) continue;  // drained meanwhile
       sp->exit_phase = Phase::kDelivered;
       fn = std::move(sp->exit_fn);
       result = std::move(sp->exit_result);
+      seen_at = sp->exit_seen_at;
     }
     {
       MutexLock l(mu);
       ++stats.drain_timeouts;
     }
-    Deliver(*sp, std::move(fn), std::move(result), /*drained=*/false);
+    Deliver(*sp, std::move(fn), std::move(result), /*drained=*/false, seen_at);
   }
   ArmTimer();
 }
 
-void ProcessIoLoop::Impl::Deliver(ProcessIoPump::State& s, std::function<void(Result<ProcessExit>, bool)> fn,
-                                  std::optional<Result<ProcessExit>> result, bool drained) {
+void ProcessIoLoop::Impl::Deliver(ProcessIoPump::State& s, ProcessIoPump::ExitFn fn,
+                                  std::optional<Result<ProcessExit>> result, bool drained,
+                                  std::chrono::system_clock::time_point seen_at) {
   MutexLock l(mu);
   if (s.removed.load() || stopping) return;  // the pump is gone: nobody to tell
-  exit_queue.push_back(ExitItem{s.id, std::move(fn), std::move(result), drained});
+  exit_queue.push_back(ExitItem{s.id, std::move(fn), std::move(result), drained, seen_at});
   exit_cv.notify_all();
 }
 
@@ -585,7 +597,7 @@ void ProcessIoLoop::Impl::RunExits() {
     delivering = item.id;
     ++stats.exits;
     mu.unlock();
-    item.fn(std::move(*item.result), item.drained);
+    item.fn(ProcessIoPump::ExitReport{std::move(*item.result), item.drained, item.seen_at});
     item.fn = nullptr;  // whatever it holds goes before the pump may
     mu.lock();
     delivering = 0;
@@ -847,7 +859,7 @@ bool ProcessIoPump::WaitDrainedFor(std::chrono::milliseconds timeout) {
   });
 }
 
-void ProcessIoPump::WatchExit(ExitWatch w, std::function<void(Result<ProcessExit>, bool drained)> fn) {
+void ProcessIoPump::WatchExit(ExitWatch w, ExitFn fn) {
   {
     MutexLock l(state_->dmu);
     if (state_->exit_phase != State::ExitPhase::kNone) return;  // once

@@ -168,11 +168,17 @@ class ProcessIoPump {
     std::chrono::milliseconds drain_after_exit{10'000};
     std::chrono::milliseconds drain_after_loss{1'000};
   };
+  struct ExitReport {
+    Result<ProcessExit> exit;  // the agent's, or why it is lost (UNAVAILABLE, NOT_FOUND)
+    bool drained = false;      // the output drained before it was handed on
+    // The host's clock when the loop learned of the exit (or its loss),
+    // before any drain wait.
+    std::chrono::system_clock::time_point seen_at;
+  };
+  using ExitFn = std::function<void(ExitReport)>;
   // Watches the process's exit (see the file comment): `fn` runs once, on
-  // the loop's exit thread, with the agent's exit or why it is lost
-  // (UNAVAILABLE, NOT_FOUND), and whether the output drained before it. A
-  // second call is ignored.
-  void WatchExit(ExitWatch w, std::function<void(Result<ProcessExit> exit, bool drained)> fn);
+  // the loop's exit thread. A second call is ignored.
+  void WatchExit(ExitWatch w, ExitFn fn);
 
   // Stops copying stdin now (does not send CloseStdin). Idempotent.
   void StopStdin();

@@ -559,9 +559,10 @@ struct ExitSeen {
   bool drained = false;
   std::string out_at_exit;  // what the host reader had at that moment
   std::thread::id thread;
+  std::chrono::system_clock::time_point seen_at;
 
-  std::function<void(Result<ProcessExit>, bool)> Fn(int out_fd = -1) {
-    return [this, out_fd](Result<ProcessExit> r, bool d) {
+  ProcessIoPump::ExitFn Fn(int out_fd = -1) {
+    return [this, out_fd](ProcessIoPump::ExitReport rep) {
       std::string s;
       if (out_fd >= 0) {
         char buf[4096];
@@ -576,8 +577,9 @@ struct ExitSeen {
       }
       std::lock_guard<std::mutex> l(mu);
       ++calls;
-      exit = std::move(r);
-      drained = d;
+      exit = std::move(rep.exit);
+      drained = rep.drained;
+      seen_at = rep.seen_at;
       out_at_exit = s;
       thread = std::this_thread::get_id();
       cv.notify_all();
@@ -601,6 +603,7 @@ TEST(ProcessIoLoopTest, AnExitIsHandedOnOnlyAfterTheOutputDrained) {
   ASSERT_TRUE(pump.ok());
   ExitSeen seen;
   (*pump)->WatchExit({}, seen.Fn(out_r));
+  const auto t0 = std::chrono::system_clock::now();
   pb::GetEventsResponse b;
   testing::AddOutput(b, "c1", "e1", pb::STDOUT, "before exit ", false);
   testing::AddOutput(b, "c1", "e1", pb::STDERR, "", true);
@@ -619,6 +622,9 @@ TEST(ProcessIoLoopTest, AnExitIsHandedOnOnlyAfterTheOutputDrained) {
   EXPECT_TRUE(seen.drained);
   EXPECT_EQ(seen.out_at_exit, "before exit and after\n");
   EXPECT_NE(seen.thread, std::this_thread::get_id());
+  // Stamped with the host's clock, within the test's run of it.
+  EXPECT_GE(seen.seen_at, t0);
+  EXPECT_LE(seen.seen_at, std::chrono::system_clock::now());
   EXPECT_EQ(f.loop->stats().exits, 1u);
   EXPECT_EQ(f.loop->stats().drain_timeouts, 0u);
 }
