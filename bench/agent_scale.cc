@@ -3,10 +3,12 @@
 //
 // Boots one pod VM (real QEMU, the build's guest assets), starts a container,
 // then adds processes in steps up to --max (default 300). Every process has
-// stdin, stdout and stderr pumped through host pipes by a ProcessIoPump, as
-// the shim's are, and stays blocked reading stdin. After each step it prints
-// the threads and RSS of this process (the host client: AgentClient and the
-// pumps) and of the guest agent (which reports its own /proc/self/status in
+// stdin, stdout and stderr through host pipes, started as an exec of a
+// sandbox::Container (its pump on the sandbox's stdio loop, its exit
+// delivered by the Container), as the shim's are, and stays blocked
+// reading stdin. After each step it prints
+// the threads and RSS of this process (the host side: AgentClient, stdio
+// loop, Container) and of the guest agent (which reports its own /proc/self/status in
 // Check), then the cost per live process between the first and last step.
 //
 //   agent_scale --guest build/guest --make-rootfs tests/e2e/make-rootfs.sh [--max 300] [--step 100]
@@ -25,6 +27,7 @@
 #include "lib/base/fs.h"
 #include "lib/base/process.h"
 #include "lib/oci/parse.h"
+#include "lib/sandbox/container.h"
 #include "lib/sandbox/sandbox.h"
 #include "lib/sandbox/shared_dir.h"
 #include "tests/e2e/scale_helpers.h"
@@ -70,30 +73,37 @@ int Run(const std::string& guest, const std::string& make_rootfs, int max, int s
     o.config.hypervisor.memory_mib = 512;
     o.config.runtime.state_dir = dir + "/state";
     o.config.agent.connect_timeout_ms = 240'000;
-    auto sb = sandbox::Sandbox::Create(std::move(o));
-    if (!sb.ok()) return Fail("sandbox", sb.error());
-    sandbox::AgentClient& agent = (*sb)->agent();
+    auto created = sandbox::Sandbox::Create(std::move(o));
+    if (!created.ok()) return Fail("sandbox", created.error());
+    std::shared_ptr<sandbox::Sandbox> sb = std::move(*created);
+    sandbox::AgentClient& agent = sb->agent();
 
     std::vector<Row> rows;
-    std::vector<e2e::LiveProcess> live;
+    std::unique_ptr<sandbox::Container> c1;
+    std::vector<e2e::LiveExec> live;
     auto measure = [&]() -> Status {
       CASK_ASSIGN_OR_RETURN(auto info, agent.Check());
       rows.push_back(Row{static_cast<int>(live.size()), e2e::Usage(), info.agent_threads, info.agent_rss_bytes});
       return Ok();
     };
     auto body = [&]() -> Status {
-      CASK_ASSIGN_OR_RETURN(std::string guest_rootfs, (*sb)->ShareRootfs("c1", rootfs));
-      CASK_ASSIGN_OR_RETURN(oci::Spec spec, (*sb)->ShareMounts("c1", oci::DefaultSpec({"sleep", "100000"}, false)));
-      CASK_TRY(AsStatus(agent.CreateContainer("c1", spec, guest_rootfs, false)));
-      CASK_TRY(AsStatus(agent.StartContainer("c1")));
+      // The container and its execs through sandbox::Container, as the
+      // shim and `cask-runtime run` drive them: its stdio pumps and exit
+      // delivery are part of what is measured.
+      sandbox::ContainerOptions co;
+      co.id = "c1";
+      co.spec = oci::DefaultSpec({"sleep", "100000"}, false);
+      co.rootfs_dir = rootfs;
+      CASK_ASSIGN_OR_RETURN(c1, sandbox::Container::Create(sb, std::move(co)));
+      CASK_TRY(AsStatus(c1->Start(*c1->init(), {})));
       CASK_TRY(measure());
       while (static_cast<int>(live.size()) < max) {
         const size_t first = live.size();
         const int target = std::min(max, static_cast<int>(live.size()) + step);
         while (static_cast<int>(live.size()) < target) {
-          CASK_ASSIGN_OR_RETURN(auto lp, e2e::StartLive(**sb, "c1", "e" + std::to_string(live.size()),
-                                                        {"sh", "-c", "echo ready; read line"}));
-          live.push_back(std::move(lp));
+          CASK_ASSIGN_OR_RETURN(auto le, e2e::StartLiveExec(*c1, "e" + std::to_string(live.size()),
+                                                            {"sh", "-c", "echo ready; read line"}));
+          live.push_back(std::move(le));
         }
         // Measure once every new process is up and its output came through.
         for (size_t i = first; i < live.size(); ++i)
@@ -101,17 +111,21 @@ int Run(const std::string& guest, const std::string& make_rootfs, int max, int s
             return Error::Internal(live[i].exec_id + " did not say ready");
         CASK_TRY(measure());
       }
-      for (auto& lp : live) lp.stdin_w.Reset();  // EOF: every `read` returns, the shells exit
-      for (auto& lp : live) {
-        CASK_TRY(AsStatus(agent.WaitProcess("c1", lp.exec_id)));
-        lp.pump->WaitDrainedFor(std::chrono::seconds(60));
+      for (auto& le : live) le.stdin_w.Reset();  // EOF: every `read` returns, the shells exit
+      for (auto& le : live) {
+        if (!le.proc->WaitExitFor(std::chrono::seconds(60)))
+          return Error::DeadlineExceeded(le.exec_id + " did not exit");
+        CASK_TRY(c1->RemoveExec(le.exec_id, std::chrono::seconds(60)));
       }
       live.clear();
-      CASK_TRY(agent.RemoveContainer("c1", true));
+      CASK_TRY(c1->Remove(std::chrono::seconds(60)));
+      c1.reset();
       return Ok();
     };
     Status st = body();
     if (!st.ok()) rc = Fail("run", st.error());
+    live.clear();
+    c1.reset();
 
     std::printf("%8s %14s %14s %14s %14s\n", "live", "host threads", "host RSS MiB", "agent threads", "agent RSS MiB");
     for (const Row& r : rows)
@@ -126,7 +140,7 @@ int Run(const std::string& guest, const std::string& make_rootfs, int max, int s
                   (double(b.agent_threads) - double(a.agent_threads)) / n,
                   (double(b.agent_rss) - double(a.agent_rss)) / 1024.0 / n);
     }
-    if (Status d = (*sb)->Destroy(); !d.ok()) rc = Fail("destroy", d.error());
+    if (Status d = sb->Destroy(); !d.ok()) rc = Fail("destroy", d.error());
   }
   if (auto m = sandbox::LiveMountPointsUnder(dir); m.ok() && m->empty()) (void)sandbox::RemoveTreeNoMounts(dir);
   return rc;

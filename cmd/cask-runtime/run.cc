@@ -270,7 +270,7 @@ Result<int> RunSession::StartAndWait(const oci::Process& proc, bool tty) {
   // A signal that arrived between boot and start is delivered now.
   if (int sig = target_.cancel_signal.load()) (void)init->Signal(sig);
 
-  // The exit watcher has waited for the output to drain (kDrainTimeout).
+  // The exit was recorded only after the output drained (kDrainTimeout).
   sandbox::ExitInfo exit = init->WaitExit();
   t_exited_ = Clock::now();
   if (exit.status == sandbox::kLostExitStatus && sandbox_->VmExited())

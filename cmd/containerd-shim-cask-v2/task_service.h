@@ -7,7 +7,7 @@
 // sandbox, or a standalone container) boots a sandbox::Sandbox (one VM);
 // the pod's other containers join it. Each task is a sandbox::Container
 // (lib/sandbox/container.h), which owns the rootfs mount, the share, the
-// guest container and each process with its pump, exit watcher and state;
+// guest container and each process with its pump, exit watch and state;
 // this service keeps the bookkeeping (bundles, stdio paths, which tasks
 // exist) and turns lifecycle facts into containerd events. The VM is
 // destroyed when the last container is deleted.
@@ -214,6 +214,9 @@ class TaskService {
   // The pid containerd sees for `p`: the VMM's for an init, the guest's
   // for an exec.
   uint32_t ReportedPid(const sandbox::Process& p) EXCLUDES(mu_);
+  // OnExit and BeforeExit run on the pod's stdio exit thread (one per pod,
+  // lib/sandbox/process_io.h), one exit after another, with no lock of the
+  // Container or of this service held on entry.
   void OnExit(const sandbox::Process& p, const sandbox::ExitInfo& e) EXCLUDES(event_mu_, mu_);
   void WatchOom(std::shared_ptr<sandbox::Sandbox> vm);
   // Destroys the VM without the guest's help (see the class comment). Takes

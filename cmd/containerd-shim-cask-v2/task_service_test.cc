@@ -1,6 +1,9 @@
 // TaskService against a fake hypervisor whose "VM" is a FakeAgent on a
 // socketpair (no QEMU): lifecycle, Wait before Start with several waiters,
 // precise state errors, event order, exec, config errors before any VM.
+// The host mounts are the recording ones of fake_mounts_for_test.h, so the
+// suite needs no root (the kernel's mounts are tested in lib/sandbox and
+// end to end).
 #include "cmd/containerd-shim-cask-v2/task_service.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +22,7 @@
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/oci/parse.h"
+#include "lib/sandbox/fake_mounts_for_test.h"
 #include "lib/sandbox/fake_vm_for_test.h"
 #include "lib/sandbox/pod_shm.h"
 #include "lib/sandbox/sandbox.h"
@@ -75,7 +79,6 @@ size_t Rss() {
 class TaskServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (rootfs bind mounts)";
     char tmpl[] = "/tmp/cask-task-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
@@ -88,6 +91,7 @@ class TaskServiceTest : public ::testing::Test {
     };
     d.create_sandbox = [this](sandbox::SandboxOptions o) {
       o.hypervisor = std::make_unique<FakeHypervisor>(world_);
+      o.mounts = mounts_;
       return sandbox::Sandbox::Create(std::move(o));
     };
     d.load_config = [this](const std::string& path) -> Result<config::Config> {
@@ -103,6 +107,7 @@ class TaskServiceTest : public ::testing::Test {
   void TearDown() override {
     if (root_.empty()) return;
     svc_.reset();
+    EXPECT_EQ(mounts_->active(), 0u) << "a bind or rootfs mount was left";
     (void)sandbox::UnmountAllUnder(root_);
     ASSERT_TRUE(sandbox::RemoveTreeNoMounts(root_).ok());
   }
@@ -162,6 +167,7 @@ class TaskServiceTest : public ::testing::Test {
 
   std::string root_;
   FakeWorld world_;
+  std::shared_ptr<sandbox::testing::FakeHostMounts> mounts_ = std::make_shared<sandbox::testing::FakeHostMounts>();
   std::mutex ev_mu_;
   std::vector<std::string> topics_;
   std::unique_ptr<TaskService> svc_;
@@ -451,7 +457,7 @@ TEST_F(TaskServiceTest, OomKillIsPublishedBeforeTheExit) {
   }
   ASSERT_TRUE(svc_->Kill("o1", "", 9, false).ok());
   ASSERT_TRUE(svc_->Wait("o1", "").ok());
-  // Delete joins the exit watcher: TaskExit is out when it returns.
+  // Delete waits for the exit delivery: TaskExit is out when it returns.
   ASSERT_TRUE(svc_->Delete("o1", "").ok());
   auto t = Topics();
   auto oom = std::find(t.begin(), t.end(), "/tasks/oom");

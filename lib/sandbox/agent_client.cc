@@ -359,6 +359,8 @@ void AgentClient::EventLoop() {
       Key key{x.container_id(), x.exec_id()};
       ProcessExit e{x.exit_status(), x.exited_at_ns()};
       ++ev.stats.exits;
+      // Exit listeners (process_io.h) hear of it with the output.
+      if (changed.empty() || changed.back() != key) changed.push_back(key);
       auto it = ev.procs.find(key);
       if (it != ev.procs.end() && !it->second.removed) {
         it->second.exit = e;
@@ -602,6 +604,25 @@ Result<ProcessExit> AgentClient::WaitProcess(const std::string& container_id, co
   req.set_exec_id(exec_id);
   CASK_ASSIGN_OR_RETURN(auto r, Invoke<pb::WaitProcessResponse>(*client_, "WaitProcess", req, std::nullopt));
   return ProcessExit{r.exit_status(), r.exited_at_ns()};
+}
+
+Result<std::optional<ProcessExit>> AgentClient::TryWaitProcess(const std::string& container_id,
+                                                              const std::string& exec_id) {
+  EnsureEvents();
+  Events& ev = *events_;
+  const Key key{container_id, exec_id};
+  MutexLock lock(ev.mu);
+  if (ev.legacy) return Error::Unimplemented("agent WaitProcess: the agent has no event stream");
+  auto it = ev.procs.find(key);
+  if (it != ev.procs.end() && it->second.exit) return std::optional<ProcessExit>(*it->second.exit);
+  auto u = ev.unclaimed.find(key);
+  if (u != ev.unclaimed.end()) return std::optional<ProcessExit>(u->second);
+  if (ev.closed) return ClosedError("agent WaitProcess");
+  if (!ev.mode_known) return std::optional<ProcessExit>();
+  if (it == ev.procs.end())
+    return Error::NotFound("agent WaitProcess: process " + exec_id + " of container " + container_id +
+                           " is not known");
+  return std::optional<ProcessExit>();
 }
 
 Result<std::vector<uint32_t>> AgentClient::ListProcesses(const std::string& container_id) {

@@ -204,6 +204,12 @@ class AgentClient {
   // Blocks until the process's exit arrives; NOT_FOUND if this client did
   // not create it (and no exit of it is kept) or it was removed meanwhile.
   Result<ProcessExit> WaitProcess(const std::string& container_id, const std::string& exec_id);
+  // Non-blocking WaitProcess: the exit if it arrived, nullopt while it may
+  // still come (the output listener is called when it does, or when
+  // anything may have changed); UNAVAILABLE, NOT_FOUND as WaitProcess;
+  // UNIMPLEMENTED against an agent without the event stream (use
+  // WaitProcess then).
+  Result<std::optional<ProcessExit>> TryWaitProcess(const std::string& container_id, const std::string& exec_id);
   Result<std::vector<uint32_t>> ListProcesses(const std::string& container_id);
   // Forgets a stopped exec in the guest (see RemoveProcess in agent.proto).
   Status RemoveProcess(const std::string& container_id, const std::string& exec_id);
@@ -229,7 +235,7 @@ class AgentClient {
   Result<StreamChunk> TryReadOutput(const std::string& container_id, const std::string& exec_id, int stream,
                                     size_t max_len);
   // Called on the client's event thread, with no client lock held, after
-  // output or EOF of the listed processes arrived; an empty list means
+  // output, EOF or the exit of the listed processes arrived; an empty list means
   // "anything may have changed" (the connection closed, the event stream
   // started or fell back to the legacy calls, a process was forgotten).
   // Must not block. Replaces an earlier listener; an empty function clears

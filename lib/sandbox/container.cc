@@ -32,10 +32,34 @@ void Process::MarkStarted() {
   if (!started_at_) started_at_ = std::chrono::system_clock::now();
 }
 
-Process::~Process() {
-  // The Container joins the watcher before it lets go of a process; a
-  // joinable thread here would terminate the shim.
-  if (watcher_.joinable()) watcher_.detach();
+// The Container waits for the exit delivery and destroys the pump before
+// it lets go of a process.
+Process::~Process() = default;
+
+bool Process::watched() const {
+  MutexLock l(mu_);
+  return watched_;
+}
+
+void Process::MarkWatched() {
+  MutexLock l(mu_);
+  watched_ = true;
+}
+
+void Process::MarkDelivered() {
+  {
+    MutexLock l(mu_);
+    delivered_ = true;
+  }
+  exit_cv_.notify_all();
+}
+
+void Process::WaitDelivered() const {
+  MutexLock l(mu_);
+  exit_cv_.wait(mu_, [&] {
+    mu_.AssertHeld();
+    return !watched_ || delivered_;
+  });
 }
 
 bool Process::stdin_pumped() const {
@@ -133,7 +157,8 @@ Result<std::unique_ptr<Container>> Container::Create(std::shared_ptr<Sandbox> sa
 Status Container::Build(bool& guest_created) {
   const std::string& id = opts_.id;
   if (!opts_.rootfs_mounts.empty()) {
-    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(opts_.rootfs_mounts, opts_.rootfs_dir).Context("mount rootfs"));
+    CASK_ASSIGN_OR_RETURN(rootfs_, RootfsMount::Mount(sandbox_->mounts(), opts_.rootfs_mounts, opts_.rootfs_dir)
+                                       .Context("mount rootfs"));
   }
   // ShareRootfs is all or nothing; from its success on, UnshareRootfs undoes
   // both shares. The rootfs is shared writable even when root.readonly is
@@ -155,8 +180,8 @@ Status Container::Build(bool& guest_created) {
 }
 
 Container::~Container() {
-  // Reverse order of creation. Each process's watcher and pump end once the
-  // process exited or the agent closed (see the header's contract).
+  // Reverse order of creation. Each process's exit delivery and pump end
+  // once the process exited or the agent closed (see the header's contract).
   std::vector<std::shared_ptr<Process>> all = Execs();
   all.push_back(init_);
   if (guest_created_ && !guest_removed_ && !sandbox_->agent().closed()) {
@@ -173,7 +198,7 @@ Container::~Container() {
 }
 
 void Container::Release(Process& p) {
-  if (p.watcher_.joinable()) p.watcher_.join();
+  p.WaitDelivered();
   p.pump_.reset();
 }
 
@@ -208,33 +233,43 @@ Status Container::Attach(const std::shared_ptr<Process>& p, ProcessIoFds io) {
     p->stdin_pumped_ = io.stdin_fd.valid();
   }
   CASK_ASSIGN_OR_RETURN(p->pump_, ProcessIoPump::Start(sandbox_->io_loop(), id(), p->exec_id(), std::move(io)));
-  p->watcher_ = std::thread([this, p] { WatchExit(p); });
+  p->MarkWatched();
+  // The pump (owned by p) and p (owned by this Container until Release,
+  // which waits for the delivery) outlive the watch: raw pointers suffice.
+  Process* raw = p.get();
+  p->pump_->WatchExit({opts_.drain_after_exit, opts_.drain_after_loss},
+                      [this, raw](ProcessIoPump::ExitReport rep) { DeliverExit(*raw, std::move(rep)); });
   return Ok();
 }
 
-void Container::WatchExit(std::shared_ptr<Process> p) {
-  auto r = sandbox_->agent().WaitProcess(id(), p->exec_id());
+void Container::DeliverExit(Process& proc, ProcessIoPump::ExitReport rep) {
+  Process* p = &proc;
+  const Result<ProcessExit>& r = rep.exit;
+  const bool drained = rep.drained;
   ExitInfo e;
   if (r.ok()) {
     e.status = static_cast<uint32_t>(r->status);
     // The host's clock, never the guest's (which drifts, and is the
     // guest's to set): an exit is never stamped before its start.
-    e.exited_at = std::max(SysClock::now(), p->started_at());
+    e.exited_at = std::max(rep.seen_at, p->started_at());
   } else {
     // The VM (or the agent) is gone: the exit is lost.
     e.status = vm_killed_.load() ? kKilledExitStatus : kLostExitStatus;
-    e.exited_at = SysClock::now();
+    e.exited_at = rep.seen_at;
     log_.Warn("lost the exit of a process",
               {{"exec_id", p->exec_id()}, {"error", r.error().Bounded(512).ToString()}});
   }
-  // Everything the process wrote reaches the host before the exit does.
-  if (p->pump_ && !p->pump_->WaitDrainedFor(r.ok() ? opts_.drain_after_exit : opts_.drain_after_loss))
-    log_.Warn("output still open after the process exited", {{"exec_id", p->exec_id()}});
+  // Everything the process wrote reached the host before the exit does,
+  // unless the drain deadline passed (the loop's timer).
+  if (!drained) log_.Warn("output still open after the process exited", {{"exec_id", p->exec_id()}});
   // Facts about the exit (an OOM kill) go out before anyone sees the exit.
   if (r.ok() && opts_.before_exit && !p->exit()) opts_.before_exit(*p);
-  if (!p->RecordExit(e)) return;
-  log_.Info("process exited", {{"exec_id", p->exec_id()}, {"exit_status", std::to_string(e.status)}});
-  if (opts_.on_exit) opts_.on_exit(*p, e);
+  if (p->RecordExit(e)) {
+    log_.Info("process exited", {{"exec_id", p->exec_id()}, {"exit_status", std::to_string(e.status)}});
+    if (opts_.on_exit) opts_.on_exit(*p, e);
+  }
+  // Last: Release may let go of the Process and the Container from here on.
+  p->MarkDelivered();
 }
 
 Result<uint32_t> Container::Start(Process& p, ProcessIoFds io) {
@@ -307,7 +342,7 @@ Status Container::Remove(std::chrono::milliseconds timeout) {
   all.push_back(init_);
   for (auto& p : all) {
     // Only processes that live in the guest get an exit.
-    if (!p->watcher_.joinable() && !p->exit()) continue;
+    if (!p->watched() && !p->exit()) continue;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     left = std::max(left, std::chrono::milliseconds(0));
     if (!p->WaitExitFor(left))

@@ -7,19 +7,22 @@
 //   2. the rootfs and host bind sources shared into the VM
 //      (Sandbox::ShareRootfs/ShareMounts);
 //   3. the container in the guest (agent CreateContainer);
-//   4. the init Process: its stdio pump (ProcessIoPump) and exit watcher.
-// The destructor unwinds the same steps in reverse: it joins every exit
-// watcher and stops every pump, removes the guest container if it is still
-// there (when the agent still answers), unshares the rootfs from the VM and
-// unmounts containerd's rootfs.
+//   4. the init Process: its stdio pump (ProcessIoPump) and exit watch.
+// The destructor unwinds the same steps in reverse: it removes the guest
+// container if it is still there (when the agent still answers), waits for
+// every watched exit to be delivered and stops every pump, unshares the
+// rootfs from the VM and unmounts containerd's rootfs.
 //
 // Processes. The init process and every exec are Process objects with one
 // lifecycle (process_state.h: created -> running -> stopped, paused while
 // frozen) changed only through Transition(). Once a process lives in the
-// guest, its exit watcher blocks in WaitProcess; on the exit it waits (at
-// most drain_after_exit) for the output to reach the host fds, calls
+// guest, its exit is watched without a thread of its own: the sandbox's
+// stdio loop (ProcessIoPump::WatchExit) learns of it from the agent's event
+// stream, waits (at most drain_after_exit, a timer of the loop) for the
+// output to reach the host fds, then, on the loop's exit thread, calls
 // ContainerOptions::before_exit, records the exit (waking every WaitExit*)
-// and calls ContainerOptions::on_exit.
+// and calls ContainerOptions::on_exit. Host threads do not grow with
+// processes.
 //
 // Output before exit (the contract the shim's events rely on, whatever
 // moves the bytes): an exit is recorded, and so reported to anyone, only
@@ -36,7 +39,7 @@
 // The guest is not trusted to finish anything: the calls that need it
 // (Start, Signal, Remove, RemoveExec) return DEADLINE_EXCEEDED or
 // UNAVAILABLE when it does not answer or never delivers an exit or EOF; the
-// owner then destroys the VM (closing the agent, so every watcher and pump
+// owner then destroys the VM (closing the agent, so every exit watch and pump
 // ends at once) and destroys the Container. GuestDeadline bounds an agent
 // call that has no deadline of its own.
 //
@@ -44,7 +47,11 @@
 // Container's methods may be called from any thread, but Start, AddExec,
 // RemoveExec, Remove and destruction are expected to be serialised by the
 // owner (the shim's operation lock, or one thread in `cask-runtime run`).
-// on_exit runs on a watcher thread with no Container lock held.
+// before_exit and on_exit run on the sandbox's stdio exit thread (one per
+// sandbox, shared by every process of every container; see process_io.h)
+// with no Container or Process lock held; they may block, which delays the
+// delivery of later exits of the pod, and must not destroy the Container
+// or remove an exec (that waits for the delivery in progress).
 #pragma once
 
 #include <atomic>
@@ -107,6 +114,10 @@ class Process {
   std::optional<ExitInfo> WaitExitFor(std::chrono::milliseconds timeout) const;
   ExitInfo WaitExit() const;
 
+  // True once the process's exit is watched (it lives, or lived, in the
+  // guest).
+  bool watched() const;
+
   // SignalProcess in the guest (`all`: every process of the container, init
   // only). FAILED_PRECONDITION/NOT_FOUND from Transition when stopped or
   // deleted; otherwise the agent's answer, unchanged.
@@ -124,6 +135,11 @@ class Process {
   Result<ProcessState> Apply(ProcessOp op);
   void SetPid(uint32_t pid);
   void MarkStarted();
+  void MarkWatched();
+  // The exit watch finished (before_exit, record, on_exit all done).
+  void MarkDelivered();
+  // Blocks until a watched exit was delivered; at once when not watched.
+  void WaitDelivered() const;
 
   const std::shared_ptr<Sandbox> sandbox_;  // Signal works after the Container is gone
   const std::string container_id_;
@@ -132,17 +148,18 @@ class Process {
 
   mutable Mutex mu_;
   std::optional<std::chrono::system_clock::time_point> started_at_ GUARDED_BY(mu_);
-  mutable std::condition_variable_any exit_cv_;
+  mutable std::condition_variable_any exit_cv_;  // exit_ or delivered_ changed
   ProcessState state_ GUARDED_BY(mu_) = ProcessState::kCreated;
   uint32_t pid_ GUARDED_BY(mu_) = 0;
   std::optional<ExitInfo> exit_ GUARDED_BY(mu_);
   bool stdin_pumped_ GUARDED_BY(mu_) = false;
+  bool watched_ GUARDED_BY(mu_) = false;
+  bool delivered_ GUARDED_BY(mu_) = false;
 
-  // Owned by the Container (set before the watcher starts, released after
-  // it is joined); not guarded.
+  // Owned by the Container (set before the exit is watched, released after
+  // it was delivered); not guarded.
   std::optional<oci::Process> exec_spec_;  // execs, until started
   std::unique_ptr<ProcessIoPump> pump_;
-  std::thread watcher_;
 };
 
 struct ContainerOptions {
@@ -156,13 +173,14 @@ struct ContainerOptions {
   // creates the init without a stdin.
   ProcessIoFds init_io;
   Logger log;
-  // Called once per process when its exit is recorded, on the thread that
-  // recorded it, with no Container or Process lock held.
+  // Called once per process when its exit is recorded, on the sandbox's
+  // stdio exit thread (see the file comment), with no Container or Process
+  // lock held.
   std::function<void(Process&, const ExitInfo&)> on_exit;
   // Called once per process whose exit the guest reported, after its
   // output drained and before the exit is recorded (so before any
-  // WaitExit returns and before on_exit), on the watcher thread with no
-  // lock held: the shim publishes an OOM kill here, ahead of the exit.
+  // WaitExit returns and before on_exit), on the same thread with no lock
+  // held: the shim publishes an OOM kill here, ahead of the exit.
   std::function<void(Process&)> before_exit;
   // How long an exit waits for the process's output to reach the host.
   std::chrono::milliseconds drain_after_exit{10'000};
@@ -193,7 +211,7 @@ class Container {
   Result<std::shared_ptr<Process>> AddExec(const std::string& exec_id, oci::Process spec);
 
   // Starts `p` (created -> running): StartContainer for the init; for an
-  // exec ExecProcess, then its pump on `io` and its exit watcher. Returns
+  // exec ExecProcess, then its pump on `io` and its exit watch. Returns
   // the guest pid. A process that exits at once may already be stopped when
   // this returns. An exec the guest could not run is left created.
   Result<uint32_t> Start(Process& p, ProcessIoFds io);
@@ -209,7 +227,7 @@ class Container {
 
   // Kills the container in the guest (RemoveContainer, force) and waits for
   // every process's exit and output, at most `timeout`. With the agent
-  // closed, only waits (the watchers record lost exits at once).
+  // closed, only waits (lost exits are recorded at once).
   // DEADLINE_EXCEEDED when the guest did not deliver them: destroy the VM,
   // then this Container.
   Status Remove(std::chrono::milliseconds timeout);
@@ -221,10 +239,12 @@ class Container {
  private:
   Container(std::shared_ptr<Sandbox> sandbox, ContainerOptions opts);
   Status Build(bool& guest_created);
-  // Starts the pump on `io` and the exit watcher of `p`, now in the guest.
+  // Starts the pump on `io` and the exit watch of `p`, now in the guest.
   Status Attach(const std::shared_ptr<Process>& p, ProcessIoFds io);
-  void WatchExit(std::shared_ptr<Process> p);
-  // Joins the watcher and stops the pump of `p` (see the destructor).
+  // The exit watch's end (on the stdio exit thread).
+  void DeliverExit(Process& p, ProcessIoPump::ExitReport rep);
+  // Waits for the exit delivery and stops the pump of `p` (see the
+  // destructor).
   void Release(Process& p);
 
   const std::shared_ptr<Sandbox> sandbox_;

@@ -1,6 +1,8 @@
 // Container against the shared fake VM (fake_vm_for_test.h): creation
-// order, unwinding after a failure at each step, the exit watcher, the
-// guest-independent teardown, and GuestDeadline.
+// order, unwinding after a failure at each step, the exit delivery, the
+// guest-independent teardown, and GuestDeadline. The Container cases run
+// with the recording mounts of fake_mounts_for_test.h (no root needed) and
+// with the kernel's (as root).
 #include "lib/sandbox/container.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +15,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/oci/parse.h"
+#include "lib/sandbox/fake_mounts_for_test.h"
 #include "lib/sandbox/fake_vm_for_test.h"
 #include "lib/sandbox/sandbox.h"
 
@@ -37,10 +40,12 @@ int MountsUnder(const std::string& prefix) {
   return n;
 }
 
-class ContainerTest : public ::testing::Test {
+// The parameter: true for the kernel's mounts.
+class ContainerTest : public ::testing::TestWithParam<bool> {
  protected:
+  bool kernel_mounts() const { return GetParam(); }
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts)";
+    if (kernel_mounts() && ::geteuid() != 0) GTEST_SKIP() << "needs root (the kernel's mounts; the Fake run needs none)";
     char tmpl[] = "/tmp/cask-container-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
@@ -52,6 +57,7 @@ class ContainerTest : public ::testing::Test {
     o.config.runtime.state_dir = root_ + "/state";
     o.config.agent.connect_timeout_ms = 5000;
     o.hypervisor = std::make_unique<FakeHypervisor>(world_);
+    if (!kernel_mounts()) o.mounts = fake_;
     auto sb = Sandbox::Create(std::move(o));
     ASSERT_TRUE(sb.ok()) << sb.error().ToString();
     sb_ = std::move(sb).value();
@@ -60,6 +66,7 @@ class ContainerTest : public ::testing::Test {
     if (root_.empty()) return;
     if (sb_) (void)sb_->Destroy();
     sb_.reset();
+    EXPECT_EQ(fake_->active(), 0u) << "a bind or rootfs mount was left";
     (void)UnmountAllUnder(root_);
     ASSERT_TRUE(RemoveTreeNoMounts(root_).ok());
   }
@@ -81,19 +88,27 @@ class ContainerTest : public ::testing::Test {
     return exits_;
   }
 
+  // Mounts made under root_ (the kernel's), or recorded (the fake's).
+  int Mounts() { return kernel_mounts() ? MountsUnder(root_) : static_cast<int>(fake_->active()); }
+  // containerd's rootfs is mounted on the bundle.
+  bool RootfsMounted() {
+    return kernel_mounts() ? PathExists(root_ + "/bundle/rootfs/bin/sh") : fake_->RootfsMounted(root_ + "/bundle/rootfs");
+  }
+
   std::string root_;
   FakeWorld world_;
+  std::shared_ptr<testing::FakeHostMounts> fake_ = std::make_shared<testing::FakeHostMounts>();
   std::shared_ptr<Sandbox> sb_;
   std::mutex mu_;
   std::vector<std::string> exits_;
 };
 
-TEST_F(ContainerTest, CreateStartExecRemoveUnwinds) {
-  const int base = MountsUnder(root_);
+TEST_P(ContainerTest, CreateStartExecRemoveUnwinds) {
+  const int base = Mounts();
   auto c = Container::Create(sb_, Options("c1"));
   ASSERT_TRUE(c.ok()) << c.error().ToString();
-  EXPECT_TRUE(PathExists(root_ + "/bundle/rootfs/bin/sh"));  // containerd's rootfs is mounted
-  EXPECT_GT(MountsUnder(root_), base + 1);                    // and shared into the VM
+  EXPECT_TRUE(RootfsMounted());  // containerd's rootfs is mounted
+  EXPECT_GT(Mounts(), base + 1);                    // and shared into the VM
   EXPECT_EQ((*c)->guest_pid(), 10u);
   EXPECT_EQ((*c)->init()->state(), ProcessState::kCreated);
 
@@ -131,32 +146,32 @@ TEST_F(ContainerTest, CreateStartExecRemoveUnwinds) {
   ASSERT_TRUE((*c)->Remove(5s).ok());
   EXPECT_EQ((*c)->init()->exit()->status, 137u);
   c->reset();
-  EXPECT_EQ(MountsUnder(root_), base);  // share and rootfs unmounted
-  EXPECT_FALSE(PathExists(root_ + "/bundle/rootfs/bin/sh"));
+  EXPECT_EQ(Mounts(), base);  // share and rootfs unmounted
+  EXPECT_FALSE(RootfsMounted());
   EXPECT_EQ(Exits(), (std::vector<std::string>{"e1=143", "=137"}));
 }
 
-TEST_F(ContainerTest, FailedRootfsMountLeavesNothing) {
-  const int base = MountsUnder(root_);
+TEST_P(ContainerTest, FailedRootfsMountLeavesNothing) {
+  const int base = Mounts();
   auto o = Options("c2");
   o.rootfs_mounts.push_back({"bind", root_ + "/missing", {"rbind"}});
   auto c = Container::Create(sb_, std::move(o));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().ToString().find("mount rootfs"), std::string::npos) << c.error().ToString();
-  EXPECT_EQ(MountsUnder(root_), base);
+  EXPECT_EQ(Mounts(), base);
   std::lock_guard l(world_.mu);
   EXPECT_TRUE(world_.created.empty());
 }
 
-TEST_F(ContainerTest, FailedShareUnmountsTheRootfs) {
-  const int base = MountsUnder(root_);
+TEST_P(ContainerTest, FailedShareUnmountsTheRootfs) {
+  const int base = Mounts();
   auto o = Options("c3");
   o.rootfs_mounts.clear();
   o.rootfs_dir = root_ + "/nonexistent";
   auto c = Container::Create(sb_, std::move(o));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().ToString().find("share rootfs"), std::string::npos) << c.error().ToString();
-  EXPECT_EQ(MountsUnder(root_), base);
+  EXPECT_EQ(Mounts(), base);
 
   // With containerd's mounts: a failing bind-mount source fails after the
   // rootfs was mounted and shared; both are undone.
@@ -164,25 +179,25 @@ TEST_F(ContainerTest, FailedShareUnmountsTheRootfs) {
   o2.spec.mounts.push_back(oci::Mount{"/data", "bind", root_ + "/no-such-volume", {"rbind"}});
   auto c2 = Container::Create(sb_, std::move(o2));
   ASSERT_FALSE(c2.ok());
-  EXPECT_EQ(MountsUnder(root_), base);
-  EXPECT_FALSE(PathExists(root_ + "/bundle/rootfs/bin/sh"));
+  EXPECT_EQ(Mounts(), base);
+  EXPECT_FALSE(RootfsMounted());
 }
 
-TEST_F(ContainerTest, FailedGuestCreateUnwinds) {
-  const int base = MountsUnder(root_);
+TEST_P(ContainerTest, FailedGuestCreateUnwinds) {
+  const int base = Mounts();
   world_.create_fails = true;
   auto c = Container::Create(sb_, Options("c4"));
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), Code::kInternal);  // the guest's EINVAL is not the caller's invalid argument
-  EXPECT_EQ(MountsUnder(root_), base);
-  EXPECT_FALSE(PathExists(root_ + "/bundle/rootfs/bin/sh"));
+  EXPECT_EQ(Mounts(), base);
+  EXPECT_FALSE(RootfsMounted());
   // The id can be used again.
   world_.create_fails = false;
   auto again = Container::Create(sb_, Options("c4"));
   ASSERT_TRUE(again.ok()) << again.error().ToString();
 }
 
-TEST_F(ContainerTest, SilentGuestRemoveTimesOutThenVmKillEndsEverything) {
+TEST_P(ContainerTest, SilentGuestRemoveTimesOutThenVmKillEndsEverything) {
   auto c = Container::Create(sb_, Options("c5"));
   ASSERT_TRUE(c.ok()) << c.error().ToString();
   ASSERT_TRUE((*c)->Start(*(*c)->init(), {}).ok());
@@ -207,6 +222,9 @@ TEST_F(ContainerTest, SilentGuestRemoveTimesOutThenVmKillEndsEverything) {
   c->reset();  // prompt: the agent is closed
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }
+
+INSTANTIATE_TEST_SUITE_P(Mounts, ContainerTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Kernel" : "Fake"; });
 
 TEST(GuestDeadline, FiresOnlyWhenNotDisarmedInTime) {
   std::atomic<int> fired{0};

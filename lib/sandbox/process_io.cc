@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,8 +27,12 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kMinBackoff = std::chrono::milliseconds(1);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(100);
 
-// epoll tokens: 0 is the wake-up eventfd, else pump id * 4 + direction.
-enum Dir : uint64_t { kStdin = 1, kStdout = 2, kStderr = 3 };
+// epoll tokens: 0 is the wake-up eventfd, 1 the drain-deadline timerfd,
+// else pump id * 4 + direction (pump ids start at 1). kExit is work for
+// the loop, never an epoll token.
+enum Dir : uint64_t { kStdin = 1, kStdout = 2, kStderr = 3, kExit = 4 };
+constexpr uint64_t kWakeToken = 0;
+constexpr uint64_t kTimerToken = 1;
 uint64_t Token(uint64_t id, uint64_t dir) { return id * 4 + dir; }
 
 // Prepares a host fd for the loop: a private non-blocking open file
@@ -83,14 +88,28 @@ struct ProcessIoPump::State {
   std::atomic<bool> stdin_stopped{false};
   std::atomic<bool> removed{false};
 
-  // Drained state, any thread.
-  mutable std::mutex dmu;
-  std::condition_variable dcv;
-  bool drained = false;
-  std::optional<Error> first_error;
-  std::vector<std::function<void(const Status&)>> on_drained;
+  // Drained state and the exit watch, any thread.
+  mutable Mutex dmu;
+  std::condition_variable_any dcv;
+  bool drained GUARDED_BY(dmu) = false;
+  std::optional<Error> first_error GUARDED_BY(dmu);
+  std::vector<std::function<void(const Status&)>> on_drained GUARDED_BY(dmu);
 
-  Status StatusLocked() const {
+  // The exit watch: none -> waiting (for the agent's exit) -> draining (the
+  // exit is known; waiting for drained or the deadline) -> delivered
+  // (handed to the exit thread).
+  enum class ExitPhase { kNone, kWaiting, kDraining, kDelivered };
+  ExitPhase exit_phase GUARDED_BY(dmu) = ExitPhase::kNone;
+  ProcessIoPump::ExitWatch exit_opts GUARDED_BY(dmu);
+  ProcessIoPump::ExitFn exit_fn GUARDED_BY(dmu);
+  std::optional<Result<ProcessExit>> exit_result GUARDED_BY(dmu);
+  std::chrono::system_clock::time_point exit_seen_at GUARDED_BY(dmu);
+  // An agent without the event stream: a thread blocked in WaitProcess
+  // (the legacy case, a thread per process) leaves its answer here.
+  std::optional<Result<ProcessExit>> legacy_exit GUARDED_BY(dmu);
+  std::thread legacy_exit_thread;  // started by the loop thread, joined by the pump
+
+  Status StatusLocked() const REQUIRES(dmu) {
     if (first_error) return *first_error;
     return Ok();
   }
@@ -103,8 +122,12 @@ struct ProcessIoLoop::Impl {
   const Options opts;
   UniqueFd epoll;
   UniqueFd wake;
+  UniqueFd timer;  // drain deadlines (timerfd, CLOCK_MONOTONIC)
   std::thread loop_thread;
   std::thread sender_thread;
+  std::thread exit_thread;
+  // Drain deadlines of exits, earliest first: loop thread only.
+  std::multimap<Clock::time_point, uint64_t> deadlines;
 
   using StatePtr = std::shared_ptr<ProcessIoPump::State>;
 
@@ -118,8 +141,21 @@ struct ProcessIoLoop::Impl {
   std::set<uint64_t> ready_out GUARDED_BY(mu);  // output may be there
   bool all_ready GUARDED_BY(mu) = false;
   std::set<uint64_t> ready_in GUARDED_BY(mu);   // read stdin (again)
+  std::set<uint64_t> ready_exit GUARDED_BY(mu); // look for the exit (again)
   uint64_t serving GUARDED_BY(mu) = 0;          // pump the loop is in now
   Stats stats GUARDED_BY(mu);
+
+  // Exits ready to deliver, in order, and the exit thread's state.
+  struct ExitItem {
+    uint64_t id = 0;
+    ProcessIoPump::ExitFn fn;
+    std::optional<Result<ProcessExit>> result;
+    bool drained = false;
+    std::chrono::system_clock::time_point seen_at;
+  };
+  std::condition_variable_any exit_cv;  // exit_queue or delivering changed
+  std::deque<ExitItem> exit_queue GUARDED_BY(mu);
+  uint64_t delivering GUARDED_BY(mu) = 0;  // pump whose exit fn runs now
 
   // The stdin sender's queue: at most one chunk per pump.
   struct StdinItem {
@@ -147,6 +183,15 @@ struct ProcessIoLoop::Impl {
   void FinishOutput(ProcessIoPump::State& s, int i, std::optional<Error> err);
   void CheckDrained(ProcessIoPump::State& s);
   void StartLegacy(const StatePtr& s, int i);
+  void ServeExit(const StatePtr& s);
+  void OnTimer();
+  void ArmTimer();
+  // Hands the exit of `s` to the exit thread (the caller moved the phase to
+  // delivered under dmu and took fn and result).
+  void Deliver(ProcessIoPump::State& s, ProcessIoPump::ExitFn fn,
+               std::optional<Result<ProcessExit>> result, bool drained,
+               std::chrono::system_clock::time_point seen_at) EXCLUDES(mu);
+  void RunExits();
   void AddStats(uint64_t out, uint64_t discarded, uint64_t full, uint64_t in) EXCLUDES(mu) {
     MutexLock l(mu);
     stats.output_bytes += out;
@@ -172,6 +217,13 @@ Result<std::unique_ptr<ProcessIoLoop>> ProcessIoLoop::Start(AgentClient& agent, 
   ev.data.u64 = 0;
   if (::epoll_ctl(impl->epoll.get(), EPOLL_CTL_ADD, impl->wake.get(), &ev) != 0)
     return Error::Sys(errno, "epoll_ctl add the stdio loop's eventfd");
+  int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (tfd < 0) return Error::Sys(errno, "timerfd_create for the stdio loop");
+  impl->timer.Reset(tfd);
+  ev.events = EPOLLIN;
+  ev.data.u64 = kTimerToken;
+  if (::epoll_ctl(impl->epoll.get(), EPOLL_CTL_ADD, impl->timer.get(), &ev) != 0)
+    return Error::Sys(errno, "epoll_ctl add the stdio loop's timerfd");
   std::weak_ptr<Impl> weak = impl;
   agent.SetOutputListener([raw = impl.get()](const std::vector<ProcessKey>& changed) {
     {
@@ -181,7 +233,10 @@ Result<std::unique_ptr<ProcessIoLoop>> ProcessIoLoop::Start(AgentClient& agent, 
       } else {
         for (const auto& k : changed) {
           auto it = raw->by_key.find(k);
-          if (it != raw->by_key.end()) raw->ready_out.insert(it->second);
+          if (it != raw->by_key.end()) {
+            raw->ready_out.insert(it->second);
+            raw->ready_exit.insert(it->second);
+          }
         }
       }
     }
@@ -189,6 +244,7 @@ Result<std::unique_ptr<ProcessIoLoop>> ProcessIoLoop::Start(AgentClient& agent, 
   });
   impl->loop_thread = std::thread([raw = impl.get()] { raw->Run(); });
   impl->sender_thread = std::thread([raw = impl.get()] { raw->RunSender(); });
+  impl->exit_thread = std::thread([raw = impl.get()] { raw->RunExits(); });
   return std::unique_ptr<ProcessIoLoop>(new ProcessIoLoop(std::move(impl)));
 }
 
@@ -199,10 +255,12 @@ ProcessIoLoop::~ProcessIoLoop() {
     MutexLock l(impl_->mu);
     impl_->stopping = true;
     impl_->cv.notify_all();
+    impl_->exit_cv.notify_all();
   }
   impl_->Wake();
   impl_->loop_thread.join();
   impl_->sender_thread.join();
+  impl_->exit_thread.join();
 }
 
 ProcessIoLoop::Stats ProcessIoLoop::stats() const {
@@ -218,14 +276,20 @@ void ProcessIoLoop::Impl::Run() {
   for (;;) {
     int n = ::epoll_wait(epoll.get(), events, kMaxEvents, -1);
     if (n < 0 && errno != EINTR) return;  // only EBADF/EINVAL: unusable
-    // What to serve, in this order: fd events, then posted work.
+    // What to serve, in this order: fd events, then posted work, then
+    // exits (after the output that came with them).
     std::vector<std::pair<StatePtr, uint64_t>> work;
+    bool timer_fired = false;
     {
       MutexLock l(mu);
       if (stopping) return;
       for (int i = 0; i < std::max(n, 0); ++i) {
         uint64_t token = events[i].data.u64;
-        if (token == 0) continue;
+        if (token == kWakeToken) continue;
+        if (token == kTimerToken) {
+          timer_fired = true;
+          continue;
+        }
         auto it = pumps.find(token / 4);
         if (it != pumps.end()) work.emplace_back(it->second, token % 4);
       }
@@ -238,6 +302,7 @@ void ProcessIoLoop::Impl::Run() {
         for (auto& [id, s] : pumps) {
           work.emplace_back(s, kStdout);
           work.emplace_back(s, kStderr);
+          ready_exit.insert(id);
         }
         all_ready = false;
         ready_out.clear();
@@ -254,7 +319,13 @@ void ProcessIoLoop::Impl::Run() {
         if (it != pumps.end()) work.emplace_back(it->second, kStdin);
       }
       ready_in.clear();
+      for (uint64_t id : ready_exit) {
+        auto it = pumps.find(id);
+        if (it != pumps.end()) work.emplace_back(it->second, kExit);
+      }
+      ready_exit.clear();
     }
+    if (timer_fired) OnTimer();
     for (auto& [s, dir] : work) {
       {
         MutexLock l(mu);
@@ -274,6 +345,8 @@ void ProcessIoLoop::Impl::Run() {
 void ProcessIoLoop::Impl::Serve(const StatePtr& s, uint64_t dir) {
   if (dir == kStdin) {
     ServeStdin(s);
+  } else if (dir == kExit) {
+    ServeExit(s);
   } else {
     ServeOutput(s, dir == kStdout ? 0 : 1);
   }
@@ -358,7 +431,7 @@ void ProcessIoLoop::Impl::FinishOutput(ProcessIoPump::State& s, int i, std::opti
   o.held.clear();
   o.done.store(true);
   if (err) {
-    std::lock_guard<std::mutex> l(s.dmu);
+    MutexLock l(s.dmu);
     if (!s.first_error) s.first_error = std::move(err);
   }
   CheckDrained(s);
@@ -367,15 +440,169 @@ void ProcessIoLoop::Impl::FinishOutput(ProcessIoPump::State& s, int i, std::opti
 void ProcessIoLoop::Impl::CheckDrained(ProcessIoPump::State& s) {
   std::vector<std::function<void(const Status&)>> fns;
   Status st;
+  ProcessIoPump::ExitFn exit_fn;
+  std::optional<Result<ProcessExit>> exit_result;
+  std::chrono::system_clock::time_point seen_at;
   {
-    std::lock_guard<std::mutex> l(s.dmu);
+    MutexLock l(s.dmu);
     if (s.drained || !s.out[0].done.load() || !s.out[1].done.load()) return;
     s.drained = true;
     fns.swap(s.on_drained);
     st = s.StatusLocked();
     s.dcv.notify_all();
+    if (s.exit_phase == ProcessIoPump::State::ExitPhase::kDraining) {
+      s.exit_phase = ProcessIoPump::State::ExitPhase::kDelivered;
+      exit_fn = std::move(s.exit_fn);
+      exit_result = std::move(s.exit_result);
+      seen_at = s.exit_seen_at;
+    }
   }
   for (auto& fn : fns) fn(st);
+  if (exit_fn) Deliver(s, std::move(exit_fn), std::move(exit_result), /*drained=*/true, seen_at);
+}
+
+void ProcessIoLoop::Impl::ServeExit(const StatePtr& sp) {
+  using Phase = ProcessIoPump::State::ExitPhase;
+  ProcessIoPump::State& s = *sp;
+  std::optional<Result<ProcessExit>> got;
+  {
+    MutexLock l(s.dmu);
+    if (s.exit_phase != Phase::kWaiting) return;
+    if (s.legacy_exit) got = std::move(s.legacy_exit);
+  }
+  if (!got) {
+    auto r = agent.TryWaitProcess(s.key.first, s.key.second);
+    if (!r.ok() && r.error().code() == Code::kUnimplemented) {
+      // An agent without the event stream: one blocked WaitProcess per
+      // process, on a thread of its own (the pump joins it).
+      if (s.legacy_exit_thread.joinable()) return;
+      ProcessIoPump::State* raw = &s;
+      s.legacy_exit_thread = std::thread([this, raw] {
+        auto w = agent.WaitProcess(raw->key.first, raw->key.second);
+        {
+          MutexLock l(raw->dmu);
+          raw->legacy_exit = std::move(w);
+        }
+        {
+          MutexLock l(mu);
+          ready_exit.insert(raw->id);
+        }
+        Wake();
+      });
+      return;
+    }
+    if (r.ok() && !r->has_value()) return;  // not yet: the listener tells
+    if (r.ok()) {
+      got = Result<ProcessExit>(**r);
+    } else {
+      got = Result<ProcessExit>(std::move(r).error());
+    }
+  }
+  ProcessIoPump::ExitFn fn;
+  std::optional<Result<ProcessExit>> result;
+  bool drained = false;
+  // The host's clock when the host learned of the exit (not after the
+  // drain): the time an exit is stamped with.
+  const auto seen_at = std::chrono::system_clock::now();
+  {
+    MutexLock l(s.dmu);
+    if (s.exit_phase != Phase::kWaiting) return;
+    const bool lost = !got->ok();
+    s.exit_seen_at = seen_at;
+    if (!s.drained) {
+      // Wait for the output, at most the drain deadline (the timerfd).
+      s.exit_phase = Phase::kDraining;
+      s.exit_result = std::move(got);
+      deadlines.emplace(Clock::now() + (lost ? s.exit_opts.drain_after_loss : s.exit_opts.drain_after_exit), s.id);
+    } else {
+      s.exit_phase = Phase::kDelivered;
+      fn = std::move(s.exit_fn);
+      result = std::move(got);
+      drained = true;
+    }
+  }
+  if (fn) {
+    Deliver(s, std::move(fn), std::move(result), drained, seen_at);
+  } else {
+    ArmTimer();
+  }
+}
+
+void ProcessIoLoop::Impl::ArmTimer() {
+  struct itimerspec its = {};
+  if (!deadlines.empty()) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadlines.begin()->first.time_since_epoch());
+    if (ns.count() <= 0) ns = std::chrono::nanoseconds(1);  // 0 would disarm
+    its.it_value.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+  }
+  // steady_clock is CLOCK_MONOTONIC; fails only on a bad fd or value.
+  (void)::timerfd_settime(timer.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void ProcessIoLoop::Impl::OnTimer() {
+  using Phase = ProcessIoPump::State::ExitPhase;
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t r = ::read(timer.get(), &expirations, sizeof expirations);
+  const auto now = Clock::now();
+  while (!deadlines.empty() && deadlines.begin()->first <= now) {
+    const uint64_t id = deadlines.begin()->second;
+    deadlines.erase(deadlines.begin());
+    StatePtr sp;
+    {
+      MutexLock l(mu);
+      auto it = pumps.find(id);
+      if (it == pumps.end()) continue;
+      sp = it->second;
+    }
+    ProcessIoPump::ExitFn fn;
+    std::optional<Result<ProcessExit>> result;
+    std::chrono::system_clock::time_point seen_at;
+    {
+      MutexLock l(sp->dmu);
+      if (sp->exit_phase != Phase::kDraining) continue;  // drained meanwhile
+      sp->exit_phase = Phase::kDelivered;
+      fn = std::move(sp->exit_fn);
+      result = std::move(sp->exit_result);
+      seen_at = sp->exit_seen_at;
+    }
+    {
+      MutexLock l(mu);
+      ++stats.drain_timeouts;
+    }
+    Deliver(*sp, std::move(fn), std::move(result), /*drained=*/false, seen_at);
+  }
+  ArmTimer();
+}
+
+void ProcessIoLoop::Impl::Deliver(ProcessIoPump::State& s, ProcessIoPump::ExitFn fn,
+                                  std::optional<Result<ProcessExit>> result, bool drained,
+                                  std::chrono::system_clock::time_point seen_at) {
+  MutexLock l(mu);
+  if (s.removed.load() || stopping) return;  // the pump is gone: nobody to tell
+  exit_queue.push_back(ExitItem{s.id, std::move(fn), std::move(result), drained, seen_at});
+  exit_cv.notify_all();
+}
+
+void ProcessIoLoop::Impl::RunExits() {
+  MutexLock l(mu);
+  for (;;) {
+    if (stopping) return;
+    if (exit_queue.empty()) {
+      exit_cv.wait(mu);
+      continue;
+    }
+    ExitItem item = std::move(exit_queue.front());
+    exit_queue.pop_front();
+    delivering = item.id;
+    ++stats.exits;
+    mu.unlock();
+    item.fn(ProcessIoPump::ExitReport{std::move(*item.result), item.drained, item.seen_at});
+    item.fn = nullptr;  // whatever it holds goes before the pump may
+    mu.lock();
+    delivering = 0;
+    exit_cv.notify_all();
+  }
 }
 
 namespace {
@@ -558,7 +785,10 @@ Result<std::unique_ptr<ProcessIoPump>> ProcessIoPump::Start(ProcessIoLoop& loop,
     CASK_ASSIGN_OR_RETURN(s->in.fd, PrepareFd(std::move(fds.stdin_fd), &s->in.epollable));
     s->in.done = false;
   }
-  s->drained = s->out[0].done && s->out[1].done;
+  {
+    MutexLock l(s->dmu);
+    s->drained = s->out[0].done && s->out[1].done;
+  }
   {
     MutexLock l(impl->mu);
     s->id = impl->next_id++;
@@ -588,13 +818,22 @@ ProcessIoPump::~ProcessIoPump() {
     loop_->pumps.erase(state_->id);
     auto it = loop_->by_key.find(state_->key);
     if (it != loop_->by_key.end() && it->second == state_->id) loop_->by_key.erase(it);
-    // The loop may be serving this pump now: let it leave first.
+    // An exit not handed out yet is dropped.
+    std::erase_if(loop_->exit_queue, [&](const ProcessIoLoop::Impl::ExitItem& e) { return e.id == state_->id; });
+    // The loop may be serving this pump now, and the exit thread running
+    // its exit function: let them leave first.
     if (std::this_thread::get_id() != loop_->loop_thread.get_id())
       loop_->cv.wait(loop_->mu, [&] {
         loop_->mu.AssertHeld();
         return loop_->serving != state_->id;
       });
+    if (std::this_thread::get_id() != loop_->exit_thread.get_id())
+      loop_->exit_cv.wait(loop_->mu, [&] {
+        loop_->mu.AssertHeld();
+        return loop_->delivering != state_->id;
+      });
   }
+  if (state_->legacy_exit_thread.joinable()) state_->legacy_exit_thread.join();
   for (auto& o : state_->out) {
     if (o.legacy.joinable()) o.legacy.join();
     if (o.registered) (void)::epoll_ctl(loop_->epoll.get(), EPOLL_CTL_DEL, o.fd.get(), nullptr);
@@ -605,19 +844,40 @@ ProcessIoPump::~ProcessIoPump() {
 }
 
 void ProcessIoPump::WaitDrained() {
-  std::unique_lock<std::mutex> l(state_->dmu);
-  state_->dcv.wait(l, [&] { return state_->drained; });
+  MutexLock l(state_->dmu);
+  state_->dcv.wait(state_->dmu, [&] {
+    state_->dmu.AssertHeld();
+    return state_->drained;
+  });
 }
 
 bool ProcessIoPump::WaitDrainedFor(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> l(state_->dmu);
-  return state_->dcv.wait_for(l, timeout, [&] { return state_->drained; });
+  MutexLock l(state_->dmu);
+  return state_->dcv.wait_for(state_->dmu, timeout, [&] {
+    state_->dmu.AssertHeld();
+    return state_->drained;
+  });
+}
+
+void ProcessIoPump::WatchExit(ExitWatch w, ExitFn fn) {
+  {
+    MutexLock l(state_->dmu);
+    if (state_->exit_phase != State::ExitPhase::kNone) return;  // once
+    state_->exit_phase = State::ExitPhase::kWaiting;
+    state_->exit_opts = w;
+    state_->exit_fn = std::move(fn);
+  }
+  {
+    MutexLock l(loop_->mu);
+    loop_->ready_exit.insert(state_->id);
+  }
+  loop_->Wake();
 }
 
 void ProcessIoPump::OnDrained(std::function<void(const Status&)> fn) {
   Status st;
   {
-    std::lock_guard<std::mutex> l(state_->dmu);
+    MutexLock l(state_->dmu);
     if (!state_->drained) {
       state_->on_drained.push_back(std::move(fn));
       return;
@@ -628,7 +888,7 @@ void ProcessIoPump::OnDrained(std::function<void(const Status&)> fn) {
 }
 
 bool ProcessIoPump::drained() const {
-  std::lock_guard<std::mutex> l(state_->dmu);
+  MutexLock l(state_->dmu);
   return state_->drained;
 }
 
@@ -642,7 +902,7 @@ void ProcessIoPump::StopStdin() {
 }
 
 Status ProcessIoPump::status() const {
-  std::lock_guard<std::mutex> l(state_->dmu);
+  MutexLock l(state_->dmu);
   return state_->StatusLocked();
 }
 

@@ -5,12 +5,14 @@
 //   host stdin fd  --read-->  WriteStdin ... CloseStdin at EOF
 //   agent output (GetEvents, per-stream credit)  -->  host stdout/stderr fd
 //
-// Threads. A ProcessIoLoop has two threads whatever the number of processes:
-// the loop (epoll over the host fds and an eventfd that the AgentClient's
-// output listener writes) and a stdin sender that makes the WriteStdin and
-// CloseStdin calls, so no agent round trip ever runs on the loop. Output
-// credit is granted back by the AgentClient's own grant thread. A
-// ProcessIoPump is one process's registration in the loop.
+// Threads. A ProcessIoLoop has three threads whatever the number of
+// processes: the loop (epoll over the host fds, an eventfd that the
+// AgentClient's output listener writes, and a timerfd for drain deadlines),
+// a stdin sender that makes the WriteStdin and CloseStdin calls, so no
+// agent round trip ever runs on the loop, and an exit thread that runs the
+// exit functions of WatchExit one after the other. Output credit is granted
+// back by the AgentClient's own grant thread. A ProcessIoPump is one
+// process's registration in the loop.
 //
 // Output and back-pressure. For each stream the loop takes what the
 // AgentClient buffered (TryReadOutput, never blocking) and writes it to the
@@ -33,6 +35,18 @@
 // (or WaitDrained returned) never loses output written just before the
 // exit. A pump without output fds is drained from the start.
 //
+// Exits (WatchExit). The loop learns of a process's exit from the agent's
+// event stream (the output listener names the process, then TryWaitProcess
+// answers). An exit is handed on only after the pump drained, or once the
+// drain deadline passed (drain_after_exit; drain_after_loss when the exit
+// was lost: the connection closed, or the agent does not know the process),
+// a timer of the loop, never a thread per process. The exit functions run
+// on the exit thread, in the order the exits became ready, with no lock of
+// the loop or the pump held; they may block (holding up only later exits
+// of the same sandbox) but must not destroy their own pump. Against an
+// agent without the event stream a thread per watched process blocks in
+// WaitProcess (the legacy case).
+//
 // Stdin. Read from the host fd when readable, one chunk (max_chunk) at a
 // time: the next read waits until the sender has written the chunk to the
 // guest (WriteStdin returning 0 means the guest's stdin pipe is full; the
@@ -53,6 +67,8 @@
 // pump unregisters it at once (waiting for the loop to leave it if it is
 // being served), closes its host fds and drops output not yet written;
 // destroy it after it is drained unless the output no longer matters.
+// Destroying a pump also drops its exit if not handed on yet, and waits
+// for its exit function if that runs now (except on the exit thread).
 // Drained callbacks run on the loop thread (on the thread calling
 // OnDrained when already drained; on a stream's copy thread against an
 // agent without the event stream, the one case that costs a thread per
@@ -101,6 +117,8 @@ class ProcessIoLoop {
     uint64_t discarded_bytes = 0;  // taken after the host fd failed
     uint64_t output_full = 0;      // times a host output fd was full (EAGAIN)
     uint64_t stdin_bytes = 0;      // accepted by the guest
+    uint64_t exits = 0;            // exit functions run (WatchExit)
+    uint64_t drain_timeouts = 0;   // exits handed on undrained, at the deadline
     size_t pumps = 0;              // registered now
   };
 
@@ -115,7 +133,7 @@ class ProcessIoLoop {
 
   Stats stats() const;
   // Threads of the loop (constant).
-  static constexpr int kThreads = 2;
+  static constexpr int kThreads = 3;
 
   struct Impl;
 
@@ -143,6 +161,24 @@ class ProcessIoPump {
   // already is. For owners that must not block a thread per process.
   void OnDrained(std::function<void(const Status&)> fn);
   bool drained() const;
+
+  struct ExitWatch {
+    // How long an exit waits for the output: when the agent reported it,
+    // and when it was lost (connection closed, process unknown).
+    std::chrono::milliseconds drain_after_exit{10'000};
+    std::chrono::milliseconds drain_after_loss{1'000};
+  };
+  struct ExitReport {
+    Result<ProcessExit> exit;  // the agent's, or why it is lost (UNAVAILABLE, NOT_FOUND)
+    bool drained = false;      // the output drained before it was handed on
+    // The host's clock when the loop learned of the exit (or its loss),
+    // before any drain wait.
+    std::chrono::system_clock::time_point seen_at;
+  };
+  using ExitFn = std::function<void(ExitReport)>;
+  // Watches the process's exit (see the file comment): `fn` runs once, on
+  // the loop's exit thread. A second call is ignored.
+  void WatchExit(ExitWatch w, ExitFn fn);
 
   // Stops copying stdin now (does not send CloseStdin). Idempotent.
   void StopStdin();

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -549,6 +550,154 @@ TEST(ProcessIoLoopTest, DrainedFiresOnlyAfterTheLastOutputIsWritten) {
   EXPECT_TRUE(ran);
 }
 
+// What an exit function was called with.
+struct ExitSeen {
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  std::optional<Result<ProcessExit>> exit;
+  bool drained = false;
+  std::string out_at_exit;  // what the host reader had at that moment
+  std::thread::id thread;
+  std::chrono::system_clock::time_point seen_at;
+
+  ProcessIoPump::ExitFn Fn(int out_fd = -1) {
+    return [this, out_fd](ProcessIoPump::ExitReport rep) {
+      std::string s;
+      if (out_fd >= 0) {
+        char buf[4096];
+        for (;;) {
+          ssize_t n = ::read(out_fd, buf, sizeof buf);
+          if (n <= 0) {
+            if (n < 0) s += "<not closed>";
+            break;
+          }
+          s.append(buf, static_cast<size_t>(n));
+        }
+      }
+      std::lock_guard<std::mutex> l(mu);
+      ++calls;
+      exit = std::move(rep.exit);
+      drained = rep.drained;
+      seen_at = rep.seen_at;
+      out_at_exit = s;
+      thread = std::this_thread::get_id();
+      cv.notify_all();
+    };
+  }
+  bool WaitCalls(int n, std::chrono::milliseconds t) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, t, [&] { return calls >= n; });
+  }
+};
+
+// The exit-after-drain contract of WatchExit: an exit that arrives while
+// output is still open is handed on only once the output reached the host
+// fd and was closed; then once, with the agent's status.
+TEST(ProcessIoLoopTest, AnExitIsHandedOnOnlyAfterTheOutputDrained) {
+  StreamFixture f;
+  Pipe out, err;
+  ASSERT_EQ(::fcntl(out.r.get(), F_SETFL, O_NONBLOCK), 0);
+  const int out_r = out.r.get();
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  ExitSeen seen;
+  (*pump)->WatchExit({}, seen.Fn(out_r));
+  const auto t0 = std::chrono::system_clock::now();
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "before exit ", false);
+  testing::AddOutput(b, "c1", "e1", pb::STDERR, "", true);
+  testing::AddExit(b, "c1", "e1", 3);
+  f.feed.Push(b);
+  EXPECT_EQ(f.client->WaitProcess("c1", "e1")->status, 3);
+  // The exit is known, stdout is still open: nothing handed on.
+  EXPECT_FALSE(seen.WaitCalls(1, 300ms));
+  pb::GetEventsResponse last;
+  testing::AddOutput(last, "c1", "e1", pb::STDOUT, "and after\n", true);
+  f.feed.Push(last);
+  ASSERT_TRUE(seen.WaitCalls(1, 10s));
+  std::lock_guard<std::mutex> l(seen.mu);
+  ASSERT_TRUE(seen.exit.has_value() && seen.exit->ok());
+  EXPECT_EQ((*seen.exit)->status, 3);
+  EXPECT_TRUE(seen.drained);
+  EXPECT_EQ(seen.out_at_exit, "before exit and after\n");
+  EXPECT_NE(seen.thread, std::this_thread::get_id());
+  // Stamped with the host's clock, within the test's run of it.
+  EXPECT_GE(seen.seen_at, t0);
+  EXPECT_LE(seen.seen_at, std::chrono::system_clock::now());
+  EXPECT_EQ(f.loop->stats().exits, 1u);
+  EXPECT_EQ(f.loop->stats().drain_timeouts, 0u);
+}
+
+// A guest that reports an exit but never ends the output: the loop's timer
+// hands the exit on at the drain deadline, undrained.
+TEST(ProcessIoLoopTest, AnExitWhoseOutputNeverEndsIsHandedOnAtTheDeadline) {
+  StreamFixture f;
+  Pipe out, err;
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  ExitSeen seen;
+  ProcessIoPump::ExitWatch w;
+  w.drain_after_exit = 200ms;
+  (*pump)->WatchExit(w, seen.Fn());
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "never ends", false);
+  testing::AddExit(b, "c1", "e1", 9);
+  f.feed.Push(b);
+  ASSERT_TRUE(seen.WaitCalls(1, 10s));
+  {
+    std::lock_guard<std::mutex> l(seen.mu);
+    ASSERT_TRUE(seen.exit.has_value() && seen.exit->ok());
+    EXPECT_EQ((*seen.exit)->status, 9);
+    EXPECT_FALSE(seen.drained);
+  }
+  EXPECT_FALSE((*pump)->drained());
+  EXPECT_EQ(f.loop->stats().drain_timeouts, 1u);
+  // Once only, whatever comes later.
+  pb::GetEventsResponse last;
+  testing::AddOutput(last, "c1", "e1", pb::STDOUT, "", true);
+  testing::AddOutput(last, "c1", "e1", pb::STDERR, "", true);
+  f.feed.Push(last);
+  EXPECT_TRUE((*pump)->WaitDrainedFor(10s));
+  EXPECT_FALSE(seen.WaitCalls(2, 200ms));
+}
+
+// The connection closes before the exit arrived: the exit is lost
+// (UNAVAILABLE), handed on once the output ended with the connection.
+TEST(ProcessIoLoopTest, AnExitLostWithTheConnectionIsHandedOnAsUnavailable) {
+  StreamFixture f;
+  Pipe out, err;
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  ExitSeen seen;
+  (*pump)->WatchExit({}, seen.Fn());
+  EXPECT_FALSE(seen.WaitCalls(1, 200ms));
+  f.client->Close();
+  ASSERT_TRUE(seen.WaitCalls(1, 10s));
+  std::lock_guard<std::mutex> l(seen.mu);
+  ASSERT_TRUE(seen.exit.has_value());
+  ASSERT_FALSE(seen.exit->ok());
+  EXPECT_EQ(seen.exit->error().code(), Code::kUnavailable);
+}
+
+// A pump destroyed before its exit came: the exit function never runs.
+TEST(ProcessIoLoopTest, APumpDestroyedBeforeItsExitDropsTheWatch) {
+  StreamFixture f;
+  Pipe out, err;
+  auto pump = f.StartPiped(out, err);
+  ASSERT_TRUE(pump.ok());
+  ExitSeen seen;
+  (*pump)->WatchExit({}, seen.Fn());
+  pump->reset();
+  pb::GetEventsResponse b;
+  testing::AddOutput(b, "c1", "e1", pb::STDOUT, "", true);
+  testing::AddOutput(b, "c1", "e1", pb::STDERR, "", true);
+  testing::AddExit(b, "c1", "e1", 0);
+  f.feed.Push(b);
+  EXPECT_EQ(f.client->WaitProcess("c1", "e1")->status, 0);
+  EXPECT_FALSE(seen.WaitCalls(1, 200ms));
+}
+
 // A stdin FIFO whose writer has not come yet is not EOF; once the writer
 // comes, writes and closes, the guest gets the bytes and then CloseStdin.
 TEST(ProcessIoLoopTest, StdinFromAFifoWhoseWriterComesLate) {
@@ -606,12 +755,31 @@ TEST(ProcessIoLoopTest, ThreadsDoNotGrowWithProcesses) {
     pumps.push_back(std::move(*p));
   }
   EXPECT_EQ(f.loop->stats().pumps, 201u);
+  // Each one's exit watched, as sandbox::Container does.
+  ExitSeen seen;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(f.client->ExecProcess("c1", "x" + std::to_string(i), oci::DefaultSpec({"true"}, false).process.value(),
+                                      false).ok());
+    pumps[i]->WatchExit({}, seen.Fn());
+  }
   // The fake agent's handler pool starts threads on demand (more of them
-  // when the machine is loaded and calls overlap); a thread per pump or per
-  // stream would add hundreds.
+  // when the machine is loaded and calls overlap); a thread per pump, per
+  // stream or per exit would add hundreds.
   EXPECT_LE(ThreadCount(), before + 16);
+  // All of them exit: every exit is handed on, once.
+  pb::GetEventsResponse b;
+  for (int i = 0; i < 200; ++i) {
+    testing::AddOutput(b, "c1", "x" + std::to_string(i), pb::STDOUT, "", true);
+    testing::AddExit(b, "c1", "x" + std::to_string(i), i % 100);
+  }
+  f.feed.Push(b);
+  EXPECT_TRUE(seen.WaitCalls(200, 30s));
+  EXPECT_LE(ThreadCount(), before + 16);
+  EXPECT_EQ(f.loop->stats().exits, 200u);
   pumps.clear();
   EXPECT_EQ(f.loop->stats().pumps, 1u);
+  std::lock_guard<std::mutex> l(seen.mu);
+  EXPECT_EQ(seen.calls, 200);
 }
 
 }  // namespace

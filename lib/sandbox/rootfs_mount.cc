@@ -1,5 +1,7 @@
 #include "lib/sandbox/rootfs_mount.h"
 
+#include "lib/sandbox/host_mounts.h"
+
 #include <sys/mount.h>
 
 #include <cerrno>
@@ -12,8 +14,19 @@ namespace cask::sandbox {
 Status UnmountStack(const std::string& dir) { return sys::UnmountStack(dir); }
 
 Result<RootfsMount> RootfsMount::Mount(const std::vector<MountSpec>& mounts, const std::string& target) {
+  return Mount(nullptr, mounts, target);
+}
+
+Result<RootfsMount> RootfsMount::Mount(std::shared_ptr<HostMounts> via, const std::vector<MountSpec>& mounts,
+                                       const std::string& target) {
   RootfsMount owner;
   owner.target_ = target;  // from the first mount on, the destructor undoes them
+  owner.via_ = std::move(via);
+  CASK_TRY(owner.via_ ? owner.via_->MountRootfs(mounts, target) : MountRootfsStack(mounts, target));
+  return owner;
+}
+
+Status MountRootfsStack(const std::vector<MountSpec>& mounts, const std::string& target) {
   for (const MountSpec& m : mounts) {
     std::string what = "mount " + (m.type.empty() ? std::string("(no type)") : m.type) + " " + m.source + " onto " + target;
     // Options split as containerd's mount package splits them; an
@@ -34,13 +47,14 @@ Result<RootfsMount> RootfsMount::Mount(const std::vector<MountSpec>& mounts, con
     for (unsigned long p : mo.propagation)
       if (::mount(nullptr, target.c_str(), nullptr, p, nullptr) != 0) return Error::Sys(errno, what + " (propagation)");
   }
-  return owner;
+  return Ok();
 }
 
 RootfsMount& RootfsMount::operator=(RootfsMount&& o) noexcept {
   if (this != &o) {
     (void)Unmount();
     target_ = std::move(o.target_);
+    via_ = std::move(o.via_);
     o.target_.clear();
   }
   return *this;
@@ -50,9 +64,10 @@ RootfsMount::~RootfsMount() { (void)Unmount(); }
 
 Status RootfsMount::Unmount() {
   if (target_.empty()) return Ok();
-  CASK_TRY(UnmountStack(target_));
+  CASK_TRY(via_ ? via_->UnmountRootfs(target_) : UnmountStack(target_));
   target_.clear();
   return Ok();
 }
+
 
 }  // namespace cask::sandbox

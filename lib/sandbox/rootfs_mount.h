@@ -11,12 +11,15 @@
 // Thread safety: a plain owner; not shared between threads.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "lib/base/result.h"
 
 namespace cask::sandbox {
+
+class HostMounts;
 
 // One mount as containerd describes it (types.Mount, target unused).
 struct MountSpec {
@@ -33,8 +36,13 @@ class RootfsMount {
   // INVALID_ARGUMENT). On failure everything mounted so far is unmounted again and the
   // error names the mount ("mount overlay overlay onto /b/rootfs: ...").
   static Result<RootfsMount> Mount(const std::vector<MountSpec>& mounts, const std::string& target);
+  // The same through `via` (host_mounts.h), which also unmounts them.
+  static Result<RootfsMount> Mount(std::shared_ptr<HostMounts> via, const std::vector<MountSpec>& mounts,
+                                   const std::string& target);
   ~RootfsMount();  // Unmount(), errors ignored
-  RootfsMount(RootfsMount&& o) noexcept : target_(std::move(o.target_)) { o.target_.clear(); }
+  RootfsMount(RootfsMount&& o) noexcept : target_(std::move(o.target_)), via_(std::move(o.via_)) {
+    o.target_.clear();
+  }
   RootfsMount& operator=(RootfsMount&& o) noexcept;
   RootfsMount(const RootfsMount&) = delete;
   RootfsMount& operator=(const RootfsMount&) = delete;
@@ -47,7 +55,13 @@ class RootfsMount {
 
  private:
   std::string target_;  // empty: nothing owned
+  std::shared_ptr<HostMounts> via_;  // null: the kernel's mounts
 };
+
+// RootfsMount::Mount's mounts without the owner: mounts `mounts` onto
+// `target` in order, leaving what was mounted on failure (the real
+// HostMounts::MountRootfs).
+Status MountRootfsStack(const std::vector<MountSpec>& mounts, const std::string& target);
 
 // Unmounts every mount stacked on `dir` (MNT_DETACH when busy), at most 64.
 // A directory that is not a mount point, or does not exist, is fine.

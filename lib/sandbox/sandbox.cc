@@ -70,7 +70,10 @@ bool HasOption(const oci::Mount& m, std::string_view opt) {
 }  // namespace
 
 Sandbox::Sandbox(SandboxOptions& opts)
-    : id_(opts.id), config_(opts.config), log_(opts.logger.With("sandbox", opts.id)) {}
+    : id_(opts.id),
+      config_(opts.config),
+      log_(opts.logger.With("sandbox", opts.id)),
+      mounts_(opts.mounts ? opts.mounts : RealHostMounts()) {}
 
 Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxOptions opts) {
   CASK_TRY(oci::ValidateId("sandbox id", opts.id));
@@ -176,7 +179,7 @@ Status Sandbox::BootCold(SandboxOptions& opts, hypervisor::VmSettings& vc, Clock
       return Error::Sys(errno, "mkdir " + dir_);
     }
     dir_created_ = true;
-    CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
+    CASK_ASSIGN_OR_RETURN(shared_, mounts_->CreateShare(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
                                        .Context("prepare the shared directory"));
   }
   vc.shared_dir = shared_->path();

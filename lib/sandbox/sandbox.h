@@ -45,6 +45,7 @@
 #include "lib/oci/spec.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/process_io.h"
+#include "lib/sandbox/host_mounts.h"
 #include "lib/sandbox/shared_dir.h"
 
 namespace cask::sandbox {
@@ -73,6 +74,10 @@ struct SandboxOptions {
   std::function<bool()> cancelled;
   // The hypervisor backend; null means QEMU (hypervisor::NewQemu()).
   std::unique_ptr<hypervisor::Hypervisor> hypervisor;
+  // The host mounts of the share and of containers' rootfs (host_mounts.h);
+  // null means the kernel's (RealHostMounts()). Unit tests inject a
+  // recording implementation to run without root.
+  std::shared_ptr<HostMounts> mounts;
 };
 
 // Where the time of Create() went.
@@ -102,6 +107,8 @@ class Sandbox {
   bool warm() const { return warm_; }
 
   AgentClient& agent() { return *agent_; }
+  // The mounts this sandbox makes, also for its containers' rootfs.
+  const std::shared_ptr<HostMounts>& mounts() const { return mounts_; }
   // The one stdio loop of the pod (process_io.h): every process's pump is
   // registered with it, so host threads do not grow with processes.
   ProcessIoLoop& io_loop() { return *io_loop_; }
@@ -162,6 +169,7 @@ class Sandbox {
   bool warm_ = false;
   AgentInfo agent_info_;
 
+  const std::shared_ptr<HostMounts> mounts_;
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
   std::unique_ptr<hypervisor::Vm> vm_;
   std::unique_ptr<net::PodNetwork> pod_network_;  // TAPs and tc redirects; closed after the VM stops
@@ -179,7 +187,7 @@ class Sandbox {
   std::unique_ptr<ClockSync> clock_sync_;  // stopped first by Destroy
 
   std::mutex mu_;  // guards shared_, dir_created_, destroyed_
-  std::unique_ptr<SharedDir> shared_;
+  std::unique_ptr<Share> shared_;
   bool dir_created_ = false;
   bool destroyed_ = false;
 };

@@ -1,5 +1,7 @@
 // Sandbox against a fake hypervisor whose "VM" is a FakeAgent on a
-// socketpair: boot order, unwinding on failure, sharing, teardown.
+// socketpair: boot order, unwinding on failure, sharing, teardown. Each
+// case runs twice: with the recording mounts of fake_mounts_for_test.h
+// (no root needed) and with the kernel's (as root).
 #include "lib/sandbox/sandbox.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/sandbox/fake_mounts_for_test.h"
 #include "lib/sandbox/fake_vm_for_test.h"
 
 namespace cask::sandbox {
@@ -20,10 +23,12 @@ using testing::FakeHypervisor;
 using testing::FakeWorld;
 namespace pb = ::cask::agent::v1;
 
-class SandboxTest : public ::testing::Test {
+// The parameter: true for the kernel's mounts.
+class SandboxTest : public ::testing::TestWithParam<bool> {
  protected:
+  bool kernel_mounts() const { return GetParam(); }
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount)";
+    if (kernel_mounts() && ::geteuid() != 0) GTEST_SKIP() << "needs root (the kernel's mounts; the Fake run needs none)";
     char tmpl[] = "/tmp/cask-sandbox-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     root_ = tmpl;
@@ -33,6 +38,7 @@ class SandboxTest : public ::testing::Test {
   }
   void TearDown() override {
     if (root_.empty()) return;
+    EXPECT_EQ(fake_->active(), 0u) << "a bind or rootfs mount was left";
     (void)UnmountAllUnder(root_);
     ASSERT_TRUE(RemoveTreeNoMounts(root_).ok());
   }
@@ -43,13 +49,15 @@ class SandboxTest : public ::testing::Test {
     o.config.agent.connect_timeout_ms = 5000;
     o.hostname = "box";
     o.hypervisor = std::make_unique<FakeHypervisor>(world_);
+    if (!kernel_mounts()) o.mounts = fake_;
     return o;
   }
   std::string root_;
   FakeWorld world_;
+  std::shared_ptr<testing::FakeHostMounts> fake_ = std::make_shared<testing::FakeHostMounts>();
 };
 
-TEST_F(SandboxTest, BootsSharesAndDestroys) {
+TEST_P(SandboxTest, BootsSharesAndDestroys) {
   auto sb = Sandbox::Create(Options("sb1"));
   ASSERT_TRUE(sb.ok()) << sb.error().ToString();
   const std::string dir = root_ + "/state/sb1";
@@ -113,7 +121,7 @@ TEST_F(SandboxTest, BootsSharesAndDestroys) {
   EXPECT_FALSE((*sb)->ShareRootfs("c3", root_ + "/rootfs").ok());
 }
 
-TEST_F(SandboxTest, RefusesBadIdsAndDuplicates) {
+TEST_P(SandboxTest, RefusesBadIdsAndDuplicates) {
   EXPECT_EQ(Sandbox::Create(Options("../x")).error().code(), Code::kInvalidArgument);
   EXPECT_EQ(Sandbox::Create(Options("")).error().code(), Code::kInvalidArgument);
   auto a = Sandbox::Create(Options("dup"));
@@ -127,7 +135,7 @@ TEST_F(SandboxTest, RefusesBadIdsAndDuplicates) {
   EXPECT_EQ(bad_cid.error().code(), Code::kInvalidArgument);
 }
 
-TEST_F(SandboxTest, FailedStartLeavesNothing) {
+TEST_P(SandboxTest, FailedStartLeavesNothing) {
   world_.start_fails = true;
   auto sb = Sandbox::Create(Options("sb2"));
   ASSERT_FALSE(sb.ok());
@@ -140,7 +148,7 @@ TEST_F(SandboxTest, FailedStartLeavesNothing) {
   EXPECT_TRUE(mounts->empty());
 }
 
-TEST_F(SandboxTest, VmDyingDuringBootReportsTheConsole) {
+TEST_P(SandboxTest, VmDyingDuringBootReportsTheConsole) {
   world_.vm_dies_at_boot = true;
   auto sb = Sandbox::Create(Options("sb3"));
   ASSERT_FALSE(sb.ok());
@@ -149,7 +157,7 @@ TEST_F(SandboxTest, VmDyingDuringBootReportsTheConsole) {
   EXPECT_FALSE(PathExists(root_ + "/state/sb3"));
 }
 
-TEST_F(SandboxTest, FailedSetupUnwinds) {
+TEST_P(SandboxTest, FailedSetupUnwinds) {
   world_.setup_fails = true;
   auto sb = Sandbox::Create(Options("sb4"));
   ASSERT_FALSE(sb.ok());
@@ -159,7 +167,7 @@ TEST_F(SandboxTest, FailedSetupUnwinds) {
   EXPECT_FALSE(PathExists(root_ + "/state/sb4"));
 }
 
-TEST_F(SandboxTest, CancelledBootUnwinds) {
+TEST_P(SandboxTest, CancelledBootUnwinds) {
   // The fake agent would answer at once: cancel before the first attempt
   // (as a ^C during boot does).
   SandboxOptions o = Options("sb5");
@@ -170,7 +178,7 @@ TEST_F(SandboxTest, CancelledBootUnwinds) {
   EXPECT_FALSE(PathExists(root_ + "/state/sb5"));
 }
 
-TEST_F(SandboxTest, DestructorDestroys) {
+TEST_P(SandboxTest, DestructorDestroys) {
   {
     auto sb = Sandbox::Create(Options("sb6"));
     ASSERT_TRUE(sb.ok()) << sb.error().ToString();
@@ -180,6 +188,9 @@ TEST_F(SandboxTest, DestructorDestroys) {
   EXPECT_FALSE(PathExists(root_ + "/state/sb6"));
   EXPECT_TRUE(PathExists(root_ + "/rootfs/bin/sh"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Mounts, SandboxTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Kernel" : "Fake"; });
 
 }  // namespace
 }  // namespace cask::sandbox

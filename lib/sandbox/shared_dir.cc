@@ -155,6 +155,8 @@ Status RemoveTreeNoMounts(const std::string& path) {
   return RemoveAll(path);
 }
 
+Status CheckShareRelative(const std::string& rel) { return CheckRelative(rel); }
+
 Result<std::unique_ptr<SharedDir>> SharedDir::Create(std::string host_dir, std::string export_dir) {
   for (const auto* p : {&host_dir, &export_dir})
     if (p->empty() || p->front() != '/') return Error::InvalidArgument("shared dir '" + *p + "' is not absolute");

@@ -43,7 +43,20 @@
 
 namespace cask::sandbox {
 
-class SharedDir {
+// The share as its owner (the Sandbox) uses it: SharedDir below, or a test
+// implementation (host_mounts.h). Each method has SharedDir's contract.
+class Share {
+ public:
+  virtual ~Share() = default;
+  virtual const std::string& path() const = 0;
+  virtual const std::string& host_path() const = 0;
+  virtual Status Bind(const std::string& host_src, const std::string& rel, bool readonly) = 0;
+  virtual Result<bool> Exists(const std::string& rel) const = 0;
+  virtual Status Remove(const std::string& rel) = 0;
+  virtual Status Teardown() = 0;
+};
+
+class SharedDir final : public Share {
  public:
   // Creates `host_dir` and `export_dir` (their parents must exist and be
   // trusted; each must not exist or be an empty directory) and mounts them
@@ -56,14 +69,14 @@ class SharedDir {
   // FAILED_PRECONDITION otherwise. The result owns both as if it had
   // created them.
   static Result<std::unique_ptr<SharedDir>> Adopt(std::string host_dir, std::string export_dir);
-  ~SharedDir();
+  ~SharedDir() override;
   SharedDir(const SharedDir&) = delete;
   SharedDir& operator=(const SharedDir&) = delete;
 
   // The exported directory (virtiofsd's source).
-  const std::string& path() const { return export_path_; }
+  const std::string& path() const override { return export_path_; }
   // The private tree where the binds are made.
-  const std::string& host_path() const { return host_path_; }
+  const std::string& host_path() const override { return host_path_; }
 
   // Bind-mounts (recursively) `host_src`, a directory or any other file,
   // onto mounts/<rel>, creating the target and its parents; an existing
@@ -73,20 +86,20 @@ class SharedDir {
   // caller). The bind and everything under it is nosuid and nodev on the
   // host; with `readonly` it is read-only recursively, set before it is
   // attached, so every propagated copy is read-only too.
-  Status Bind(const std::string& host_src, const std::string& rel, bool readonly);
+  Status Bind(const std::string& host_src, const std::string& rel, bool readonly) override;
 
   // True if mounts/<rel> exists (resolved without following symlinks).
-  Result<bool> Exists(const std::string& rel) const;
+  Result<bool> Exists(const std::string& rel) const override;
 
   // Detaches every mount at or under mounts/<rel> (lazily: an open file
   // keeps the filesystem alive, not the mount), then removes mounts/<rel>.
   // Missing is fine.
-  Status Remove(const std::string& rel);
+  Status Remove(const std::string& rel) override;
 
   // Detaches the export and everything under mounts/, then removes both
   // directories. Idempotent; the first error is returned but the teardown
   // goes as far as it safely can.
-  Status Teardown();
+  Status Teardown() override;
 
   // Gives up ownership without unmounting or removing anything (the mounts
   // go along with a handed-over VM, to the SharedDir::Adopt of the taker).
@@ -103,6 +116,10 @@ class SharedDir {
   bool export_created_ = false;
   bool removed_ = false;
 };
+
+// The rule for a path relative to the share (Bind, Exists, Remove): not
+// absolute, no empty, "." or ".." component (INVALID_ARGUMENT).
+Status CheckShareRelative(const std::string& rel);
 
 // Helpers over /proc/self/mountinfo, exposed for tests.
 

@@ -21,6 +21,7 @@
 #include "lib/base/process.h"
 #include "lib/base/result.h"
 #include "lib/oci/parse.h"
+#include "lib/sandbox/container.h"
 #include "lib/sandbox/process_io.h"
 #include "lib/sandbox/sandbox.h"
 
@@ -70,6 +71,47 @@ inline Result<LiveProcess> StartLive(sandbox::Sandbox& sb, const std::string& ci
   lp.stderr_r = std::move(err.first);
   CASK_ASSIGN_OR_RETURN(lp.pump, sandbox::ProcessIoPump::Start(sb.io_loop(), cid, exec_id, std::move(fds)));
   return lp;
+}
+
+// One live exec of a sandbox::Container, as the shim and `cask-runtime`
+// run them: its pump and exit delivery belong to the Container.
+struct LiveExec {
+  std::string exec_id;
+  UniqueFd stdin_w;
+  UniqueFd stdout_r;
+  UniqueFd stderr_r;
+  std::shared_ptr<sandbox::Process> proc;
+};
+
+// The shape of an exec's process for these suites.
+inline oci::Process ExecProcessSpec(std::vector<std::string> args) {
+  oci::Process p;
+  p.args = std::move(args);
+  p.env = {"PATH=/bin:/sbin:/usr/bin:/usr/sbin"};
+  p.cwd = "/";
+  return p;
+}
+
+// Adds and starts exec `exec_id` of `c` running `args`, with stdin, stdout
+// and stderr through host pipes.
+inline Result<LiveExec> StartLiveExec(sandbox::Container& c, const std::string& exec_id,
+                                      std::vector<std::string> args) {
+  CASK_ASSIGN_OR_RETURN(auto in, Pipe());
+  CASK_ASSIGN_OR_RETURN(auto out, Pipe());
+  CASK_ASSIGN_OR_RETURN(auto err, Pipe());
+  LiveExec le;
+  le.exec_id = exec_id;
+  CASK_ASSIGN_OR_RETURN(le.proc, c.AddExec(exec_id, ExecProcessSpec(std::move(args))));
+  sandbox::ProcessIoFds fds;
+  fds.stdin_fd = std::move(in.first);
+  fds.stdout_fd = std::move(out.second);
+  fds.stderr_fd = std::move(err.second);
+  le.stdin_w = std::move(in.second);
+  le.stdout_r = std::move(out.first);
+  le.stderr_r = std::move(err.first);
+  auto pid = c.Start(*le.proc, std::move(fds));
+  if (!pid.ok()) return std::move(pid).error().Wrap("start exec " + exec_id);
+  return le;
 }
 
 // Reads from `fd` until `want` bytes arrived, EOF, or `timeout`.
@@ -200,7 +242,7 @@ class PodVmTest : public ::testing::Test {
 
   const VmOptions vm_opts_;
   std::string dir_, rootfs_;
-  std::unique_ptr<sandbox::Sandbox> sb_;
+  std::shared_ptr<sandbox::Sandbox> sb_;  // shared: a sandbox::Container holds it too
   pid_t vmm_pid_ = -1;
 };
 #endif  // CASK_E2E_DIR
