@@ -236,8 +236,10 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
       server, slog, "GetEvents",
       [](const v1::GetEventsRequest& r) { return Logger::Fields{{"ack", std::to_string(r.ack())}}; },
       [a](const rpc::CallContext& ctx, const v1::GetEventsRequest& req) -> Result<v1::GetEventsResponse> {
-        CASK_ASSIGN_OR_RETURN(EventBatch b, a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()),
-                                                         req.max_output_bytes(), a->Limits(ctx.deadline)));
+        CASK_ASSIGN_OR_RETURN(std::shared_ptr<const EventBatch> batch,
+                              a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()), req.max_output_bytes(),
+                                           a->Limits(ctx.deadline)));
+        const EventBatch& b = *batch;
         v1::GetEventsResponse resp;
         resp.set_seq(b.seq);
         for (auto& o : b.output) {
@@ -245,7 +247,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
           c->set_container_id(o.container_id);
           c->set_exec_id(o.exec_id);
           c->set_stream(ToProto(o.stream));
-          c->set_data(o.data);
+          c->set_data(o.data.data(), o.data.size());
           c->set_eof(o.eof);
         }
         for (auto& e : b.exits) {
