@@ -22,9 +22,9 @@ root=$work/rootfs
 mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,root,run,var} "$work/layout/blobs/sha256"
 chmod 1777 "$root/tmp"
 cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
-done
+# One process for the ~400 applet links (a fork of ln each took seconds).
+"$busybox" --list | perl -e 'my $d = shift; while (<STDIN>) { chomp; next if $_ eq "busybox";
+  unlink "$d/$_"; symlink("busybox", "$d/$_") or die "symlink $d/$_: $!\n" }' "$root/bin"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 
