@@ -164,17 +164,19 @@ class AgentClient {
     // Credit kept granted per output stream while its reader keeps up: the
     // bytes in flight between the guest and the reader. One window per
     // round trip is the throughput of a stream, so it is well above the
-    // initial credit and several batches deep (a stream never waits for a
-    // grant while the reader keeps up); it shrinks back to
-    // kInitialOutputCredit while the credit of all streams together would
-    // pass max_buffered_output.
-    size_t output_window = 4 << 20;
-    // Output bytes the agent may put in one GetEvents reply (the agent caps
-    // it at 1 MiB). Each reply costs a round trip and a round of guest
-    // thread wake-ups, which under TCG cost as much as copying tens of KiB,
-    // so bulk output wants large replies; the price is that another call's
-    // reply may wait behind one batch on the channel (1 MiB: a few ms).
-    uint32_t batch_output = 1 << 20;
+    // initial credit; it shrinks back to kInitialOutputCredit while the
+    // credit of all streams together would pass max_buffered_output.
+    size_t output_window = 1 << 20;
+    // Output bytes the agent may put in one GetEvents reply. Smaller than
+    // the window, so several replies are in flight per window, and small
+    // enough that a reply fits in the host socket's buffer (~200 KiB):
+    // a reply that does not fit makes QEMU throttle the virtio-serial port,
+    // and 1 MiB replies were measured to stall the channel for a whole
+    // call timeout (~60 s, until the next host message) in 1 of 2 runs
+    // under load, a lost wake-up in QEMU's throttle path. 1 MiB replies
+    // saved little: the per-byte cost is in the guest's passes over the
+    // bytes, not in round trips.
+    uint32_t batch_output = 128 * 1024;
     // Exits of processes this client does not know, kept for a late
     // WaitProcess; OOM ids waiting for GetOOMEvent.
     size_t max_unclaimed_exits = 256;
