@@ -33,24 +33,16 @@ while [ $# -gt 0 ]; do
     *) echo "kernels: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-die() { echo "kernels: $*" >&2; exit 1; }
 build=$(realpath -m "$build")
 runtime=$build/cmd/cask-runtime/cask-runtime
 agent=$build/cmd/cask-agent/cask-agent
 lean=${lean:-$build/guest}
-[ "$runs" -ge 5 ] 2>/dev/null || die "--runs must be a number >= 5"
-[ "$(id -u)" = 0 ] || die "needs root"
+BENCH_NAME=kernels
+source "$here/lib.sh"
+bench_require "$runs"
 [ -x "$runtime" ] || die "cask-runtime not found at $runtime"
-command -v runc >/dev/null || die "runc not installed (the baseline)"
 
-W=$(mktemp -d /tmp/cask-bench-kernels.XXXXXX)
-host=   # the idle cask-runtime being measured
-cleanup() {
-  runc --root "$W/runc-root" list -q 2>/dev/null | xargs -r -n1 runc --root "$W/runc-root" delete -f 2>/dev/null || true
-  if [ -n "$host" ]; then kill -TERM "$host" 2>/dev/null || true; wait "$host" 2>/dev/null || true; fi
-  if grep -qsF "$W" /proc/self/mountinfo; then echo "kernels: mounts left under $W" >&2; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
+bench_workdir  # BENCH_HOST: the idle cask-runtime being measured
 
 if [ -z "$debian" ]; then
   debian=$W/guest-debian
@@ -61,7 +53,7 @@ for d in "$lean" "$debian"; do
   [ -f "$d/vmlinux" ] && [ -f "$d/initrd.img" ] || die "guest assets missing in $d"
 done
 
-"$src/tests/e2e/make-rootfs.sh" "$W/bundle/rootfs"
+bench_bundle "$src"
 kernels=(lean debian)
 declare -A dir=([lean]=$lean [debian]=$debian)
 for k in "${kernels[@]}"; do
@@ -76,30 +68,18 @@ connect_timeout_ms = 600000
 state_dir = "$W/state-$k"
 TOML
 done
-(cd "$W/bundle" && runc spec)
-sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"sh"$/"true"/' "$W/bundle/config.json"
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 declare -A boot uptime wall
 runc_=()
 for i in $(seq 1 "$runs"); do
   line="round $i/$runs:"
   for k in "${kernels[@]}"; do
-    t0=$(now_ms)
-    "$runtime" run --timing --config "$W/$k.toml" --rootfs "$W/bundle/rootfs" -- true 2> "$W/timing" ||
-      { cat "$W/timing" >&2; die "cask-runtime run failed ($k, round $i)"; }
-    t1=$(now_ms)
-    b=$(sed -n 's/.* boot_ms=\([0-9]*\).*/\1/p' "$W/timing")
-    u=$(sed -n 's/.* guest_uptime_ms=\([0-9]*\).*/\1/p' "$W/timing")
-    [ -n "$b" ] && [ -n "$u" ] || { cat "$W/timing" >&2; die "no boot_ms/guest_uptime_ms in the --timing output"; }
-    boot[$k]+="$b " uptime[$k]+="$u " wall[$k]+="$((t1 - t0)) "
-    line+=" $k boot $b ms (guest uptime $u ms), run $((t1 - t0)) ms;"
+    bench_cask_round "$runtime" "$W/$k.toml" "$k, round $i"
+    boot[$k]+="$BOOT_MS " uptime[$k]+="$UPTIME_MS " wall[$k]+="$WALL_MS "
+    line+=" $k boot $BOOT_MS ms (guest uptime $UPTIME_MS ms), run $WALL_MS ms;"
   done
-  t0=$(now_ms)
-  runc --root "$W/runc-root" run --bundle "$W/bundle" "bench-$i" > /dev/null || die "runc run failed (round $i)"
-  t1=$(now_ms)
-  runc_+=($((t1 - t0)))
-  echo "$line runc $((t1 - t0)) ms" >&2
+  bench_runc_round "bench-$i"
+  runc_+=("$WALL_MS")
+  echo "$line runc $WALL_MS ms" >&2
 done
 
 # Idle memory: three VMs per kernel, one at a time, interleaved.
@@ -111,42 +91,37 @@ for i in 1 2 3; do
     rm -f "$W/ready"
     "$runtime" run --config "$W/$k.toml" --rootfs "$W/bundle/rootfs" -- sh -c 'echo ready; sleep 15' \
       > "$W/ready" 2>"$W/idle.err" &
-    host=$!
+    BENCH_HOST=$!
     for _ in $(seq 1 3000); do grep -q ready "$W/ready" 2>/dev/null && break; sleep 0.1; done
     grep -q ready "$W/ready" || { cat "$W/idle.err" >&2; die "idle VM ($k) did not start"; }
     sleep 5
     q=$(pgrep -f "qemu-system.*$W/state-$k" | head -1)
     v=$(pgrep -f "virtiofsd.*$W/state-$k" | head -1)
-    qrss[$k]+="$(rss "$q") " qpss[$k]+="$(pss "$q") " vpss[$k]+="$(pss "$v") " hpss[$k]+="$(pss "$host") "
-    echo "idle $k #$i: QEMU RSS $(rss "$q") KiB PSS $(pss "$q") KiB, virtiofsd PSS $(pss "$v") KiB, cask-runtime PSS $(pss "$host") KiB" >&2
+    qrss[$k]+="$(rss "$q") " qpss[$k]+="$(pss "$q") " vpss[$k]+="$(pss "$v") " hpss[$k]+="$(pss "$BENCH_HOST") "
+    echo "idle $k #$i: QEMU RSS $(rss "$q") KiB PSS $(pss "$q") KiB, virtiofsd PSS $(pss "$v") KiB, cask-runtime PSS $(pss "$BENCH_HOST") KiB" >&2
     # The container ends by itself (a signal to PID 1 of the container
     # without a handler would be ignored).
-    wait "$host" 2>/dev/null || true
-    host=
+    wait "$BENCH_HOST" 2>/dev/null || true
+    BENCH_HOST=
     for _ in $(seq 1 100); do pgrep -f "qemu-system.*$W/state-$k" >/dev/null || break; sleep 0.1; done
   done
 done
 
-stats() {  # stats NAME DIVISOR VALUES...
-  local name=$1 div=$2; shift 2
-  printf '%s\n' "$@" | sort -n | awk -v n="$name" -v d="$div" '{a[NR]=$1/d}
-    END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%-46s %9.1f %9.1f %9.1f %9.1f\n", n, m, a[1], a[NR], a[NR]-a[1]}'
-}
 echo
 echo "guest kernels: $runs interleaved rounds, $(nproc) CPUs, host $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for k in "${kernels[@]}"; do
   echo "  $k: $(cat "${dir[$k]}/kernel-release" 2>/dev/null), vmlinux $(stat -c %s "${dir[$k]}/vmlinux") bytes, initrd $(stat -c %s "${dir[$k]}/initrd.img") bytes"
 done
-printf '%-46s %9s %9s %9s %9s\n' "" median min max spread
+bench_stats_header ""
 for k in "${kernels[@]}"; do
-  stats "$k: QEMU start -> agent ready (ms)" 1 ${boot[$k]}
-  stats "$k: guest uptime at agent ready (ms)" 1 ${uptime[$k]}
-  stats "$k: cask-runtime run -- true (ms)" 1 ${wall[$k]}
+  bench_stats "$k: QEMU start -> agent ready (ms)" 1 ${boot[$k]}
+  bench_stats "$k: guest uptime at agent ready (ms)" 1 ${uptime[$k]}
+  bench_stats "$k: cask-runtime run -- true (ms)" 1 ${wall[$k]}
 done
-stats "runc: runc run true (ms)" 1 "${runc_[@]}"
+bench_stats "runc: runc run true (ms)" 1 "${runc_[@]}"
 for k in "${kernels[@]}"; do
-  stats "$k: idle QEMU RSS (MiB)" 1024 ${qrss[$k]}
-  stats "$k: idle QEMU PSS (MiB)" 1024 ${qpss[$k]}
-  stats "$k: idle virtiofsd PSS (MiB)" 1024 ${vpss[$k]}
-  stats "$k: idle cask-runtime PSS (MiB)" 1024 ${hpss[$k]}
+  bench_stats "$k: idle QEMU RSS (MiB)" 1024 ${qrss[$k]}
+  bench_stats "$k: idle QEMU PSS (MiB)" 1024 ${qpss[$k]}
+  bench_stats "$k: idle virtiofsd PSS (MiB)" 1024 ${vpss[$k]}
+  bench_stats "$k: idle cask-runtime PSS (MiB)" 1024 ${hpss[$k]}
 done

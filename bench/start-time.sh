@@ -33,25 +33,14 @@ done
 build=$(realpath -m "$build")
 runtime=${runtime:-$build/cmd/cask-runtime/cask-runtime}
 guest=${guest:-$build/guest}
-die() { echo "start-time: $*" >&2; exit 1; }
-[ "$runs" -ge 5 ] 2>/dev/null || die "--runs must be a number >= 5"
-[ "$(id -u)" = 0 ] || die "needs root"
+BENCH_NAME=start-time
+source "$here/lib.sh"
+bench_require "$runs"
 [ -x "$runtime" ] || die "cask-runtime not found at $runtime (build it, or pass --runtime)"
 [ -f "$guest/vmlinux" ] && [ -f "$guest/initrd.img" ] || die "guest assets missing in $guest (ninja guest-assets)"
-command -v runc >/dev/null || die "runc not installed (the baseline)"
 
-W=$(mktemp -d /tmp/cask-bench.XXXXXX)
-cleanup() {
-  runc --root "$W/runc-root" list -q 2>/dev/null | xargs -r -n1 runc --root "$W/runc-root" delete -f 2>/dev/null || true
-  if grep -qsF "$W" /proc/self/mountinfo; then
-    echo "start-time: mounts left under $W" >&2
-  else
-    rm -rf "$W"
-  fi
-}
-trap cleanup EXIT
-
-"$src/tests/e2e/make-rootfs.sh" "$W/bundle/rootfs"
+bench_workdir
+bench_bundle "$src"
 cat > "$W/cask.toml" <<TOML
 [hypervisor]
 kernel = "$guest/vmlinux"
@@ -59,47 +48,21 @@ initrd = "$guest/initrd.img"
 [runtime]
 state_dir = "$W/state"
 TOML
-(cd "$W/bundle" && runc spec)
-sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"sh"$/"true"/' "$W/bundle/config.json"
-grep -q '"true"' "$W/bundle/config.json" || die "could not set the runc bundle's command"
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 boot=() cask=() runc_=()
 for i in $(seq 1 "$runs"); do
-  t0=$(now_ms)
-  "$runtime" run --timing --config "$W/cask.toml" --rootfs "$W/bundle/rootfs" -- true 2> "$W/timing" ||
-    { cat "$W/timing" >&2; die "cask-runtime run failed (round $i)"; }
-  t1=$(now_ms)
-  b=$(sed -n 's/.* boot_ms=\([0-9]*\).*/\1/p' "$W/timing")
-  [ -n "$b" ] || { cat "$W/timing" >&2; die "no boot_ms in the --timing output"; }
-  boot+=("$b")
-  cask+=($((t1 - t0)))
-
-  t0=$(now_ms)
-  runc --root "$W/runc-root" run --bundle "$W/bundle" "bench-$i" > /dev/null || die "runc run failed (round $i)"
-  t1=$(now_ms)
-  runc_+=($((t1 - t0)))
-  echo "round $i/$runs: boot ${b} ms, cask run ${cask[-1]} ms, runc run ${runc_[-1]} ms" >&2
+  bench_cask_round "$runtime" "$W/cask.toml" "round $i"
+  boot+=("$BOOT_MS")
+  cask+=("$WALL_MS")
+  bench_runc_round "bench-$i"
+  runc_+=("$WALL_MS")
+  echo "round $i/$runs: boot ${boot[-1]} ms, cask run ${cask[-1]} ms, runc run ${runc_[-1]} ms" >&2
 done
-
-stats() {  # stats NAME VALUES...: name median min max spread
-  local name=$1; shift
-  local sorted n med
-  sorted=($(printf '%s\n' "$@" | sort -n))
-  n=${#sorted[@]}
-  if [ $((n % 2)) -eq 1 ]; then
-    med=${sorted[$((n / 2))]}
-  else
-    med=$(( (sorted[n / 2 - 1] + sorted[n / 2]) / 2 ))
-  fi
-  printf '%-44s %8s %8s %8s %8s\n' "$name" "$med" "${sorted[0]}" "${sorted[-1]}" "$((sorted[-1] - sorted[0]))"
-}
 
 echo
 accel=$("$runtime" check --config "$W/cask.toml" 2>/dev/null | sed -n 's/.*; accel = \([a-z]*\).*/\1/p' || true)
 echo "start time: $runs rounds, $(nproc) CPUs, host $(uname -r), accel ${accel:-?}, guest $(cat "$guest/kernel-release" 2>/dev/null || echo ?)"
-printf '%-44s %8s %8s %8s %8s\n' "(milliseconds)" median min max spread
-stats "cask: QEMU start -> agent ready" "${boot[@]}"
-stats "cask: cask-runtime run -- true (wall)" "${cask[@]}"
-stats "runc: runc run true (wall, baseline)" "${runc_[@]}"
+bench_stats_header "(milliseconds)"
+bench_stats "cask: QEMU start -> agent ready" 1 "${boot[@]}"
+bench_stats "cask: cask-runtime run -- true (wall)" 1 "${cask[@]}"
+bench_stats "runc: runc run true (wall, baseline)" 1 "${runc_[@]}"

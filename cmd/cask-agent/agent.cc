@@ -669,7 +669,7 @@ Status Agent::ResizeTty(const std::string& id, const std::string& exec_id, uint3
   return container::ResizePty(p->pty_master->get(), rows, cols).Context("resize terminal of " + p->Name());
 }
 
-Result<container::CgroupStats> Agent::StatsContainer(const std::string& id) {
+Result<sys::CgroupStats> Agent::StatsContainer(const std::string& id) {
   CASK_ASSIGN_OR_RETURN(auto rec, FindContainer(id));
   MutexLock op(rec->op_mu);
   if (rec->state == State::kRemoved) return Error::NotFound("container " + id + " not found");

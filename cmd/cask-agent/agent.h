@@ -191,7 +191,7 @@ class Agent {
                                  size_t max_len, const WaitLimits& limits);
   Status ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows, uint32_t cols);
 
-  Result<container::CgroupStats> StatsContainer(const std::string& id);
+  Result<sys::CgroupStats> StatsContainer(const std::string& id);
   Status PauseContainer(const std::string& id);
   Status ResumeContainer(const std::string& id);
   Status UpdateContainer(const std::string& id, std::string_view resources_json);

@@ -38,9 +38,95 @@ Result<net::IpAddr> Ip(const std::string& field, const std::string& s) {
 
 uint32_t MaxPrefix(int family) { return family == AF_INET6 ? 128 : 32; }
 
+// interfaces[i] (named `f` in errors); its name and MAC must not repeat
+// one in `names` and `macs`, which collect them.
+Result<PlannedInterface> PlanInterface(const net::InterfaceSetup& in, const std::string& f,
+                                       std::set<std::string>& names, std::set<net::Mac>& macs) {
+  PlannedInterface pi;
+  if (!ValidIfName(in.name) || in.name == "lo")
+    return Bad(f + ".name", "\"" + BoundedString(in.name, 32) + "\" is not a usable interface name (1-15 of A-Za-z0-9_.-, not lo)");
+  if (!names.insert(in.name).second) return Bad(f + ".name", "duplicate name " + in.name);
+  pi.name = in.name;
+  CASK_ASSIGN_OR_RETURN(pi.mac, UnicastMac(f + ".mac", in.mac));
+  if (!macs.insert(pi.mac).second) return Bad(f + ".mac", "duplicate MAC " + in.mac);
+  if (in.addresses.size() > kMaxNetAddresses)
+    return Bad(f + ".addresses", std::to_string(in.addresses.size()) + " given, at most " +
+                                     std::to_string(kMaxNetAddresses));
+  bool v6 = false;
+  for (size_t j = 0; j < in.addresses.size(); ++j) {
+    const std::string af = f + ".addresses[" + std::to_string(j) + "]";
+    CASK_ASSIGN_OR_RETURN(net::IpAddr ip, Ip(af + ".address", in.addresses[j].first));
+    uint32_t plen = in.addresses[j].second;
+    if (plen > MaxPrefix(ip.family))
+      return Bad(af + ".prefix_len", std::to_string(plen) + " is beyond " + std::to_string(MaxPrefix(ip.family)));
+    v6 |= ip.family == AF_INET6;
+    pi.addresses.push_back(net::Address{0, ip, static_cast<uint8_t>(plen), 0});
+  }
+  uint32_t min_mtu = v6 ? kMinMtuIpv6 : kMinMtu;
+  if (in.mtu < min_mtu || in.mtu > kMaxMtu)
+    return Bad(f + ".mtu", std::to_string(in.mtu) + " is outside " + std::to_string(min_mtu) + ".." +
+                               std::to_string(kMaxMtu));
+  pi.mtu = in.mtu;
+  return pi;
+}
+
+// routes[i] (named `f` in errors), on one of the interfaces in `names`.
+Result<PlannedRoute> PlanRoute(const net::RouteSetup& in, const std::string& f, const std::set<std::string>& names) {
+  if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
+  PlannedRoute pr;
+  pr.device = in.device;
+  net::Route& r = pr.route;
+  int family = 0;
+  if (!in.dest.empty()) {
+    CASK_ASSIGN_OR_RETURN(net::IpAddr d, Ip(f + ".dest", in.dest));
+    family = d.family;
+    if (in.dest_prefix_len > MaxPrefix(family))
+      return Bad(f + ".dest_prefix_len", std::to_string(in.dest_prefix_len) + " is beyond " +
+                                             std::to_string(MaxPrefix(family)));
+    r.dst = d;
+    r.dst_len = static_cast<uint8_t>(in.dest_prefix_len);
+  } else if (in.dest_prefix_len != 0) {
+    return Bad(f + ".dest_prefix_len", "must be 0 for a default route");
+  }
+  auto same_family = [&](const std::string& field, const net::IpAddr& a) -> Status {
+    if (family == 0) family = a.family;
+    if (a.family != family) return Bad(field, "mixes IPv4 and IPv6");
+    return Ok();
+  };
+  if (!in.gateway.empty()) {
+    CASK_ASSIGN_OR_RETURN(net::IpAddr g, Ip(f + ".gateway", in.gateway));
+    CASK_TRY(same_family(f + ".gateway", g));
+    r.gateway = g;
+  }
+  if (!in.source.empty()) {
+    CASK_ASSIGN_OR_RETURN(net::IpAddr s, Ip(f + ".source", in.source));
+    CASK_TRY(same_family(f + ".source", s));
+    r.src = s;
+  }
+  if (family == 0) return Bad(f, "a default route needs a gateway");
+  if (in.scope != RT_SCOPE_UNIVERSE && in.scope != RT_SCOPE_LINK && in.scope != RT_SCOPE_HOST)
+    return Bad(f + ".scope", std::to_string(in.scope) + " is not universe (0), link (253) or host (254)");
+  if (r.gateway && in.scope != RT_SCOPE_UNIVERSE) return Bad(f + ".scope", "a route via a gateway has scope universe");
+  r.family = family;
+  r.scope = static_cast<uint8_t>(in.scope);
+  return pr;
+}
+
+// neighbours[i] (named `f` in errors), on one of the interfaces in `names`.
+Result<PlannedNeighbour> PlanNeighbour(const net::NeighbourSetup& in, const std::string& f,
+                                       const std::set<std::string>& names) {
+  if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
+  PlannedNeighbour pn;
+  pn.device = in.device;
+  CASK_ASSIGN_OR_RETURN(pn.neighbour.ip, Ip(f + ".address", in.address));
+  CASK_ASSIGN_OR_RETURN(pn.neighbour.mac, UnicastMac(f + ".mac", in.mac));
+  pn.neighbour.has_mac = true;
+  return pn;
+}
+
 }  // namespace
 
-Result<NetworkPlan> ValidateNetworkRequest(const NetworkRequest& req) {
+Result<NetworkPlan> ValidateNetworkRequest(const net::NetworkSetup& req) {
   if (req.interfaces.size() > kMaxNetInterfaces)
     return Bad("interfaces", std::to_string(req.interfaces.size()) + " given, at most " +
                                  std::to_string(kMaxNetInterfaces));
@@ -53,86 +139,17 @@ Result<NetworkPlan> ValidateNetworkRequest(const NetworkRequest& req) {
   std::set<std::string> names;
   std::set<net::Mac> macs;
   for (size_t i = 0; i < req.interfaces.size(); ++i) {
-    const auto& in = req.interfaces[i];
-    const std::string f = "interfaces[" + std::to_string(i) + "]";
-    PlannedInterface pi;
-    if (!ValidIfName(in.name) || in.name == "lo")
-      return Bad(f + ".name", "\"" + BoundedString(in.name, 32) + "\" is not a usable interface name (1-15 of A-Za-z0-9_.-, not lo)");
-    if (!names.insert(in.name).second) return Bad(f + ".name", "duplicate name " + in.name);
-    pi.name = in.name;
-    CASK_ASSIGN_OR_RETURN(pi.mac, UnicastMac(f + ".mac", in.mac));
-    if (!macs.insert(pi.mac).second) return Bad(f + ".mac", "duplicate MAC " + in.mac);
-    if (in.addresses.size() > kMaxNetAddresses)
-      return Bad(f + ".addresses", std::to_string(in.addresses.size()) + " given, at most " +
-                                       std::to_string(kMaxNetAddresses));
-    bool v6 = false;
-    for (size_t j = 0; j < in.addresses.size(); ++j) {
-      const std::string af = f + ".addresses[" + std::to_string(j) + "]";
-      CASK_ASSIGN_OR_RETURN(net::IpAddr ip, Ip(af + ".address", in.addresses[j].first));
-      uint32_t plen = in.addresses[j].second;
-      if (plen > MaxPrefix(ip.family))
-        return Bad(af + ".prefix_len", std::to_string(plen) + " is beyond " + std::to_string(MaxPrefix(ip.family)));
-      v6 |= ip.family == AF_INET6;
-      pi.addresses.push_back(net::Address{0, ip, static_cast<uint8_t>(plen), 0});
-    }
-    uint32_t min_mtu = v6 ? kMinMtuIpv6 : kMinMtu;
-    if (in.mtu < min_mtu || in.mtu > kMaxMtu)
-      return Bad(f + ".mtu", std::to_string(in.mtu) + " is outside " + std::to_string(min_mtu) + ".." +
-                                 std::to_string(kMaxMtu));
-    pi.mtu = in.mtu;
+    CASK_ASSIGN_OR_RETURN(PlannedInterface pi,
+                          PlanInterface(req.interfaces[i], "interfaces[" + std::to_string(i) + "]", names, macs));
     plan.interfaces.push_back(std::move(pi));
   }
   for (size_t i = 0; i < req.routes.size(); ++i) {
-    const auto& in = req.routes[i];
-    const std::string f = "routes[" + std::to_string(i) + "]";
-    if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
-    PlannedRoute pr;
-    pr.device = in.device;
-    net::Route& r = pr.route;
-    int family = 0;
-    if (!in.dest.empty()) {
-      CASK_ASSIGN_OR_RETURN(net::IpAddr d, Ip(f + ".dest", in.dest));
-      family = d.family;
-      if (in.dest_prefix_len > MaxPrefix(family))
-        return Bad(f + ".dest_prefix_len", std::to_string(in.dest_prefix_len) + " is beyond " +
-                                               std::to_string(MaxPrefix(family)));
-      r.dst = d;
-      r.dst_len = static_cast<uint8_t>(in.dest_prefix_len);
-    } else if (in.dest_prefix_len != 0) {
-      return Bad(f + ".dest_prefix_len", "must be 0 for a default route");
-    }
-    auto same_family = [&](const std::string& field, const net::IpAddr& a) -> Status {
-      if (family == 0) family = a.family;
-      if (a.family != family) return Bad(field, "mixes IPv4 and IPv6");
-      return Ok();
-    };
-    if (!in.gateway.empty()) {
-      CASK_ASSIGN_OR_RETURN(net::IpAddr g, Ip(f + ".gateway", in.gateway));
-      CASK_TRY(same_family(f + ".gateway", g));
-      r.gateway = g;
-    }
-    if (!in.source.empty()) {
-      CASK_ASSIGN_OR_RETURN(net::IpAddr s, Ip(f + ".source", in.source));
-      CASK_TRY(same_family(f + ".source", s));
-      r.src = s;
-    }
-    if (family == 0) return Bad(f, "a default route needs a gateway");
-    if (in.scope != RT_SCOPE_UNIVERSE && in.scope != RT_SCOPE_LINK && in.scope != RT_SCOPE_HOST)
-      return Bad(f + ".scope", std::to_string(in.scope) + " is not universe (0), link (253) or host (254)");
-    if (r.gateway && in.scope != RT_SCOPE_UNIVERSE) return Bad(f + ".scope", "a route via a gateway has scope universe");
-    r.family = family;
-    r.scope = static_cast<uint8_t>(in.scope);
+    CASK_ASSIGN_OR_RETURN(PlannedRoute pr, PlanRoute(req.routes[i], "routes[" + std::to_string(i) + "]", names));
     plan.routes.push_back(std::move(pr));
   }
   for (size_t i = 0; i < req.neighbours.size(); ++i) {
-    const auto& in = req.neighbours[i];
-    const std::string f = "neighbours[" + std::to_string(i) + "]";
-    if (!names.count(in.device)) return Bad(f + ".device", "\"" + BoundedString(in.device, 32) + "\" is not one of the interfaces");
-    PlannedNeighbour pn;
-    pn.device = in.device;
-    CASK_ASSIGN_OR_RETURN(pn.neighbour.ip, Ip(f + ".address", in.address));
-    CASK_ASSIGN_OR_RETURN(pn.neighbour.mac, UnicastMac(f + ".mac", in.mac));
-    pn.neighbour.has_mac = true;
+    CASK_ASSIGN_OR_RETURN(PlannedNeighbour pn,
+                          PlanNeighbour(req.neighbours[i], "neighbours[" + std::to_string(i) + "]", names));
     plan.neighbours.push_back(std::move(pn));
   }
   return plan;
@@ -230,7 +247,7 @@ namespace {
 constexpr std::chrono::milliseconds kNicTimeout{10'000};
 }  // namespace
 
-Status ConfigureGuestNetwork(const NetworkRequest& req) {
+Status ConfigureGuestNetwork(const net::NetworkSetup& req) {
   CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(req));
   std::string driver_note;
   if (!plan.interfaces.empty()) {

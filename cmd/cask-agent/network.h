@@ -14,6 +14,7 @@
 
 #include "lib/base/result.h"
 #include "lib/net/netlink.h"
+#include "lib/net/network_setup.h"
 #include "lib/net/rtnl.h"
 
 namespace cask::agent {
@@ -28,28 +29,8 @@ inline constexpr uint32_t kMinMtu = 68;
 inline constexpr uint32_t kMinMtuIpv6 = 1280;
 inline constexpr uint32_t kMaxMtu = 65535;
 
-// The request as it arrives (strings from the wire).
-struct NetInterfaceRequest {
-  std::string name, mac;
-  uint32_t mtu = 0;
-  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
-};
-struct NetRouteRequest {
-  std::string dest;
-  uint32_t dest_prefix_len = 0;
-  std::string gateway, source, device;
-  uint32_t scope = 0;
-};
-struct NetNeighbourRequest {
-  std::string address, mac, device;
-};
-struct NetworkRequest {
-  std::vector<NetInterfaceRequest> interfaces;
-  std::vector<NetRouteRequest> routes;
-  std::vector<NetNeighbourRequest> neighbours;
-};
-
-// The validated plan.
+// The request arrives as the host sent it, a net::NetworkSetup (strings
+// from the wire). The validated plan:
 struct PlannedInterface {
   std::string name;
   net::Mac mac{};
@@ -71,7 +52,7 @@ struct NetworkPlan {
 };
 
 // INVALID_ARGUMENT naming the first bad field ("interfaces[0].mtu: ...").
-Result<NetworkPlan> ValidateNetworkRequest(const NetworkRequest& req);
+Result<NetworkPlan> ValidateNetworkRequest(const net::NetworkSetup& req);
 
 // Applies a validated plan in the calling thread's namespace: waits up to
 // `nic_timeout` for a link with each MAC (the NIC's driver may still be
@@ -90,7 +71,7 @@ namespace cask::agent {
 // module on distribution kernels, built in on cask's own; the first pod
 // with a network pays for it, others never do), then applies the plan in
 // the agent's network namespace, waiting up to 10 s for the NICs.
-Status ConfigureGuestNetwork(const NetworkRequest& req);
+Status ConfigureGuestNetwork(const net::NetworkSetup& req);
 
 }  // namespace cask::agent
 

@@ -8,22 +8,24 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/net/netns_for_test.h"
+
 #include <cstdio>
 #include <thread>
 
 namespace cask::agent {
 namespace {
 
-NetworkRequest Good() {
-  NetworkRequest r;
-  r.interfaces.push_back(NetInterfaceRequest{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}});
-  r.routes.push_back(NetRouteRequest{"", 0, "10.88.77.1", "", "eth0", 0});
-  r.routes.push_back(NetRouteRequest{"10.96.0.0", 12, "", "", "eth0", RT_SCOPE_LINK});
-  r.neighbours.push_back(NetNeighbourRequest{"10.88.77.9", "02:00:00:00:00:09", "eth0"});
+net::NetworkSetup Good() {
+  net::NetworkSetup r;
+  r.interfaces.push_back(net::InterfaceSetup{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}});
+  r.routes.push_back(net::RouteSetup{"", 0, "10.88.77.1", "", "eth0", 0});
+  r.routes.push_back(net::RouteSetup{"10.96.0.0", 12, "", "", "eth0", RT_SCOPE_LINK});
+  r.neighbours.push_back(net::NeighbourSetup{"10.88.77.9", "02:00:00:00:00:09", "eth0"});
   return r;
 }
 
-void ExpectBad(const NetworkRequest& r, const std::string& field) {
+void ExpectBad(const net::NetworkSetup& r, const std::string& field) {
   auto p = ValidateNetworkRequest(r);
   ASSERT_FALSE(p.ok()) << "accepted; expected an error about " << field;
   EXPECT_EQ(p.error().code(), Code::kInvalidArgument);
@@ -42,7 +44,7 @@ TEST(ValidateNetwork, AcceptsACniPod) {
   EXPECT_EQ(p->routes[1].route.dst_len, 12);
 }
 
-TEST(ValidateNetwork, AcceptsNothing) { EXPECT_TRUE(ValidateNetworkRequest(NetworkRequest{}).ok()); }
+TEST(ValidateNetwork, AcceptsNothing) { EXPECT_TRUE(ValidateNetworkRequest(net::NetworkSetup{}).ok()); }
 
 TEST(ValidateNetwork, RefusesBadInterfaces) {
   auto r = Good(); r.interfaces[0].name = ""; ExpectBad(r, "interfaces[0].name");
@@ -134,22 +136,7 @@ TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
     }
     result = [&]() -> Status {
       CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
-      net::NlMessage m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-      ifinfomsg ifi{};
-      m.PutHeader(ifi);
-      m.PutString(IFLA_IFNAME, "ens3");
-      m.PutAttr(IFLA_ADDRESS, net::ParseMac("02:42:0a:58:4d:05")->data(), 6);
-      size_t info = m.BeginNest(IFLA_LINKINFO);
-      m.PutString(IFLA_INFO_KIND, "veth");
-      size_t data = m.BeginNest(IFLA_INFO_DATA);
-      size_t peer = m.BeginNest(VETH_INFO_PEER);
-      ifinfomsg pifi{};
-      m.PutHeader(pifi);
-      m.PutString(IFLA_IFNAME, "other");
-      m.EndNest(peer);
-      m.EndNest(data);
-      m.EndNest(info);
-      CASK_TRY(nl.Request(m, "add veth"));
+      CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:42:0a:58:4d:05"), 0, -1}));
       CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(Good()));
       CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
       // Twice: a retried call converges.

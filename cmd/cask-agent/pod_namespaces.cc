@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -118,10 +117,10 @@ Result<container::NamespaceTarget> PodNamespaces::SandboxNamespace(const std::st
   }
   const char* proc = container::NamespaceProcName(ns.type);
   if (*proc == '\0') return Error::InvalidArgument("unknown namespace type \"" + Short(ns.type) + "\"");
-  std::string path = "/proc/" + std::to_string(sb->pid) + "/ns/" + proc;
+  std::string path = "/proc/" + std::to_string(sb->pidfd.pid()) + "/ns/" + proc;
   auto fd = Open(path, O_RDONLY);
   // Opened through the pid: make sure it still was the sandbox's init.
-  bool alive = syscall(SYS_pidfd_send_signal, sb->pidfd.get(), 0, nullptr, 0) == 0;
+  bool alive = sb->pidfd.Signal(0).ok();
   if (!fd.ok() || !alive) {
     return Error::FailedPrecondition("its pod sandbox " + Short(sandbox_id) + " has exited");
   }
@@ -133,10 +132,7 @@ Status PodNamespaces::Register(const std::string& id, const std::map<std::string
   CASK_ASSIGN_OR_RETURN(PodMembership m, PodMembershipOf(annotations, id));
   if (m.role != PodRole::kSandbox) return Ok();
   auto sb = std::make_shared<Sandbox>();
-  sb->pid = pid;
-  sb->pidfd.Reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!sb->pidfd) return Error::Sys(errno, "pidfd_open of pod sandbox " + id);
-  fcntl(sb->pidfd.get(), F_SETFD, FD_CLOEXEC);
+  CASK_ASSIGN_OR_RETURN(sb->pidfd, sys::Pidfd::Open(pid).Context("pod sandbox " + id));
   MutexLock lock(mu_);
   sandboxes_[id] = std::move(sb);
   return Ok();

@@ -35,6 +35,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/container/namespaces.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::agent {
 
@@ -68,8 +69,7 @@ class PodNamespaces {
 
  private:
   struct Sandbox {
-    pid_t pid = -1;
-    UniqueFd pidfd;
+    sys::Pidfd pidfd;  // of its init; pidfd.pid() is its pid
   };
   Result<container::NamespaceTarget> SandboxNamespace(const std::string& sandbox_id, const oci::Namespace& ns);
 

@@ -54,16 +54,16 @@ Logger::Fields ProcessFields(const Req& r) {
   return {{"container", r.container_id()}, {"exec", r.exec_id()}};
 }
 
-NetworkRequest NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
-  NetworkRequest out;
+net::NetworkSetup NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
+  net::NetworkSetup out;
   for (const auto& i : req.interfaces()) {
-    NetInterfaceRequest n{i.name(), i.mac(), i.mtu(), {}};
+    net::InterfaceSetup n{i.name(), i.mac(), i.mtu(), {}};
     for (const auto& a : i.addresses()) n.addresses.emplace_back(a.address(), a.prefix_len());
     out.interfaces.push_back(std::move(n));
   }
   for (const auto& r : req.routes())
-    out.routes.push_back(NetRouteRequest{r.dest(), r.dest_prefix_len(), r.gateway(), r.source(), r.device(), r.scope()});
-  for (const auto& n : req.neighbours()) out.neighbours.push_back(NetNeighbourRequest{n.address(), n.mac(), n.device()});
+    out.routes.push_back(net::RouteSetup{r.dest(), r.dest_prefix_len(), r.gateway(), r.source(), r.device(), r.scope()});
+  for (const auto& n : req.neighbours()) out.neighbours.push_back(net::NeighbourSetup{n.address(), n.mac(), n.device()});
   return out;
 }
 
@@ -71,6 +71,30 @@ template <typename Resp>
 Result<Resp> EmptyOr(Status st) {
   if (!st.ok()) return std::move(st).error();
   return Resp();
+}
+
+// The cgroup readings on the wire, field for field (the host's
+// AgentClient::StatsContainer reads them back into a sys::CgroupStats).
+v1::StatsContainerResponse StatsResponseOf(const sys::CgroupStats& s) {
+  v1::StatsContainerResponse resp;
+  for (const auto& [k, v] : s.cpu_stat) (*resp.mutable_cpu_stat())[k] = v;
+  resp.set_memory_current(s.memory_current);
+  resp.set_memory_max(s.memory_max);
+  resp.set_memory_swap_current(s.memory_swap_current);
+  for (const auto& [k, v] : s.memory_stat) (*resp.mutable_memory_stat())[k] = v;
+  for (const auto& [k, v] : s.memory_events) (*resp.mutable_memory_events())[k] = v;
+  resp.set_pids_current(s.pids_current);
+  resp.set_pids_max(s.pids_max);
+  for (const auto& io : s.io) {
+    v1::IoStat* out = resp.add_io();
+    out->set_major(io.major);
+    out->set_minor(io.minor);
+    out->set_rbytes(io.rbytes);
+    out->set_wbytes(io.wbytes);
+    out->set_rios(io.rios);
+    out->set_wios(io.wios);
+  }
+  return resp;
 }
 
 void PutVarint(uint64_t v, std::string& out) {
@@ -340,26 +364,8 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
   Add<v1::StatsContainerRequest, v1::StatsContainerResponse>(
       server, slog, "StatsContainer", ContainerFields<v1::StatsContainerRequest>,
       [a](const rpc::CallContext&, const v1::StatsContainerRequest& req) -> Result<v1::StatsContainerResponse> {
-        CASK_ASSIGN_OR_RETURN(container::CgroupStats s, a->StatsContainer(req.container_id()));
-        v1::StatsContainerResponse resp;
-        for (const auto& [k, v] : s.cpu_stat) (*resp.mutable_cpu_stat())[k] = v;
-        resp.set_memory_current(s.memory_current);
-        resp.set_memory_max(s.memory_max);
-        resp.set_memory_swap_current(s.memory_swap_current);
-        for (const auto& [k, v] : s.memory_stat) (*resp.mutable_memory_stat())[k] = v;
-        for (const auto& [k, v] : s.memory_events) (*resp.mutable_memory_events())[k] = v;
-        resp.set_pids_current(s.pids_current);
-        resp.set_pids_max(s.pids_max);
-        for (const auto& io : s.io) {
-          v1::IoStat* out = resp.add_io();
-          out->set_major(io.major);
-          out->set_minor(io.minor);
-          out->set_rbytes(io.rbytes);
-          out->set_wbytes(io.wbytes);
-          out->set_rios(io.rios);
-          out->set_wios(io.wios);
-        }
-        return resp;
+        CASK_ASSIGN_OR_RETURN(sys::CgroupStats s, a->StatsContainer(req.container_id()));
+        return StatsResponseOf(s);
       });
 
   Add<v1::PauseContainerRequest, v1::Empty>(server, slog, "PauseContainer", ContainerFields<v1::PauseContainerRequest>,

@@ -5,13 +5,13 @@
 
 #include <string>
 
-#include "lib/sandbox/agent_client.h"
+#include "lib/sys/cgroup_stats.h"
 
 namespace cask::shim {
 
 inline constexpr char kMetricsV2TypeUrl[] = "io.containerd.cgroups.v2.Metrics";
 
 // Serialized io.containerd.cgroups.v2.Metrics.
-std::string EncodeMetricsV2(const sandbox::ContainerStats& s);
+std::string EncodeMetricsV2(const sys::CgroupStats& s);
 
 }  // namespace cask::shim

@@ -116,24 +116,66 @@ Result<RuntimeOptions> ParseRuntimeOptions(std::string_view type_url, std::strin
                                 std::string(kRuncCreateOptionsType) + ")");
 }
 
+namespace {
+
+// containerd's request as the Task service's parameters: the runtime
+// options (runc's or cask's) are parsed here.
+Result<CreateTaskParams> CreateParamsOf(const pb::CreateTaskRequest& r) {
+  CreateTaskParams p;
+  p.id = r.id();
+  p.bundle = r.bundle();
+  for (const auto& m : r.rootfs())
+    p.rootfs.push_back(RootfsMount{m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
+  p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
+  p.checkpoint = r.checkpoint();
+  if (r.has_options()) {
+    CASK_ASSIGN_OR_RETURN(RuntimeOptions o, ParseRuntimeOptions(r.options().type_url(), r.options().value()));
+    p.config_path = std::move(o.config_path);
+    p.io_uid = o.io_uid;
+    p.io_gid = o.io_gid;
+    p.shim_cgroup = std::move(o.shim_cgroup);
+    p.ignored_options = std::move(o.ignored);
+  }
+  return p;
+}
+
+// INVALID_ARGUMENT when the spec is not an OCI process.
+Result<ExecParams> ExecParamsOf(const pb::ExecProcessRequest& r) {
+  if (r.spec().type_url() != kProcessSpecTypeUrl && TypeName(r.spec().type_url()) != "Process")
+    return Error::InvalidArgument("exec spec has type \"" + r.spec().type_url() + "\", want " +
+                                  std::string(kProcessSpecTypeUrl));
+  ExecParams p;
+  p.id = r.id();
+  p.exec_id = r.exec_id();
+  p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
+  p.process_json = r.spec().value();
+  return p;
+}
+
+pb::StateResponse StateResponseOf(const ProcessStatus& s) {
+  pb::StateResponse resp;
+  resp.set_id(s.exec_id.empty() ? s.id : s.exec_id);
+  resp.set_exec_id(s.exec_id);
+  resp.set_bundle(s.bundle);
+  resp.set_pid(s.pid);
+  resp.set_status(ToProto(s.state));
+  resp.set_stdin(s.stdio.stdin_path);
+  resp.set_stdout(s.stdio.stdout_path);
+  resp.set_stderr(s.stdio.stderr_path);
+  resp.set_terminal(s.stdio.terminal);
+  if (s.exit) {
+    resp.set_exit_status(s.exit->exit_status);
+    SetTimestamp(resp.mutable_exited_at(), s.exit->exited_at);
+  }
+  return resp;
+}
+
+}  // namespace
+
 void RegisterTaskService(rpc::Server& server, TaskService& svc, std::function<void()> on_shutdown_when_empty) {
   Reg<pb::CreateTaskRequest, pb::CreateTaskResponse>(server, "Create", [&svc](const pb::CreateTaskRequest& r)
                                                                            -> Result<pb::CreateTaskResponse> {
-    CreateTaskParams p;
-    p.id = r.id();
-    p.bundle = r.bundle();
-    for (const auto& m : r.rootfs())
-      p.rootfs.push_back(RootfsMount{m.type(), m.source(), m.target(), {m.options().begin(), m.options().end()}});
-    p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
-    p.checkpoint = r.checkpoint();
-    if (r.has_options()) {
-      CASK_ASSIGN_OR_RETURN(RuntimeOptions o, ParseRuntimeOptions(r.options().type_url(), r.options().value()));
-      p.config_path = std::move(o.config_path);
-      p.io_uid = o.io_uid;
-      p.io_gid = o.io_gid;
-      p.shim_cgroup = std::move(o.shim_cgroup);
-      p.ignored_options = std::move(o.ignored);
-    }
+    CASK_ASSIGN_OR_RETURN(CreateTaskParams p, CreateParamsOf(r));
     CASK_ASSIGN_OR_RETURN(uint32_t pid, svc.Create(p));
     pb::CreateTaskResponse resp;
     resp.set_pid(pid);
@@ -159,35 +201,14 @@ void RegisterTaskService(rpc::Server& server, TaskService& svc, std::function<vo
   });
 
   Reg<pb::ExecProcessRequest, Empty>(server, "Exec", [&svc](const pb::ExecProcessRequest& r) -> Result<Empty> {
-    if (r.spec().type_url() != kProcessSpecTypeUrl && TypeName(r.spec().type_url()) != "Process")
-      return Error::InvalidArgument("exec spec has type \"" + r.spec().type_url() + "\", want " +
-                                    std::string(kProcessSpecTypeUrl));
-    ExecParams p;
-    p.id = r.id();
-    p.exec_id = r.exec_id();
-    p.stdio = StdioPaths{r.stdin(), r.stdout(), r.stderr(), r.terminal()};
-    p.process_json = r.spec().value();
+    CASK_ASSIGN_OR_RETURN(ExecParams p, ExecParamsOf(r));
     return EmptyOr(svc.Exec(p));
   });
 
   Reg<pb::StateRequest, pb::StateResponse>(server, "State", [&svc](const pb::StateRequest& r)
                                                                 -> Result<pb::StateResponse> {
     CASK_ASSIGN_OR_RETURN(ProcessStatus s, svc.State(r.id(), r.exec_id()));
-    pb::StateResponse resp;
-    resp.set_id(s.exec_id.empty() ? s.id : s.exec_id);
-    resp.set_exec_id(s.exec_id);
-    resp.set_bundle(s.bundle);
-    resp.set_pid(s.pid);
-    resp.set_status(ToProto(s.state));
-    resp.set_stdin(s.stdio.stdin_path);
-    resp.set_stdout(s.stdio.stdout_path);
-    resp.set_stderr(s.stdio.stderr_path);
-    resp.set_terminal(s.stdio.terminal);
-    if (s.exit) {
-      resp.set_exit_status(s.exit->exit_status);
-      SetTimestamp(resp.mutable_exited_at(), s.exit->exited_at);
-    }
-    return resp;
+    return StateResponseOf(s);
   });
 
   Reg<pb::PidsRequest, pb::PidsResponse>(server, "Pids", [&svc](const pb::PidsRequest& r)

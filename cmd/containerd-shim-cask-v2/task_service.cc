@@ -705,14 +705,15 @@ Result<ExitInfo> TaskService::Wait(const std::string& id, const std::string& exe
   }
 }
 
+Result<sandbox::Container*> TaskService::FindContainer(const std::string& id) {
+  MutexLock lk(mu_);
+  CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
+  return t->c.get();
+}
+
 Status TaskService::Pause(const std::string& id) {
   MutexLock op(op_mu_);
-  sandbox::Container* c;
-  {
-    MutexLock lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
-    c = t->c.get();
-  }
+  CASK_ASSIGN_OR_RETURN(sandbox::Container * c, FindContainer(id));
   CASK_TRY(FromGuest(c->Pause()));
   Publish(TaskPausedEvent{id});
   return Ok();
@@ -720,12 +721,7 @@ Status TaskService::Pause(const std::string& id) {
 
 Status TaskService::Resume(const std::string& id) {
   MutexLock op(op_mu_);
-  sandbox::Container* c;
-  {
-    MutexLock lk(mu_);
-    CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));
-    c = t->c.get();
-  }
+  CASK_ASSIGN_OR_RETURN(sandbox::Container * c, FindContainer(id));
   CASK_TRY(FromGuest(c->Resume()));
   Publish(TaskResumedEvent{id});
   return Ok();
@@ -777,7 +773,7 @@ Status TaskService::Update(const std::string& id, const std::string& resources_j
   return FromGuest(vm->agent().UpdateContainer(id, *res));
 }
 
-Result<sandbox::ContainerStats> TaskService::Stats(const std::string& id) {
+Result<sys::CgroupStats> TaskService::Stats(const std::string& id) {
   {
     MutexLock lk(mu_);
     CASK_ASSIGN_OR_RETURN(Task * t, FindTask(id));

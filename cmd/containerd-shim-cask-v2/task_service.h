@@ -189,7 +189,7 @@ class TaskService {
   Status CloseIo(const std::string& id, const std::string& exec_id);
   Status ResizePty(const std::string& id, const std::string& exec_id, uint32_t width, uint32_t height);
   Status Update(const std::string& id, const std::string& resources_json);
-  Result<sandbox::ContainerStats> Stats(const std::string& id);
+  Result<sys::CgroupStats> Stats(const std::string& id);
   Result<ConnectInfo> Connect(const std::string& id);
   // True when no task is left: the shim may exit.
   bool Empty() const;
@@ -204,6 +204,9 @@ class TaskService {
   Result<Task*> FindTask(const std::string& id) REQUIRES(mu_);
   Result<std::shared_ptr<sandbox::Process>> FindProcess(const std::string& id, const std::string& exec_id)
       REQUIRES(mu_);
+  // The container of task `id`; it stays alive while op_mu_ is held (tasks
+  // are only removed under it).
+  Result<sandbox::Container*> FindContainer(const std::string& id) REQUIRES(op_mu_) EXCLUDES(mu_);
   uint32_t VmmPid() const REQUIRES(mu_);
   // The pod VM, or UNAVAILABLE when there is none (any more).
   Result<std::shared_ptr<sandbox::Sandbox>> Vm() const EXCLUDES(mu_);

@@ -179,15 +179,15 @@ uint64_t ParseMaxValue(const std::string& text) {
   return v;
 }
 
-std::vector<CgroupStats::Io> ParseIoStat(const std::string& text) {
-  std::vector<CgroupStats::Io> out;
+std::vector<sys::CgroupStats::Io> ParseIoStat(const std::string& text) {
+  std::vector<sys::CgroupStats::Io> out;
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     std::istringstream l(line);
     std::string dev;
     if (!(l >> dev)) continue;
-    CgroupStats::Io io;
+    sys::CgroupStats::Io io;
     if (sscanf(dev.c_str(), "%" SCNu64 ":%" SCNu64, &io.major, &io.minor) != 2) continue;
     for (std::string kv; l >> kv;) {
       size_t eq = kv.find('=');
@@ -293,9 +293,9 @@ Status Cgroup::Kill(int sig) const {
   return st;
 }
 
-Result<CgroupStats> Cgroup::Stats() const {
+Result<sys::CgroupStats> Cgroup::Stats() const {
   if (!PathExists(path_)) return Error::NotFound("cgroup " + path_ + " does not exist");
-  CgroupStats s;
+  sys::CgroupStats s;
   auto read = [this](const char* name) { return ReadFile(File(name)); };
   if (auto t = read("cpu.stat"); t.ok()) s.cpu_stat = ParseFlatKeyed(*t);
   if (auto t = read("memory.current"); t.ok()) s.memory_current = ParseMaxValue(*t);

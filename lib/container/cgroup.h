@@ -42,7 +42,7 @@ Result<std::vector<CgroupWrite>> ResourceWrites(const oci::LinuxResources& r);
 // Parsers of cgroup files.
 std::map<std::string, uint64_t> ParseFlatKeyed(const std::string& text);  // "key value\n"
 uint64_t ParseMaxValue(const std::string& text);                         // "max" -> 0
-std::vector<CgroupStats::Io> ParseIoStat(const std::string& text);
+std::vector<sys::CgroupStats::Io> ParseIoStat(const std::string& text);
 
 class Cgroup {
  public:
@@ -62,7 +62,7 @@ class Cgroup {
   Result<std::vector<pid_t>> Procs() const;
   Status Freeze(bool frozen, std::chrono::milliseconds timeout) const;
   Status Kill(int sig) const;  // cgroup.kill for SIGKILL, else each pid
-  Result<CgroupStats> Stats() const;
+  Result<sys::CgroupStats> Stats() const;
   // Kills everything, waits up to `timeout` for cgroup.procs to be empty,
   // removes the directory. Nothing to do if the directory is gone.
   Status Remove(std::chrono::milliseconds timeout) const;

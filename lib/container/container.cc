@@ -200,7 +200,7 @@ Status Container::Update(const oci::LinuxResources& r) {
   return Ok();
 }
 
-Result<CgroupStats> Container::Stats() const {
+Result<sys::CgroupStats> Container::Stats() const {
   if (cgroup_path_.empty()) return Error::FailedPrecondition("container " + id_ + " has no cgroup");
   return Cgroup(cgroup_path_).Stats();
 }

@@ -32,6 +32,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/container/namespaces.h"
 #include "lib/oci/spec.h"
+#include "lib/sys/cgroup_stats.h"
 #include "lib/sys/pidfd.h"
 
 namespace cask::container {
@@ -69,22 +70,6 @@ class PendingProcess {
   pid_t pid_ = -1;
   UniqueFd start_w_;
   UniqueFd exec_err_r_;
-};
-
-// cgroup v2 readings (see proto/agent.proto StatsContainerResponse).
-struct CgroupStats {
-  std::map<std::string, uint64_t> cpu_stat;
-  uint64_t memory_current = 0;
-  uint64_t memory_max = 0;  // 0 = max
-  uint64_t memory_swap_current = 0;
-  std::map<std::string, uint64_t> memory_stat;
-  std::map<std::string, uint64_t> memory_events;
-  uint64_t pids_current = 0;
-  uint64_t pids_max = 0;  // 0 = max
-  struct Io {
-    uint64_t major = 0, minor = 0, rbytes = 0, wbytes = 0, rios = 0, wios = 0;
-  };
-  std::vector<Io> io;
 };
 
 struct CreateOptions {
@@ -161,7 +146,7 @@ class Container {
   // one is attached before the old one is detached, so no access is
   // allowed in between that neither allows).
   Status Update(const oci::LinuxResources& r);
-  Result<CgroupStats> Stats() const;
+  Result<sys::CgroupStats> Stats() const;
   // Path of memory.events, for OOM watching (inotify IN_MODIFY).
   std::string memory_events_path() const;
 

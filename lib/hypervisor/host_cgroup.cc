@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,8 @@
 #include <thread>
 
 #include "lib/base/fs.h"
+#include "lib/sys/mountinfo.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -72,11 +73,10 @@ bool IsMember(const std::string& dir, pid_t pid) {
 // SIGKILL `pid` if, once pinned by a pidfd, it is still in `dir`: a pid
 // read from cgroup.procs may have exited and been reused in between.
 void KillMember(const std::string& dir, pid_t pid) {
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) return;  // gone
-  UniqueFd pidfd(pfd);
+  auto pidfd = sys::Pidfd::Open(pid);
+  if (!pidfd.ok()) return;  // gone
   if (!IsMember(dir, pid)) return;
-  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  (void)pidfd->Signal(SIGKILL);
 }
 
 Status ApplyLimitsV2(const std::string& dir, const CgroupLimits& l) {
@@ -125,21 +125,13 @@ Status MakeParents(const std::string& mount, std::string_view rel, bool enable_v
 
 CgroupLayout ParseCgroupLayout(std::string_view mountinfo, std::string_view unified_controllers_text) {
   CgroupLayout l;
-  for (auto line : Split(mountinfo, '\n')) {
-    // id parent maj:min root mount-point options [optional...] - fstype source super-options
-    auto fields = Split(line, ' ');
-    if (fields.size() < 7) continue;
-    size_t dash = 6;
-    while (dash < fields.size() && fields[dash] != "-") dash++;
-    if (dash + 2 >= fields.size()) continue;
-    std::string_view mount = fields[4], fstype = fields[dash + 1];
-    std::string_view super = dash + 3 < fields.size() ? fields[dash + 3] : std::string_view();
-    if (fstype == "cgroup2") {
-      if (l.unified.empty()) l.unified = std::string(mount);
-    } else if (fstype == "cgroup") {
+  for (const sys::MountInfo& m : sys::ParseMountInfo(mountinfo)) {
+    if (m.fstype == "cgroup2") {
+      if (l.unified.empty()) l.unified = m.mount_point;
+    } else if (m.fstype == "cgroup") {
       for (const char* c : {"memory", "cpu", "pids"}) {
         std::string* slot = std::string_view(c) == "memory" ? &l.memory : std::string_view(c) == "cpu" ? &l.cpu : &l.pids;
-        if (slot->empty() && HasWord(super, c, ',')) *slot = std::string(mount);
+        if (slot->empty() && HasWord(m.super_options, c, ',')) *slot = m.mount_point;
       }
     }
   }

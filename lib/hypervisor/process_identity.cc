@@ -1,10 +1,6 @@
 #include "lib/hypervisor/process_identity.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <thread>
 
 #include "lib/base/fs.h"
@@ -12,23 +8,17 @@
 namespace cask::hypervisor {
 namespace {
 
-Result<UniqueFd> PidfdOpen(pid_t pid) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) {
-    if (errno == ESRCH) return Error::NotFound("no process " + std::to_string(pid));
-    return Error::Sys(errno, "pidfd_open " + std::to_string(pid));
-  }
-  return UniqueFd(fd);  // pidfds are close-on-exec
+// pidfd_open, with NOT_FOUND when there is no such process.
+Result<sys::Pidfd> PidfdOpen(pid_t pid) {
+  auto pidfd = sys::Pidfd::Open(pid);
+  if (!pidfd.ok() && pidfd.error().sys_errno() == ESRCH) return Error::NotFound("no process " + std::to_string(pid));
+  return pidfd;
 }
 
-// Readable pidfd: the process has exited (a zombie, or reaped).
-bool PidfdExited(int pidfd, int timeout_ms) {
-  pollfd p{pidfd, POLLIN, 0};
-  int r;
-  do {
-    r = ::poll(&p, 1, timeout_ms);
-  } while (r < 0 && errno == EINTR);
-  return r > 0;
+// The process has exited (a zombie, or reaped) by `timeout`.
+bool Exited(const sys::Pidfd& pidfd, std::chrono::milliseconds timeout) {
+  auto r = pidfd.WaitExited(timeout);
+  return r.ok() && *r;
 }
 
 }  // namespace
@@ -82,9 +72,9 @@ Result<ProcessIdentity> IdentityOf(pid_t pid) {
   return ProcessIdentity{pid, st.start_time};
 }
 
-Result<UniqueFd> OpenIdentified(const ProcessIdentity& id) {
+Result<sys::Pidfd> OpenIdentified(const ProcessIdentity& id) {
   if (id.pid <= 0) return Error::InvalidArgument("invalid pid " + std::to_string(id.pid));
-  CASK_ASSIGN_OR_RETURN(UniqueFd pidfd, PidfdOpen(id.pid));
+  CASK_ASSIGN_OR_RETURN(sys::Pidfd pidfd, PidfdOpen(id.pid));
   // Read after the pidfd pins the pid: a match means the pidfd is the
   // recorded process.
   CASK_ASSIGN_OR_RETURN(ProcStat st, ReadProcStat(id.pid));
@@ -96,7 +86,7 @@ Result<UniqueFd> OpenIdentified(const ProcessIdentity& id) {
 Liveness CheckLiveness(const ProcessIdentity& id) {
   auto pidfd = OpenIdentified(id);
   if (!pidfd.ok()) return Liveness::kGone;
-  if (PidfdExited(pidfd->get(), 0)) return Liveness::kExiting;
+  if (Exited(*pidfd, std::chrono::milliseconds(0))) return Liveness::kExiting;
   auto st = ReadProcStat(id.pid);
   if (!st.ok()) return Liveness::kGone;
   if (st->state == 'Z' || st->state == 'X' || (st->flags & kPfExiting) != 0) return Liveness::kExiting;
@@ -106,16 +96,14 @@ Liveness CheckLiveness(const ProcessIdentity& id) {
 bool WaitExited(const ProcessIdentity& id, std::chrono::milliseconds timeout) {
   auto pidfd = OpenIdentified(id);
   if (!pidfd.ok()) return true;
-  return PidfdExited(pidfd->get(), static_cast<int>(timeout.count()));
+  return Exited(*pidfd, timeout);
 }
 
 Status SignalIdentified(const ProcessIdentity& id, int sig) {
-  CASK_ASSIGN_OR_RETURN(UniqueFd pidfd, OpenIdentified(id));
-  if (::syscall(SYS_pidfd_send_signal, pidfd.get(), sig, nullptr, 0) != 0) {
-    if (errno == ESRCH) return Error::NotFound("process " + std::to_string(id.pid) + " exited");
-    return Error::Sys(errno, "pidfd_send_signal " + std::to_string(id.pid));
-  }
-  return Ok();
+  CASK_ASSIGN_OR_RETURN(sys::Pidfd pidfd, OpenIdentified(id));
+  Status st = pidfd.Signal(sig);
+  if (!st.ok() && st.error().sys_errno() == ESRCH) return Error::NotFound("process " + std::to_string(id.pid) + " exited");
+  return st;
 }
 
 }  // namespace cask::hypervisor

@@ -19,6 +19,7 @@
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
+#include "lib/sys/pidfd.h"
 
 namespace cask::hypervisor {
 
@@ -48,7 +49,7 @@ Result<ProcessIdentity> IdentityOf(pid_t pid);
 // A pidfd of the process `id` names, if that process still exists (a
 // zombie counts); NOT_FOUND if the pid is gone or now names another
 // process.
-Result<UniqueFd> OpenIdentified(const ProcessIdentity& id);
+Result<sys::Pidfd> OpenIdentified(const ProcessIdentity& id);
 
 enum class Liveness {
   kGone,     // no such process (or the pid names another one now)

@@ -161,6 +161,15 @@ class QemuVm final : public Vm {
   Status RemoveFiles();
   Status StopLocked(milliseconds grace);
   Status CreateCgroup(const VmSettings& cfg);
+  // Boot's steps. Creates the state dir (or checks it is one), removes
+  // stale sockets and opens the console log.
+  Status PrepareStateDir();
+  // Starts virtiofsd on the shared dir (in the pod cgroup) and records it.
+  Status StartFileServer(const VmSettings& cfg, const std::vector<int>& cgroup_procs_fds);
+  // Waits for QEMU's QMP handshake (every device realised, the guest
+  // running) up to kQemuStartTimeout, then starts the virtiofsd watch;
+  // QEMU's own error when it exits meanwhile.
+  Status ConnectQmp();
   // Writes <state_dir>/host-processes with what runs now.
   Status RecordHostProcesses();
   // Watches virtiofsd: a VM whose file server died has lost its root
@@ -238,67 +247,15 @@ Result<uint32_t> ReserveGuestCid(int vhost_fd) {
   return Error::ResourceExhausted("no free vsock guest CID after 64 attempts");
 }
 
-Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) {
-  struct stat st;
-  if (::stat(state_dir_.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("state dir " + state_dir_ + " is not a directory");
-  } else {
-    CASK_TRY_CTX(MkdirAll(Dirname(state_dir_), 0711), "create the parent of the VM state dir");
-    if (::mkdir(state_dir_.c_str(), 0700) != 0) return Error::Sys(errno, "mkdir " + state_dir_);
-    created_dir_ = true;
-  }
-  for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_}) {
-    if (::unlink(p->c_str()) != 0 && errno != ENOENT) return Error::Sys(errno, "remove stale socket " + *p);
-  }
-  CASK_ASSIGN_OR_RETURN(console_, CappedLog::Create(console_log_, kConsoleKeepBytes));
-
-  std::vector<UniqueFd> cgroup_fds;
-  std::vector<int> cgroup_fd_numbers;
-  if (cfg.cgroup.enabled) {
-    CASK_TRY(CreateCgroup(cfg));
-    CASK_ASSIGN_OR_RETURN(cgroup_fds, cgroup_.OpenProcsFiles());
-    for (const auto& fd : cgroup_fds) cgroup_fd_numbers.push_back(fd.get());
-  }
-
-  if (with_fs) {
-    VirtiofsdOptions fo;
-    fo.binary = cfg.virtiofsd_path;
-    fo.socket_path = fs_sock_;
-    fo.source = cfg.shared_dir;
-    fo.cache = cfg.virtiofs_cache;
-    CASK_ASSIGN_OR_RETURN(fs_log_cap_, CappedLog::Create(fs_log_, kVirtiofsdLogKeepBytes));
-    fo.log = fs_log_cap_.get();
-    fo.cgroup_procs_fds = cgroup_fd_numbers;
-    CASK_ASSIGN_OR_RETURN(VirtiofsdProcess fsd, StartVirtiofsd(fo, kVirtiofsdStartTimeout));
-    fs_stderr_ = std::move(fsd.stderr_pipe);
-    pid_t fsd_pid = fsd.child.pid();
-    {
-      std::lock_guard<std::mutex> l(proc_mu_);
-      virtiofsd_ = std::move(fsd.child);
-    }
-    CASK_ASSIGN_OR_RETURN(fsd_id_, IdentityOf(fsd_pid).Context("identify virtiofsd"));
-    CASK_ASSIGN_OR_RETURN(fs_pidfd_, sys::Pidfd::Open(fsd_pid).Context("pidfd of virtiofsd"));
-    CASK_TRY(RecordHostProcesses());
-  }
-
-  SpawnOptions so;
-  so.cgroup_procs_fds = cgroup_fd_numbers;
-  UniqueFd vhost;
-  if (channel_ == Channel::kVsock) {
-    vhost.Reset(::open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC));
-    if (!vhost) return Error::Sys(errno, "open /dev/vhost-vsock (agent.channel = vsock)");
-    CASK_ASSIGN_OR_RETURN(guest_cid_, ReserveGuestCid(vhost.get()));
-    constexpr int kVhostFdInQemu = 3;
-    so.extra_fds[kVhostFdInQemu] = vhost.get();
-    cmd.agent.guest_cid = guest_cid_;
-    cmd.agent.vhost_fd = kVhostFdInQemu;
-  }
-  // The NICs: TAP fds at 10, 12, ... and their vhost-net fds at 11, 13, ...
-  if (cfg.nics.size() > kMaxNics)
-    return Error::InvalidArgument(std::to_string(cfg.nics.size()) + " NICs; at most " + std::to_string(kMaxNics));
-  std::vector<UniqueFd> vhost_net;
-  for (size_t i = 0; i < cfg.nics.size(); ++i) {
-    const NicSettings& nic = cfg.nics[i];
+// The NICs for QEMU: TAP fds at 10, 12, ... and, where /dev/vhost-net
+// opens, their vhost-net fds at 11, 13, ... (kept open in `vhost_net` until
+// QEMU has started).
+Status AttachNics(const std::vector<NicSettings>& nics, qemu::QemuCommand& cmd, SpawnOptions& so,
+                  std::vector<UniqueFd>& vhost_net) {
+  if (nics.size() > kMaxNics)
+    return Error::InvalidArgument(std::to_string(nics.size()) + " NICs; at most " + std::to_string(kMaxNics));
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const NicSettings& nic = nics[i];
     if (nic.tap_fd < 0) return Error::InvalidArgument("NIC " + std::to_string(i) + " has no TAP fd");
     if (!ValidMac(nic.mac)) return Error::InvalidArgument("NIC " + std::to_string(i) + ": bad MAC \"" + nic.mac + "\"");
     qemu::NetOptions n;
@@ -313,6 +270,36 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
     }
     cmd.nics.push_back(std::move(n));
   }
+  return Ok();
+}
+
+Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) {
+  CASK_TRY(PrepareStateDir());
+
+  std::vector<UniqueFd> cgroup_fds;
+  std::vector<int> cgroup_fd_numbers;
+  if (cfg.cgroup.enabled) {
+    CASK_TRY(CreateCgroup(cfg));
+    CASK_ASSIGN_OR_RETURN(cgroup_fds, cgroup_.OpenProcsFiles());
+    for (const auto& fd : cgroup_fds) cgroup_fd_numbers.push_back(fd.get());
+  }
+
+  if (with_fs) CASK_TRY(StartFileServer(cfg, cgroup_fd_numbers));
+
+  SpawnOptions so;
+  so.cgroup_procs_fds = cgroup_fd_numbers;
+  UniqueFd vhost;
+  if (channel_ == Channel::kVsock) {
+    vhost.Reset(::open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC));
+    if (!vhost) return Error::Sys(errno, "open /dev/vhost-vsock (agent.channel = vsock)");
+    CASK_ASSIGN_OR_RETURN(guest_cid_, ReserveGuestCid(vhost.get()));
+    constexpr int kVhostFdInQemu = 3;
+    so.extra_fds[kVhostFdInQemu] = vhost.get();
+    cmd.agent.guest_cid = guest_cid_;
+    cmd.agent.vhost_fd = kVhostFdInQemu;
+  }
+  std::vector<UniqueFd> vhost_net;
+  CASK_TRY(AttachNics(cfg.nics, cmd, so, vhost_net));
   // QEMU's stderr: a pipe the log pump drains into a capped qemu.log.
   CASK_ASSIGN_OR_RETURN(qemu_log_cap_, CappedLog::Create(qemu_log_, kQemuLogKeepBytes));
   int errp[2];
@@ -352,6 +339,47 @@ Status QemuVm::Boot(const VmSettings& cfg, qemu::QemuCommand cmd, bool with_fs) 
   CASK_ASSIGN_OR_RETURN(qemu_id_, IdentityOf(pid_).Context("identify qemu"));
   CASK_TRY(RecordHostProcesses());
 
+  return ConnectQmp();
+}
+
+Status QemuVm::PrepareStateDir() {
+  struct stat st;
+  if (::stat(state_dir_.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return Error::InvalidArgument("state dir " + state_dir_ + " is not a directory");
+  } else {
+    CASK_TRY_CTX(MkdirAll(Dirname(state_dir_), 0711), "create the parent of the VM state dir");
+    if (::mkdir(state_dir_.c_str(), 0700) != 0) return Error::Sys(errno, "mkdir " + state_dir_);
+    created_dir_ = true;
+  }
+  for (const auto* p : {&agent_sock_, &qmp_sock_, &fs_sock_}) {
+    if (::unlink(p->c_str()) != 0 && errno != ENOENT) return Error::Sys(errno, "remove stale socket " + *p);
+  }
+  CASK_ASSIGN_OR_RETURN(console_, CappedLog::Create(console_log_, kConsoleKeepBytes));
+  return Ok();
+}
+
+Status QemuVm::StartFileServer(const VmSettings& cfg, const std::vector<int>& cgroup_procs_fds) {
+  VirtiofsdOptions fo;
+  fo.binary = cfg.virtiofsd_path;
+  fo.socket_path = fs_sock_;
+  fo.source = cfg.shared_dir;
+  fo.cache = cfg.virtiofs_cache;
+  CASK_ASSIGN_OR_RETURN(fs_log_cap_, CappedLog::Create(fs_log_, kVirtiofsdLogKeepBytes));
+  fo.log = fs_log_cap_.get();
+  fo.cgroup_procs_fds = cgroup_procs_fds;
+  CASK_ASSIGN_OR_RETURN(VirtiofsdProcess fsd, StartVirtiofsd(fo, kVirtiofsdStartTimeout));
+  fs_stderr_ = std::move(fsd.stderr_pipe);
+  pid_t fsd_pid = fsd.child.pid();
+  {
+    std::lock_guard<std::mutex> l(proc_mu_);
+    virtiofsd_ = std::move(fsd.child);
+  }
+  CASK_ASSIGN_OR_RETURN(fsd_id_, IdentityOf(fsd_pid).Context("identify virtiofsd"));
+  CASK_ASSIGN_OR_RETURN(fs_pidfd_, sys::Pidfd::Open(fsd_pid).Context("pidfd of virtiofsd"));
+  return RecordHostProcesses();
+}
+
+Status QemuVm::ConnectQmp() {
   // QEMU serves QMP only once the machine is built, so a handshake means
   // every device was realised and the guest is running.
   auto deadline = Clock::now() + kQemuStartTimeout;

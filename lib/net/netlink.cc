@@ -98,6 +98,11 @@ std::string NlAttrs::String(uint16_t type) const {
   return out;
 }
 
+NlAttrs NlAttrs::Nested(uint16_t type, uint16_t max) const {
+  auto s = Get(type);
+  return NlAttrs(s.data(), s.size(), max);
+}
+
 Error NetlinkError(int err, const std::string& what) {
   Code c = Code::kInternal;
   if (err == ENOENT || err == ENODEV || err == ESRCH) c = Code::kNotFound;
@@ -152,18 +157,21 @@ std::string ExtAckMessage(const nlmsghdr* h) {
 
 }  // namespace
 
+Result<size_t> NetlinkSocket::Receive(std::vector<uint8_t>& buf, const std::string& what) {
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) return Error::Sys(errno, what);
+  }
+}
+
 Status NetlinkSocket::Request(NlMessage& msg, const std::string& what) {
   msg.header()->nlmsg_flags |= NLM_F_ACK;
   CASK_TRY(Send(msg, what));
   const uint32_t seq = seq_;
   std::vector<uint8_t> buf(kRecvBuffer);
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::Sys(errno, "receive netlink answer: " + what);
-    }
-    size_t len = static_cast<size_t>(n);
+    CASK_ASSIGN_OR_RETURN(size_t len, Receive(buf, "receive netlink answer: " + what));
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_seq != seq) continue;
       if (h->nlmsg_type != NLMSG_ERROR) continue;
@@ -184,12 +192,7 @@ Status NetlinkSocket::Dump(NlMessage& msg, const std::string& what,
   std::vector<uint8_t> buf(kRecvBuffer);
   std::optional<Error> first;
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::Sys(errno, "receive netlink dump: " + what);
-    }
-    size_t len = static_cast<size_t>(n);
+    CASK_ASSIGN_OR_RETURN(size_t len, Receive(buf, "receive netlink dump: " + what));
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_seq != seq) continue;
       if (h->nlmsg_type == NLMSG_DONE) {

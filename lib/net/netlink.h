@@ -14,6 +14,7 @@
 #include <linux/rtnetlink.h>
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -65,6 +66,9 @@ class NlAttrs {
   uint32_t U32(uint16_t type) const;
   uint8_t U8(uint16_t type) const;
   std::string String(uint16_t type) const;
+  // The attributes nested in attribute `type`, indexed up to `max` (none
+  // when it is absent).
+  NlAttrs Nested(uint16_t type, uint16_t max) const;
 
  private:
   std::vector<std::span<const uint8_t>> by_type_;
@@ -97,9 +101,26 @@ class NetlinkSocket {
  private:
   explicit NetlinkSocket(UniqueFd fd) : fd_(std::move(fd)) {}
   Status Send(NlMessage& msg, const std::string& what);
+  // One recv into `buf`, retried on EINTR; `what` is the error's context.
+  Result<size_t> Receive(std::vector<uint8_t>& buf, const std::string& what);
   UniqueFd fd_;
   uint32_t seq_ = 1;
 };
+
+// Sends the dump request `msg` and calls `each(hdr, attrs)` (returning
+// Status) for every answer of type `type` that holds a whole family header
+// T, with the attributes after it indexed up to `max`; other answers
+// (another type, or too short for T) are skipped. Stops at the first error
+// `each` returns, like NetlinkSocket::Dump.
+template <typename T, typename F>
+Status DumpEach(NetlinkSocket& nl, NlMessage& msg, const std::string& what, uint16_t type, uint16_t max, F&& each) {
+  return nl.Dump(msg, what, [&](const nlmsghdr* h) -> Status {
+    if (h->nlmsg_type != type || h->nlmsg_len < NLMSG_LENGTH(sizeof(T))) return Ok();
+    T hdr;
+    std::memcpy(&hdr, NLMSG_DATA(h), sizeof hdr);
+    return each(static_cast<const T&>(hdr), AttrsAfter<T>(h, max));
+  });
+}
 
 // Maps a netlink errno to the error categories callers branch on.
 Error NetlinkError(int err, const std::string& what);

@@ -21,36 +21,13 @@
 #include <thread>
 
 #include "lib/net/netns.h"
+#include "lib/net/netns_for_test.h"
 #include "lib/net/rtnl.h"
 #include "lib/net/tap.h"
 #include "lib/net/tc.h"
 
 namespace cask::net {
 namespace {
-
-// A new network namespace, held by an fd; path() names it for OpenNetns.
-struct TestNetns {
-  UniqueFd fd;
-  std::string path() const { return "/proc/self/fd/" + std::to_string(fd.get()); }
-};
-
-Result<TestNetns> NewNetns() {
-  Result<TestNetns> out = Error::Internal("unset");
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      out = Error::Sys(errno, "unshare(CLONE_NEWNET)");
-      return;
-    }
-    int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      out = Error::Sys(errno, "open /proc/thread-self/ns/net");
-      return;
-    }
-    out = TestNetns{UniqueFd(fd)};
-  });
-  t.join();
-  return out;
-}
 
 int IndexOf(NetlinkSocket& nl, const std::string& name) {
   auto links = ListLinks(nl);
@@ -60,38 +37,15 @@ int IndexOf(NetlinkSocket& nl, const std::string& name) {
   return 0;
 }
 
-// ip link add eth0 type veth peer name peer0 netns <peer_ns>
-Status AddVeth(NetlinkSocket& nl, int peer_ns_fd) {
-  NlMessage m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-  ifinfomsg ifi{};
-  m.PutHeader(ifi);
-  m.PutString(IFLA_IFNAME, "eth0");
-  m.PutU32(IFLA_MTU, 1400);
-  size_t info = m.BeginNest(IFLA_LINKINFO);
-  m.PutString(IFLA_INFO_KIND, "veth");
-  size_t data = m.BeginNest(IFLA_INFO_DATA);
-  size_t peer = m.BeginNest(VETH_INFO_PEER);
-  ifinfomsg pifi{};
-  // The peer's ifinfomsg sits directly in the attribute.
-  m.PutHeader(pifi);
-  m.PutString(IFLA_IFNAME, "peer0");
-  m.PutU32(IFLA_MTU, 1400);
-  m.PutU32(IFLA_NET_NS_FD, static_cast<uint32_t>(peer_ns_fd));
-  m.EndNest(peer);
-  m.EndNest(data);
-  m.EndNest(info);
-  return nl.Request(m, "add veth");
-}
-
 class PodNetworkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root";
     if (::access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "needs /dev/net/tun";
-    auto pod = NewNetns();
+    auto pod = NewTestNetns();
     ASSERT_TRUE(pod.ok()) << pod.error().ToString();
     pod_ = std::move(*pod);
-    auto peer = NewNetns();
+    auto peer = NewTestNetns();
     ASSERT_TRUE(peer.ok()) << peer.error().ToString();
     peer_ = std::move(*peer);
   }
@@ -102,7 +56,7 @@ class PodNetworkTest : public ::testing::Test {
   void MakeCniLikeVeth() {
     Status st = RunInNetns(pod_.fd.get(), [&]() -> Status {
       CASK_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());
-      CASK_TRY(AddVeth(nl, peer_.fd.get()));
+      CASK_TRY(AddVeth(nl, VethSpec{"eth0", "peer0", std::nullopt, 1400, peer_.fd.get()}));
       int eth0 = IndexOf(nl, "eth0");
       int lo = IndexOf(nl, "lo");
       CASK_TRY(ChangeLink(nl, lo, LinkChange{true, {}, {}}));

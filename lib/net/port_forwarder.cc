@@ -65,6 +65,110 @@ Result<UniqueFd> Listen(const in_addr& ip, uint16_t port) {
   return owned;
 }
 
+// Opens a listener for each port of `wanted` not listened on yet and closes
+// those no longer wanted; `port_of` maps each listener fd to its port. A
+// port that cannot be bound (in use in the namespace) is left out, to be
+// tried again on the next change.
+void SyncListeners(const std::set<uint16_t>& wanted, const in_addr& ip, std::map<uint16_t, UniqueFd>& listeners,
+                   std::map<int, uint16_t>& port_of) {
+  for (auto it = listeners.begin(); it != listeners.end();) {
+    if (!wanted.count(it->first)) {
+      port_of.erase(it->second.get());
+      it = listeners.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (uint16_t p : wanted) {
+    if (listeners.count(p)) continue;
+    auto fd = Listen(ip, p);
+    if (!fd.ok()) continue;
+    port_of[fd->get()] = p;
+    listeners[p] = std::move(*fd);
+  }
+}
+
+// The poll events of a relay's two sockets: read while the buffer toward
+// the other side has room (below `cap`), write while bytes wait; a guest
+// socket still connecting waits to become writable.
+void RelayInterest(const Relay& r, size_t cap, short* client, short* guest) {
+  *client = *guest = 0;
+  if (!r.client_eof && r.to_guest.size() < cap) *client |= POLLIN;
+  if (!r.to_client.empty()) *client |= POLLOUT;
+  if (r.connecting) {
+    *guest = POLLOUT;
+  } else {
+    if (!r.guest_eof && r.to_client.size() < cap) *guest |= POLLIN;
+    if (!r.to_guest.empty()) *guest |= POLLOUT;
+  }
+}
+
+// One step of a relay after poll (`client` and `guest` are the revents of
+// its sockets): completes the connect to the guest, moves bytes both ways,
+// and passes each half-close on once the bytes before it have. Marks the
+// relay dead on an error, a refused connect, or when both directions are
+// shut.
+void PumpRelay(Relay& r, short client, short guest, size_t cap) {
+  if (r.connecting) {
+    if (guest & (POLLOUT | POLLERR | POLLHUP)) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(r.guest.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        r.dead = true;
+        return;
+      }
+      r.connecting = false;
+    }
+  } else {
+    if (guest & (POLLIN | POLLHUP | POLLERR)) {
+      Io io = ReadInto(r.guest.get(), &r.to_client, cap);
+      if (io == Io::kEof) r.guest_eof = true;
+      if (io == Io::kError) r.dead = true;
+    }
+    if (!r.dead && !WriteFrom(r.guest.get(), &r.to_guest)) r.dead = true;
+  }
+  if (client & (POLLIN | POLLHUP | POLLERR)) {
+    Io io = ReadInto(r.client.get(), &r.to_guest, cap);
+    if (io == Io::kEof) r.client_eof = true;
+    if (io == Io::kError) r.dead = true;
+  }
+  if (!r.dead && !WriteFrom(r.client.get(), &r.to_client)) r.dead = true;
+  if (r.dead || r.connecting) return;
+  if (!r.to_guest.empty()) (void)WriteFrom(r.guest.get(), &r.to_guest);
+  if (r.client_eof && r.to_guest.empty() && !r.guest_wr_shut) {
+    ::shutdown(r.guest.get(), SHUT_WR);
+    r.guest_wr_shut = true;
+  }
+  if (r.guest_eof && r.to_client.empty() && !r.client_wr_shut) {
+    ::shutdown(r.client.get(), SHUT_WR);
+    r.client_wr_shut = true;
+  }
+  if (r.client_wr_shut && r.guest_wr_shut) r.dead = true;
+}
+
+// Accepts the clients waiting on `listener` while there are fewer than
+// `max` relays, each with a non-blocking connect to `target`:`port`. A
+// connect refused at once drops that client (its socket closes).
+void AcceptClients(int listener, const in_addr& target, uint16_t port, size_t max,
+                   std::vector<std::unique_ptr<Relay>>& relays) {
+  while (relays.size() < max) {
+    int cfd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd < 0) break;
+    auto r = std::make_unique<Relay>();
+    r->client.Reset(cfd);
+    int gfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (gfd < 0) break;
+    r->guest.Reset(gfd);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr = target;
+    sa.sin_port = htons(port);
+    if (::connect(gfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) continue;
+    relays.push_back(std::move(r));
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<PortForwarder>> PortForwarder::Start(const Options& opts) {
@@ -164,21 +268,7 @@ void PortForwarder::Run(std::promise<Status>* started) NO_THREAD_SAFETY_ANALYSIS
       gen = wanted_gen_;
     }
     if (gen != applied) {
-      for (auto it = listeners.begin(); it != listeners.end();) {
-        if (!wanted.count(it->first)) {
-          port_of.erase(it->second.get());
-          it = listeners.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      for (uint16_t p : wanted) {
-        if (listeners.count(p)) continue;
-        auto fd = Listen(listen_ip, p);
-        if (!fd.ok()) continue;  // in use in the namespace: retried on the next SetPorts
-        port_of[fd->get()] = p;
-        listeners[p] = std::move(*fd);
-      }
+      SyncListeners(wanted, listen_ip, listeners, port_of);
       applied = gen;
       std::set<uint16_t> now;
       for (const auto& [p, fd] : listeners) now.insert(p);
@@ -198,15 +288,8 @@ void PortForwarder::Run(std::promise<Status>* started) NO_THREAD_SAFETY_ANALYSIS
       for (const auto& [p, fd] : listeners) pfds.push_back({fd.get(), POLLIN, 0});
     const size_t first_relay = pfds.size();
     for (const auto& r : relays) {
-      short ce = 0, ge = 0;
-      if (!r->client_eof && r->to_guest.size() < opts_.buffer_bytes) ce |= POLLIN;
-      if (!r->to_client.empty()) ce |= POLLOUT;
-      if (r->connecting) {
-        ge = POLLOUT;
-      } else {
-        if (!r->guest_eof && r->to_client.size() < opts_.buffer_bytes) ge |= POLLIN;
-        if (!r->to_guest.empty()) ge |= POLLOUT;
-      }
+      short ce, ge;
+      RelayInterest(*r, opts_.buffer_bytes, &ce, &ge);
       pfds.push_back({r->client.get(), ce, 0});
       pfds.push_back({r->guest.get(), ge, 0});
     }
@@ -219,72 +302,16 @@ void PortForwarder::Run(std::promise<Status>* started) NO_THREAD_SAFETY_ANALYSIS
       (void)!::read(wake_.get(), &v, sizeof v);
     }
     // Relays first (their indexes follow the vector as it was).
-    for (size_t i = 0; i < relays.size(); ++i) {
-      Relay& r = *relays[i];
-      const pollfd& c = pfds[first_relay + 2 * i];
-      const pollfd& g = pfds[first_relay + 2 * i + 1];
-      if (r.connecting) {
-        if (g.revents & (POLLOUT | POLLERR | POLLHUP)) {
-          int err = 0;
-          socklen_t len = sizeof err;
-          ::getsockopt(r.guest.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-          if (err != 0) {
-            r.dead = true;
-            continue;
-          }
-          r.connecting = false;
-        }
-      } else {
-        if (g.revents & (POLLIN | POLLHUP | POLLERR)) {
-          Io io = ReadInto(r.guest.get(), &r.to_client, opts_.buffer_bytes);
-          if (io == Io::kEof) r.guest_eof = true;
-          if (io == Io::kError) r.dead = true;
-        }
-        if (!r.dead && !WriteFrom(r.guest.get(), &r.to_guest)) r.dead = true;
-      }
-      if (c.revents & (POLLIN | POLLHUP | POLLERR)) {
-        Io io = ReadInto(r.client.get(), &r.to_guest, opts_.buffer_bytes);
-        if (io == Io::kEof) r.client_eof = true;
-        if (io == Io::kError) r.dead = true;
-      }
-      if (!r.dead && !WriteFrom(r.client.get(), &r.to_client)) r.dead = true;
-      if (!r.dead && !r.connecting) {
-        if (!r.to_guest.empty()) (void)WriteFrom(r.guest.get(), &r.to_guest);
-        // Half-closes travel on once the bytes before them have.
-        if (r.client_eof && r.to_guest.empty() && !r.guest_wr_shut) {
-          ::shutdown(r.guest.get(), SHUT_WR);
-          r.guest_wr_shut = true;
-        }
-        if (r.guest_eof && r.to_client.empty() && !r.client_wr_shut) {
-          ::shutdown(r.client.get(), SHUT_WR);
-          r.client_wr_shut = true;
-        }
-        if (r.client_wr_shut && r.guest_wr_shut) r.dead = true;
-      }
-    }
+    for (size_t i = 0; i < relays.size(); ++i)
+      PumpRelay(*relays[i], pfds[first_relay + 2 * i].revents, pfds[first_relay + 2 * i + 1].revents,
+                opts_.buffer_bytes);
     std::erase_if(relays, [](const std::unique_ptr<Relay>& r) { return r->dead; });
     // New clients.
     if (room) {
       for (size_t i = 1; i < first_relay; ++i) {
         if (!(pfds[i].revents & POLLIN)) continue;
         auto it = port_of.find(pfds[i].fd);
-        if (it == port_of.end()) continue;
-        while (relays.size() < opts_.max_connections) {
-          int cfd = ::accept4(pfds[i].fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-          if (cfd < 0) break;
-          auto r = std::make_unique<Relay>();
-          r->client.Reset(cfd);
-          int gfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-          if (gfd < 0) break;
-          r->guest.Reset(gfd);
-          sockaddr_in sa{};
-          sa.sin_family = AF_INET;
-          sa.sin_addr = target_ip;
-          sa.sin_port = htons(it->second);
-          if (::connect(gfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS)
-            continue;  // refused at once: the client's socket closes (r goes)
-          relays.push_back(std::move(r));
-        }
+        if (it != port_of.end()) AcceptClients(pfds[i].fd, target_ip, it->second, opts_.max_connections, relays);
       }
     }
     {

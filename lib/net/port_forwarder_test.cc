@@ -14,40 +14,13 @@
 #include <thread>
 
 #include "lib/net/netns.h"
+#include "lib/net/netns_for_test.h"
 #include "lib/net/rtnl.h"
 
 namespace cask::net {
 namespace {
 
 constexpr uint16_t kPort = 18080;
-
-Result<UniqueFd> NewNetnsWithLo() {
-  Result<UniqueFd> out = Error::Internal("unset");
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      out = Error::Sys(errno, "unshare");
-      return;
-    }
-    auto nl = NetlinkSocket::Open();
-    if (!nl.ok()) {
-      out = std::move(nl).error();
-      return;
-    }
-    auto links = ListLinks(*nl);
-    if (!links.ok() || links->empty()) {
-      out = Error::Internal("no lo");
-      return;
-    }
-    Status up = ChangeLink(*nl, (*links)[0].index, LinkChange{true, {}, {}});
-    if (!up.ok()) {
-      out = std::move(up).error();
-      return;
-    }
-    out = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  });
-  t.join();
-  return out;
-}
 
 sockaddr_in Addr(const char* ip, uint16_t port) {
   sockaddr_in sa{};
@@ -80,9 +53,9 @@ class PortForwarderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    auto ns = NewNetnsWithLo();
+    auto ns = NewTestNetns(/*lo_up=*/true);
     ASSERT_TRUE(ns.ok()) << ns.error().ToString();
-    ns_ = std::move(*ns);
+    ns_ = std::move(ns->fd);
   }
   UniqueFd ns_;
 };

@@ -72,37 +72,33 @@ std::optional<IpAddr> IpAttr(const NlAttrs& a, uint16_t type, int family) {
   return IpFromBytes(family, s.data(), s.size());
 }
 
-template <typename T>
-const T* Header(const nlmsghdr* h) {
-  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(T))) return nullptr;
-  return static_cast<const T*>(NLMSG_DATA(h));
+// Copies a 6-byte hardware address attribute into `out`; false when it is
+// absent or of another length.
+bool MacAttr(const NlAttrs& a, uint16_t type, Mac& out) {
+  auto s = a.Get(type);
+  if (s.size() != out.size()) return false;
+  std::memcpy(out.data(), s.data(), out.size());
+  return true;
 }
 
 }  // namespace
 
+// The dump requests below carry a zeroed family header: AF_UNSPEC, every
+// family and link.
+
 Result<std::vector<Link>> ListLinks(NetlinkSocket& nl) {
   NlMessage m(RTM_GETLINK, 0);
-  ifinfomsg ifi{};
-  ifi.ifi_family = AF_UNSPEC;
-  m.PutHeader(ifi);
+  m.PutHeader(ifinfomsg{});
   std::vector<Link> out;
-  CASK_TRY(nl.Dump(m, "list links", [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWLINK) return Ok();
-    const auto* i = Header<ifinfomsg>(h);
-    if (!i) return Ok();
-    NlAttrs a = AttrsAfter<ifinfomsg>(h, IFLA_MAX);
+  CASK_TRY(DumpEach<ifinfomsg>(nl, m, "list links", RTM_NEWLINK, IFLA_MAX,
+                               [&](const ifinfomsg& i, const NlAttrs& a) -> Status {
     Link l;
-    l.index = i->ifi_index;
-    l.flags = i->ifi_flags;
+    l.index = i.ifi_index;
+    l.flags = i.ifi_flags;
     l.name = a.String(IFLA_IFNAME);
     l.mtu = a.U32(IFLA_MTU);
-    auto mac = a.Get(IFLA_ADDRESS);
-    if (mac.size() == 6) {
-      std::memcpy(l.mac.data(), mac.data(), 6);
-      l.has_mac = true;
-    }
-    auto info = a.Get(IFLA_LINKINFO);
-    if (!info.empty()) l.kind = NlAttrs(info.data(), info.size(), IFLA_INFO_MAX).String(IFLA_INFO_KIND);
+    l.has_mac = MacAttr(a, IFLA_ADDRESS, l.mac);
+    l.kind = a.Nested(IFLA_LINKINFO, IFLA_INFO_MAX).String(IFLA_INFO_KIND);
     out.push_back(std::move(l));
     return Ok();
   }));
@@ -111,20 +107,15 @@ Result<std::vector<Link>> ListLinks(NetlinkSocket& nl) {
 
 Result<std::vector<Address>> ListAddresses(NetlinkSocket& nl) {
   NlMessage m(RTM_GETADDR, 0);
-  ifaddrmsg ifa{};
-  ifa.ifa_family = AF_UNSPEC;
-  m.PutHeader(ifa);
+  m.PutHeader(ifaddrmsg{});
   std::vector<Address> out;
-  CASK_TRY(nl.Dump(m, "list addresses", [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWADDR) return Ok();
-    const auto* i = Header<ifaddrmsg>(h);
-    if (!i) return Ok();
-    NlAttrs a = AttrsAfter<ifaddrmsg>(h, IFA_MAX);
+  CASK_TRY(DumpEach<ifaddrmsg>(nl, m, "list addresses", RTM_NEWADDR, IFA_MAX,
+                               [&](const ifaddrmsg& i, const NlAttrs& a) -> Status {
     // IFA_LOCAL is the address on point-to-point links; IFA_ADDRESS else.
-    auto ip = IpAttr(a, IFA_LOCAL, i->ifa_family);
-    if (!ip) ip = IpAttr(a, IFA_ADDRESS, i->ifa_family);
+    auto ip = IpAttr(a, IFA_LOCAL, i.ifa_family);
+    if (!ip) ip = IpAttr(a, IFA_ADDRESS, i.ifa_family);
     if (!ip) return Ok();
-    out.push_back(Address{static_cast<int>(i->ifa_index), *ip, i->ifa_prefixlen, i->ifa_scope});
+    out.push_back(Address{static_cast<int>(i.ifa_index), *ip, i.ifa_prefixlen, i.ifa_scope});
     return Ok();
   }));
   return out;
@@ -132,27 +123,21 @@ Result<std::vector<Address>> ListAddresses(NetlinkSocket& nl) {
 
 Result<std::vector<Route>> ListRoutes(NetlinkSocket& nl) {
   NlMessage m(RTM_GETROUTE, 0);
-  rtmsg rt{};
-  rt.rtm_family = AF_UNSPEC;
-  m.PutHeader(rt);
+  m.PutHeader(rtmsg{});
   std::vector<Route> out;
-  CASK_TRY(nl.Dump(m, "list routes", [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWROUTE) return Ok();
-    const auto* r = Header<rtmsg>(h);
-    if (!r) return Ok();
-    NlAttrs a = AttrsAfter<rtmsg>(h, RTA_MAX);
-    uint32_t table = a.Has(RTA_TABLE) ? a.U32(RTA_TABLE) : r->rtm_table;
+  CASK_TRY(DumpEach<rtmsg>(nl, m, "list routes", RTM_NEWROUTE, RTA_MAX, [&](const rtmsg& r, const NlAttrs& a) -> Status {
+    uint32_t table = a.Has(RTA_TABLE) ? a.U32(RTA_TABLE) : r.rtm_table;
     if (table != RT_TABLE_MAIN) return Ok();
     Route out_r;
-    out_r.family = r->rtm_family;
+    out_r.family = r.rtm_family;
     out_r.ifindex = static_cast<int>(a.U32(RTA_OIF));
-    out_r.dst = IpAttr(a, RTA_DST, r->rtm_family);
-    out_r.dst_len = r->rtm_dst_len;
-    out_r.gateway = IpAttr(a, RTA_GATEWAY, r->rtm_family);
-    out_r.src = IpAttr(a, RTA_PREFSRC, r->rtm_family);
-    out_r.scope = r->rtm_scope;
-    out_r.protocol = r->rtm_protocol;
-    out_r.type = r->rtm_type;
+    out_r.dst = IpAttr(a, RTA_DST, r.rtm_family);
+    out_r.dst_len = r.rtm_dst_len;
+    out_r.gateway = IpAttr(a, RTA_GATEWAY, r.rtm_family);
+    out_r.src = IpAttr(a, RTA_PREFSRC, r.rtm_family);
+    out_r.scope = r.rtm_scope;
+    out_r.protocol = r.rtm_protocol;
+    out_r.type = r.rtm_type;
     out_r.table = table;
     out.push_back(std::move(out_r));
     return Ok();
@@ -162,26 +147,17 @@ Result<std::vector<Route>> ListRoutes(NetlinkSocket& nl) {
 
 Result<std::vector<Neighbour>> ListNeighbours(NetlinkSocket& nl) {
   NlMessage m(RTM_GETNEIGH, 0);
-  ndmsg nd{};
-  nd.ndm_family = AF_UNSPEC;
-  m.PutHeader(nd);
+  m.PutHeader(ndmsg{});
   std::vector<Neighbour> out;
-  CASK_TRY(nl.Dump(m, "list neighbours", [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWNEIGH) return Ok();
-    const auto* n = Header<ndmsg>(h);
-    if (!n) return Ok();
-    NlAttrs a = AttrsAfter<ndmsg>(h, NDA_MAX);
-    auto ip = IpAttr(a, NDA_DST, n->ndm_family);
+  CASK_TRY(DumpEach<ndmsg>(nl, m, "list neighbours", RTM_NEWNEIGH, NDA_MAX,
+                           [&](const ndmsg& n, const NlAttrs& a) -> Status {
+    auto ip = IpAttr(a, NDA_DST, n.ndm_family);
     if (!ip) return Ok();
     Neighbour nb;
-    nb.ifindex = n->ndm_ifindex;
+    nb.ifindex = n.ndm_ifindex;
     nb.ip = *ip;
-    nb.state = n->ndm_state;
-    auto mac = a.Get(NDA_LLADDR);
-    if (mac.size() == 6) {
-      std::memcpy(nb.mac.data(), mac.data(), 6);
-      nb.has_mac = true;
-    }
+    nb.state = n.ndm_state;
+    nb.has_mac = MacAttr(a, NDA_LLADDR, nb.mac);
     out.push_back(std::move(nb));
     return Ok();
   }));

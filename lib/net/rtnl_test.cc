@@ -51,9 +51,11 @@ TEST(NlMessage, NestsAndParsesBack) {
   NlAttrs a = AttrsAfter<ifinfomsg>(m.header(), IFLA_MAX);
   EXPECT_EQ(a.U32(IFLA_MTU), 1400u);
   EXPECT_EQ(a.String(IFLA_IFNAME), "eth0");
-  auto info = a.Get(IFLA_LINKINFO);
-  ASSERT_FALSE(info.empty());
-  EXPECT_EQ(NlAttrs(info.data(), info.size(), IFLA_INFO_MAX).String(IFLA_INFO_KIND), "veth");
+  ASSERT_TRUE(a.Has(IFLA_LINKINFO));
+  EXPECT_EQ(a.Nested(IFLA_LINKINFO, IFLA_INFO_MAX).String(IFLA_INFO_KIND), "veth");
+  // A nest that is not there has no attributes.
+  EXPECT_FALSE(a.Nested(IFLA_AF_SPEC, IFLA_INFO_MAX).Has(IFLA_INFO_KIND));
+  EXPECT_EQ(a.Nested(IFLA_AF_SPEC, IFLA_INFO_MAX).String(IFLA_INFO_KIND), "");
 }
 
 TEST(NlAttrs, StopsAtTruncatedAttribute) {

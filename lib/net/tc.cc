@@ -61,6 +61,18 @@ NlMessage NewU32Filter(int ifindex, uint32_t prio, uint16_t protocol) {
   return m;
 }
 
+// TCA_U32_SEL: a terminal selector (a match ends the classification) with
+// the one key `key`.
+void PutTerminalSelector(NlMessage& m, const tc_u32_key& key) {
+  uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
+  tc_u32_sel sel{};
+  sel.flags = TC_U32_TERMINAL;
+  sel.nkeys = 1;
+  std::memcpy(buf, &sel, sizeof sel);
+  std::memcpy(buf + sizeof sel, &key, sizeof key);
+  m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+}
+
 }  // namespace
 
 Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
@@ -68,12 +80,7 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
   size_t opts = m.BeginNest(TCA_OPTIONS);
   {
     // One key, mask 0 value 0 at offset 0: matches every packet.
-    uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
-    tc_u32_sel sel{};
-    sel.flags = TC_U32_TERMINAL;
-    sel.nkeys = 1;
-    std::memcpy(buf, &sel, sizeof sel);  // the key after it stays all zero
-    m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+    PutTerminalSelector(m, tc_u32_key{});
     size_t acts = m.BeginNest(TCA_U32_ACT);
     size_t act1 = m.BeginNest(1);  // action order 1
     m.PutString(TCA_ACT_KIND, "mirred");
@@ -95,17 +102,11 @@ Status AddRedirectFilter(NetlinkSocket& nl, int from_ifindex, int to_ifindex) {
 Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4) {
   NlMessage m = NewU32Filter(ifindex, kLocalPrio, ETH_P_IP);
   size_t opts = m.BeginNest(TCA_OPTIONS);
-  uint8_t buf[sizeof(tc_u32_sel) + sizeof(tc_u32_key)] = {};
-  tc_u32_sel sel{};
-  sel.flags = TC_U32_TERMINAL;
-  sel.nkeys = 1;
   tc_u32_key key{};
   key.mask = 0xffffffffu;
   key.val = ipv4;
   key.off = 16;  // the destination address in the IPv4 header
-  std::memcpy(buf, &sel, sizeof sel);
-  std::memcpy(buf + sizeof sel, &key, sizeof key);
-  m.PutAttr(TCA_U32_SEL, buf, sizeof buf);
+  PutTerminalSelector(m, key);
   m.PutU32(TCA_U32_CLASSID, TC_H_MAKE(1u << 16, 1));
   m.EndNest(opts);
   return nl.Request(m, "add u32 local-delivery filter on link " + std::to_string(ifindex));
@@ -113,19 +114,31 @@ Status AddLocalDeliveryFilter(NetlinkSocket& nl, int ifindex, uint32_t ipv4) {
 
 Result<std::vector<QdiscInfo>> ListQdiscs(NetlinkSocket& nl) {
   NlMessage m(RTM_GETQDISC, 0);
-  tcmsg t{};
-  t.tcm_family = AF_UNSPEC;
-  m.PutHeader(t);
+  m.PutHeader(tcmsg{});  // AF_UNSPEC, every link
   std::vector<QdiscInfo> out;
-  CASK_TRY(nl.Dump(m, "list qdiscs", [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWQDISC || h->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return Ok();
-    const auto* q = static_cast<const tcmsg*>(NLMSG_DATA(h));
-    NlAttrs a = AttrsAfter<tcmsg>(h, TCA_MAX);
-    out.push_back(QdiscInfo{q->tcm_ifindex, a.String(TCA_KIND), q->tcm_handle, q->tcm_parent});
+  CASK_TRY(DumpEach<tcmsg>(nl, m, "list qdiscs", RTM_NEWQDISC, TCA_MAX, [&](const tcmsg& q, const NlAttrs& a) -> Status {
+    out.push_back(QdiscInfo{q.tcm_ifindex, a.String(TCA_KIND), q.tcm_handle, q.tcm_parent});
     return Ok();
   }));
   return out;
 }
+
+namespace {
+
+// The first action of a u32 filter's action list (its kind and, for mirred,
+// the target link and egress action) into `fi`.
+void ReadFirstAction(const NlAttrs& u32, FilterInfo& fi) {
+  NlAttrs act = u32.Nested(TCA_U32_ACT, 32).Nested(1, TCA_ACT_MAX);  // action order 1
+  fi.action = act.String(TCA_ACT_KIND);
+  auto parms = act.Nested(TCA_ACT_OPTIONS, TCA_MIRRED_MAX).Get(TCA_MIRRED_PARMS);
+  if (parms.size() < sizeof(tc_mirred)) return;
+  tc_mirred p;
+  std::memcpy(&p, parms.data(), sizeof p);
+  fi.redirect_ifindex = static_cast<int>(p.ifindex);
+  fi.mirred_eaction = p.eaction;
+}
+
+}  // namespace
 
 Result<std::vector<FilterInfo>> ListIngressFilters(NetlinkSocket& nl, int ifindex) {
   NlMessage m(RTM_GETTFILTER, 0);
@@ -135,44 +148,21 @@ Result<std::vector<FilterInfo>> ListIngressFilters(NetlinkSocket& nl, int ifinde
   t.tcm_parent = kIngressHandle;
   m.PutHeader(t);
   std::vector<FilterInfo> out;
-  CASK_TRY(nl.Dump(m, "list filters of link " + std::to_string(ifindex), [&](const nlmsghdr* h) -> Status {
-    if (h->nlmsg_type != RTM_NEWTFILTER || h->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return Ok();
-    const auto* f = static_cast<const tcmsg*>(NLMSG_DATA(h));
-    NlAttrs a = AttrsAfter<tcmsg>(h, TCA_MAX);
-    auto opts = a.Get(TCA_OPTIONS);
+  CASK_TRY(DumpEach<tcmsg>(nl, m, "list filters of link " + std::to_string(ifindex), RTM_NEWTFILTER, TCA_MAX,
+                           [&](const tcmsg& f, const NlAttrs& a) -> Status {
     // u32 lists its hash table and each bucket as filters too; only the
     // ones with a selector are rules.
-    if (opts.empty()) return Ok();
-    NlAttrs o(opts.data(), opts.size(), TCA_U32_MAX);
+    NlAttrs o = a.Nested(TCA_OPTIONS, TCA_U32_MAX);
     auto sel = o.Get(TCA_U32_SEL);
     if (sel.size() < sizeof(tc_u32_sel)) return Ok();
     FilterInfo fi;
-    fi.ifindex = f->tcm_ifindex;
+    fi.ifindex = f.tcm_ifindex;
     fi.kind = a.String(TCA_KIND);
-    fi.protocol = ntohs(static_cast<uint16_t>(TC_H_MIN(f->tcm_info)));
+    fi.protocol = ntohs(static_cast<uint16_t>(TC_H_MIN(f.tcm_info)));
     tc_u32_sel s;
     std::memcpy(&s, sel.data(), sizeof s);
     fi.terminal = (s.flags & TC_U32_TERMINAL) != 0;
-    auto acts = o.Get(TCA_U32_ACT);
-    if (!acts.empty()) {
-      NlAttrs list(acts.data(), acts.size(), 32);
-      auto first = list.Get(1);
-      if (!first.empty()) {
-        NlAttrs act(first.data(), first.size(), TCA_ACT_MAX);
-        fi.action = act.String(TCA_ACT_KIND);
-        auto ao = act.Get(TCA_ACT_OPTIONS);
-        if (!ao.empty()) {
-          NlAttrs mo(ao.data(), ao.size(), TCA_MIRRED_MAX);
-          auto parms = mo.Get(TCA_MIRRED_PARMS);
-          if (parms.size() >= sizeof(tc_mirred)) {
-            tc_mirred p;
-            std::memcpy(&p, parms.data(), sizeof p);
-            fi.redirect_ifindex = static_cast<int>(p.ifindex);
-            fi.mirred_eaction = p.eaction;
-          }
-        }
-      }
-    }
+    ReadFirstAction(o, fi);
     out.push_back(std::move(fi));
     return Ok();
   }));

@@ -803,12 +803,12 @@ Status AgentClient::TtyWinResize(const std::string& container_id, const std::str
   return InvokeVoid<pb::Empty>(*client_, "TtyWinResize", req, opts_.call_timeout);
 }
 
-Result<ContainerStats> AgentClient::StatsContainer(const std::string& container_id) {
+Result<sys::CgroupStats> AgentClient::StatsContainer(const std::string& container_id) {
   pb::StatsContainerRequest req;
   req.set_container_id(container_id);
   CASK_ASSIGN_OR_RETURN(auto r,
                         Invoke<pb::StatsContainerResponse>(*client_, "StatsContainer", req, opts_.call_timeout));
-  ContainerStats s;
+  sys::CgroupStats s;
   s.cpu_stat.insert(r.cpu_stat().begin(), r.cpu_stat().end());
   s.memory_current = r.memory_current();
   s.memory_max = r.memory_max();
@@ -818,7 +818,7 @@ Result<ContainerStats> AgentClient::StatsContainer(const std::string& container_
   s.pids_current = r.pids_current();
   s.pids_max = r.pids_max();
   for (const auto& io : r.io())
-    s.io.push_back(ContainerStats::Io{io.major(), io.minor(), io.rbytes(), io.wbytes(), io.rios(), io.wios()});
+    s.io.push_back(sys::CgroupStats::Io{io.major(), io.minor(), io.rbytes(), io.wbytes(), io.rios(), io.wios()});
   return s;
 }
 

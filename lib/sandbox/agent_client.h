@@ -60,6 +60,8 @@
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/oci/spec.h"
+#include "lib/net/network_setup.h"
+#include "lib/sys/cgroup_stats.h"
 
 namespace cask::rpc {
 class Client;
@@ -92,27 +94,12 @@ struct SandboxSetup {
   std::vector<GuestMount> mounts;
 };
 
-// The pod network as the guest gets it (ConfigureNetwork): textual
-// addresses and MACs, interfaces named as on the host.
-struct NetInterfaceSetup {
-  std::string name, mac;
-  uint32_t mtu = 0;
-  std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
-};
-struct NetRouteSetup {
-  std::string dest;  // empty: default
-  uint32_t dest_prefix_len = 0;
-  std::string gateway, source, device;
-  uint32_t scope = 0;
-};
-struct NetNeighbourSetup {
-  std::string address, mac, device;
-};
-struct NetworkSetup {
-  std::vector<NetInterfaceSetup> interfaces;
-  std::vector<NetRouteSetup> routes;
-  std::vector<NetNeighbourSetup> neighbours;
-};
+// The pod network as the guest gets it (ConfigureNetwork): one struct for
+// both ends of the agent wire, lib/net/network_setup.h.
+using NetInterfaceSetup = net::InterfaceSetup;
+using NetRouteSetup = net::RouteSetup;
+using NetNeighbourSetup = net::NeighbourSetup;
+using NetworkSetup = net::NetworkSetup;
 
 struct ProcessExit {
   int status = 0;  // exit code, or 128 + signal
@@ -131,21 +118,6 @@ using ProcessKey = std::pair<std::string, std::string>;
 struct StreamChunk {
   std::string data;
   bool eof = false;  // the stream is closed and fully drained
-};
-
-struct ContainerStats {
-  std::map<std::string, uint64_t> cpu_stat;
-  uint64_t memory_current = 0;
-  uint64_t memory_max = 0;  // 0 = max
-  uint64_t memory_swap_current = 0;
-  std::map<std::string, uint64_t> memory_stat;
-  std::map<std::string, uint64_t> memory_events;
-  uint64_t pids_current = 0;
-  uint64_t pids_max = 0;  // 0 = max
-  struct Io {
-    uint64_t major = 0, minor = 0, rbytes = 0, wbytes = 0, rios = 0, wios = 0;
-  };
-  std::vector<Io> io;
 };
 
 class AgentClient {
@@ -270,7 +242,7 @@ class AgentClient {
   Status TtyWinResize(const std::string& container_id, const std::string& exec_id, uint32_t rows,
                       uint32_t cols);
 
-  Result<ContainerStats> StatsContainer(const std::string& container_id);
+  Result<sys::CgroupStats> StatsContainer(const std::string& container_id);
   Status PauseContainer(const std::string& container_id);
   // SetTime: the guest's wall clock to `now` (the host's).
   Status SetTime(std::chrono::system_clock::time_point now);

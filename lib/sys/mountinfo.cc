@@ -48,6 +48,8 @@ bool ParseLine(std::string_view line, MountInfo& m) {
   m.options = std::string(options);
   m.fstype = std::string(fstype);
   m.source = UnescapeMountPath(source);
+  std::string_view super;
+  if (NextField(line, pos, super)) m.super_options = std::string(super);
   return true;
 }
 

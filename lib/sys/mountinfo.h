@@ -24,6 +24,7 @@ struct MountInfo {
   std::string options;      // per-mount options ("rw,nosuid,relatime")
   std::string fstype;       // "ext4", "rootfs", "fuse.virtiofsd"... (after " - ")
   std::string source;       // unescaped
+  std::string super_options;  // per-superblock options ("rw,memory"); may be empty
 };
 
 // Every well-formed line of `text`, in order (upper mounts of a stack come

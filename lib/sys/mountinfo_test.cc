@@ -24,6 +24,7 @@ TEST(MountInfo, ParsesFieldsAndOptionalTags) {
   EXPECT_EQ(m[2].mount_point, "/run/x y");
   EXPECT_EQ(m[2].fstype, "ext4");
   EXPECT_EQ(m[2].source, "/dev/sda 1");
+  EXPECT_EQ(m[2].super_options, "rw,errors=remount-ro");
 }
 
 TEST(MountInfo, SkipsMalformedLines) {
@@ -38,6 +39,7 @@ TEST(MountInfo, SkipsMalformedLines) {
       "\n");
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].mount_point, "/ok");
+  EXPECT_EQ(m[0].super_options, "");
   EXPECT_TRUE(ParseMountInfo("").empty());
 }
 

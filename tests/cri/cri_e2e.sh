@@ -54,30 +54,13 @@ cri() { "$CASK_CRI" -r "unix://$W/containerd.sock" -t "$CRI_TIMEOUT" "$@"; }
 guest_release() { cat "$GUEST_DIR/kernel-release" 2>/dev/null || true; }
 
 write_cri_cask_config() {
-  cat > "$W/cask.toml" <<TOML
-[hypervisor]
-kernel = "$GUEST_DIR/vmlinux"
-initrd = "$GUEST_DIR/initrd.img"
-memory_mib = 256
-[agent]
-connect_timeout_ms = 240000  # TCG on a loaded 2-CPU machine
-[runtime]
-state_dir = "$CASK_STATE"
-TOML
+  cask_toml "$CASK_STATE" 240000 > "$W/cask.toml"  # a long agent timeout: TCG on a loaded 2-CPU machine
 }
 
 write_containerd_cri_config() {
   mkdir -p "$W/cni/net.d" "$W/cni/ipam" "$W/logs" "$W/pods" "$W/ctrs"
-  cat > "$W/config.toml" <<TOML
-version = 2
-root = "$W/root"
-state = "$W/state"
-[grpc]
-  address = "$W/containerd.sock"
-[ttrpc]
-  address = "$W/containerd.sock.ttrpc"
-[debug]
-  level = "debug"
+  containerd_toml > "$W/config.toml"
+  cat >> "$W/config.toml" <<TOML
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   # Pod netns files under the CRI state dir (inside \$W), not /var/run/netns.

@@ -122,28 +122,39 @@ dump_logs() {
 
 ctr_() { ctr --address "$CONTAINERD_ADDRESS" -n "$NS" "$@"; }
 
-write_cask_config() {  # write_cask_config FILE [extra TOML lines, appended to [runtime]...]
-  local f=$1; shift
-  {
-    echo '[hypervisor]'
-    echo "kernel = \"$GUEST_DIR/vmlinux\""
-    echo "initrd = \"$GUEST_DIR/initrd.img\""
-    echo 'memory_mib = 256'
-    echo '[runtime]'
-    echo "state_dir = \"$CASK_STATE\""
-    for line in "$@"; do echo "$line"; done
-  } > "$f"
+# cask_toml STATE_DIR AGENT_TIMEOUT_MS [LINES...]: prints a cask configuration
+# for the guest assets in GUEST_DIR (256 MiB guests) keeping its state under
+# STATE_DIR. AGENT_TIMEOUT_MS is agent.connect_timeout_ms ("": no [agent]
+# section, the default). LINES are appended to the last section, [runtime].
+cask_toml() {
+  local state=$1 agent_timeout=$2; shift 2
+  echo '[hypervisor]'
+  echo "kernel = \"$GUEST_DIR/vmlinux\""
+  echo "initrd = \"$GUEST_DIR/initrd.img\""
+  echo 'memory_mib = 256'
+  if [ -n "$agent_timeout" ]; then
+    echo '[agent]'
+    echo "connect_timeout_ms = $agent_timeout"
+  fi
+  echo '[runtime]'
+  echo "state_dir = \"$state\""
+  for line in "$@"; do echo "$line"; done
 }
 
-start_containerd() {
-  mkdir -p "$W/bin"
-  ln -sf "$SHIM_BIN" "$W/bin/containerd-shim-cask-v2"
-  if [ ! -f "$W/config.toml" ]; then
-    cat > "$W/config.toml" <<TOML
+write_cask_config() {  # write_cask_config FILE [extra TOML lines, appended to [runtime]...]
+  local f=$1; shift
+  cask_toml "$CASK_STATE" "" "$@" > "$f"
+}
+
+# containerd_toml [TOP-LEVEL LINES...]: prints the start of a private
+# containerd's configuration: root, state and sockets under W, debug logs;
+# the lines go before the first table. Plugin tables may be appended.
+containerd_toml() {
+  cat <<TOML
 version = 2
 root = "$W/root"
 state = "$W/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+$(printf '%s\n' "$@")
 [grpc]
   address = "$W/containerd.sock"
 [ttrpc]
@@ -151,6 +162,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [debug]
   level = "debug"
 TOML
+}
+
+start_containerd() {
+  mkdir -p "$W/bin"
+  ln -sf "$SHIM_BIN" "$W/bin/containerd-shim-cask-v2"
+  if [ ! -f "$W/config.toml" ]; then
+    containerd_toml 'disabled_plugins = ["io.containerd.grpc.v1.cri"]' > "$W/config.toml"
   fi
   PATH="$W/bin:$PATH" containerd --config "$W/config.toml" >> "$W/containerd.log" 2>&1 &
   CD_PID=$!
@@ -250,16 +268,7 @@ show_last() {
 
 write_config() {  # write_config FILE [extra TOML lines, appended to [runtime]...]
   local f=$1; shift
-  {
-    echo '[hypervisor]'
-    echo "kernel = \"$GUEST_DIR/vmlinux\""
-    echo "initrd = \"$GUEST_DIR/initrd.img\""
-    echo '[agent]'
-    echo 'connect_timeout_ms = 240000  # TCG on a loaded 2-CPU machine'
-    echo '[runtime]'
-    echo "state_dir = \"$STATE\""
-    for line in "$@"; do echo "$line"; done
-  } > "$f"
+  cask_toml "$STATE" 240000 "$@" > "$f"  # a long agent timeout: TCG on a loaded 2-CPU machine
 }
 
 # rt ARGS...: runs cask-runtime with a generous timeout, recording stdout,
