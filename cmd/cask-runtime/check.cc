@@ -1,5 +1,7 @@
 #include "cmd/cask-runtime/check.h"
 
+#include "lib/pool/pooled_hypervisor.h"
+
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -219,6 +221,26 @@ bool AllRequiredPass(const std::vector<CheckItem>& items) {
                       [](const CheckItem& i) { return i.required && i.result == R::kFail; });
 }
 
+CheckItem PoolItem(const config::Config& cfg) {
+  CheckItem it{"pool", false, R::kInfo, ""};
+  if (!cfg.pool.enabled) {
+    it.detail = "disabled (pool.enabled = false): every pod boots its VM";
+    return it;
+  }
+  auto s = pool::QueryStatus(cfg.pool.socket);
+  if (!s.ok()) {
+    it.detail = cfg.pool.socket + " not answering: pods boot cold" +
+                std::string(cfg.pool.autostart ? " (the first shim starts the pool)" : "") + " [" +
+                BoundedString(s.error().message(), 120) + "]";
+    return it;
+  }
+  it.result = R::kOk;
+  it.detail = cfg.pool.socket + ": size " + std::to_string(s->size) + ", ready " + std::to_string(s->ready) +
+              ", booting " + std::to_string(s->booting) + ", handed over " + std::to_string(s->handed_over) +
+              " (VMs of " + std::to_string(s->key.vcpus) + " vCPU, " + std::to_string(s->key.memory_mib) + " MiB)";
+  return it;
+}
+
 int Check(const std::string& config_path, const std::string& containerd_config) {
   auto cfg = config_path.empty() ? config::LoadDefault() : config::LoadFile(config_path);
   if (!cfg.ok()) {
@@ -227,6 +249,7 @@ int Check(const std::string& config_path, const std::string& containerd_config) 
     return 1;
   }
   auto items = RunHostChecks(*cfg, hypervisor::ProbeHost());
+  items.push_back(PoolItem(*cfg));
   items.push_back(ContainerdItem(containerd_config));
   std::fputs(RenderChecks(items).c_str(), stdout);
   return AllRequiredPass(items) ? 0 : 1;

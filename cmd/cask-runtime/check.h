@@ -35,6 +35,10 @@ CheckItem RunasItem(const config::Config& cfg);
 // cask also runs without Kubernetes.
 CheckItem ContainerdItem(const std::string& containerd_config);
 
+// "pool": the pool of ready VMs (its socket, size, ready count), or that
+// pods boot cold. Not required.
+CheckItem PoolItem(const config::Config& cfg);
+
 // "CHECK  RESULT  DETAIL" table, one line per item.
 std::string RenderChecks(const std::vector<CheckItem>& items);
 bool AllRequiredPass(const std::vector<CheckItem>& items);

@@ -7,6 +7,7 @@
 #include "cmd/cask-runtime/check.h"
 #include "cmd/cask-runtime/env.h"
 #include "cmd/cask-runtime/install.h"
+#include "cmd/cask-runtime/pool.h"
 #include "cmd/cask-runtime/run.h"
 #include "lib/config/config.h"
 
@@ -64,6 +65,14 @@ int main(int argc, char** argv) {
   auto* cmd_env = app.add_subcommand("env", "Print the effective configuration (TOML)");
   cmd_env->add_option("--config", env_config, "Configuration file");
 
+  std::string pool_config;
+  auto* cmd_pool = app.add_subcommand("pool", "The pool of ready VMs");
+  cmd_pool->require_subcommand(1);
+  auto* cmd_pool_serve = cmd_pool->add_subcommand("serve", "Keep pool.size VMs booted and hand them to shims");
+  cmd_pool_serve->add_option("--config", pool_config, "Configuration file");
+  auto* cmd_pool_status = cmd_pool->add_subcommand("status", "Show the pool's size and ready VMs");
+  cmd_pool_status->add_option("--config", pool_config, "Configuration file");
+
   auto* cmd_version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -81,6 +90,8 @@ int main(int argc, char** argv) {
   if (*cmd_check) return Check(check_config, check_containerd);
   if (*cmd_install) return Install(install, uninstall);
   if (*cmd_env) return Env(env_config);
+  if (*cmd_pool_serve) return PoolServe(pool_config);
+  if (*cmd_pool_status) return PoolStatusCommand(pool_config);
   if (*cmd_version) {
     std::printf("cask-runtime %s\nagent API: cask.agent.v1\n", CASK_VERSION);
     return 0;

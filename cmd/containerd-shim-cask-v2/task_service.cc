@@ -9,6 +9,7 @@
 
 #include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"  // complete type for SandboxOptions
+#include "lib/pool/pooled_hypervisor.h"
 #include "lib/sandbox/pod_netns.h"
 #include "lib/oci/parse.h"
 #include "lib/oci/id.h"
@@ -432,6 +433,14 @@ Result<std::shared_ptr<sandbox::Sandbox>> TaskService::BootPodVm(const CreateTas
   so.netns_path = plan.netns_path;
   so.shm_bytes = sandbox::PodShmBytes(plan.spec);
   so.logger = log_.WithSubsystem("sandbox");
+  if (plan.cfg->pool.enabled) {
+    // A ready VM from the node's pool when one fits; cold otherwise.
+    pool::PooledOptions po;
+    po.pool = plan.cfg->pool;
+    po.config_path = p.config_path;
+    po.log = log_.WithSubsystem("pool");
+    so.hypervisor = pool::NewPooled(std::move(po));
+  }
   so.cancelled = [this] {
     MutexLock lk(mu_);
     return stopped_;
@@ -456,6 +465,7 @@ Result<std::shared_ptr<sandbox::Sandbox>> TaskService::BootPodVm(const CreateTas
     log.Warn("cannot record the VM in the bundle", {{"error", st.error().ToString()}});
   oom_thread_ = std::thread([this, vm] { WatchOom(vm); });
   log.Info("pod VM ready", {{"vmm_pid", std::to_string(vm->vmm_pid())},
+                            {"from_pool", vm->warm() ? "true" : "false"},
                             {"kernel", BoundedString(vm->agent_info().kernel_release, 128)}});
   return vm;
 }

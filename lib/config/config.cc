@@ -212,6 +212,43 @@ Status ReadRuntime(const toml::table& t, const Reader& r, RuntimeConfig* rt) {
   return Ok();
 }
 
+Status ReadPool(const toml::table& t, const Reader& r, PoolConfig* p) {
+  for (auto&& [k, node] : t) {
+    const std::string_view name = k.str();
+    const std::string key = "pool." + std::string(name);
+    if (name == "enabled") {
+      CASK_TRY(r.Bool(node, key, &p->enabled));
+    } else if (name == "size") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxPoolSize, &p->size));
+    } else if (name == "socket") {
+      CASK_TRY(r.AbsolutePath(node, key, &p->socket));
+      if (p->socket.size() > 100) return r.Bad(key, "longer than 100 bytes (a unix socket path)");
+    } else if (name == "state_dir") {
+      CASK_TRY(r.AbsolutePath(node, key, &p->state_dir));
+      if (p->state_dir.size() > 60) return r.Bad(key, "longer than 60 bytes (VM socket paths live below it)");
+    } else if (name == "cgroup_parent") {
+      CASK_TRY(r.String(node, key, &p->cgroup_parent));
+      std::string_view rel = p->cgroup_parent;
+      if (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+      bool ok = !rel.empty() && rel.back() != '/' && rel.find("//") == std::string_view::npos;
+      for (char c : rel)
+        ok &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-' || c == '/';
+      ok &= rel.find("..") == std::string_view::npos && rel.find("/.") == std::string_view::npos && rel.front() != '.';
+      if (!ok) return r.Bad(key, "must be cgroup names of [A-Za-z0-9_.-] separated by '/', got " + Quote(p->cgroup_parent));
+    } else if (name == "idle_memory_mib") {
+      CASK_TRY(r.Uint(node, key, 0, kMaxPoolSize * kMaxMemoryMib, &p->idle_memory_mib));
+    } else if (name == "autostart") {
+      CASK_TRY(r.Bool(node, key, &p->autostart));
+    } else if (name == "runtime_path") {
+      CASK_TRY(r.AbsolutePath(node, key, &p->runtime_path));
+    } else {
+      return r.Bad(key, "unknown key");
+    }
+  }
+  return Ok();
+}
+
 }  // namespace
 
 std::string_view AccelName(Accel a) {
@@ -248,15 +285,17 @@ Result<Config> Parse(std::string_view text, const std::string& origin) {
   for (auto&& [k, node] : doc) {
     const std::string_view name = k.str();
     const toml::table* t = node.as_table();
-    if (name != "hypervisor" && name != "agent" && name != "runtime") {
-      return r.Bad(name, t != nullptr ? "unknown table (known: hypervisor, agent, runtime)"
-                                      : "unknown key (keys belong in [hypervisor], [agent] or [runtime])");
+    if (name != "hypervisor" && name != "agent" && name != "runtime" && name != "pool") {
+      return r.Bad(name, t != nullptr ? "unknown table (known: hypervisor, agent, runtime, pool)"
+                                      : "unknown key (keys belong in [hypervisor], [agent], [runtime] or [pool])");
     }
     if (t == nullptr) return r.Bad(name, "expected a table, got " + TypeName(node));
     if (name == "hypervisor") {
       CASK_TRY(ReadHypervisor(*t, r, &c.hypervisor));
     } else if (name == "agent") {
       CASK_TRY(ReadAgent(*t, r, &c.agent));
+    } else if (name == "pool") {
+      CASK_TRY(ReadPool(*t, r, &c.pool));
     } else {
       CASK_TRY(ReadRuntime(*t, r, &c.runtime));
     }
@@ -319,6 +358,16 @@ std::string ToToml(const Config& c) {
   s += "cgroup_memory_overhead_mib = " + std::to_string(c.runtime.cgroup_memory_overhead_mib) + "\n";
   s += "cgroup_pids_max = " + std::to_string(c.runtime.cgroup_pids_max) + "\n";
   s += std::string("default_seccomp = ") + (c.runtime.default_seccomp ? "true" : "false") + "\n";
+  const PoolConfig& p = c.pool;
+  s += "\n[pool]\n";
+  s += std::string("enabled = ") + (p.enabled ? "true" : "false") + "\n";
+  s += "size = " + std::to_string(p.size) + "\n";
+  s += "socket = " + DoubleQuoted(p.socket) + "\n";
+  s += "state_dir = " + DoubleQuoted(p.state_dir) + "\n";
+  s += "cgroup_parent = " + DoubleQuoted(p.cgroup_parent) + "\n";
+  s += "idle_memory_mib = " + std::to_string(p.idle_memory_mib) + "\n";
+  s += std::string("autostart = ") + (p.autostart ? "true" : "false") + "\n";
+  s += "runtime_path = " + DoubleQuoted(p.runtime_path) + "\n";
   return s;
 }
 

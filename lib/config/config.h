@@ -91,10 +91,36 @@ struct RuntimeConfig {
   bool operator==(const RuntimeConfig&) const = default;
 };
 
+// The pool of ready VMs (lib/pool, `cask-runtime pool serve`): VMs booted
+// ahead of time that a shim takes instead of booting one.
+struct PoolConfig {
+  // The shim asks the pool (when its socket answers) before booting a VM
+  // cold; false: always cold.
+  bool enabled = true;
+  uint32_t size = 1;                           // ready VMs kept (0..64)
+  std::string socket = "/run/cask-pool/pool.sock";
+  // The pool's VM directories; a taken VM's directory is renamed into
+  // runtime.state_dir, so both must be on one filesystem.
+  std::string state_dir = "/run/cask-pool";
+  // Relative: below the pool's own cgroup; "/x": from the root. Idle VMs
+  // live here, one cgroup each.
+  std::string cgroup_parent = "cask-pool";
+  // Cap on the guest memory of idle VMs (size * memory_mib), MiB; 0: none.
+  uint32_t idle_memory_mib = 0;
+  // The shim starts `cask-runtime pool serve` (detached) when the socket
+  // is absent.
+  bool autostart = false;
+  std::string runtime_path = "/usr/bin/cask-runtime";  // started by autostart
+
+  bool operator==(const PoolConfig&) const = default;
+};
+inline constexpr uint32_t kMaxPoolSize = 64;
+
 struct Config {
   HypervisorConfig hypervisor;
   AgentConfig agent;
   RuntimeConfig runtime;
+  PoolConfig pool;
   std::string source;                     // file it came from, or "(built-in defaults)"
 
   bool operator==(const Config&) const = default;

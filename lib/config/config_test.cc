@@ -167,9 +167,9 @@ TEST(ConfigParse, UnknownTablesAndKeys) {
   ExpectError("[runtime]\nlog_level = \"debug\"",
               "/etc/cask/test.toml: runtime.log_level: unknown key");
   ExpectError("[network]\nmode = \"tap\"",
-              "/etc/cask/test.toml: network: unknown table (known: hypervisor, agent, runtime)");
+              "/etc/cask/test.toml: network: unknown table (known: hypervisor, agent, runtime, pool)");
   ExpectError("debug = true",
-              "/etc/cask/test.toml: debug: unknown key (keys belong in [hypervisor], [agent] or [runtime])");
+              "/etc/cask/test.toml: debug: unknown key (keys belong in [hypervisor], [agent], [runtime] or [pool])");
   ExpectError("[hypervisor.qemu]\npath = \"/x\"",
               "/etc/cask/test.toml: hypervisor.qemu: unknown key");
   ExpectError("hypervisor = 3", "/etc/cask/test.toml: hypervisor: expected a table, got an integer");
@@ -260,6 +260,35 @@ TEST(ConfigParse, MalformedTomlShowsLine) {
   EXPECT_NE(r.error().ToString().find("line 2"), std::string::npos) << r.error().ToString();
 }
 
+TEST(ConfigPool, KeysAndBounds) {
+  Config d = Defaults();
+  EXPECT_TRUE(d.pool.enabled);
+  EXPECT_EQ(d.pool.size, 1u);
+  EXPECT_EQ(d.pool.socket, "/run/cask-pool/pool.sock");
+  auto c = Parse("[pool]\nenabled = false\nsize = 3\nsocket = \"/tmp/p.sock\"\nstate_dir = \"/tmp/pool\"\n"
+                 "cgroup_parent = \"/cask-pool.vms\"\nidle_memory_mib = 512\nautostart = true\n",
+                 kOrigin);
+  ASSERT_TRUE(c.ok()) << c.error().ToString();
+  EXPECT_FALSE(c->pool.enabled);
+  EXPECT_EQ(c->pool.size, 3u);
+  EXPECT_EQ(c->pool.state_dir, "/tmp/pool");
+  EXPECT_EQ(c->pool.cgroup_parent, "/cask-pool.vms");
+  EXPECT_EQ(c->pool.idle_memory_mib, 512u);
+  EXPECT_TRUE(c->pool.autostart);
+  auto bad = Parse("[pool]\nsize = 65\n", kOrigin);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("pool.size"), std::string::npos) << bad.error().ToString();
+  bad = Parse("[pool]\nsocket = \"pool.sock\"\n", kOrigin);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("pool.socket: must be an absolute path"), std::string::npos);
+  bad = Parse("[pool]\ncgroup_parent = \"../x\"\n", kOrigin);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("pool.cgroup_parent"), std::string::npos);
+  bad = Parse("[pool]\nsizes = 1\n", kOrigin);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().ToString().find("pool.sizes: unknown key"), std::string::npos);
+}
+
 TEST(ConfigToToml, RoundTrip) {
   Config c = Defaults();
   auto back = Parse(ToToml(c), kOrigin);
@@ -285,6 +314,10 @@ TEST(ConfigToToml, RoundTrip) {
   c.runtime.cgroup_shim = true;
   c.runtime.cgroup_memory_overhead_mib = 1;
   c.runtime.cgroup_pids_max = 0;
+  c.pool.enabled = false;
+  c.pool.size = 7;
+  c.pool.socket = "/tmp/x/pool.sock";
+  c.pool.autostart = true;
   std::string text = ToToml(c);
   back = Parse(text, kOrigin);
   ASSERT_TRUE(back.ok()) << back.error().ToString() << "\n" << text;

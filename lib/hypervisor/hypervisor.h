@@ -105,6 +105,8 @@ struct VmSettings {
   std::vector<NicSettings> nics;
 };
 
+struct VmHandover;  // handover.h
+
 class Vm {
  public:
   virtual ~Vm() = default;        // implementations Stop() if still running
@@ -137,6 +139,12 @@ class Vm {
   // Pauses / resumes every vCPU (QMP stop / cont). Optional for backends.
   virtual Status Pause() { return Error::Unimplemented("pause is not supported by this hypervisor"); }
   virtual Status Resume() { return Error::Unimplemented("resume is not supported by this hypervisor"); }
+  // Gives the running VM away (handover.h): the Vm stops its threads and
+  // forgets its processes and state dir without stopping them; afterwards
+  // it is inert (Stop does nothing, Exited is true). UNAVAILABLE if the VM
+  // has exited, FAILED_PRECONDITION after Stop. Optional for backends
+  // (UNIMPLEMENTED).
+  virtual Result<VmHandover> Detach();
 };
 
 class Hypervisor {
@@ -157,6 +165,19 @@ class Hypervisor {
   // it at spawn. The VM's host processes and cgroup are recorded in the
   // state dir (vm_leftovers.h) for cleanup after a dead owner.
   virtual Result<std::unique_ptr<Vm>> Start(const VmSettings& cfg) = 0;
+  // A VM that is already running (a pool's, lib/pool), adopted for `cfg`
+  // instead of booted: on success its state dir has become cfg.state_dir
+  // (which must not exist before) and holds the SharedDir layout
+  // (mounts/ and shared/, lib/sandbox/shared_dir.h) with virtiofsd
+  // exporting shared/, its processes are in the pod's cgroup, and the agent
+  // answered Check before the handover. Any error (no pool, an empty pool,
+  // a VM that does not match cfg, a failed handover) means: boot cold with
+  // Start; nothing of the attempt is left. The default (UNIMPLEMENTED) has
+  // no ready VMs.
+  virtual Result<std::unique_ptr<Vm>> TakeReady(const VmSettings& cfg) {
+    (void)cfg;
+    return Error::Unimplemented("this hypervisor has no ready VMs");
+  }
 };
 
 std::unique_ptr<Hypervisor> NewQemu();

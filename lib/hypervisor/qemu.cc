@@ -24,6 +24,7 @@
 #include "lib/hypervisor/host_cgroup.h"
 #include "lib/hypervisor/process_identity.h"
 #include "lib/hypervisor/capped_log.h"
+#include "lib/hypervisor/handover.h"
 #include "lib/hypervisor/qemu_cmdline.h"
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
@@ -152,6 +153,7 @@ class QemuVm final : public Vm {
   }
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
+  Result<VmHandover> Detach() override;
 
  private:
   Status QmpSimple(const char* command);
@@ -597,6 +599,51 @@ Status QemuVm::StopLocked(milliseconds grace) {
   return Ok();
 }
 
+Result<VmHandover> QemuVm::Detach() {
+  std::lock_guard<std::mutex> l(stop_mu_);
+  if (stop_result_) return Error::FailedPrecondition("the VM is stopped");
+  if (Exited()) return Error::Unavailable("VM " + id_ + " exited (qemu " + ExitDescription() + ")");
+  if (!pidfd_ || !fs_pidfd_) return Error::FailedPrecondition("VM " + id_ + " has no virtiofsd to hand over");
+  // From here on the Vm gives up: its destructor and Stop leave everything.
+  stopping_ = true;
+  stop_result_ = Ok();
+  StopFsWatch();
+  // Ends the pump without closing its fds (StopPump would): they go along.
+  if (pump_.joinable()) {
+    uint64_t one = 1;
+    (void)!::write(pump_wake_.get(), &one, sizeof one);
+    pump_.join();
+  }
+  VmHandover h;
+  h.state_dir = state_dir_;
+  h.channel = channel_;
+  h.guest_cid = guest_cid_;
+  h.vmm = qemu_id_;
+  h.virtiofsd = fsd_id_;
+  h.vmm_pidfd = std::move(pidfd_);
+  h.virtiofsd_pidfd = std::move(fs_pidfd_);
+  {
+    std::lock_guard<std::mutex> q(qmp_mu_);
+    h.qmp = qmp_.Release();
+  }
+  h.console = std::move(console_host_);
+  h.qemu_stderr = std::move(qemu_stderr_);
+  h.virtiofsd_stderr = std::move(fs_stderr_);
+  if (console_) h.console_tail = console_->Tail(kHandoverConsoleTailBytes);
+  h.cgroup = std::move(cgroup_);
+  {
+    std::lock_guard<std::mutex> p(proc_mu_);
+    // Still our children (the caller reaps them once they exit), no longer
+    // owned here.
+    (void)qemu_.Release();
+    (void)virtiofsd_.Release();
+    qemu_status_ = -1;
+  }
+  logs_closed_ = true;
+  created_dir_ = false;
+  return h;
+}
+
 Status QemuVm::RemoveFiles() {
   std::optional<Error> first;
   logs_closed_ = true;
@@ -822,6 +869,10 @@ Result<std::unique_ptr<Vm>> QemuHypervisor::Start(const VmSettings& cfg) {
 }
 
 }  // namespace
+
+std::string PodCgroupName(const std::string& id, const std::string& state_dir) {
+  return CgroupNameFor(id, state_dir);
+}
 
 std::unique_ptr<Hypervisor> NewQemu() { return std::make_unique<QemuHypervisor>(std::nullopt); }
 

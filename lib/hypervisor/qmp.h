@@ -39,6 +39,16 @@ class QmpClient {
   // Same on an already-connected stream (tests use a socketpair).
   static Result<QmpClient> Handshake(UniqueFd fd, std::chrono::milliseconds timeout);
 
+  // A connection that already negotiated capabilities (handed over by
+  // another owner of the VM, lib/pool). No I/O.
+  static QmpClient FromNegotiated(UniqueFd fd) { return QmpClient(std::move(fd)); }
+  // Gives up the connection (for a handover); the client is closed after.
+  // Buffered, unread bytes are dropped: call it between commands only.
+  UniqueFd Release() {
+    buf_.clear();
+    return std::move(fd_);
+  }
+
   // Executes `command` with `arguments` (omitted when null) and returns the
   // "return" value. A QMP error reply is an Error with the QMP class mapped
   // (CommandNotFound -> UNIMPLEMENTED, DeviceNotFound -> NOT_FOUND,

@@ -2,6 +2,7 @@
 #include "lib/sandbox/clock_sync.h"
 #include "lib/sandbox/pod_shm.h"
 #include "lib/sandbox/vm_settings.h"
+#include "lib/sandbox/shared_dir.h"
 
 #include <sys/stat.h>
 
@@ -96,6 +97,78 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   {
     std::lock_guard<std::mutex> l(mu_);
     dir_ = JoinPath(state_dir, id_);
+  }
+  hypervisor_ = std::move(opts.hypervisor);
+  if (!hypervisor_) hypervisor_ = hypervisor::NewQemu();
+  hypervisor::VmSettings vc = VmSettingsFromConfig(config_);
+  vc.id = id_;
+  vc.state_dir = dir_;
+  vc.shared_dir = JoinPath(dir_, "shared");
+  vc.console_logger = log_.WithSubsystem("console");
+  vc.extra_kernel_params = opts.extra_kernel_params;
+  // A ready VM (a pool's) when the hypervisor has one that fits; pods with
+  // a network namespace need their TAPs at QEMU's start, so they boot cold.
+  if (opts.netns_path.empty()) {
+    Status warm = BootWarm(opts, vc, t0);
+    if (warm.ok()) return Ok();
+    if (warm.error().code() != Code::kUnimplemented)
+      log_.Info("no ready VM, booting one", {{"reason", warm.error().ToString()}});
+  }
+  return BootCold(opts, vc, t0);
+}
+
+Status Sandbox::BootWarm(SandboxOptions& opts, const hypervisor::VmSettings& vc, Clock::time_point t0) {
+  CASK_ASSIGN_OR_RETURN(std::unique_ptr<hypervisor::Vm> vm, hypervisor_->TakeReady(vc));
+  Status st = Ok();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    dir_created_ = true;  // renamed into place by TakeReady
+    vm_ = std::move(vm);
+    auto shared = SharedDir::Adopt(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"));
+    if (shared.ok()) {
+      shared_ = std::move(*shared);
+    } else {
+      st = std::move(shared).error().Wrap("adopt the ready VM's shared directory");
+    }
+  }
+  auto t_started = Clock::now();
+  timing_.vm_start = t_started - t0;
+  if (st.ok()) {
+    log_.Info("vm taken from the pool", {{"pid", std::to_string(vm_->pid())}});
+    st = FinishBoot(opts, t_started, t0);
+  }
+  if (!st.ok()) UndoWarmBoot();
+  warm_ = st.ok();
+  return st;
+}
+
+void Sandbox::UndoWarmBoot() {
+  clock_sync_.reset();
+  io_loop_.reset();
+  if (agent_) agent_->Close();
+  agent_.reset();
+  std::lock_guard<std::mutex> l(mu_);
+  if (vm_) {
+    auto st = vm_->Stop(kStopGrace);
+    if (!st.ok()) log_.Warn("stop the ready VM", {{"error", st.error().ToString()}});
+  }
+  vm_.reset();
+  if (shared_) {
+    auto st = shared_->Teardown();
+    if (!st.ok()) log_.Warn("remove the ready VM's shared directory", {{"error", st.error().ToString()}});
+  }
+  shared_.reset();
+  if (dir_created_) {
+    auto st = UnmountAllUnder(dir_);
+    if (st.ok()) st = RemoveTreeNoMounts(dir_);
+    if (st.ok()) dir_created_ = false;
+    if (!st.ok()) log_.Warn("remove the ready VM's directory", {{"error", st.error().ToString()}});
+  }
+}
+
+Status Sandbox::BootCold(SandboxOptions& opts, hypervisor::VmSettings& vc, Clock::time_point t0) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
     if (::mkdir(dir_.c_str(), 0700) != 0) {
       if (errno == EEXIST)
         return Error::AlreadyExists("sandbox " + id_ + " already exists (" + dir_ +
@@ -106,15 +179,7 @@ Status Sandbox::Boot(SandboxOptions& opts) {
     CASK_ASSIGN_OR_RETURN(shared_, SharedDir::Create(JoinPath(dir_, "mounts"), JoinPath(dir_, "shared"))
                                        .Context("prepare the shared directory"));
   }
-
-  hypervisor_ = std::move(opts.hypervisor);
-  if (!hypervisor_) hypervisor_ = hypervisor::NewQemu();
-  hypervisor::VmSettings vc = VmSettingsFromConfig(config_);
-  vc.id = id_;
-  vc.state_dir = dir_;
   vc.shared_dir = shared_->path();
-  vc.console_logger = log_.WithSubsystem("console");
-  vc.extra_kernel_params = opts.extra_kernel_params;
   if (!opts.netns_path.empty()) {
     CASK_ASSIGN_OR_RETURN(pod_network_, net::PodNetwork::Create(opts.netns_path).Context("pod network"));
     for (const auto& pi : pod_network_->interfaces()) vc.nics.push_back({pi.tap_fd.get(), net::FormatMac(pi.mac)});
@@ -124,7 +189,10 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   auto t_started = Clock::now();
   timing_.vm_start = t_started - t0;
   log_.Info("vm started", {{"pid", std::to_string(vm_->pid())}});
+  return FinishBoot(opts, t_started, t0);
+}
 
+Status Sandbox::FinishBoot(SandboxOptions& opts, Clock::time_point t_started, Clock::time_point t0) {
   auto connect_timeout = std::chrono::milliseconds(config_.agent.connect_timeout_ms);
   CASK_ASSIGN_OR_RETURN(UniqueFd channel, vm_->ConnectAgent(connect_timeout).Context("connect to the agent channel"));
   agent_ = std::make_unique<AgentClient>(std::move(channel));

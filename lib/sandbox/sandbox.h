@@ -1,6 +1,10 @@
 // Sandbox: one pod VM and its agent connection, seen from the host.
 //
-// Create() makes <state_dir>/<id>/ with mounts/ (the shim's private tree
+// Create() first asks the hypervisor for a ready VM (TakeReady: a pool's,
+// lib/pool; pods without a network namespace only), whose directory becomes
+// <state_dir>/<id>/ with its shared directory adopted; when there is none
+// (or anything about it fails, which is undone) it boots one cold:
+// it makes <state_dir>/<id>/ with mounts/ (the shim's private tree
 // of binds) and shared/ (its read-only virtio-fs export; see shared_dir.h), boots the VM through the hypervisor, connects to the agent,
 // waits until it answers Check, has it mount the share at
 // /run/cask/shared and the pod's /dev/shm tmpfs (pod_shm.h), and sets the
@@ -93,6 +97,9 @@ class Sandbox {
   const std::string& dir() const { return dir_; }
   const BootTiming& timing() const { return timing_; }
   const AgentInfo& agent_info() const { return agent_info_; }
+  // True when the VM was a ready one (Hypervisor::TakeReady), not booted
+  // for this sandbox.
+  bool warm() const { return warm_; }
 
   AgentClient& agent() { return *agent_; }
   // The one stdio loop of the pod (process_io.h): every process's pump is
@@ -134,6 +141,16 @@ class Sandbox {
  private:
   explicit Sandbox(SandboxOptions& opts);
   Status Boot(SandboxOptions& opts);
+  // Takes a ready VM from the hypervisor (TakeReady) and finishes the boot
+  // with it; on any error everything of the attempt is undone (UndoWarmBoot)
+  // and the caller boots cold.
+  Status BootWarm(SandboxOptions& opts, const hypervisor::VmSettings& vc, std::chrono::steady_clock::time_point t0);
+  void UndoWarmBoot();
+  Status BootCold(SandboxOptions& opts, hypervisor::VmSettings& vc, std::chrono::steady_clock::time_point t0);
+  // From the started VM to a set-up guest: agent connection, Check,
+  // SetupSandbox, network, clock.
+  Status FinishBoot(SandboxOptions& opts, std::chrono::steady_clock::time_point t_started,
+                    std::chrono::steady_clock::time_point t0);
   // Sets the guest clock now and keeps it in step (clock_sync.h).
   Status StartClockSync();
 
@@ -142,6 +159,7 @@ class Sandbox {
   const Logger log_;
   std::string dir_;
   BootTiming timing_;
+  bool warm_ = false;
   AgentInfo agent_info_;
 
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;

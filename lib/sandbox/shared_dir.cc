@@ -190,6 +190,34 @@ Result<std::unique_ptr<SharedDir>> SharedDir::Create(std::string host_dir, std::
 
 SharedDir::~SharedDir() { (void)Teardown(); }
 
+Result<std::unique_ptr<SharedDir>> SharedDir::Adopt(std::string host_dir, std::string export_dir) {
+  for (const auto* p : {&host_dir, &export_dir})
+    if (p->empty() || p->front() != '/') return Error::InvalidArgument("shared dir '" + *p + "' is not absolute");
+  CASK_ASSIGN_OR_RETURN(std::string host_parent, Canonical(Dirname(host_dir)));
+  CASK_ASSIGN_OR_RETURN(std::string export_parent, Canonical(Dirname(export_dir)));
+  std::unique_ptr<SharedDir> d(
+      new SharedDir(JoinPath(host_parent, Basename(host_dir)), JoinPath(export_parent, Basename(export_dir))));
+  CASK_ASSIGN_OR_RETURN(auto mounts, sys::ReadMountInfo());
+  auto host_mounts = sys::MountPointsUnder(mounts, d->host_path_);
+  auto export_mounts = sys::MountPointsUnder(mounts, d->export_path_);
+  if (host_mounts.size() != 1 || host_mounts[0] != d->host_path_ || export_mounts.size() != 1 ||
+      export_mounts[0] != d->export_path_)
+    return Error::FailedPrecondition("shared dir " + d->host_path_ + " is not a fresh export (" +
+                                     std::to_string(host_mounts.size()) + " and " +
+                                     std::to_string(export_mounts.size()) + " mounts)");
+  // Owned from here: a failure below tears both down.
+  d->host_created_ = d->export_created_ = true;
+  CASK_ASSIGN_OR_RETURN(d->root_, Open(d->host_path_, O_PATH | O_DIRECTORY));
+  CASK_ASSIGN_OR_RETURN(bool is_root, IsMountRootFd(d->root_.get()));
+  if (!is_root) return Error::FailedPrecondition(d->host_path_ + " is not the root of its mount");
+  return d;
+}
+
+void SharedDir::Release() {
+  root_.Reset();
+  removed_ = true;
+}
+
 namespace {
 
 // The source as a detached mount tree with its attributes set: the clone is

@@ -49,6 +49,13 @@ class SharedDir {
   // trusted; each must not exist or be an empty directory) and mounts them
   // as described above.
   static Result<std::unique_ptr<SharedDir>> Create(std::string host_dir, std::string export_dir);
+  // Takes over the pair a SharedDir::Create made elsewhere and Release()d
+  // (a pool's VM, whose directory was renamed to here): `host_dir` must be
+  // the root of a mount and `export_dir` a mount point, and nothing else
+  // may be mounted below either (the VM never ran a workload):
+  // FAILED_PRECONDITION otherwise. The result owns both as if it had
+  // created them.
+  static Result<std::unique_ptr<SharedDir>> Adopt(std::string host_dir, std::string export_dir);
   ~SharedDir();
   SharedDir(const SharedDir&) = delete;
   SharedDir& operator=(const SharedDir&) = delete;
@@ -80,6 +87,10 @@ class SharedDir {
   // directories. Idempotent; the first error is returned but the teardown
   // goes as far as it safely can.
   Status Teardown();
+
+  // Gives up ownership without unmounting or removing anything (the mounts
+  // go along with a handed-over VM, to the SharedDir::Adopt of the taker).
+  void Release();
 
  private:
   SharedDir(std::string host_path, std::string export_path)

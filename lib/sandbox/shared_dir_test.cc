@@ -257,5 +257,37 @@ TEST_F(SharedDirTest, UnmountAllUnderStaysInsideTheTree) {
   ASSERT_EQ(::umount2((other + "/m").c_str(), MNT_DETACH), 0);
 }
 
+// The pool's handover: a SharedDir made in one directory, released, the
+// directory renamed, and adopted there; binds made then reach the export.
+TEST_F(SharedDirTest, ReleasedRenamedAndAdopted) {
+  ASSERT_TRUE(MkdirAll(root_ + "/pool/vm").ok());
+  auto made = SharedDir::Create(root_ + "/pool/vm/mounts", root_ + "/pool/vm/shared");
+  ASSERT_TRUE(made.ok()) << made.error().ToString();
+  (*made)->Release();
+  made->reset();  // released: nothing is unmounted
+  EXPECT_EQ(LiveMountPointsUnder(root_ + "/pool/vm").value().size(), 2u);
+  ASSERT_EQ(::rename((root_ + "/pool/vm").c_str(), (root_ + "/pod").c_str()), 0);
+
+  // Not the layout (a plain directory), or with something mounted below:
+  // refused, and nothing is torn down by the refusal.
+  ASSERT_TRUE(MkdirAll(root_ + "/plain/mounts").ok());
+  ASSERT_TRUE(MkdirAll(root_ + "/plain/shared").ok());
+  EXPECT_EQ(SharedDir::Adopt(root_ + "/plain/mounts", root_ + "/plain/shared").error().code(),
+            Code::kFailedPrecondition);
+
+  auto d = SharedDir::Adopt(root_ + "/pod/mounts", root_ + "/pod/shared");
+  ASSERT_TRUE(d.ok()) << d.error().ToString();
+  ASSERT_TRUE((*d)->Bind(src_, "c1/rootfs", false).ok());
+  auto through = ReadFile(root_ + "/pod/shared/c1/rootfs/sub/file");
+  ASSERT_TRUE(through.ok());
+  EXPECT_EQ(*through, "precious");
+  // A second adoption sees the bind: not a fresh export.
+  EXPECT_EQ(SharedDir::Adopt(root_ + "/pod/mounts", root_ + "/pod/shared").error().code(),
+            Code::kFailedPrecondition);
+  ASSERT_TRUE((*d)->Teardown().ok());
+  EXPECT_TRUE(LiveMountPointsUnder(root_).value().empty());
+  EXPECT_FALSE(PathExists(root_ + "/pod/mounts"));
+}
+
 }  // namespace
 }  // namespace cask::sandbox

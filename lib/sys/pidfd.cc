@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <string>
 
 namespace cask::sys {
@@ -15,6 +16,26 @@ Result<Pidfd> Pidfd::Open(pid_t pid) {
   long fd = ::syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) return Error::Sys(errno, "pidfd_open " + std::to_string(pid));
   return Pidfd(UniqueFd(static_cast<int>(fd)), pid);
+}
+
+Result<Pidfd> Pidfd::FromFd(UniqueFd fd) {
+  if (!fd) return Error::InvalidArgument("pidfd: no fd");
+  std::string path = "/proc/self/fdinfo/" + std::to_string(fd.get());
+  FILE* f = ::fopen(path.c_str(), "re");
+  if (f == nullptr) return Error::Sys(errno, "read " + path);
+  char line[256];
+  long pid = 0;
+  bool found = false;
+  while (::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "Pid: %ld", &pid) == 1) {
+      found = true;
+      break;
+    }
+  }
+  ::fclose(f);
+  if (!found) return Error::InvalidArgument("fd " + std::to_string(fd.get()) + " is not a pidfd");
+  if (pid <= 0) return Error::FailedPrecondition("the pidfd's process has been reaped");
+  return Pidfd(std::move(fd), static_cast<pid_t>(pid));
 }
 
 Status Pidfd::Signal(int sig) const {

@@ -26,6 +26,12 @@ class Pidfd {
   // unreaped child of this process).
   static Result<Pidfd> Open(pid_t pid);
 
+  // Owns `fd`, a pidfd received from another process (SCM_RIGHTS). The
+  // pid it names is read from /proc/self/fdinfo; INVALID_ARGUMENT when
+  // `fd` is not a pidfd, FAILED_PRECONDITION when its process has been
+  // reaped (the pid is then unknown).
+  static Result<Pidfd> FromFd(UniqueFd fd);
+
   bool valid() const { return fd_.valid(); }
   explicit operator bool() const { return valid(); }
   int get() const { return fd_.get(); }

@@ -1,0 +1,361 @@
+// A VM taken over from another owner (handover.h): QEMU and virtiofsd are
+// not our children, so they are watched and killed through pidfds.
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <vector>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "lib/base/fs.h"
+#include "lib/hypervisor/capped_log.h"
+#include "lib/hypervisor/handover.h"
+#include "lib/hypervisor/qmp.h"
+#include "lib/hypervisor/sockets.h"
+#include "lib/hypervisor/virtiofsd.h"
+#include "lib/hypervisor/vm_leftovers.h"
+
+namespace cask::hypervisor {
+
+Result<VmHandover> Vm::Detach() { return Error::Unimplemented("this hypervisor cannot hand a VM over"); }
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// The same bounds as a VM booted here (qemu.cc).
+constexpr size_t kConsoleKeepBytes = 256 * 1024;
+constexpr size_t kVirtiofsdLogKeepBytes = 64 * 1024;
+constexpr size_t kQemuLogKeepBytes = 64 * 1024;
+constexpr size_t kConsoleLogRate = 4 * 1024;
+constexpr size_t kConsoleLogBurst = 32 * 1024;
+constexpr size_t kConsoleLogMaxLine = 1024;
+constexpr size_t kPumpChunkBytes = 256 * 1024;
+constexpr size_t kExitTailBytes = 2048;
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Every descendant of `pid` (through /proc/<pid>/task/*/children).
+std::vector<pid_t> Descendants(pid_t pid) {
+  std::vector<pid_t> out, todo{pid};
+  while (!todo.empty() && out.size() < 1024) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    std::string task_dir = "/proc/" + std::to_string(p) + "/task";
+    DIR* d = ::opendir(task_dir.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      auto text = ReadFile(task_dir + "/" + e->d_name + "/children");
+      if (!text.ok()) continue;
+      size_t i = 0;
+      while (i < text->size()) {
+        size_t j = text->find(' ', i);
+        if (j == std::string::npos) j = text->size();
+        pid_t c = static_cast<pid_t>(std::atoi(text->substr(i, j - i).c_str()));
+        if (c > 0) {
+          out.push_back(c);
+          todo.push_back(c);
+        }
+        i = j + 1;
+      }
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+class AdoptedVm final : public Vm {
+ public:
+  AdoptedVm(VmHandover h, const VmSettings& cfg)
+      : id_(cfg.id),
+        state_dir_(h.state_dir),
+        channel_(h.channel),
+        guest_cid_(h.guest_cid),
+        agent_sock_(JoinPath(h.state_dir, "agent.sock")),
+        console_log_(JoinPath(h.state_dir, "console.log")),
+        console_logger_(cfg.console_logger),
+        vmm_id_(h.vmm),
+        fsd_id_(h.virtiofsd),
+        vmm_(std::move(h.vmm_pidfd)),
+        fsd_(std::move(h.virtiofsd_pidfd)),
+        console_fd_(std::move(h.console)),
+        qemu_stderr_(std::move(h.qemu_stderr)),
+        fs_stderr_(std::move(h.virtiofsd_stderr)),
+        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))) {}
+
+  ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
+
+  Status Init(const VmSettings& cfg, const std::string& console_tail);
+
+  pid_t pid() const override { return vmm_id_.pid; }
+  Channel channel() const override { return channel_; }
+  Result<UniqueFd> ConnectAgent(milliseconds timeout) override;
+  Status Stop(milliseconds grace) override;
+  bool Exited() override { return !vmm_.Alive(); }
+  std::string console_log_path() const override { return console_log_; }
+  std::string ConsoleTail(size_t max_bytes) const override {
+    if (logs_closed_ || !console_) return "";
+    return console_->Tail(max_bytes);
+  }
+  Status Pause() override { return QmpSimple("stop"); }
+  Status Resume() override { return QmpSimple("cont"); }
+
+ private:
+  Status QmpSimple(const char* command);
+  Status StopLocked(milliseconds grace);
+  void Pump();
+  void StopThreads();
+
+  const std::string id_, state_dir_;
+  const Channel channel_;
+  const uint32_t guest_cid_;
+  const std::string agent_sock_, console_log_;
+  const Logger console_logger_;
+  const ProcessIdentity vmm_id_, fsd_id_;
+  const sys::Pidfd vmm_, fsd_;
+
+  std::unique_ptr<CappedLog> console_, qemu_log_, fs_log_;
+  UniqueFd console_fd_, qemu_stderr_, fs_stderr_;
+  UniqueFd wake_;  // eventfd: ends the pump and the virtiofsd watch
+  std::thread pump_, fs_watch_;
+  std::atomic<bool> logs_closed_{false};
+  HostCgroup cgroup_;
+
+  std::mutex qmp_mu_;
+  QmpClient qmp_;
+
+  std::mutex stop_mu_;
+  std::atomic<bool> stopping_{false};
+  std::optional<Status> stop_result_;  // under stop_mu_
+};
+
+Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
+  CASK_ASSIGN_OR_RETURN(console_, CappedLog::Create(console_log_, kConsoleKeepBytes));
+  console_->Append(BoundedString(console_tail, kHandoverConsoleTailBytes));
+  CASK_ASSIGN_OR_RETURN(qemu_log_, CappedLog::Create(JoinPath(state_dir_, "qemu.log"), kQemuLogKeepBytes));
+  CASK_ASSIGN_OR_RETURN(fs_log_, CappedLog::Create(JoinPath(state_dir_, "virtiofsd.log"), kVirtiofsdLogKeepBytes));
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd < 0) return Error::Sys(errno, "eventfd for the log pump");
+  wake_.Reset(efd);
+
+  // The pod's cgroup, as a cold boot makes it; then the processes move in
+  // (out of the giver's cgroup, whose cleanup no longer reaches them).
+  CASK_ASSIGN_OR_RETURN(CgroupLayout layout, DetectCgroupLayout());
+  CgroupLimits limits;
+  if (cfg.cgroup.memory_overhead_mib > 0)
+    limits.memory_bytes = (uint64_t{cfg.memory_mib} + cfg.cgroup.memory_overhead_mib) << 20;
+  limits.cpu_quota_us = uint64_t{cfg.cgroup.cpu_quota_cores} * limits.cpu_period_us;
+  limits.pids_max = cfg.cgroup.pids_max;
+  CASK_ASSIGN_OR_RETURN(cgroup_, HostCgroup::Create(layout, cfg.cgroup.parent, PodCgroupName(id_, state_dir_), limits)
+                                     .Context("create the pod's host cgroup (runtime.sandbox_cgroup)"));
+  // Identity first: a pid that names another process now is never moved.
+  if (!vmm_.Alive() || !fsd_.Alive()) return Error::Unavailable("the handed-over VM has exited");
+  if (CheckLiveness(vmm_id_) != Liveness::kRunning || CheckLiveness(fsd_id_) != Liveness::kRunning)
+    return Error::Unavailable("the handed-over VM's processes are not the recorded ones");
+  CASK_TRY_CTX(cgroup_.Add(vmm_id_.pid), "move qemu into the pod's cgroup");
+  CASK_TRY_CTX(cgroup_.Add(fsd_id_.pid), "move virtiofsd into the pod's cgroup");
+  // virtiofsd sandboxes itself in a child process (and QEMU may have
+  // helpers): every descendant moves too, or the giver's cgroup cleanup
+  // would kill it. A child cannot be reaped (its pid reused) while we read
+  // its parent's list: only its parent reaps it, and the parent is alive.
+  for (pid_t root : {vmm_id_.pid, fsd_id_.pid})
+    for (pid_t child : Descendants(root)) CASK_TRY_CTX(cgroup_.Add(child), "move a child of pid " + std::to_string(root));
+  if (cfg.cgroup.include_caller)
+    CASK_TRY_CTX(cgroup_.Add(::getpid()), "move the shim into the pod's cgroup (runtime.cgroup_shim)");
+  HostProcesses hp{vmm_id_, fsd_id_, cgroup_.dirs()};
+  CASK_TRY(WriteHostProcesses(state_dir_, hp).Context("record the VM's host processes"));
+
+  pump_ = std::thread([this] { Pump(); });
+  fs_watch_ = std::thread([this] {
+    pollfd p[2] = {{fsd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    for (;;) {
+      int r = ::poll(p, 2, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 || (p[1].revents & POLLIN)) return;
+      if (p[0].revents & POLLIN) break;
+    }
+    if (stopping_) return;
+    (void)vmm_.Signal(SIGKILL);  // a guest without its file server: end it (as qemu.cc)
+  });
+  return Ok();
+}
+
+void AdoptedVm::Pump() {
+  LineLimiter lines([this](std::string_view l) { console_logger_.Info("guest console", {{"line", std::string(l)}}); },
+                    kConsoleLogRate, kConsoleLogBurst, kConsoleLogMaxLine);
+  std::string buf(64 * 1024, '\0');
+  auto drain_console = [&]() -> bool {
+    size_t got = 0;
+    while (got < kPumpChunkBytes) {
+      ssize_t n = ::read(console_fd_.get(), buf.data(), buf.size());
+      if (n > 0) {
+        std::string_view data(buf.data(), static_cast<size_t>(n));
+        console_->Append(data);
+        lines.Feed(data);
+        got += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+  };
+  bool console_open = console_fd_.valid(), fs_open = fs_stderr_.valid(), qemu_open = qemu_stderr_.valid();
+  for (;;) {
+    pollfd p[4];
+    nfds_t n = 0;
+    p[n++] = {wake_.get(), POLLIN, 0};
+    int ci = -1, fi = -1, qi = -1;
+    if (console_open) ci = static_cast<int>(n), p[n++] = {console_fd_.get(), POLLIN, 0};
+    if (fs_open) fi = static_cast<int>(n), p[n++] = {fs_stderr_.get(), POLLIN, 0};
+    if (qemu_open) qi = static_cast<int>(n), p[n++] = {qemu_stderr_.get(), POLLIN, 0};
+    if (::poll(p, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (ci >= 0 && p[ci].revents != 0) console_open = drain_console();
+    if (fi >= 0 && p[fi].revents != 0) fs_open = DrainInto(fs_stderr_.get(), fs_log_.get(), kPumpChunkBytes);
+    if (qi >= 0 && p[qi].revents != 0) qemu_open = DrainInto(qemu_stderr_.get(), qemu_log_.get(), kPumpChunkBytes);
+    if (p[0].revents != 0) {
+      if (console_open) (void)drain_console();
+      break;
+    }
+  }
+  lines.Flush();
+}
+
+void AdoptedVm::StopThreads() {
+  if (wake_) {
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+  if (pump_.joinable()) pump_.join();
+  if (fs_watch_.joinable()) fs_watch_.join();
+}
+
+Result<UniqueFd> AdoptedVm::ConnectAgent(milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string what = channel_ == Channel::kSerial
+                         ? agent_sock_
+                         : "vsock " + std::to_string(guest_cid_) + ":" + std::to_string(kAgentVsockPort);
+  for (;;) {
+    if (stopping_) return Error::FailedPrecondition("the VM is stopped");
+    if (Exited())
+      return Error::Unavailable("VM exited before the agent channel " + what +
+                                " connected; console: " + Trimmed(ConsoleTail(kExitTailBytes)));
+    auto fd = channel_ == Channel::kSerial ? ConnectUnixOnce(agent_sock_) : ConnectVsockOnce(guest_cid_, kAgentVsockPort);
+    if (fd.ok()) return fd;
+    Code c = fd.error().code();
+    if (c != Code::kNotFound && c != Code::kUnavailable && c != Code::kDeadlineExceeded)
+      return std::move(fd).error().Wrap("connect to the agent channel");
+    if (Clock::now() >= deadline)
+      return Error::DeadlineExceeded("agent channel " + what + " not connected within " +
+                                     std::to_string(timeout.count()) + " ms: " + fd.error().message());
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+}
+
+Status AdoptedVm::QmpSimple(const char* command) {
+  if (stopping_) return Error::FailedPrecondition("the VM is stopped");
+  std::lock_guard<std::mutex> l(qmp_mu_);
+  if (!qmp_.connected()) return Error::FailedPrecondition("no QMP connection");
+  auto r = qmp_.Execute(command, nullptr, milliseconds(5000));
+  if (!r.ok()) return std::move(r).error();
+  return Ok();
+}
+
+Status AdoptedVm::Stop(milliseconds grace) {
+  std::lock_guard<std::mutex> l(stop_mu_);
+  if (stop_result_) return *stop_result_;
+  stopping_ = true;
+  stop_result_ = StopLocked(grace);
+  return *stop_result_;
+}
+
+Status AdoptedVm::StopLocked(milliseconds grace) {
+  std::optional<Error> first;
+  auto note = [&](Status st) {
+    if (!st.ok() && !first) first = std::move(st).error();
+  };
+  // The watch would kill QEMU as virtiofsd goes: end it first.
+  if (wake_) {
+    uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+  if (fs_watch_.joinable()) fs_watch_.join();
+  if (vmm_.Alive()) {
+    {
+      std::lock_guard<std::mutex> q(qmp_mu_);
+      if (qmp_.connected() && grace.count() > 0) (void)qmp_.Quit(grace);
+    }
+    auto exited = vmm_.WaitExited(grace);
+    if (!exited.ok() || !*exited) {
+      (void)vmm_.Signal(SIGKILL);
+      (void)vmm_.WaitExited(milliseconds(5000));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> q(qmp_mu_);
+    qmp_.Close();
+  }
+  if (fsd_.Alive()) {
+    auto gone = fsd_.WaitExited(milliseconds(1000));
+    if (!gone.ok() || !*gone) {
+      (void)fsd_.Signal(SIGTERM);
+      gone = fsd_.WaitExited(milliseconds(1000));
+      if (!gone.ok() || !*gone) {
+        (void)fsd_.Signal(SIGKILL);
+        gone = fsd_.WaitExited(milliseconds(2000));
+        if (!gone.ok() || !*gone) note(Error::DeadlineExceeded("virtiofsd did not exit after SIGKILL"));
+      }
+    }
+  }
+  if (cgroup_.valid()) note(cgroup_.Remove(milliseconds(2000)).Context("remove the pod's cgroup"));
+  StopThreads();
+  logs_closed_ = true;
+  for (auto* log : {console_.get(), qemu_log_.get(), fs_log_.get()})
+    if (log) log->RemoveFile();
+  for (const char* name : {"agent.sock", "qmp.sock", "virtiofsd.sock", "console.log", "qemu.log", "virtiofsd.log",
+                           kHostProcessesFile}) {
+    std::string p = JoinPath(state_dir_, name);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT && !first) first = Error::Sys(errno, "remove " + p);
+  }
+  // The directory itself belongs to whoever adopted the VM (it also holds
+  // the shared directory's mounts); removed here only when empty.
+  if (::rmdir(state_dir_.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST && !first)
+    first = Error::Sys(errno, "rmdir " + state_dir_);
+  if (first) return std::move(*first).Wrap("stop VM " + id_);
+  return Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> AdoptVm(VmHandover h, const VmSettings& cfg) {
+  if (!cfg.cgroup.enabled)
+    return Error::FailedPrecondition("adopting a VM needs the pod's cgroup (runtime.sandbox_cgroup)");
+  if (cfg.state_dir != h.state_dir)
+    return Error::InvalidArgument("adopted VM's state dir " + h.state_dir + " is not " + cfg.state_dir);
+  if (!h.vmm_pidfd || !h.virtiofsd_pidfd || !h.qmp || !h.console)
+    return Error::InvalidArgument("the handover lacks a pidfd, the QMP connection or the console");
+  std::string tail = std::move(h.console_tail);
+  auto vm = std::make_unique<AdoptedVm>(std::move(h), cfg);
+  Status st = vm->Init(cfg, tail);
+  if (!st.ok()) {
+    (void)vm->Stop(milliseconds(0));  // kills what was moved, removes the cgroup
+    return std::move(st).error().Wrap("adopt VM " + cfg.id);
+  }
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+}  // namespace cask::hypervisor
