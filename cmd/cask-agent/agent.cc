@@ -293,12 +293,14 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
   } else {
     if (io.stdout_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
-                            StreamPump::Start(**io_loop_, std::move(io.stdout_r), opts_.stream_buffer_bytes, ready));
+                            StreamPump::Start(**io_loop_, std::move(io.stdout_r), opts_.stream_buffer_bytes, ready,
+                                              opts_.stream_pipe_bytes));
       p->out = std::move(pump);
     }
     if (io.stderr_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
-                            StreamPump::Start(**io_loop_, std::move(io.stderr_r), opts_.stream_buffer_bytes, ready));
+                            StreamPump::Start(**io_loop_, std::move(io.stderr_r), opts_.stream_buffer_bytes, ready,
+                                              opts_.stream_pipe_bytes));
       p->err = std::move(pump);
     }
     if (io.stdin_w) {
@@ -776,20 +778,24 @@ EventBatch Agent::BuildBatchLocked(size_t budget) {
       const size_t i = StreamIndex(kind);
       if (p->eof_sent[i]) continue;
       const std::shared_ptr<StreamPump>& pump = kind == StreamKind::kStdout ? p->out : p->err;
-      StreamChunk c;
+      BlockChunk c;
       if (!pump) {
         c.eof = true;  // no such stream (a terminal's stderr), or the process was removed
       } else {
-        c = pump->buffer().TryRead(std::min(p->credit[i], budget));
-        p->credit[i] -= c.data.size();
-        p->sent[i] += c.data.size();
-        budget -= c.data.size();
+        c = pump->buffer().TryReadBlocks(std::min(p->credit[i], budget));
+        const size_t n = c.size();
+        p->credit[i] -= n;
+        p->sent[i] += n;
+        budget -= n;
         // Still readable: more data than credit or budget allowed.
         if (!c.eof && pump->buffer().Readable() && p->credit[i] > 0) more = true;
       }
-      if (c.data.empty() && !c.eof) continue;
+      if (c.blocks.empty() && !c.eof) continue;
       if (c.eof) p->eof_sent[i] = true;
-      b.output.push_back(OutputEvent{p->container_id, p->exec_id, kind, std::move(c.data), c.eof});
+      if (c.blocks.empty()) c.blocks.emplace_back();
+      for (size_t k = 0; k < c.blocks.size(); ++k)
+        b.output.push_back(OutputEvent{p->container_id, p->exec_id, kind, std::move(c.blocks[k]),
+                                       c.eof && k + 1 == c.blocks.size()});
     }
     if ((p->state == State::kStopped || p->state == State::kRemoved) && !p->exit_sent &&
         p->state != State::kCreated) {
@@ -807,7 +813,7 @@ EventBatch Agent::BuildBatchLocked(size_t budget) {
   return b;
 }
 
-Result<EventBatch> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
+Result<std::shared_ptr<const EventBatch>> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
                                     const WaitLimits& limits) {
   using Clock = std::chrono::steady_clock;
   const size_t budget = max_output == 0 ? kMaxReadLen : std::min(max_output, kMaxReadLen);
@@ -817,16 +823,16 @@ Result<EventBatch> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait
   const uint64_t gen = ++poll_gen_;
   ev_cv_.notify_all();  // an older poll still waiting ends now
   // The host did not get the latest batch: send it again.
-  if (last_batch_.seq != 0 && ack != last_batch_.seq) return last_batch_;
+  if (last_batch_->seq != 0 && ack != last_batch_->seq) return last_batch_;
   for (;;) {
     EventBatch b = BuildBatchLocked(budget);
     if (!b.empty()) {
-      b.seq = last_batch_.seq + 1;
-      last_batch_ = b;
-      return b;
+      b.seq = last_batch_->seq + 1;
+      last_batch_ = std::make_shared<const EventBatch>(std::move(b));
+      return last_batch_;
     }
     if (limits.IsCancelled()) return Error::Unavailable("call cancelled: the host connection is gone");
-    if (gen != poll_gen_ || Clock::now() >= deadline) return EventBatch{};
+    if (gen != poll_gen_ || Clock::now() >= deadline) return std::make_shared<const EventBatch>();
     ev_cv_.wait_until(ev_mu_, deadline);
   }
 }

@@ -69,6 +69,10 @@ struct AgentOptions {
   std::string etc_dir = "/etc";
   // Per output stream: how much the agent buffers before back-pressure.
   size_t stream_buffer_bytes = 1 << 20;
+  // Size given to each output pipe (StreamPump::Start): a bulk writer then
+  // blocks once per MiB rather than every 64 KiB (each block and wake-up is
+  // a round of emulated context switches under TCG).
+  size_t stream_pipe_bytes = 1 << 20;
   // Run by DestroySandbox after `power_off_delay` (on its own thread) so the
   // reply reaches the host first. Empty: no power-off (tests).
   std::function<void()> power_off;
@@ -120,11 +124,14 @@ inline constexpr size_t kInitialOutputCredit = 64 * 1024;
 // Credit of one stream never grows beyond this, whatever the host grants.
 inline constexpr size_t kMaxOutputCredit = 16 << 20;
 
+// Output of one stream in a batch: a stream's output may come as several
+// events in one batch (one per buffered block, in order), which spares
+// copying blocks together.
 struct OutputEvent {
   std::string container_id;
   std::string exec_id;
   StreamKind stream = StreamKind::kStdout;
-  std::string data;
+  ByteBlock data;
   bool eof = false;
 };
 
@@ -196,7 +203,7 @@ class Agent {
   // ending early on the limits or when a newer GetEvents arrives) for
   // something to report and returns it as a new batch, or an empty one
   // (seq 0). At most `max_output` output bytes per batch (capped at 1 MiB).
-  Result<EventBatch> GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
+  Result<std::shared_ptr<const EventBatch>> GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
                                const WaitLimits& limits);
   // Adds `bytes` of credit to an output stream or, when `total` is not 0,
   // raises its credit to `total` minus the bytes it sent so far (an
@@ -266,7 +273,8 @@ class Agent {
   std::vector<std::shared_ptr<Process>> ready_ GUARDED_BY(ev_mu_);  // each process at most once
   bool oom_ready_ GUARDED_BY(ev_mu_) = false;
   uint64_t poll_gen_ GUARDED_BY(ev_mu_) = 0;  // the newest GetEvents
-  EventBatch last_batch_ GUARDED_BY(ev_mu_);  // kept until acked
+  // Kept until acked; shared with the reply being sent (never copied).
+  std::shared_ptr<const EventBatch> last_batch_ GUARDED_BY(ev_mu_) = std::make_shared<const EventBatch>();
 
   std::mutex power_mu_;
   std::thread power_off_thread_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "cmd/cask-agent/network.h"
 #include "proto/agent.pb.h"
@@ -96,7 +97,72 @@ v1::StatsContainerResponse StatsResponseOf(const sys::CgroupStats& s) {
   return resp;
 }
 
+void PutVarint(uint64_t v, std::string& out) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace
+
+std::string SerializeEvents(const EventBatch& b) {
+  // Wire tags (field number << 3 | 2, length-delimited).
+  constexpr char kOutputTag = (2 << 3) | 2;  // GetEventsResponse.output
+  constexpr char kDataTag = (4 << 3) | 2;    // OutputChunk.data
+  v1::GetEventsResponse rest;  // everything but the output, built by protobuf
+  rest.set_seq(b.seq);
+  for (auto& e : b.exits) {
+    v1::ProcessExited* x = rest.add_exits();
+    x->set_container_id(e.container_id);
+    x->set_exec_id(e.exec_id);
+    x->set_exit_status(e.exit.status);
+    x->set_exited_at_ns(e.exit.exited_at_ns);
+  }
+  for (auto& id : b.oom_container_ids) rest.add_oom_container_ids(id);
+  // Each chunk: its other fields by protobuf, then the data field by hand
+  // (a message's fields may come in any order; repeated ones keep theirs).
+  std::vector<std::string> metas;
+  metas.reserve(b.output.size());
+  size_t total = rest.ByteSizeLong();
+  for (auto& o : b.output) {
+    v1::OutputChunk meta;
+    meta.set_container_id(o.container_id);
+    meta.set_exec_id(o.exec_id);
+    meta.set_stream(ToProto(o.stream));
+    meta.set_eof(o.eof);
+    metas.push_back(meta.SerializeAsString());
+    const size_t n = o.data.size();
+    const size_t inner = metas.back().size() + (n > 0 ? 1 + VarintSize(n) + n : 0);
+    total += 1 + VarintSize(inner) + inner;
+  }
+  std::string out;
+  out.reserve(total);
+  for (size_t i = 0; i < b.output.size(); ++i) {
+    const ByteBlock& data = b.output[i].data;
+    const size_t n = data.size();
+    out.push_back(kOutputTag);
+    PutVarint(metas[i].size() + (n > 0 ? 1 + VarintSize(n) + n : 0), out);
+    out += metas[i];
+    if (n > 0) {
+      out.push_back(kDataTag);
+      PutVarint(n, out);
+      out.append(data.data(), n);
+    }
+  }
+  rest.AppendToString(&out);
+  return out;
+}
 
 void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) {
   Logger slog = log.WithSubsystem("service");
@@ -256,33 +322,27 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         rpc::Lane::kLong);
   }
 
-  Add<v1::GetEventsRequest, v1::GetEventsResponse>(
-      server, slog, "GetEvents",
-      [](const v1::GetEventsRequest& r) { return Logger::Fields{{"ack", std::to_string(r.ack())}}; },
-      [a](const rpc::CallContext& ctx, const v1::GetEventsRequest& req) -> Result<v1::GetEventsResponse> {
-        CASK_ASSIGN_OR_RETURN(EventBatch b, a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()),
-                                                         req.max_output_bytes(), a->Limits(ctx.deadline)));
-        v1::GetEventsResponse resp;
-        resp.set_seq(b.seq);
-        for (auto& o : b.output) {
-          v1::OutputChunk* c = resp.add_output();
-          c->set_container_id(o.container_id);
-          c->set_exec_id(o.exec_id);
-          c->set_stream(ToProto(o.stream));
-          c->set_data(o.data);
-          c->set_eof(o.eof);
-        }
-        for (auto& e : b.exits) {
-          v1::ProcessExited* x = resp.add_exits();
-          x->set_container_id(e.container_id);
-          x->set_exec_id(e.exec_id);
-          x->set_exit_status(e.exit.status);
-          x->set_exited_at_ns(e.exit.exited_at_ns);
-        }
-        for (auto& id : b.oom_container_ids) resp.add_oom_container_ids(id);
-        return resp;
-      },
-      rpc::Lane::kLong);
+  {
+    // Registered raw: the reply is serialized by SerializeEvents, not
+    // built as a message first.
+    Logger mlog = slog.With("method", "GetEvents");
+    server.Register(
+        kAgentService, "GetEvents",
+        [a, mlog](const rpc::CallContext& ctx, const std::string& payload) -> Result<std::string> {
+          v1::GetEventsRequest req;
+          if (!req.ParseFromString(payload)) return Error::InvalidArgument("cannot parse " + ctx.service + ".GetEvents request");
+          mlog.Debug("rpc", {{"ack", std::to_string(req.ack())}});
+          auto batch = a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()), req.max_output_bytes(),
+                                    a->Limits(ctx.deadline));
+          if (!batch.ok()) {
+            mlog.Warn("rpc failed", {{"code", std::string(CodeName(batch.error().code()))},
+                                     {"error", batch.error().ToString()}});
+            return std::move(batch).error();
+          }
+          return SerializeEvents(**batch);
+        },
+        rpc::Lane::kLong);
+  }
 
   Add<v1::GrantOutputRequest, v1::Empty>(
       server, slog, "GrantOutput", nullptr, [a](const rpc::CallContext&, const v1::GrantOutputRequest& req) -> Result<v1::Empty> {

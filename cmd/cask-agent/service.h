@@ -16,4 +16,10 @@ inline constexpr char kAgentService[] = "cask.agent.v1.Agent";
 // outlive the server's serving.
 void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log);
 
+// A GetEventsResponse (proto/agent.proto) for `batch`, serialized with each
+// output block copied once, straight into the reply (building the message
+// with protobuf would copy the bytes into it and again when serializing).
+// Parses as the message protobuf would build from the same batch.
+std::string SerializeEvents(const EventBatch& batch);
+
 }  // namespace cask::agent

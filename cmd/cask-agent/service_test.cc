@@ -77,6 +77,46 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<rpc::Client> client_;
 };
 
+// The hand-serialized reply parses as the message protobuf builds from the
+// same batch: data of every size (empty, one byte, a large block), EOFs,
+// exits and OOM ids.
+TEST(SerializeEvents, ParsesAsTheProtobufMessage) {
+  EventBatch b;
+  b.seq = 300;  // a two-byte varint
+  auto block = [](std::string s) { return ByteBlock(std::string_view(s)); };
+  b.output.push_back(OutputEvent{"c1", "", StreamKind::kStdout, block("x"), false});
+  b.output.push_back(OutputEvent{"c1", "e1", StreamKind::kStderr, block(std::string(200'000, 'q')), false});
+  b.output.push_back(OutputEvent{"c1", "e1", StreamKind::kStderr, ByteBlock(), true});
+  b.output.push_back(OutputEvent{"c2", "e2", StreamKind::kStdout, block(std::string(127, 'z')), true});
+  b.exits.push_back(ExitReport{"c1", "e1", ProcessExit{3, 123456789}});
+  b.oom_container_ids = {"c2"};
+  v1::GetEventsResponse got;
+  ASSERT_TRUE(got.ParseFromString(SerializeEvents(b)));
+  v1::GetEventsResponse want;
+  want.set_seq(300);
+  for (const auto& o : b.output) {
+    auto* c = want.add_output();
+    c->set_container_id(o.container_id);
+    c->set_exec_id(o.exec_id);
+    c->set_stream(o.stream == StreamKind::kStdout ? v1::STDOUT : v1::STDERR);
+    c->set_data(std::string(o.data.view()));
+    c->set_eof(o.eof);
+  }
+  auto* x = want.add_exits();
+  x->set_container_id("c1");
+  x->set_exec_id("e1");
+  x->set_exit_status(3);
+  x->set_exited_at_ns(123456789);
+  want.add_oom_container_ids("c2");
+  EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString());
+  EXPECT_EQ(got.output(1).data().size(), 200'000u);
+  // An empty batch is an empty message but for its seq.
+  v1::GetEventsResponse empty;
+  ASSERT_TRUE(empty.ParseFromString(SerializeEvents(EventBatch{})));
+  EXPECT_EQ(empty.seq(), 0u);
+  EXPECT_EQ(empty.output_size(), 0);
+}
+
 TEST_F(ServiceTest, Check) {
   auto r = Call<v1::CheckResponse>("Check", v1::CheckRequest());
   ASSERT_TRUE(r.ok()) << r.error().ToString();

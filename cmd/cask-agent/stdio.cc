@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 
 namespace cask::agent {
@@ -24,6 +25,23 @@ Status WaitLimits::Wait(std::unique_lock<std::mutex>& lock, std::condition_varia
       cv.wait(lock);
     }
   }
+}
+
+ByteBlock::ByteBlock(size_t capacity) : bytes_(new char[capacity]), capacity_(capacity) {}
+
+ByteBlock::ByteBlock(std::string_view bytes) : ByteBlock(bytes.size()) { Append(bytes); }
+
+size_t ByteBlock::Append(std::string_view bytes) {
+  size_t n = std::min(room(), bytes.size());
+  if (n > 0) std::memcpy(bytes_.get() + size_, bytes.data(), n);
+  size_ += n;
+  return n;
+}
+
+size_t BlockChunk::size() const {
+  size_t n = 0;
+  for (const auto& b : blocks) n += b.size();
+  return n;
 }
 
 StreamBuffer::StreamBuffer(size_t capacity) : capacity_(capacity) {}
@@ -47,31 +65,71 @@ void StreamBuffer::Notify() {
   if (fn) fn();
 }
 
+size_t StreamBuffer::RoomLocked() const {
+  // The spare room of the last block is usable too (small appends go there).
+  size_t spare = blocks_.empty() ? 0 : blocks_.back().room();
+  return capacity_ > allocated_ ? capacity_ - allocated_ + spare : spare;
+}
+
 size_t StreamBuffer::WaitForSpace() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return aborted_ || eof_ || data_.size() - head_ < capacity_; });
+  cv_.wait(lock, [&] { return aborted_ || eof_ || RoomLocked() > 0; });
   if (aborted_ || eof_) return 0;
-  return capacity_ - (data_.size() - head_);
+  return RoomLocked();
 }
 
 size_t StreamBuffer::TakeRoom() {
   std::lock_guard<std::mutex> lock(mu_);
   if (aborted_ || eof_) return 0;
-  size_t room = capacity_ - (data_.size() - head_);
+  size_t room = RoomLocked();
   if (room == 0) paused_ = true;
   return room;
+}
+
+void StreamBuffer::AppendLocked(std::string_view data) {
+  data = data.substr(0, std::min(data.size(), RoomLocked()));
+  if (data.empty()) return;
+  if (!blocks_.empty()) data.remove_prefix(blocks_.back().Append(data));
+  if (!data.empty()) {
+    // A new block: at least kSmallBlock (later small appends fill it), at
+    // most what the bound leaves.
+    size_t cap = std::max(data.size(), std::min(kSmallBlock, capacity_ > allocated_ ? capacity_ - allocated_ : 0));
+    ByteBlock b(cap);
+    b.Append(data);
+    allocated_ += b.capacity();
+    blocks_.push_back(std::move(b));
+  }
 }
 
 void StreamBuffer::Append(std::string_view data) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (aborted_ || eof_) return;
-    if (head_ > 0 && head_ >= data_.size() / 2) {  // compact
-      data_.erase(0, head_);
-      head_ = 0;
+    size_t before = size_;
+    size_t n = std::min(data.size(), RoomLocked());
+    AppendLocked(data.substr(0, n));
+    size_ = before + n;
+    cv_.notify_all();
+  }
+  Notify();
+}
+
+void StreamBuffer::Append(ByteBlock block) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (aborted_ || eof_ || block.empty()) return;
+    const size_t fresh = capacity_ > allocated_ ? capacity_ - allocated_ : 0;
+    const bool mostly_used = block.size() >= block.capacity() / 2;
+    if (block.size() >= kSmallBlock && mostly_used && block.capacity() <= fresh) {
+      // The common bulk case: the block is kept as it is, no copy.
+      size_ += block.size();
+      allocated_ += block.capacity();
+      blocks_.push_back(std::move(block));
+    } else {
+      size_t n = std::min(block.size(), RoomLocked());
+      AppendLocked(block.view().substr(0, n));
+      size_ += n;
     }
-    size_t room = capacity_ - (data_.size() - head_);
-    data_.append(data.substr(0, std::min(room, data.size())));
     cv_.notify_all();
   }
   Notify();
@@ -86,28 +144,46 @@ void StreamBuffer::SetEof() {
   Notify();
 }
 
-StreamChunk StreamBuffer::TakeLocked(size_t max) {
-  StreamChunk chunk;
+BlockChunk StreamBuffer::TakeLocked(size_t max) {
+  BlockChunk chunk;
   if (aborted_) {
     chunk.eof = true;
     return chunk;
   }
-  size_t n = std::min(max, data_.size() - head_);
-  chunk.data.assign(data_, head_, n);
-  head_ += n;
-  if (head_ == data_.size()) {
-    data_.clear();
-    head_ = 0;
+  size_t taken = 0;
+  while (taken < max && !blocks_.empty()) {
+    ByteBlock& front = blocks_.front();
+    if (head_ == 0 && front.size() <= max - taken) {
+      taken += front.size();
+      allocated_ -= front.capacity();
+      chunk.blocks.push_back(std::move(front));
+      blocks_.pop_front();
+      continue;
+    }
+    // Cut by `max`, or partly taken before: the bytes are copied out.
+    // The bytes read count as freed at once: only the front block is ever
+    // partly read, so memory stays within capacity plus one block.
+    size_t n = std::min(front.size() - head_, max - taken);
+    chunk.blocks.emplace_back(front.view().substr(head_, n));
+    head_ += n;
+    taken += n;
+    allocated_ -= n;
+    if (head_ == front.size()) {
+      allocated_ -= front.capacity() - head_;
+      blocks_.pop_front();
+      head_ = 0;
+    }
   }
-  chunk.eof = eof_ && data_.size() == head_;
-  if (n > 0) cv_.notify_all();  // room for the producer
+  size_ -= taken;
+  chunk.eof = eof_ && size_ == 0;
+  if (taken > 0) cv_.notify_all();  // room for the producer
   return chunk;
 }
 
-StreamChunk StreamBuffer::TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max) {
-  StreamChunk chunk = TakeLocked(max);
+BlockChunk StreamBuffer::TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max) {
+  BlockChunk chunk = TakeLocked(max);
   std::function<void()> resume;
-  if (paused_ && !chunk.data.empty()) {
+  if (paused_ && !chunk.blocks.empty()) {
     paused_ = false;
     resume = on_space_;
   }
@@ -116,27 +192,48 @@ StreamChunk StreamBuffer::TakeAndResume(std::unique_lock<std::mutex>& lock, size
   return chunk;
 }
 
+namespace {
+StreamChunk Joined(BlockChunk c) {
+  StreamChunk out;
+  out.eof = c.eof;
+  if (c.blocks.size() == 1) {
+    out.data.assign(c.blocks[0].view());
+  } else {
+    out.data.reserve(c.size());
+    for (const auto& b : c.blocks) out.data.append(b.view());
+  }
+  return out;
+}
+}  // namespace
+
 Result<StreamChunk> StreamBuffer::Read(size_t max, const WaitLimits& limits) {
   std::unique_lock<std::mutex> lock(mu_);
-  CASK_TRY(limits.Wait(lock, cv_, [&] { return aborted_ || eof_ || data_.size() > head_; }));
-  return TakeAndResume(lock, max);
+  CASK_TRY(limits.Wait(lock, cv_, [&] { return aborted_ || eof_ || size_ > 0; }));
+  return Joined(TakeAndResume(lock, max));
 }
 
 StreamChunk StreamBuffer::TryRead(size_t max) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return Joined(TakeAndResume(lock, max));
+}
+
+BlockChunk StreamBuffer::TryReadBlocks(size_t max) {
   std::unique_lock<std::mutex> lock(mu_);
   return TakeAndResume(lock, max);
 }
 
 bool StreamBuffer::Readable() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return aborted_ || eof_ || data_.size() > head_;
+  return aborted_ || eof_ || size_ > 0;
 }
 
 void StreamBuffer::Abort() {
   std::lock_guard<std::mutex> lock(mu_);
   aborted_ = true;
-  data_.clear();
+  blocks_.clear();
   head_ = 0;
+  size_ = 0;
+  allocated_ = 0;
   cv_.notify_all();
 }
 
@@ -147,7 +244,7 @@ void StreamBuffer::Interrupt() {
 
 size_t StreamBuffer::size() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return data_.size() - head_;
+  return size_;
 }
 
 // ---- IoLoop ----
@@ -244,10 +341,13 @@ void IoLoop::Run() {
 // ---- StreamPump ----
 
 Result<std::unique_ptr<StreamPump>> StreamPump::Start(IoLoop& loop, UniqueFd fd, size_t capacity,
-                                                      std::function<void()> on_ready) {
+                                                      std::function<void()> on_ready, size_t pipe_bytes) {
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
     return Error::Sys(errno, "set O_NONBLOCK on stream fd");
+  // Not a pipe (a pty master: EBADF), or the kernel's limit is lower
+  // (EPERM/EINVAL): the fd works as it is, only with more wake-ups.
+  if (pipe_bytes > 0) (void)::fcntl(fd.get(), F_SETPIPE_SZ, static_cast<int>(pipe_bytes));
   auto state = std::make_shared<State>(capacity);
   state->fd = std::move(fd);
   if (on_ready) state->buffer.SetListener(std::move(on_ready));
@@ -275,12 +375,24 @@ StreamPump::~StreamPump() {
 
 void StreamPump::OnInput(IoLoop& loop, uint64_t token, State& s) {
   s.token.store(token);
-  char chunk[64 * 1024];
   size_t room = s.buffer.TakeRoom();
   if (room == 0) return;  // full (a reader re-arms through on_space), or closed
-  ssize_t n = ::read(s.fd.get(), chunk, std::min(room, sizeof chunk));
+  // Read straight into a block. A read that fills most of it hands the
+  // block to the buffer as it is; a short one (interactive output, small
+  // writes) is copied and the block kept for the next read, so small
+  // reads cost no allocation.
+  const size_t want = std::min(room, kReadBlock);
+  if (s.scratch.capacity() < want) s.scratch = ByteBlock(want);
+  ssize_t n = ::read(s.fd.get(), s.scratch.data(), want);
   if (n > 0) {
-    s.buffer.Append(std::string_view(chunk, static_cast<size_t>(n)));
+    s.scratch.Grow(static_cast<size_t>(n));
+    if (s.scratch.size() >= StreamBuffer::kSmallBlock && s.scratch.size() >= s.scratch.capacity() / 2) {
+      s.buffer.Append(std::move(s.scratch));
+      s.scratch = ByteBlock();
+    } else {
+      s.buffer.Append(s.scratch.view());
+      s.scratch.Clear();
+    }
     loop.Rearm(token, s.fd.get());
     return;
   }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
@@ -46,11 +49,68 @@ struct StreamChunk {
   bool eof = false;
 };
 
+// Output bytes in one allocation that is not zero-filled first: the pump
+// reads a pipe straight into a block, and the block moves (never copied)
+// from the pump to an event batch. Under TCG every pass over the bytes is
+// paid in emulated instructions, so the guest side of the output path keeps
+// them to the kernel's read, one copy into the reply and its serialization.
+// Move-only.
+class ByteBlock {
+ public:
+  ByteBlock() = default;
+  explicit ByteBlock(size_t capacity);
+  explicit ByteBlock(std::string_view bytes);  // a copy, exactly sized
+  ByteBlock(ByteBlock&& o) noexcept
+      : bytes_(std::move(o.bytes_)), size_(std::exchange(o.size_, 0)), capacity_(std::exchange(o.capacity_, 0)) {}
+  ByteBlock& operator=(ByteBlock&& o) noexcept {
+    bytes_ = std::move(o.bytes_);
+    size_ = std::exchange(o.size_, 0);
+    capacity_ = std::exchange(o.capacity_, 0);
+    return *this;
+  }
+
+  char* data() { return bytes_.get(); }
+  const char* data() const { return bytes_.get(); }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  size_t room() const { return capacity_ - size_; }
+  bool empty() const { return size_ == 0; }
+  std::string_view view() const { return {bytes_.get(), size_}; }
+  // After writing `n` bytes at data() + size() (n <= room()).
+  void Grow(size_t n) { size_ += n; }
+  void Clear() { size_ = 0; }
+  // Copies the first room() bytes of `bytes` to the end; returns how many.
+  size_t Append(std::string_view bytes);
+
+ private:
+  std::unique_ptr<char[]> bytes_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// What a reader took for an event batch: whole blocks where they fit, so
+// the bytes are not copied on the way.
+struct BlockChunk {
+  std::vector<ByteBlock> blocks;
+  bool eof = false;
+  size_t size() const;
+};
+
 // A bounded byte FIFO between one producer (the pump) and any number of
 // readers. Thread-safe. Its callbacks run without the buffer's lock held,
 // on the thread that caused them; they must not block.
+//
+// The bound is on memory, not only on bytes: a block counts with its whole
+// capacity (less what was read of it), so a producer of many tiny writes
+// cannot hold more than `capacity` bytes of allocations plus the one block
+// being read (small appends are copied into the spare room of the last
+// block, or into a block of at most kSmallBlock).
 class StreamBuffer {
  public:
+  // Appends of fewer bytes than this are coalesced (copied) instead of
+  // kept as a block of their own.
+  static constexpr size_t kSmallBlock = 4096;
+
   explicit StreamBuffer(size_t capacity);
 
   // Called (outside the lock) after data or EOF arrived. Set before the
@@ -66,14 +126,19 @@ class StreamBuffer {
   // Non-blocking: the free space; 0 when full (the producer then pauses
   // until on_space), closed or aborted.
   size_t TakeRoom();
-  void Append(std::string_view data);  // at most the free space
-  void SetEof();                       // the writer side is closed
+  void Append(std::string_view data);  // at most the free space (copied)
+  // Takes `block` (its bytes, at most the free space counted by capacity;
+  // a block mostly unused is copied into a fitting one instead).
+  void Append(ByteBlock block);
+  void SetEof();  // the writer side is closed
 
   // Reader side. Blocks until data is buffered or EOF, then returns up to
   // `max` bytes; eof is set only when nothing is left to read.
   Result<StreamChunk> Read(size_t max, const WaitLimits& limits);
   // Non-blocking: up to `max` buffered bytes (possibly none); eof as Read.
   StreamChunk TryRead(size_t max);
+  // Same, as blocks (moved out; only a block cut by `max` is copied).
+  BlockChunk TryReadBlocks(size_t max);
   // Whether TryRead(n > 0) would return data or eof.
   bool Readable() const;
 
@@ -83,21 +148,25 @@ class StreamBuffer {
   // Wakes blocked readers so they re-check their WaitLimits.
   void Interrupt();
 
-  size_t size() const;
+  size_t size() const;  // unread bytes
   size_t capacity() const { return capacity_; }
 
  private:
-  StreamChunk TakeLocked(size_t max);
+  size_t RoomLocked() const;
+  void AppendLocked(std::string_view data);
+  BlockChunk TakeLocked(size_t max);
   // TakeLocked, then (unlocked) resumes a producer that found the buffer
-  // full: the common end of Read and TryRead.
-  StreamChunk TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max);
+  // full: the common end of the readers.
+  BlockChunk TakeAndResume(std::unique_lock<std::mutex>& lock, size_t max);
   void Notify();
 
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::string data_;
-  size_t head_ = 0;  // bytes of data_ already read
+  std::deque<ByteBlock> blocks_;
+  size_t head_ = 0;       // bytes of blocks_.front() already read
+  size_t size_ = 0;       // unread bytes in blocks_
+  size_t allocated_ = 0;  // capacity of blocks_ less head_ (what the bound counts)
   bool eof_ = false;
   bool aborted_ = false;
   bool paused_ = false;  // the producer found the buffer full
@@ -152,10 +221,17 @@ class IoLoop {
 // the fd (once a handler running at that moment has returned).
 class StreamPump {
  public:
+  // Bytes read from the fd at a time at most (one block).
+  static constexpr size_t kReadBlock = 256 * 1024;
+
   // `fd` is made non-blocking. `on_ready` is the buffer's listener (data or
-  // EOF arrived); may be empty.
+  // EOF arrived); may be empty. When `pipe_bytes` > 0 and `fd` is a pipe,
+  // the pipe is resized to it (F_SETPIPE_SZ; kept as it is if the kernel
+  // refuses): a writer of bulk output then fills a block per wake-up
+  // instead of blocking every 64 KiB. The pipe's pages belong to the guest
+  // kernel and are allocated only as the writer fills them.
   static Result<std::unique_ptr<StreamPump>> Start(IoLoop& loop, UniqueFd fd, size_t capacity,
-                                                   std::function<void()> on_ready = {});
+                                                   std::function<void()> on_ready = {}, size_t pipe_bytes = 0);
   ~StreamPump();
   StreamPump(const StreamPump&) = delete;
   StreamPump& operator=(const StreamPump&) = delete;
@@ -168,6 +244,7 @@ class StreamPump {
     StreamBuffer buffer;
     UniqueFd fd;
     std::atomic<uint64_t> token{0};  // the IoLoop token, once known
+    ByteBlock scratch;               // the next read's block (OnInput only)
   };
   StreamPump(IoLoop& loop, std::shared_ptr<State> state) : loop_(loop), state_(std::move(state)) {}
   // One readable event: reads what fits, then re-arms or pauses.

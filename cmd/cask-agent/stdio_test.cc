@@ -96,6 +96,59 @@ TEST(StreamBuffer, AbortGivesEof) {
   EXPECT_EQ(b.WaitForSpace(), 0u);
 }
 
+// Blocks handed to the buffer come out whole (no copy: the same memory),
+// cut only where `max` falls, and in order.
+TEST(StreamBuffer, BlocksMoveThroughAndAreCutAtMax) {
+  StreamBuffer b(1 << 20);
+  ByteBlock big(64 * 1024);
+  big.Append(std::string(64 * 1024, 'a'));
+  const char* where = big.data();
+  b.Append(std::move(big));
+  ByteBlock second(32 * 1024);
+  second.Append(std::string(32 * 1024, 'b'));
+  b.Append(std::move(second));
+  EXPECT_EQ(b.size(), 96u * 1024);
+  BlockChunk c = b.TryReadBlocks(80 * 1024);
+  ASSERT_EQ(c.blocks.size(), 2u);
+  EXPECT_EQ(c.blocks[0].data(), where);  // moved, not copied
+  EXPECT_EQ(c.blocks[0].view(), std::string(64 * 1024, 'a'));
+  EXPECT_EQ(c.blocks[1].view(), std::string(16 * 1024, 'b'));  // cut at max
+  EXPECT_FALSE(c.eof);
+  b.SetEof();
+  c = b.TryReadBlocks(1 << 20);
+  ASSERT_EQ(c.blocks.size(), 1u);
+  EXPECT_EQ(c.blocks[0].view(), std::string(16 * 1024, 'b'));
+  EXPECT_TRUE(c.eof);
+}
+
+// The bound counts allocations, not bytes: blocks mostly empty and tiny
+// appends are copied together, so a producer of one-byte writes fills the
+// buffer to its capacity in bytes and never holds more memory than that.
+TEST(StreamBuffer, TinyAppendsAreCoalescedWithinTheBound) {
+  StreamBuffer b(64 * 1024);
+  size_t appended = 0;
+  while (b.TakeRoom() > 0) {
+    ByteBlock one(StreamPump::kReadBlock);  // what a short read leaves
+    one.Append("x");
+    b.Append(std::move(one));
+    ++appended;
+  }
+  EXPECT_EQ(appended, 64u * 1024);
+  EXPECT_EQ(b.size(), 64u * 1024);
+  BlockChunk c = b.TryReadBlocks(1 << 20);
+  size_t total = 0;
+  for (const auto& blk : c.blocks) {
+    total += blk.size();
+    EXPECT_GE(blk.size(), StreamBuffer::kSmallBlock);  // coalesced, not 65536 blocks
+  }
+  EXPECT_EQ(total, 64u * 1024);
+  // A block larger than the room left is refused whole and copied in part.
+  ByteBlock big(128 * 1024);
+  big.Append(std::string(128 * 1024, 'y'));
+  b.Append(std::move(big));
+  EXPECT_EQ(b.size(), 64u * 1024);
+}
+
 // Back-pressure end to end: with a 1 KiB buffer, a writer of 256 KiB blocks
 // on the pipe until the reader drains; every byte arrives in order.
 TEST(StreamPump, BackPressureNeverDrops) {
@@ -127,6 +180,23 @@ TEST(StreamPump, BackPressureNeverDrops) {
   writer.join();
   EXPECT_EQ(got.size(), sent.size());
   EXPECT_TRUE(got == sent);
+}
+
+TEST(StreamPump, ResizesItsPipe) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  const int before = fcntl(p[0], F_GETPIPE_SZ);
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  auto pump = StreamPump::Start(**loop, UniqueFd(p[0]), 1024, {}, 1 << 20);
+  ASSERT_TRUE(pump.ok());
+  // Root raises it to 1 MiB; an unprivileged test run may stay at the
+  // user's limit, but never goes below what it was.
+  EXPECT_GE(fcntl(w.get(), F_GETPIPE_SZ), before);
+  if (geteuid() == 0) {
+    EXPECT_EQ(fcntl(w.get(), F_GETPIPE_SZ), 1 << 20);
+  }
 }
 
 TEST(StreamPump, PtyEioIsEof) {

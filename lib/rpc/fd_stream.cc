@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -44,12 +45,18 @@ Result<std::unique_ptr<FdStream>> FdStream::Make(UniqueFd fd) {
 FdStream::FdStream(UniqueFd fd, UniqueFd wake, bool is_socket)
     : fd_(std::move(fd)), wake_(std::move(wake)), is_socket_(is_socket) {}
 
-ssize_t FdStream::WriteSome(std::string_view data) {
+ssize_t FdStream::WriteSome(const struct iovec* iov, int count) {
   // On a socket whose peer is gone, write(2) would raise SIGPIPE and kill
-  // the process; send(2) with MSG_NOSIGNAL reports EPIPE instead. Other fds
-  // (character devices) take plain write(2).
-  if (is_socket_) return ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
-  return ::write(fd_.get(), data.data(), data.size());
+  // the process; sendmsg(2) with MSG_NOSIGNAL reports EPIPE instead. Other
+  // fds (character devices) take plain writev(2).
+  if (is_socket_) {
+    struct msghdr m = {};
+    m.msg_iov = const_cast<struct iovec*>(iov);
+    m.msg_iovlen = static_cast<size_t>(count);
+    return ::sendmsg(fd_.get(), &m, MSG_NOSIGNAL);
+  }
+  if (count == 1) return ::write(fd_.get(), iov[0].iov_base, iov[0].iov_len);
+  return ::writev(fd_.get(), iov, count);
 }
 
 Result<bool> FdStream::Wait(short events, std::optional<Clock::time_point> deadline) {
@@ -82,6 +89,11 @@ Result<size_t> FdStream::Read(char* buf, size_t cap, std::optional<Clock::time_p
 }
 
 Status FdStream::WriteAll(std::string_view data, std::optional<Clock::time_point> deadline) {
+  return WriteAll(data, std::string_view(), deadline);
+}
+
+Status FdStream::WriteAll(std::string_view first, std::string_view second,
+                          std::optional<Clock::time_point> deadline) {
   {
     std::unique_lock<std::mutex> lock(write_mu_);
     auto slot_free = [this] { return !writing_; };
@@ -103,11 +115,27 @@ Status FdStream::WriteAll(std::string_view data, std::optional<Clock::time_point
     }
   } release{this};
   bool started = false;
-  while (!data.empty()) {
-    ssize_t n = WriteSome(data);
+  std::string_view parts[2] = {first, second};
+  int i = parts[0].empty() ? 1 : 0;
+  while (i < 2 && !parts[i].empty()) {
+    struct iovec iov[2];
+    int count = 0;
+    for (int k = i; k < 2; ++k) {
+      if (parts[k].empty()) continue;
+      iov[count].iov_base = const_cast<char*>(parts[k].data());
+      iov[count].iov_len = parts[k].size();
+      ++count;
+    }
+    ssize_t n = WriteSome(iov, count);
     if (n > 0) {
       started = true;
-      data.remove_prefix(static_cast<size_t>(n));
+      size_t left = static_cast<size_t>(n);
+      while (left > 0 && i < 2) {
+        size_t m = std::min(left, parts[i].size());
+        parts[i].remove_prefix(m);
+        left -= m;
+        if (parts[i].empty()) ++i;
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

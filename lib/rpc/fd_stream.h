@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
@@ -52,6 +53,10 @@ class FdStream {
   // completes anyway, since a partial frame would corrupt the stream for
   // everyone; otherwise the write failure (the stream is then unusable).
   Status WriteAll(std::string_view data, std::optional<Clock::time_point> deadline = std::nullopt);
+  // The same for `first` then `second` as one unit, gathered by writev(2)
+  // (sendmsg on sockets) instead of being copied together.
+  Status WriteAll(std::string_view first, std::string_view second,
+                  std::optional<Clock::time_point> deadline = std::nullopt);
 
   // Makes every blocked and later Read/WriteAll return CANCELLED. Idempotent.
   void Wake();
@@ -62,7 +67,7 @@ class FdStream {
 
  private:
   FdStream(UniqueFd fd, UniqueFd wake, bool is_socket);
-  ssize_t WriteSome(std::string_view data);
+  ssize_t WriteSome(const struct iovec* iov, int count);
   // Polls fd for `events` and the eventfd. Returns true when fd is ready.
   Result<bool> Wait(short events, std::optional<Clock::time_point> deadline);
 

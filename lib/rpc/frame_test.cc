@@ -219,3 +219,34 @@ TEST(Wire, OkResponseCarriesStatusZero) {
 
 }  // namespace
 }  // namespace cask::rpc
+
+namespace cask::rpc {
+namespace {
+
+// The two-piece response (header and envelope, then the payload moved in)
+// is byte for byte the frame protobuf builds, for payload sizes around the
+// inline limit and every varint length of the payload size.
+TEST(Wire, ResponseFramePartsMatchTheWholeFrame) {
+  for (size_t n : {size_t{0}, size_t{1}, internal::kInlinePayload - 1, internal::kInlinePayload, size_t{100'000},
+                   size_t{1} << 20, size_t{3} << 20}) {
+    std::string payload(n, '\0');
+    for (size_t i = 0; i < n; ++i) payload[i] = static_cast<char>(i * 7 + 3);
+    std::string whole = internal::EncodeResponseFrame(77, payload);
+    internal::ResponseFrame parts = internal::EncodeResponseFrameParts(77, payload);
+    EXPECT_EQ(parts.payload.empty(), n < internal::kInlinePayload) << n;
+    EXPECT_TRUE(parts.head + parts.payload == whole) << n;
+  }
+}
+
+TEST(Wire, ResponseFramePartsOfAnErrorOrOversizedPayloadAreOnePiece) {
+  internal::ResponseFrame e = internal::EncodeResponseFrameParts(5, Error::NotFound("no such thing"));
+  EXPECT_TRUE(e.payload.empty());
+  EXPECT_EQ(e.head, internal::EncodeResponseFrame(5, Error::NotFound("no such thing")));
+  std::string big(kMaxMessageLength, 'x');
+  internal::ResponseFrame o = internal::EncodeResponseFrameParts(5, big);
+  EXPECT_TRUE(o.payload.empty());
+  EXPECT_EQ(o.head, internal::EncodeResponseFrame(5, big));  // RESOURCE_EXHAUSTED
+}
+
+}  // namespace
+}  // namespace cask::rpc

@@ -51,8 +51,9 @@ struct Conn {
 
   // Sends one frame. A failed write (other than after Wake) leaves the
   // stream unusable, possibly mid-frame, so the connection is ended.
-  void Send(const std::string& frame) {
-    auto st = stream->WriteAll(frame);
+  void Send(const std::string& frame) { Send(frame, {}); }
+  void Send(std::string_view head, std::string_view payload) {
+    auto st = stream->WriteAll(head, payload);
     if (!st.ok() && st.error().code() != Code::kCancelled) stream->Wake();
   }
 };
@@ -72,9 +73,10 @@ struct Call {
   // Whoever flips this first (handler completion or deadline) replies.
   std::atomic<bool> replied{false};
 
-  void Reply(const Result<std::string>& result) {
+  void Reply(Result<std::string> result) {
     if (replied.exchange(true)) return;
-    conn->Send(internal::EncodeResponseFrame(ctx.stream_id, result));
+    internal::ResponseFrame f = internal::EncodeResponseFrameParts(ctx.stream_id, std::move(result));
+    conn->Send(f.head, f.payload);
   }
 
   Error Expired() const {
@@ -95,7 +97,7 @@ struct Call {
     // Past the deadline the caller has given up: whatever the handler says,
     // the answer is DEADLINE_EXCEEDED (as if the reader's timer fired first).
     if (ctx.Expired()) return Reply(Expired());
-    Reply(result);
+    Reply(std::move(result));
   }
 };
 

@@ -22,6 +22,36 @@ std::string OversizeMessage(uint64_t length) {
          std::to_string(kMaxMessageLength);
 }
 
+namespace {
+void PutVarint(uint64_t v, std::string& out) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+}  // namespace
+
+ResponseFrame EncodeResponseFrameParts(uint32_t stream_id, Result<std::string> result) {
+  if (!result.ok() || result->size() < kInlinePayload) return {EncodeResponseFrame(stream_id, result), {}};
+  // Response{status: {} (field 1, empty), payload (field 2, bytes)}, encoded
+  // as protobuf does for the same message (fields in number order).
+  std::string envelope = {'\x0a', '\x00', '\x12'};
+  PutVarint(result->size(), envelope);
+  const size_t body = envelope.size() + result->size();
+  if (body > kMaxMessageLength) return {EncodeResponseFrame(stream_id, result), {}};
+  FrameHeader h;
+  h.length = static_cast<uint32_t>(body);
+  h.stream_id = stream_id;
+  h.type = static_cast<uint8_t>(MessageType::kResponse);
+  ResponseFrame f;
+  f.head.resize(kHeaderSize);
+  EncodeHeader(h, f.head.data());
+  f.head += envelope;
+  f.payload = std::move(result).value();
+  return f;
+}
+
 std::string EncodeResponseFrame(uint32_t stream_id, const Result<std::string>& result) {
   ttrpc::Response resp;
   if (result.ok()) {

@@ -31,6 +31,19 @@ Error StatusToError(const ttrpc::Status& status);
 // too large for one frame becomes a RESOURCE_EXHAUSTED status instead.
 std::string EncodeResponseFrame(uint32_t stream_id, const Result<std::string>& result);
 
+// The same frame in two pieces, written one after the other: `head` is the
+// frame header and the envelope up to the payload's bytes, `payload` the
+// reply bytes themselves, moved from `result` rather than copied (a large
+// reply, such as a batch of container output, is not copied twice more
+// into an envelope and a frame). Payloads below kInlinePayload are put in
+// `head` (one write), leaving `payload` empty.
+struct ResponseFrame {
+  std::string head;
+  std::string payload;
+};
+inline constexpr size_t kInlinePayload = 16 * 1024;
+ResponseFrame EncodeResponseFrameParts(uint32_t stream_id, Result<std::string> result);
+
 // The status message ttrpc uses for oversized messages.
 std::string OversizeMessage(uint64_t length);
 

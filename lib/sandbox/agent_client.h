@@ -140,9 +140,13 @@ class AgentClient {
     // credit of all streams together would pass max_buffered_output.
     size_t output_window = 1 << 20;
     // Output bytes the agent may put in one GetEvents reply. Smaller than
-    // the window, so several replies are in flight per window and no
-    // reply outgrows what the channel buffers (a 1 MiB reply stalls the
-    // virtio-serial port until the host has read most of it).
+    // the window, so several replies are in flight per window, and small
+    // enough that a reply fits in the host socket's buffer (~200 KiB; a
+    // reply that does not fit makes QEMU throttle the virtio-serial port).
+    // 1 MiB replies were tried: fewer round trips, but one small-write exec
+    // in two stalled for ~60 s (until the host's next call) under load.
+    // The cause was not established (a lost wake-up around the port's
+    // throttling is the suspect), so replies stay at 128 KiB.
     uint32_t batch_output = 128 * 1024;
     // Exits of processes this client does not know, kept for a late
     // WaitProcess; OOM ids waiting for GetOOMEvent.
