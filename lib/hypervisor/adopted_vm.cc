@@ -34,10 +34,6 @@ using std::chrono::milliseconds;
 constexpr size_t kConsoleKeepBytes = 256 * 1024;
 constexpr size_t kVirtiofsdLogKeepBytes = 64 * 1024;
 constexpr size_t kQemuLogKeepBytes = 64 * 1024;
-constexpr size_t kConsoleLogRate = 4 * 1024;
-constexpr size_t kConsoleLogBurst = 32 * 1024;
-constexpr size_t kConsoleLogMaxLine = 1024;
-constexpr size_t kPumpChunkBytes = 256 * 1024;
 constexpr size_t kExitTailBytes = 2048;
 
 std::string Trimmed(std::string s) {
@@ -192,47 +188,8 @@ Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
 }
 
 void AdoptedVm::Pump() {
-  LineLimiter lines([this](std::string_view l) { console_logger_.Info("guest console", {{"line", std::string(l)}}); },
-                    kConsoleLogRate, kConsoleLogBurst, kConsoleLogMaxLine);
-  std::string buf(64 * 1024, '\0');
-  auto drain_console = [&]() -> bool {
-    size_t got = 0;
-    while (got < kPumpChunkBytes) {
-      ssize_t n = ::read(console_fd_.get(), buf.data(), buf.size());
-      if (n > 0) {
-        std::string_view data(buf.data(), static_cast<size_t>(n));
-        console_->Append(data);
-        lines.Feed(data);
-        got += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-    }
-    return true;
-  };
-  bool console_open = console_fd_.valid(), fs_open = fs_stderr_.valid(), qemu_open = qemu_stderr_.valid();
-  for (;;) {
-    pollfd p[4];
-    nfds_t n = 0;
-    p[n++] = {wake_.get(), POLLIN, 0};
-    int ci = -1, fi = -1, qi = -1;
-    if (console_open) ci = static_cast<int>(n), p[n++] = {console_fd_.get(), POLLIN, 0};
-    if (fs_open) fi = static_cast<int>(n), p[n++] = {fs_stderr_.get(), POLLIN, 0};
-    if (qemu_open) qi = static_cast<int>(n), p[n++] = {qemu_stderr_.get(), POLLIN, 0};
-    if (::poll(p, n, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    if (ci >= 0 && p[ci].revents != 0) console_open = drain_console();
-    if (fi >= 0 && p[fi].revents != 0) fs_open = DrainInto(fs_stderr_.get(), fs_log_.get(), kPumpChunkBytes);
-    if (qi >= 0 && p[qi].revents != 0) qemu_open = DrainInto(qemu_stderr_.get(), qemu_log_.get(), kPumpChunkBytes);
-    if (p[0].revents != 0) {
-      if (console_open) (void)drain_console();
-      break;
-    }
-  }
-  lines.Flush();
+  PumpVmLogs(wake_.get(), console_fd_.get(), console_.get(), console_logger_,
+             {{fs_stderr_.get(), fs_log_.get(), nullptr}, {qemu_stderr_.get(), qemu_log_.get(), nullptr}});
 }
 
 void AdoptedVm::StopThreads() {
@@ -245,25 +202,13 @@ void AdoptedVm::StopThreads() {
 }
 
 Result<UniqueFd> AdoptedVm::ConnectAgent(milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  std::string what = channel_ == Channel::kSerial
-                         ? agent_sock_
-                         : "vsock " + std::to_string(guest_cid_) + ":" + std::to_string(kAgentVsockPort);
-  for (;;) {
-    if (stopping_) return Error::FailedPrecondition("the VM is stopped");
-    if (Exited())
-      return Error::Unavailable("VM exited before the agent channel " + what +
-                                " connected; console: " + Trimmed(ConsoleTail(kExitTailBytes)));
-    auto fd = channel_ == Channel::kSerial ? ConnectUnixOnce(agent_sock_) : ConnectVsockOnce(guest_cid_, kAgentVsockPort);
-    if (fd.ok()) return fd;
-    Code c = fd.error().code();
-    if (c != Code::kNotFound && c != Code::kUnavailable && c != Code::kDeadlineExceeded)
-      return std::move(fd).error().Wrap("connect to the agent channel");
-    if (Clock::now() >= deadline)
-      return Error::DeadlineExceeded("agent channel " + what + " not connected within " +
-                                     std::to_string(timeout.count()) + " ms: " + fd.error().message());
-    std::this_thread::sleep_for(milliseconds(10));
-  }
+  return ConnectAgentChannel(channel_ == Channel::kSerial, agent_sock_, guest_cid_, timeout,
+                             [this](const std::string& what) -> std::optional<Error> {
+                               if (stopping_) return Error::FailedPrecondition("the VM is stopped");
+                               if (!Exited()) return std::nullopt;
+                               return Error::Unavailable("VM exited before the agent channel " + what +
+                                                         " connected; console: " + Trimmed(ConsoleTail(kExitTailBytes)));
+                             });
 }
 
 Status AdoptedVm::QmpSimple(const char* command) {

@@ -1,12 +1,16 @@
 #include "lib/hypervisor/capped_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
+#include <vector>
 
 #include "lib/base/fs.h"
+#include "lib/hypervisor/virtiofsd.h"
 
 namespace cask::hypervisor {
 
@@ -142,6 +146,62 @@ void LineLimiter::Flush(Clock::time_point now) {
     sink_("[" + std::to_string(dropped_pending_) + " bytes of output not logged: rate limit]");
     dropped_pending_ = 0;
   }
+}
+
+void PumpVmLogs(int wake_fd, int console_fd, CappedLog* console, const Logger& console_logger,
+                std::vector<PumpStream> streams) {
+  constexpr size_t kChunkBytes = 256 * 1024;
+  LineLimiter lines([&console_logger](std::string_view l) { console_logger.Info("guest console", {{"line", std::string(l)}}); },
+                    4 * 1024, 32 * 1024, 1024);
+  std::string buf(64 * 1024, '\0');
+  // Reads what is there now, up to kChunkBytes; false at EOF/error.
+  auto drain_console = [&]() -> bool {
+    size_t got = 0;
+    while (got < kChunkBytes) {
+      ssize_t n = ::read(console_fd, buf.data(), buf.size());
+      if (n > 0) {
+        std::string_view data(buf.data(), static_cast<size_t>(n));
+        if (console != nullptr) console->Append(data);
+        lines.Feed(data);
+        got += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    return true;
+  };
+  auto drain_stream = [&](PumpStream& s) {
+    if (DrainInto(s.fd, s.log, kChunkBytes)) return;
+    if (s.eof != nullptr) *s.eof = true;
+    s.fd = -1;
+  };
+  bool console_open = console_fd >= 0;
+  for (;;) {
+    std::vector<pollfd> p;
+    p.push_back({wake_fd, POLLIN, 0});
+    if (console_open) p.push_back({console_fd, POLLIN, 0});
+    for (const PumpStream& s : streams)
+      if (s.fd >= 0) p.push_back({s.fd, POLLIN, 0});
+    if (::poll(p.data(), p.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    size_t k = 1;
+    if (console_open && p[k++].revents != 0) console_open = drain_console();
+    for (PumpStream& s : streams) {
+      if (s.fd < 0) continue;
+      if (p[k++].revents != 0) drain_stream(s);
+    }
+    if (p[0].revents != 0) {
+      // Stopping: take what is still buffered (bounded) and end.
+      if (console_open) (void)drain_console();
+      for (PumpStream& s : streams)
+        if (s.fd >= 0) drain_stream(s);
+      break;
+    }
+  }
+  lines.Flush();
 }
 
 }  // namespace cask::hypervisor

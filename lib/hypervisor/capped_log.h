@@ -16,6 +16,7 @@
 // LineLimiter is not (it belongs to the one thread that reads the stream).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -23,7 +24,9 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/base/thread_annotations.h"
 #include "lib/base/unique_fd.h"
@@ -94,5 +97,21 @@ class LineLimiter {
   uint64_t dropped_pending_ = 0;
   uint64_t dropped_total_ = 0;
 };
+
+// The log pump of one VM's host side (one thread per VM, shared by the
+// backends). Until `wake_fd` (an eventfd) is readable it copies the guest
+// console `console_fd` into `console` and, as lines at a bounded rate
+// (4 KiB/s, 32 KiB burst, 1 KiB lines), into `console_logger` ("guest
+// console", line=...), and each stream's fd into its capped log; at most
+// 256 KiB per stream per wake-up. A stream at EOF or error is dropped from
+// the poll set and its `eof` flag (if any) set. On the wake it takes what
+// is still buffered (bounded as above) and returns. An fd of -1 is absent.
+struct PumpStream {
+  int fd = -1;
+  CappedLog* log = nullptr;
+  std::atomic<bool>* eof = nullptr;
+};
+void PumpVmLogs(int wake_fd, int console_fd, CappedLog* console, const Logger& console_logger,
+                std::vector<PumpStream> streams);
 
 }  // namespace cask::hypervisor

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <string>
 #include <vector>
@@ -99,6 +104,42 @@ TEST(LineLimiterTest, CutsLongLinesAndLimitsTheRate) {
   lim.Feed("partial", t0 + std::chrono::seconds(2));
   lim.Flush(t0 + std::chrono::seconds(2));
   EXPECT_EQ(out.back(), "partial");
+}
+
+// The VM log pump copies the console (into its log and as log lines) and
+// each stderr stream, marks a stream's EOF, and returns on the wake.
+TEST_F(CappedLogTest, VmLogPumpCopiesEveryStreamAndEndsOnTheWake) {
+  auto console = CappedLog::Create(dir_ + "/console.log", 4096);
+  auto err = CappedLog::Create(dir_ + "/err.log", 4096);
+  ASSERT_TRUE(console.ok() && err.ok());
+  int cp[2], ep[2], lp[2];
+  ASSERT_EQ(::pipe2(cp, O_CLOEXEC | O_NONBLOCK), 0);
+  ASSERT_EQ(::pipe2(ep, O_CLOEXEC | O_NONBLOCK), 0);
+  ASSERT_EQ(::pipe2(lp, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd c_r(cp[0]), c_w(cp[1]), e_r(ep[0]), e_w(ep[1]), l_r(lp[0]), l_w(lp[1]);
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_TRUE(wake.valid());
+  Logger logger(l_w.get(), LogLevel::kInfo, "test");
+  std::atomic<bool> err_eof{false};
+  std::thread pump([&] {
+    PumpVmLogs(wake.get(), c_r.get(), console->get(), logger, {{e_r.get(), err->get(), &err_eof}});
+  });
+  ASSERT_EQ(::write(c_w.get(), "booted\n", 7), 7);
+  ASSERT_EQ(::write(e_w.get(), "warning: x\n", 11), 11);
+  e_w.Reset();  // EOF on the stderr stream
+  for (int i = 0; i < 500 && !err_eof; ++i) ::usleep(10000);
+  EXPECT_TRUE(err_eof.load());
+  uint64_t one = 1;
+  ASSERT_EQ(::write(wake.get(), &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  pump.join();
+  EXPECT_EQ((*console)->Tail(100), "booted\n");
+  EXPECT_EQ((*err)->Tail(100), "warning: x\n");
+  std::string logged(4096, '\0');
+  ssize_t n = ::read(l_r.get(), logged.data(), logged.size());
+  ASSERT_GT(n, 0);
+  logged.resize(static_cast<size_t>(n));
+  EXPECT_NE(logged.find("guest console"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("booted"), std::string::npos) << logged;
 }
 
 }  // namespace

@@ -7,6 +7,9 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <thread>
+
+#include "lib/hypervisor/hypervisor.h"
 
 namespace cask::hypervisor {
 namespace {
@@ -69,6 +72,25 @@ Status WaitReadable(int fd, Clock::time_point deadline, const std::string& what)
     if (rc > 0) return Ok();
     if (rc == 0) return Error::DeadlineExceeded("timed out waiting for " + what);
     if (errno != EINTR) return Error::Sys(errno, "poll (" + what + ")");
+  }
+}
+
+Result<UniqueFd> ConnectAgentChannel(bool serial, const std::string& sock, uint32_t cid,
+                                     std::chrono::milliseconds timeout,
+                                     const std::function<std::optional<Error>(const std::string& what)>& abandon) {
+  auto deadline = Clock::now() + timeout;
+  std::string what = serial ? sock : "vsock " + std::to_string(cid) + ":" + std::to_string(kAgentVsockPort);
+  for (;;) {
+    if (auto gone = abandon(what)) return std::move(*gone);
+    auto fd = serial ? ConnectUnixOnce(sock) : ConnectVsockOnce(cid, kAgentVsockPort);
+    if (fd.ok()) return fd;
+    Code c = fd.error().code();
+    if (c != Code::kNotFound && c != Code::kUnavailable && c != Code::kDeadlineExceeded)
+      return std::move(fd).error().Wrap("connect to the agent channel");
+    if (Clock::now() >= deadline)
+      return Error::DeadlineExceeded("agent channel " + what + " not connected within " +
+                                     std::to_string(timeout.count()) + " ms: " + fd.error().message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 
