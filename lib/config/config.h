@@ -29,14 +29,15 @@ inline constexpr const char* kDefaultPath = "/etc/cask/configuration.toml";
 enum class Accel { kAuto, kKvm, kTcg };
 enum class AgentChannel { kAuto, kVsock, kSerial };
 
-// Measured (docs/SPECIFICATION.md, bench/footprint.sh): booting the lean
-// kernel translates about 42 MiB of code, and QEMU keeps every page of the
-// cache it has filled, so the bound is what an idle pod pays: 16 instead of
-// 64 takes 26 MiB off each pod's QEMU RSS (the largest single saving behind
-// the 130 MiB idle-pod promise) for about 0.4 s more QEMU CPU to boot (the
-// cache is flushed and boot code translated again) and ~9 % more CPU on a
-// busybox workload. Ignored under KVM, where nothing is translated.
-inline constexpr uint32_t kDefaultTcgTbSizeMib = 16;
+// Measured (docs/SPECIFICATION.md, bench/footprint.sh, same rounds):
+// booting the lean kernel translates about 42 MiB of code, and QEMU keeps
+// every page of the cache it has filled, so the bound is what an idle pod
+// pays. Idle pod PSS / time until the pod answers exec: 154 MiB / 2.7 s
+// at 64, 143 MiB / 2.4 s at 32, 124 MiB / 3.7 s at 16; at 16 the agent and
+// busybox no longer fit and every container create/exec/delete takes ~45 %
+// longer. 32 keeps start and lifecycle times as at 64; 16 is the setting
+// for density (docs/configuration.md). Ignored under KVM.
+inline constexpr uint32_t kDefaultTcgTbSizeMib = 32;
 
 struct HypervisorConfig {
   std::string path = "/usr/bin/qemu-system-x86_64";
