@@ -157,14 +157,19 @@ Status RemoveTreeNoMounts(const std::string& path) {
 
 Status CheckShareRelative(const std::string& rel) { return CheckRelative(rel); }
 
-Result<std::unique_ptr<SharedDir>> SharedDir::Create(std::string host_dir, std::string export_dir) {
+Result<std::unique_ptr<SharedDir>> SharedDir::AtCanonicalPaths(const std::string& host_dir,
+                                                                const std::string& export_dir) {
   for (const auto* p : {&host_dir, &export_dir})
     if (p->empty() || p->front() != '/') return Error::InvalidArgument("shared dir '" + *p + "' is not absolute");
   // Mount points in mountinfo are canonical: canonicalise the parents.
   CASK_ASSIGN_OR_RETURN(std::string host_parent, Canonical(Dirname(host_dir)));
   CASK_ASSIGN_OR_RETURN(std::string export_parent, Canonical(Dirname(export_dir)));
-  std::unique_ptr<SharedDir> d(
+  return std::unique_ptr<SharedDir>(
       new SharedDir(JoinPath(host_parent, Basename(host_dir)), JoinPath(export_parent, Basename(export_dir))));
+}
+
+Result<std::unique_ptr<SharedDir>> SharedDir::Create(std::string host_dir, std::string export_dir) {
+  CASK_ASSIGN_OR_RETURN(std::unique_ptr<SharedDir> d, AtCanonicalPaths(host_dir, export_dir));
   const std::string& host = d->host_path_;
   const std::string& exp = d->export_path_;
 
@@ -193,12 +198,7 @@ Result<std::unique_ptr<SharedDir>> SharedDir::Create(std::string host_dir, std::
 SharedDir::~SharedDir() { (void)Teardown(); }
 
 Result<std::unique_ptr<SharedDir>> SharedDir::Adopt(std::string host_dir, std::string export_dir) {
-  for (const auto* p : {&host_dir, &export_dir})
-    if (p->empty() || p->front() != '/') return Error::InvalidArgument("shared dir '" + *p + "' is not absolute");
-  CASK_ASSIGN_OR_RETURN(std::string host_parent, Canonical(Dirname(host_dir)));
-  CASK_ASSIGN_OR_RETURN(std::string export_parent, Canonical(Dirname(export_dir)));
-  std::unique_ptr<SharedDir> d(
-      new SharedDir(JoinPath(host_parent, Basename(host_dir)), JoinPath(export_parent, Basename(export_dir))));
+  CASK_ASSIGN_OR_RETURN(std::unique_ptr<SharedDir> d, AtCanonicalPaths(host_dir, export_dir));
   CASK_ASSIGN_OR_RETURN(auto mounts, sys::ReadMountInfo());
   auto host_mounts = sys::MountPointsUnder(mounts, d->host_path_);
   auto export_mounts = sys::MountPointsUnder(mounts, d->export_path_);

@@ -106,6 +106,10 @@ class SharedDir final : public Share {
   void Release();
 
  private:
+  // Both paths absolute (INVALID_ARGUMENT otherwise), their parents
+  // canonicalised (mount points in mountinfo are canonical); mounts nothing.
+  static Result<std::unique_ptr<SharedDir>> AtCanonicalPaths(const std::string& host_dir,
+                                                             const std::string& export_dir);
   SharedDir(std::string host_path, std::string export_path)
       : host_path_(std::move(host_path)), export_path_(std::move(export_path)) {}
 
