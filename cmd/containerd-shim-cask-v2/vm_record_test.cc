@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -51,6 +53,21 @@ class VmRecordTest : public ::testing::Test {
     auto t = Spawn({"/usr/bin/tail", "-f", vm_dir_ + "/console.log"}, {});
     ASSERT_TRUE(t.ok());
     tail_ = std::move(*t);
+    // The tail must hold the log open before the cleanup removes the
+    // directory; a tail that is still starting finds no file and exits.
+    ASSERT_TRUE(WaitHoldsOpen(tail_.pid(), vm_dir_ + "/console.log"));
+  }
+  static bool WaitHoldsOpen(pid_t pid, const std::string& path) {
+    const std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+    for (int i = 0; i < 500; ++i) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(fds, ec)) {
+        std::error_code lec;
+        if (std::filesystem::read_symlink(e.path(), lec) == path) return true;
+      }
+      ::usleep(10000);
+    }
+    return false;
   }
   static bool Alive(ChildProcess& c) {
     auto r = c.TryWait();
@@ -120,6 +137,7 @@ TEST_F(VmRecordTest, AShimThatIsExitingCountsAsDead) {
   ASSERT_TRUE(CleanupDeadVm(bundle_).ok());
   EXPECT_EQ(*vmm_.Wait(), 128 + SIGKILL);
   EXPECT_FALSE(PathExists(vm_dir_));
+  ::usleep(100000);
   EXPECT_TRUE(Alive(tail_));
   (void)shim->Wait();
 }
@@ -133,6 +151,7 @@ TEST_F(VmRecordTest, ARecycledShimPidIsDead) {
   WriteRecord(me);
   ASSERT_TRUE(CleanupDeadVm(bundle_).ok());
   EXPECT_EQ(*vmm_.Wait(), 128 + SIGKILL);
+  ::usleep(100000);
   EXPECT_TRUE(Alive(tail_));
 }
 
