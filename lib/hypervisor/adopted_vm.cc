@@ -88,7 +88,8 @@ class AdoptedVm final : public Vm {
         console_fd_(std::move(h.console)),
         qemu_stderr_(std::move(h.qemu_stderr)),
         fs_stderr_(std::move(h.virtiofsd_stderr)),
-        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))) {}
+        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))),
+        boot_files_{cfg.kernel, cfg.initrd} {}
 
   ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
 
@@ -106,6 +107,12 @@ class AdoptedVm final : public Vm {
   }
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
+  // The pool released them once already; a second pass costs a read of
+  // QEMU's maps and finds what the guest's handover faulted back (nothing).
+  Result<PageOutReport> ReleaseBootFiles() override {
+    if (stopping_) return Error::FailedPrecondition("VM " + id_ + " is stopped");
+    return PageOutFileMappings(vmm_, boot_files_);  // vmm_ is never reset: no lock
+  }
 
  private:
   Status QmpSimple(const char* command);
@@ -130,6 +137,7 @@ class AdoptedVm final : public Vm {
 
   std::mutex qmp_mu_;
   QmpClient qmp_;
+  const std::vector<std::string> boot_files_;  // kernel, initrd (ReleaseBootFiles)
 
   std::mutex stop_mu_;
   std::atomic<bool> stopping_{false};

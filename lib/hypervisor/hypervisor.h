@@ -21,6 +21,7 @@
 #include "lib/base/log.h"
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
+#include "lib/hypervisor/boot_files.h"
 
 namespace cask::hypervisor {
 
@@ -145,7 +146,21 @@ class Vm {
   // has exited, FAILED_PRECONDITION after Stop. Optional for backends
   // (UNIMPLEMENTED).
   virtual Result<VmHandover> Detach();
+  // Best effort, once the guest has booted (the agent answered): gives the
+  // host the memory of the boot files (kernel image, initrd) the VMM keeps
+  // mapped but will not read again (boot_files.h). An error is for the log
+  // only: the VM is unaffected. Callable again (a second call finds little
+  // to release). FAILED_PRECONDITION after Stop or Detach; optional for
+  // backends (UNIMPLEMENTED).
+  virtual Result<PageOutReport> ReleaseBootFiles() {
+    return Error::Unimplemented("releasing boot files is not supported by this hypervisor");
+  }
 };
+
+// Vm::ReleaseBootFiles with its outcome logged to `log`: Info with the
+// VMM's RSS before and after, Warn on an error other than UNIMPLEMENTED.
+// What the sandbox and the pool call once a VM's agent has answered.
+void ReleaseBootFilesLogged(Vm& vm, const Logger& log);
 
 class Hypervisor {
  public:

@@ -127,7 +127,8 @@ class QemuVm final : public Vm {
         qemu_log_(JoinPath(cfg.state_dir, "qemu.log")),
         fs_log_(JoinPath(cfg.state_dir, "virtiofsd.log")),
         host_processes_(JoinPath(cfg.state_dir, kHostProcessesFile)),
-        console_logger_(cfg.console_logger) {}
+        console_logger_(cfg.console_logger),
+        boot_files_{cfg.kernel, cfg.initrd} {}
 
   ~QemuVm() override { (void)Stop(kDefaultStopGrace); }
 
@@ -148,6 +149,11 @@ class QemuVm final : public Vm {
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
   Result<VmHandover> Detach() override;
+  Result<PageOutReport> ReleaseBootFiles() override {
+    std::lock_guard<std::mutex> l(stop_mu_);  // pidfd_ is reset by Stop, moved by Detach
+    if (stopping_ || !pidfd_) return Error::FailedPrecondition("VM " + id_ + " is stopped or handed over");
+    return PageOutFileMappings(pidfd_, boot_files_);
+  }
 
  private:
   Status QmpSimple(const char* command);
@@ -188,6 +194,7 @@ class QemuVm final : public Vm {
   const Channel channel_;
   const std::string agent_sock_, qmp_sock_, fs_sock_, console_log_, qemu_log_, fs_log_, host_processes_;
   const Logger console_logger_;
+  const std::vector<std::string> boot_files_;  // kernel, initrd (ReleaseBootFiles)
 
   // Made in Boot before any process starts, fixed afterwards; the pump
   // thread owns the reading ends while it runs.

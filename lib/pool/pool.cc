@@ -263,6 +263,8 @@ Result<std::unique_ptr<Pool::ReadyVm>> Pool::BootOne(uint64_t n) {
     agent.Close();
     if (!info.ok()) return undo(std::move(info).error().Wrap("wait for the agent"));
   }
+  // An idle VM waiting in the pool is what the host pays for the most.
+  hypervisor::ReleaseBootFilesLogged(*r->vm, log_);
   return r;
 }
 

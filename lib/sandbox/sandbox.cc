@@ -233,6 +233,7 @@ Status Sandbox::FinishBoot(SandboxOptions& opts, Clock::time_point t_started, Cl
   auto t_setup = Clock::now();
   timing_.setup = t_setup - t_ready;
   timing_.total = t_setup - t0;
+  hypervisor::ReleaseBootFilesLogged(*vm_, log_);  // best effort, after the clock stops
   return Ok();
 }
 

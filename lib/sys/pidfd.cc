@@ -45,6 +45,13 @@ Status Pidfd::Signal(int sig) const {
   return Ok();
 }
 
+Result<size_t> Pidfd::Madvise(const struct iovec* iov, size_t count, int advice) const {
+  if (!fd_) return Error::FailedPrecondition("process_madvise of pid " + std::to_string(pid_) + ": no pidfd");
+  long n = ::syscall(SYS_process_madvise, fd_.get(), iov, count, advice, 0u);
+  if (n < 0) return Error::Sys(errno, "process_madvise(" + std::to_string(advice) + ") of pid " + std::to_string(pid_));
+  return static_cast<size_t>(n);
+}
+
 bool Pidfd::Alive() const {
   if (!fd_) return false;
   pollfd p{fd_.get(), POLLIN, 0};

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <chrono>
 
@@ -46,6 +47,13 @@ class Pidfd {
   // Waits up to `timeout` for the process to exit (poll on the pidfd):
   // true once it has, false on timeout. 0 only checks.
   Result<bool> WaitExited(std::chrono::milliseconds timeout) const;
+  // process_madvise(2): gives the kernel `advice` (MADV_COLD, MADV_PAGEOUT)
+  // about the ranges `iov` of the process's address space; returns the
+  // bytes advised. Needs Linux 5.10, PTRACE_MODE_READ over the process and
+  // CAP_SYS_NICE (EPERM otherwise); ESRCH once it has exited; a range
+  // that is not mapped fails with ENOMEM. FAILED_PRECONDITION without a
+  // pidfd.
+  Result<size_t> Madvise(const struct iovec* iov, size_t count, int advice) const;
 
   void Reset();
 
