@@ -135,6 +135,8 @@ Status ReadHypervisor(const toml::table& t, const Reader& r, HypervisorConfig* h
       CASK_TRY(r.Uint(node, key, 0, kMaxTcgTbSizeMib, &h->tcg_tb_size_mib));
     } else if (name == "free_page_reporting") {
       CASK_TRY(r.Bool(node, key, &h->free_page_reporting));
+    } else if (name == "release_boot_files") {
+      CASK_TRY(r.Bool(node, key, &h->release_boot_files));
     } else if (name == "runas") {
       CASK_TRY(r.String(node, key, &h->runas));
       if (h->runas.empty()) return r.Bad(key, "must not be empty (\"none\" keeps QEMU root)");
@@ -344,6 +346,7 @@ std::string ToToml(const Config& c) {
   s += "virtiofs_cache = " + DoubleQuoted(h.virtiofs_cache) + "\n";
   s += "tcg_tb_size_mib = " + std::to_string(h.tcg_tb_size_mib) + "\n";
   s += std::string("free_page_reporting = ") + (h.free_page_reporting ? "true" : "false") + "\n";
+  s += std::string("release_boot_files = ") + (h.release_boot_files ? "true" : "false") + "\n";
   s += "runas = " + DoubleQuoted(h.runas) + "\n";
   s += "\n[agent]\n";
   s += "channel = " + DoubleQuoted(ChannelName(c.agent.channel)) + "\n";

@@ -62,6 +62,10 @@ struct HypervisorConfig {
   // A virtio-balloon with free page reporting: memory the guest frees goes
   // back to the host.
   bool free_page_reporting = true;
+  // Once the agent answers, QEMU's pages of the kernel image and initrd
+  // (copied into guest RAM at boot, never read again: QEMU runs with
+  // -no-reboot) are given back to the host (lib/hypervisor/boot_files.h).
+  bool release_boot_files = true;
   // QEMU's user after start-up (-runas): "auto" (nobody if it exists, else
   // root), "none" (stay root), a user name, or "<uid>:<gid>".
   std::string runas = "auto";

@@ -48,6 +48,7 @@ TEST(ConfigParse, EmptyIsDefaults) {
   EXPECT_EQ(c.hypervisor.virtiofs_cache, "auto");
   EXPECT_EQ(c.hypervisor.tcg_tb_size_mib, kDefaultTcgTbSizeMib);
   EXPECT_TRUE(c.hypervisor.free_page_reporting);
+  EXPECT_TRUE(c.hypervisor.release_boot_files);
   EXPECT_EQ(c.agent.channel, AgentChannel::kAuto);
   EXPECT_EQ(c.agent.connect_timeout_ms, 60000u);
   EXPECT_FALSE(c.runtime.debug);
@@ -126,6 +127,7 @@ TEST(ConfigParse, Bounds) {
   EXPECT_EQ(MustParse("[hypervisor]\nvcpus = 1").hypervisor.vcpus, 1u);
   EXPECT_EQ(MustParse("[hypervisor]\ntcg_tb_size_mib = 0").hypervisor.tcg_tb_size_mib, 0u);
   EXPECT_FALSE(MustParse("[hypervisor]\nfree_page_reporting = false").hypervisor.free_page_reporting);
+  EXPECT_FALSE(MustParse("[hypervisor]\nrelease_boot_files = false").hypervisor.release_boot_files);
   EXPECT_EQ(MustParse("[hypervisor]\ntcg_tb_size_mib = 4096").hypervisor.tcg_tb_size_mib, 4096u);
   EXPECT_EQ(MustParse("[hypervisor]\nvcpus = 64").hypervisor.vcpus, 64u);
   EXPECT_EQ(MustParse("[hypervisor]\nmemory_mib = 64").hypervisor.memory_mib, 64u);

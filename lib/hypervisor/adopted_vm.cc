@@ -89,7 +89,7 @@ class AdoptedVm final : public Vm {
         qemu_stderr_(std::move(h.qemu_stderr)),
         fs_stderr_(std::move(h.virtiofsd_stderr)),
         qmp_(QmpClient::FromNegotiated(std::move(h.qmp))),
-        boot_files_{cfg.kernel, cfg.initrd} {}
+        boot_files_(BootFiles(cfg)) {}
 
   ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
 

@@ -71,6 +71,11 @@ uint64_t VmRssKib(pid_t pid) {
 
 }  // namespace
 
+std::vector<std::string> BootFiles(const VmSettings& cfg) {
+  if (!cfg.release_boot_files) return {};
+  return {cfg.kernel, cfg.initrd};
+}
+
 std::vector<FileMapping> SelectFileMappings(std::string_view maps, const std::vector<std::string>& files) {
   std::vector<FileMapping> out;
   while (!maps.empty()) {
@@ -109,6 +114,7 @@ Result<PageOutReport> PageOutFileMappings(const sys::Pidfd& process, const std::
     canonical.push_back(r != nullptr ? std::string(r) : f);
     std::free(r);
   }
+  if (canonical.empty()) return PageOutReport{};
   const std::string maps_path = "/proc/" + std::to_string(process.pid()) + "/maps";
   CASK_ASSIGN_OR_RETURN(std::string maps, ReadProcBounded(maps_path, kMaxMapsBytes));
   // Alive after the read: the pid was still this process's while we read.
@@ -136,6 +142,7 @@ void ReleaseBootFilesLogged(Vm& vm, const Logger& log) {
   auto t0 = std::chrono::steady_clock::now();
   auto r = vm.ReleaseBootFiles();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  if (r.ok() && r->mappings == 0 && r->rss_before_kib == 0) return;  // nothing asked (disabled)
   if (r.ok()) {
     log.Info("boot files released", {{"mappings", std::to_string(r->mappings)},
                                      {"mapped_kib", std::to_string(r->mapped_bytes / 1024)},

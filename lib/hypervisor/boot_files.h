@@ -60,7 +60,8 @@ inline constexpr size_t kMaxMapsBytes = 8u << 20;
 // those of a later process with a reused pid. Every selected mapping is
 // advised even when one fails; the first failure is returned (ESRCH: the
 // process exited; EPERM: no CAP_SYS_NICE; ENOSYS: a host kernel before
-// 5.10). No mapping of `files` is not an error (mappings == 0).
+// 5.10). No mapping of `files` is not an error (mappings == 0); no files
+// at all reads nothing (an empty report).
 Result<PageOutReport> PageOutFileMappings(const sys::Pidfd& process, const std::vector<std::string>& files);
 
 }  // namespace cask::hypervisor

@@ -89,6 +89,7 @@ struct VmSettings {
   std::string virtiofs_cache = "auto";  // auto | always | none
   uint32_t tcg_tb_size_mib = 0;   // hypervisor.tcg_tb_size_mib; TCG only, 0 = QEMU's default
   bool free_page_reporting = false;  // hypervisor.free_page_reporting (virtio-balloon)
+  bool release_boot_files = false;   // hypervisor.release_boot_files (Vm::ReleaseBootFiles)
 
   ChannelRequest channel = ChannelRequest::kAuto;
   std::string shared_dir;         // host dir exported over virtio-fs with tag "cask" (empty = none)
@@ -150,8 +151,9 @@ class Vm {
   // host the memory of the boot files (kernel image, initrd) the VMM keeps
   // mapped but will not read again (boot_files.h). An error is for the log
   // only: the VM is unaffected. Callable again (a second call finds little
-  // to release). FAILED_PRECONDITION after Stop or Detach; optional for
-  // backends (UNIMPLEMENTED).
+  // to release). Does nothing (mappings == 0) unless
+  // VmSettings::release_boot_files. FAILED_PRECONDITION after Stop or
+  // Detach; optional for backends (UNIMPLEMENTED).
   virtual Result<PageOutReport> ReleaseBootFiles() {
     return Error::Unimplemented("releasing boot files is not supported by this hypervisor");
   }
@@ -161,6 +163,9 @@ class Vm {
 // VMM's RSS before and after, Warn on an error other than UNIMPLEMENTED.
 // What the sandbox and the pool call once a VM's agent has answered.
 void ReleaseBootFilesLogged(Vm& vm, const Logger& log);
+// The files a backend's ReleaseBootFiles pages out for `cfg`: the kernel
+// and initrd, none unless cfg.release_boot_files.
+std::vector<std::string> BootFiles(const VmSettings& cfg);
 
 class Hypervisor {
  public:

@@ -128,7 +128,7 @@ class QemuVm final : public Vm {
         fs_log_(JoinPath(cfg.state_dir, "virtiofsd.log")),
         host_processes_(JoinPath(cfg.state_dir, kHostProcessesFile)),
         console_logger_(cfg.console_logger),
-        boot_files_{cfg.kernel, cfg.initrd} {}
+        boot_files_(BootFiles(cfg)) {}
 
   ~QemuVm() override { (void)Stop(kDefaultStopGrace); }
 

@@ -57,6 +57,7 @@ hypervisor::VmSettings VmSettingsFromConfig(const config::Config& c) {
   s.virtiofs_cache = h.virtiofs_cache;
   s.tcg_tb_size_mib = h.tcg_tb_size_mib;
   s.free_page_reporting = h.free_page_reporting;
+  s.release_boot_files = h.release_boot_files;
   s.channel = ToChannel(c.agent.channel);
   s.debug = c.runtime.debug;
   s.runas = ResolveRunas(h.runas, h.runas == "auto" && UserExists("nobody"));
