@@ -20,6 +20,10 @@ case_basic() {
   [ "$guest" != "$host" ] || fail "container runs on the host kernel ($host)"
   if [ -f "$GUEST_DIR/kernel-release" ]; then expect_eq "$guest" "$(cat "$GUEST_DIR/kernel-release")" "guest kernel"; fi
   expect_eq "$(qemu_count)" 1 "QEMU processes"
+  # QEMU's kernel and initrd mappings were paged out once the agent
+  # answered (hypervisor.release_boot_files, on by default).
+  grep -q 'msg="boot files released" mappings=2 ' "$W/containerd.log" ||
+    fail "the shim did not release the boot files: $(grep -i 'boot files' "$W/containerd.log")"
   [ "$(ctr_ task ps bb | tail -n +2 | grep -c .)" -ge 1 ] || fail "task ps is empty"
   ctr_ task kill bb
   wait_for 30 status_is bb STOPPED ||
