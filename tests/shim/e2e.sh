@@ -22,7 +22,7 @@ case_basic() {
   expect_eq "$(qemu_count)" 1 "QEMU processes"
   # QEMU's kernel and initrd mappings were paged out once the agent
   # answered (hypervisor.release_boot_files, on by default).
-  grep -q 'msg="boot files released" mappings=2 ' "$W/containerd.log" ||
+  grep -q 'msg="boot files released" .*mappings=2 ' "$W/containerd.log" ||
     fail "the shim did not release the boot files: $(grep -i 'boot files' "$W/containerd.log")"
   [ "$(ctr_ task ps bb | tail -n +2 | grep -c .)" -ge 1 ] || fail "task ps is empty"
   ctr_ task kill bb
