@@ -14,7 +14,11 @@
 // (another VM booted from the same file) are left alone. Were the pages read
 // again, they would fault back in from the file (a page the VMM wrote would
 // be swapped, never discarded): nothing is lost, so this is safe at any time
-// and only useless before the guest has booted. Best effort by contract:
+// and only useless before the guest has booted. Dropping the pages evicts
+// them from the page cache as well, so the files are then read back into it
+// in the background (POSIX_FADV_WILLNEED), unmapped: cached pages that no
+// process maps count in nobody's PSS and the host reclaims them under
+// pressure, and the next VM's boot does not wait for the disk. Best effort by contract:
 // an error leaves the VM as it was and is for the log, never fatal.
 #pragma once
 
@@ -47,6 +51,7 @@ struct PageOutReport {
   size_t mappings = 0;        // mappings advised
   uint64_t mapped_bytes = 0;  // their total size (not all of it resident)
   uint64_t rss_before_kib = 0, rss_after_kib = 0;  // the process's VmRSS around the advice
+  size_t readahead_files = 0;  // files whose read-back into the page cache was started
 };
 
 // At most this much of /proc/PID/maps is read (65,530 mappings, the
@@ -57,7 +62,9 @@ inline constexpr size_t kMaxMapsBytes = 8u << 20;
 // file). Each path is canonicalised (realpath(3)) and kept as given when
 // that fails. Reads /proc/<pid>/maps (at most kMaxMapsBytes) and then checks
 // that `process` is still alive, so the maps read were its own and not
-// those of a later process with a reused pid. Every selected mapping is
+// those of a later process with a reused pid. Afterwards starts the
+// read-back of every file into the page cache (failures ignored: only a
+// later boot's speed depends on it). Every selected mapping is
 // advised even when one fails; the first failure is returned (ESRCH: the
 // process exited; EPERM: no CAP_SYS_NICE; ENOSYS: a host kernel before
 // 5.10). No mapping of `files` is not an error (mappings == 0); no files

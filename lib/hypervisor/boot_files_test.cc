@@ -159,6 +159,7 @@ TEST_F(PageOutTest, DropsTheMappedFilesPagesAndNothingElse) {
   EXPECT_EQ(r->mappings, 1u);
   EXPECT_EQ(r->mapped_bytes, kSize);
   EXPECT_GT(r->rss_before_kib, 0u);
+  EXPECT_EQ(r->readahead_files, 1u);
   EXPECT_LT(MappedRssKib(child_, path_), before / 4) << "before " << before << " KiB";
   EXPECT_TRUE(pidfd->Alive());
 }
