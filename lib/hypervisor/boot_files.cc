@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -117,11 +118,11 @@ Result<PageOutReport> PageOutFileMappings(const sys::Pidfd& process, const std::
   if (canonical.empty()) return PageOutReport{};
   const std::string maps_path = "/proc/" + std::to_string(process.pid()) + "/maps";
   CASK_ASSIGN_OR_RETURN(std::string maps, ReadProcBounded(maps_path, kMaxMapsBytes));
-  // Alive after the read: the pid was still this process's while we read.
-  if (!process.Alive())
-    return Error::Sys(ESRCH, "page out boot files of pid " + std::to_string(process.pid()) + ": it exited");
   PageOutReport report;
   report.rss_before_kib = VmRssKib(process.pid());
+  // Alive after the reads: the pid was still this process's while we read.
+  if (!process.Alive())
+    return Error::Sys(ESRCH, "page out boot files of pid " + std::to_string(process.pid()) + ": it exited");
   std::optional<Error> first;
   for (const auto& m : SelectFileMappings(maps, canonical)) {
     iovec iov{reinterpret_cast<void*>(static_cast<uintptr_t>(m.start)), static_cast<size_t>(m.end - m.start)};
@@ -137,7 +138,7 @@ Result<PageOutReport> PageOutFileMappings(const sys::Pidfd& process, const std::
   // The page-out evicted the files from the page cache too (no other
   // process mapped them); read them back in the background, unmapped, so
   // that the next VM's boot does not wait for the disk.
-  for (const auto& f : canonical) {
+  for (const auto& f : report.mappings > 0 ? canonical : std::vector<std::string>{}) {
     auto fd = Open(f, O_RDONLY);
     if (fd.ok() && ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED) == 0) report.readahead_files++;
   }
