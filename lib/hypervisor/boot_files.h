@@ -62,9 +62,9 @@ inline constexpr size_t kMaxMapsBytes = 8u << 20;
 // file). Each path is canonicalised (realpath(3)) and kept as given when
 // that fails. Reads /proc/<pid>/maps (at most kMaxMapsBytes) and then checks
 // that `process` is still alive, so the maps read were its own and not
-// those of a later process with a reused pid. Afterwards starts the
-// read-back of every file into the page cache (failures ignored: only a
-// later boot's speed depends on it). Every selected mapping is
+// those of a later process with a reused pid. When something was paged
+// out, then starts the read-back of every file into the page cache
+// (failures ignored: only a later boot's speed depends on it). Every selected mapping is
 // advised even when one fails; the first failure is returned (ESRCH: the
 // process exited; EPERM: no CAP_SYS_NICE; ENOSYS: a host kernel before
 // 5.10). No mapping of `files` is not an error (mappings == 0); no files
