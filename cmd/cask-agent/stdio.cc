@@ -227,6 +227,11 @@ bool StreamBuffer::Readable() const {
   return aborted_ || eof_ || size_ > 0;
 }
 
+bool StreamBuffer::Ended() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aborted_ || eof_;
+}
+
 void StreamBuffer::Abort() {
   std::lock_guard<std::mutex> lock(mu_);
   aborted_ = true;

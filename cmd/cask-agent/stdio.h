@@ -141,6 +141,9 @@ class StreamBuffer {
   BlockChunk TryReadBlocks(size_t max);
   // Whether TryRead(n > 0) would return data or eof.
   bool Readable() const;
+  // Whether the writer side is closed or the stream aborted: no more bytes
+  // will come (buffered ones may still wait to be read).
+  bool Ended() const;
 
   // Closes the stream for good: the producer stops, buffered data is
   // dropped and readers get eof. Used when the process is removed.
