@@ -296,7 +296,8 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
     if (!io.pty_master) return Error::Internal("container library returned no pty master for a terminal process");
     int dup = ::fcntl(io.pty_master.get(), F_DUPFD_CLOEXEC, 3);
     if (dup < 0) return Error::Sys(errno, "dup pty master");
-    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(**io_loop_, UniqueFd(dup), opts_.stream_buffer_bytes, ready));
+    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(**io_loop_, UniqueFd(dup), opts_.stream_buffer_bytes, ready,
+                                                                 0, opts_.stream_short_read_delay));
     p->out = std::move(pump);
     p->pty_master = std::make_shared<UniqueFd>(std::move(io.pty_master));
     p->stdin_fd = p->pty_master;
@@ -304,13 +305,13 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
     if (io.stdout_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
                             StreamPump::Start(**io_loop_, std::move(io.stdout_r), opts_.stream_buffer_bytes, ready,
-                                              opts_.stream_pipe_bytes));
+                                              opts_.stream_pipe_bytes, opts_.stream_short_read_delay));
       p->out = std::move(pump);
     }
     if (io.stderr_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
                             StreamPump::Start(**io_loop_, std::move(io.stderr_r), opts_.stream_buffer_bytes, ready,
-                                              opts_.stream_pipe_bytes));
+                                              opts_.stream_pipe_bytes, opts_.stream_short_read_delay));
       p->err = std::move(pump);
     }
     if (io.stdin_w) {

@@ -76,6 +76,10 @@ struct AgentOptions {
   // blocks once per MiB rather than every 64 KiB (each block and wake-up is
   // a round of emulated context switches under TCG).
   size_t stream_pipe_bytes = 1 << 20;
+  // After a short read of a process's pipe or pty, its fd is watched again
+  // only this much later (StreamPump::Start): a writer of small chunks then
+  // costs one wake-up of the agent per delay rather than one per write.
+  std::chrono::microseconds stream_short_read_delay{1000};
   // How long GetEvents holds a reply of little output for more to join it
   // (reply_coalescer.h). min_bytes is capped at half a stream's buffer.
   ReplyCoalescer::Options reply_coalescing;
