@@ -412,6 +412,7 @@ Result<std::unique_ptr<StreamPump>> StreamPump::Start(IoLoop& loop, UniqueFd fd,
   auto state = std::make_shared<State>(capacity);
   state->fd = std::move(fd);
   state->short_read_delay = short_read_delay;
+  if (::fcntl(state->fd.get(), F_GETPIPE_SZ) < 0) state->short_read = kShortTtyRead;
   if (on_ready) state->buffer.SetListener(std::move(on_ready));
   std::unique_ptr<StreamPump> p(new StreamPump(loop, state));
   // Pausing happens only in OnInput, which records the token first, so the
@@ -459,7 +460,7 @@ void StreamPump::OnInput(IoLoop& loop, uint64_t token, State& s) {
     // interactive output). Let its next writes gather first. A read cut by
     // the room left is not delayed: the buffer is nearly full and the host
     // decides the pace.
-    if (static_cast<size_t>(n) < std::min(want, kShortRead)) {
+    if (static_cast<size_t>(n) < std::min(want, s.short_read)) {
       loop.RearmAfter(token, s.fd.get(), s.short_read_delay);
     } else {
       loop.Rearm(token, s.fd.get());

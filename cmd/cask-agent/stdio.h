@@ -251,6 +251,10 @@ class StreamPump {
   // the writer's next writes gather in the pipe and one wake-up of the loop
   // takes them all, instead of one wake-up (and one reply) per write.
   static constexpr size_t kShortRead = 64 * 1024;
+  // The same for an fd that is not a pipe (a pty master): a terminal hands
+  // out at most 4 KiB per read, so only a read below that is short (the
+  // reader caught up with the writer); a full one is re-armed at once.
+  static constexpr size_t kShortTtyRead = 4096;
 
   // `fd` is made non-blocking. `on_ready` is the buffer's listener (data or
   // EOF arrived); may be empty. When `pipe_bytes` > 0 and `fd` is a pipe,
@@ -258,7 +262,7 @@ class StreamPump {
   // refuses): a writer of bulk output then fills a block per wake-up
   // instead of blocking every 64 KiB. The pipe's pages belong to the guest
   // kernel and are allocated only as the writer fills them. After a read
-  // shorter than kShortRead the fd is re-armed `short_read_delay` later
+  // shorter than kShortRead (kShortTtyRead for a non-pipe) the fd is re-armed `short_read_delay` later
   // (0: at once; capped at IoLoop::kMaxRearmDelay): output that follows
   // a small write within that delay reaches the buffer at most that late.
   static Result<std::unique_ptr<StreamPump>> Start(IoLoop& loop, UniqueFd fd, size_t capacity,
@@ -278,6 +282,7 @@ class StreamPump {
     std::atomic<uint64_t> token{0};  // the IoLoop token, once known
     ByteBlock scratch;               // the next read's block (OnInput only)
     std::chrono::microseconds short_read_delay{};
+    size_t short_read = kShortRead;  // kShortTtyRead for a non-pipe
   };
   StreamPump(IoLoop& loop, std::shared_ptr<State> state) : loop_(loop), state_(std::move(state)) {}
   // One readable event: reads what fits, then re-arms or pauses.

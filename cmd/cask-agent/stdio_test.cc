@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <thread>
@@ -260,6 +261,41 @@ TEST(StreamPump, ShortReadDelayStillDeliversEverythingInOrder) {
     if (c->eof) break;
   }
   writer.join();
+  EXPECT_EQ(got, sent);
+}
+
+// The same on a pty master (reads of at most 4 KiB): more than a
+// terminal read's worth, written in one go and in small pieces, arrives.
+TEST(StreamPump, ShortReadDelayOnAPty) {
+  int master, slave;
+  ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  fcntl(master, F_SETFD, FD_CLOEXEC);
+  struct termios t;
+  ASSERT_EQ(tcgetattr(slave, &t), 0);
+  cfmakeraw(&t);  // no NL -> CRNL, so the bytes compare as written
+  ASSERT_EQ(tcsetattr(slave, TCSANOW, &t), 0);
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  auto pump = StreamPump::Start(**loop, UniqueFd(master), 1 << 20, {}, 0, std::chrono::microseconds(2000));
+  ASSERT_TRUE(pump.ok());
+  std::string sent(20000, 'z');
+  for (int i = 0; i < 50; ++i) sent += "line " + std::to_string(i) + "\n";
+  std::thread writer([&] {
+    ASSERT_TRUE(WriteAll(slave, sent.substr(0, 20000)).ok());
+    for (size_t off = 20000; off < sent.size(); off += 7) {
+      ASSERT_TRUE(WriteAll(slave, sent.substr(off, 7)).ok());
+      if (off % 70 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::string got;
+  while (got.size() < sent.size()) {
+    auto c = (*pump)->buffer().Read(1 << 20, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    ASSERT_FALSE(c->eof);
+    got += c->data;
+  }
+  writer.join();
+  close(slave);
   EXPECT_EQ(got, sent);
 }
 
