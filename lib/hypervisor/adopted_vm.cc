@@ -12,6 +12,7 @@
 #include <vector>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <thread>
 
 #include "lib/base/fs.h"
@@ -88,7 +89,8 @@ class AdoptedVm final : public Vm {
         console_fd_(std::move(h.console)),
         qemu_stderr_(std::move(h.qemu_stderr)),
         fs_stderr_(std::move(h.virtiofsd_stderr)),
-        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))) {}
+        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))),
+        nic_(std::move(h.nic)) {}
 
   ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
 
@@ -106,6 +108,7 @@ class AdoptedVm final : public Vm {
   }
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
+  std::optional<ReadyNic> TakeReadyNic() override { return std::exchange(nic_, std::nullopt); }
 
  private:
   Status QmpSimple(const char* command);
@@ -134,6 +137,7 @@ class AdoptedVm final : public Vm {
   std::mutex stop_mu_;
   std::atomic<bool> stopping_{false};
   std::optional<Status> stop_result_;  // under stop_mu_
+  std::optional<ReadyNic> nic_;        // until TakeReadyNic; one owner calls it
 };
 
 Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {

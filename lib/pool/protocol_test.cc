@@ -53,6 +53,17 @@ TEST(PoolKey, RoundTripAndMismatch) {
   params.extra_kernel_params.push_back("b=2");
   EXPECT_EQ(Mismatch(KeyOf(params), k), "extra_kernel_params: differ");
 
+  // The NIC: a pod that wants one needs a VM with one; a pod that does not
+  // takes either.
+  hypervisor::VmSettings netns_pod = Settings();
+  netns_pod.wants_ready_nic = true;
+  VmKey with_nic = KeyOf(netns_pod);
+  EXPECT_TRUE(with_nic.nic);
+  EXPECT_EQ(*KeyFromJson(ToJson(with_nic)), with_nic);
+  EXPECT_NE(Mismatch(with_nic, k).find("nic: the pod needs a NIC"), std::string::npos);
+  EXPECT_EQ(Mismatch(with_nic, with_nic), "");
+  EXPECT_EQ(Mismatch(k, with_nic), "");
+
   nlohmann::json j = ToJson(k);
   j.erase("memory_mib");
   EXPECT_EQ(KeyFromJson(j).error().code(), Code::kInvalidArgument);
@@ -153,6 +164,42 @@ TEST(PoolProtocol, HandoverChecksWhatArrives) {
   fds = Received(v);
   std::swap(fds[kFdVmmPidfd], fds[kFdQemuStderr]);
   EXPECT_FALSE(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").ok());
+}
+
+// A VM with a NIC also sends a /dev/net/tun fd and a network namespace fd,
+// each checked for what it is.
+TEST(PoolProtocol, HandoverCarriesTheNic) {
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "needs /dev/net/tun";
+  FakeVm v("/run/pool-test/vms/p1-0");
+  auto nic = [] {
+    return hypervisor::ReadyNic{UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC)),
+                                UniqueFd(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)), "cpool0",
+                                "02:ca:5c:00:00:01"};
+  };
+  v.h.nic = nic();
+  auto ok = HandoverFromMessage(HandoverJson(v.h), Received(v), "/run/pool-test/vms");
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  ASSERT_TRUE(ok->nic.has_value());
+  EXPECT_EQ(ok->nic->tap_name, "cpool0");
+  EXPECT_EQ(ok->nic->guest_mac, "02:ca:5c:00:00:01");
+  EXPECT_TRUE(ok->nic->tap.valid());
+  EXPECT_TRUE(ok->nic->netns.valid());
+
+  // Bad name, bad MAC, the two fds swapped, the NIC's fds missing.
+  for (auto [field, value] : {std::pair{"tap_name", "a-name-far-too-long"}, std::pair{"guest_mac", "02:ca:5c"}}) {
+    nlohmann::json j = HandoverJson(v.h);
+    j["nic"][field] = value;
+    EXPECT_EQ(HandoverFromMessage(j, Received(v), "/run/pool-test/vms").error().code(), Code::kInvalidArgument)
+        << field;
+  }
+  auto fds = Received(v);
+  std::swap(fds[kFdTap], fds[kFdTapNetns]);
+  EXPECT_EQ(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").error().code(),
+            Code::kInvalidArgument);
+  fds = Received(v);
+  fds.resize(kHandoverFds);
+  EXPECT_EQ(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").error().code(),
+            Code::kInvalidArgument);
 }
 
 // A pool that answers one take with `reply` (and the fake VM's fds when
