@@ -159,6 +159,7 @@ case_pool_killed() {
   expect_eq "$(ctr_ task exec --exec-id e1 k0 echo still-here)" still-here "exec in the pod taken before the pool died"
   wait_for 30 test -z "$(pool_vm_pids)" || fail "pool VMs survived the pool: $(pool_vm_pids)"
   wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups survived the pool: $(pool_cgroup_children)"
+  wait_for 10 test ! -e "$POOL_DIR/netns" || fail "the holding network namespace survived the pool"
   ctr_ task kill -s SIGKILL k0
   wait_for 30 status_is k0 STOPPED || fail "k0 did not stop"
   ctr_ task rm k0
