@@ -103,6 +103,10 @@ case_warm() {
   pool_status | grep -qx "handed_over 2" || fail "pool status after cask-runtime run: $(pool_status)"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty after run: $(ls -A "$CASK_STATE")"
   wait_for 20 pids_gone "$run_vm" || fail "the VM cask-runtime run took ($run_vm) still runs"
+  # The taken VMs' NICs (unused: no network namespace) went with them: the
+  # holding namespace has the replacement's TAP at most.
+  holding_taps() { nsenter --net="$POOL_DIR/netns" ip -o link show type tun | grep -c cpool || true; }
+  wait_for 20 test "$(holding_taps)" -le 1 || fail "TAPs left in the pool's holding namespace: $(holding_taps)"
   pool_cleanup_check
 }
 
