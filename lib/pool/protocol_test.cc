@@ -300,5 +300,26 @@ TEST(PooledHypervisor, KillsAHandoverFromElsewhere) {
   EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
 }
 
+// A pod with a network namespace: a VM without a NIC (whatever the pool's
+// key claims) is killed, never adopted.
+TEST(PooledHypervisor, KillsANiclessHandoverForAPodThatWantsOne) {
+  FakeVm v("/tmp/vms/p1-0");
+  hypervisor::VmSettings pod = PodSettings();
+  pod.wants_ready_nic = true;
+  {
+    FakePool pool({{"ok", true}, {"vm", HandoverJson(v.h)}, {"key", ToJson(KeyOf(pod))}}, &v.h);
+    auto r = Pooled(pool.socket, "/tmp")->TakeReady(pod);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), Code::kFailedPrecondition) << r.error().ToString();
+    EXPECT_NE(r.error().ToString().find("without a NIC"), std::string::npos) << r.error().ToString();
+    pool.thread.join();
+    pool.thread = std::thread([] {});
+    EXPECT_EQ(pool.after, "closed");
+  }
+  auto st = v.vmm.WaitFor(milliseconds(5000));
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ(**st, 128 + SIGKILL);
+}
+
 }  // namespace
 }  // namespace cask::pool
