@@ -12,6 +12,7 @@
 #include <vector>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <thread>
 
 #include "lib/base/fs.h"
@@ -89,7 +90,8 @@ class AdoptedVm final : public Vm {
         qemu_stderr_(std::move(h.qemu_stderr)),
         fs_stderr_(std::move(h.virtiofsd_stderr)),
         qmp_(QmpClient::FromNegotiated(std::move(h.qmp))),
-        boot_files_(BootFiles(cfg)) {}
+        boot_files_(BootFiles(cfg)),
+        nic_(std::move(h.nic)) {}
 
   ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
 
@@ -107,6 +109,7 @@ class AdoptedVm final : public Vm {
   }
   Status Pause() override { return QmpSimple("stop"); }
   Status Resume() override { return QmpSimple("cont"); }
+  std::optional<ReadyNic> TakeReadyNic() override { return std::exchange(nic_, std::nullopt); }
   // The pool released them once already; a second pass costs a read of
   // QEMU's maps and finds what the guest's handover faulted back (nothing).
   Result<PageOutReport> ReleaseBootFiles() override {
@@ -142,6 +145,7 @@ class AdoptedVm final : public Vm {
   std::mutex stop_mu_;
   std::atomic<bool> stopping_{false};
   std::optional<Status> stop_result_;  // under stop_mu_
+  std::optional<ReadyNic> nic_;        // until TakeReadyNic; one owner calls it
 };
 
 Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
