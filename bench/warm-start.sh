@@ -28,7 +28,7 @@ stop_pool() {
   for d in $(find /sys/fs/cgroup -maxdepth 6 -type d -name "cask-pool-bench-$$" 2>/dev/null); do rmdir "$d" 2>/dev/null || true; done
 }
 e2e_defer stop_pool
-pool_ready() { "$CASK_RUNTIME" pool status --config "$W/warm.toml" 2>/dev/null | grep -qx "ready 1"; }
+pool_ready() { "$CASK_RUNTIME" pool status --config "$W/warm.toml" 2>/dev/null | grep -x "ready 1" >/dev/null; }
 
 : > "$W/runc.times"; : > "$W/cold.times"; : > "$W/warm.times"
 timed() {  # prints seconds

@@ -23,7 +23,7 @@ pool_config() {
 }
 
 pool_status() { "$CASK_RUNTIME" pool status --config "$W/cask.toml" 2>/dev/null; }
-pool_ready() { pool_status | grep -qx "ready $1"; }
+pool_ready() { pool_status | grep -x "ready $1" >/dev/null; }
 
 start_pool() {
   "$CASK_RUNTIME" pool serve --config "$W/cask.toml" >> "$W/pool.log" 2>&1 &
@@ -88,7 +88,7 @@ case_warm() {
   wait_for 20 pids_gone "$first_vm" || fail "the handed-over VM's processes ($first_vm) still run"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty: $(ls -A "$CASK_STATE")"
   wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
-  pool_status | grep -qx "handed_over 1" || fail "pool status: $(pool_status)"
+  pool_status | grep -x "handed_over 1" >/dev/null || fail "pool status: $(pool_status)"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
   pool_cleanup_check
 }
