@@ -37,6 +37,10 @@ using sandbox::testing::FakeHypervisor;
 using sandbox::testing::FakeWorld;
 
 constexpr uint32_t kTeardownMs = 700;
+// Room over the teardown timeouts for the local work on a loaded machine
+// running a sanitizer build (3-10x slower). What the bounds catch is a
+// teardown that waits for a silent guest, which never ends.
+constexpr auto kLocalWorkSlack = std::chrono::seconds(30);
 
 // A share of one core that a busy loop would exceed. Sanitizer builds run
 // the same work several times slower, so their figure is scaled.
@@ -155,7 +159,7 @@ class TaskServiceTest : public ::testing::Test {
     EXPECT_EQ(d->exit_status, 137u);
     // Each of Kill, the exit's output drain and Delete may wait the
     // teardown timeout once; the rest is local work.
-    EXPECT_LT(took, std::chrono::milliseconds(3 * kTeardownMs) + 3s);
+    EXPECT_LT(took, std::chrono::milliseconds(3 * kTeardownMs) + kLocalWorkSlack);
     EXPECT_TRUE(svc_->Empty());
     EXPECT_EQ(world_.stopped.load(), 1);  // the VM was destroyed
     EXPECT_FALSE(PathExists(root_ + "/state/" + id));
@@ -394,7 +398,7 @@ TEST_F(TaskServiceTest, SilentAgentStopIsBounded) {
   world_.silent = true;
   auto t0 = std::chrono::steady_clock::now();
   svc_->Stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(kTeardownMs) + 3s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(kTeardownMs) + kLocalWorkSlack);
   EXPECT_EQ(world_.stopped.load(), 1);
   auto w = waiter.get();
   // Either the exit (137) or, once the task is gone, NOT_FOUND.
