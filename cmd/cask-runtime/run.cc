@@ -17,6 +17,7 @@
 #include "lib/base/log.h"
 #include "lib/config/config.h"
 #include "lib/oci/id.h"
+#include "lib/pool/pooled_hypervisor.h"
 #include "lib/sandbox/container.h"
 #include "lib/sandbox/sandbox.h"
 
@@ -212,6 +213,16 @@ Result<std::optional<int>> RunSession::BootSandbox(const PreparedContainer& pc, 
   so.config = std::move(cfg);
   so.hostname = pc.spec.hostname;
   so.logger = log_;
+  if (so.config.pool.enabled) {
+    // A ready VM from the node's pool when one fits (same rules as the
+    // shim's); cold otherwise, and a pool that is not running costs one
+    // failed connect.
+    pool::PooledOptions po;
+    po.pool = so.config.pool;
+    po.config_path = opts_.config_path;
+    po.log = log_.WithSubsystem("pool");
+    so.hypervisor = pool::NewPooled(std::move(po));
+  }
   so.cancelled = [this] { return target_.cancel_signal.load() != 0; };
   auto sb = sandbox::Sandbox::Create(std::move(so));
   if (!sb.ok()) {
@@ -327,13 +338,13 @@ void RunSession::PrintTiming() {
   auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
   std::fprintf(stderr,
                "cask-runtime: timing: vm_start_ms=%lld agent_ready_ms=%lld boot_ms=%lld setup_ms=%lld "
-               "create_ms=%lld run_ms=%lld teardown_ms=%lld total_ms=%lld guest_uptime_ms=%lld\n",
+               "create_ms=%lld run_ms=%lld teardown_ms=%lld total_ms=%lld guest_uptime_ms=%lld vm=%s\n",
                static_cast<long long>(ms(t.vm_start)), static_cast<long long>(ms(t.agent_ready)),
                static_cast<long long>(ms(t.vm_start + t.agent_ready)), static_cast<long long>(ms(t.setup)),
                t_created_ == Clock::time_point{} ? -1LL : Ms(t_created_ - t_booted_),
                (t_started_ == Clock::time_point{} || t_exited_ == Clock::time_point{}) ? -1LL : Ms(t_exited_ - t_started_),
                t_exited_ == Clock::time_point{} ? -1LL : Ms(t_done_ - t_exited_), Ms(t_done_ - t0_),
-               static_cast<long long>(ms(sandbox_->agent_info().uptime)));
+               static_cast<long long>(ms(sandbox_->agent_info().uptime)), sandbox_->warm() ? "pool" : "cold");
 }
 
 }  // namespace

@@ -73,7 +73,8 @@ e2e_defer pool_teardown
 
 shim_log_has() { grep -q "$1" "$W/containerd.log"; }
 
-# A pod from the pool runs, tears down cleanly, and the pool replaces it.
+# A pod from the pool runs, tears down cleanly, and the pool replaces it;
+# then `cask-runtime run` takes the replacement.
 case_warm() {
   pool_config 1
   start_pool 1
@@ -90,6 +91,17 @@ case_warm() {
   wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
   pool_status | grep -x "handed_over 1" >/dev/null || fail "pool status: $(pool_status)"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
+  # `cask-runtime run` takes the pool's VMs too.
+  "$TESTS_DIR/e2e/make-rootfs.sh" "$W/rootfs"
+  local run_vm
+  run_vm=$(pool_vm_pids)
+  out=$("$CASK_RUNTIME" run --config "$W/cask.toml" --rootfs "$W/rootfs" --timing -- sh -c 'echo run-warm-ok' 2>&1) ||
+    fail "cask-runtime run in a pool VM failed: $out"
+  expect_contains "$out" "run-warm-ok" "output of cask-runtime run"
+  expect_contains "$out" "vm=pool" "cask-runtime run's VM (its --timing line)"
+  pool_status | grep -qx "handed_over 2" || fail "pool status after cask-runtime run: $(pool_status)"
+  [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty after run: $(ls -A "$CASK_STATE")"
+  wait_for 20 pids_gone "$run_vm" || fail "the VM cask-runtime run took ($run_vm) still runs"
   pool_cleanup_check
 }
 
