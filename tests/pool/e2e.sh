@@ -99,7 +99,7 @@ case_warm() {
     fail "cask-runtime run in a pool VM failed: $out"
   expect_contains "$out" "run-warm-ok" "output of cask-runtime run"
   expect_contains "$out" "vm=pool" "cask-runtime run's VM (its --timing line)"
-  pool_status | grep -qx "handed_over 2" || fail "pool status after cask-runtime run: $(pool_status)"
+  pool_status | grep -x "handed_over 2" >/dev/null || fail "pool status after cask-runtime run: $(pool_status)"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty after run: $(ls -A "$CASK_STATE")"
   wait_for 20 pids_gone "$run_vm" || fail "the VM cask-runtime run took ($run_vm) still runs"
   pool_cleanup_check
