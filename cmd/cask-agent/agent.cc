@@ -110,6 +110,15 @@ bool IsMountPoint(const std::string& path) {
   return st.st_dev != parent.st_dev || st.st_ino == parent.st_ino;
 }
 
+// The coalescer's options, with min_bytes at most half a stream's buffer:
+// a held stream must not fill its buffer, which would pause its producer
+// for nothing.
+ReplyCoalescer::Options CoalescingOptions(const AgentOptions& o) {
+  ReplyCoalescer::Options c = o.reply_coalescing;
+  c.min_bytes = std::min(c.min_bytes, std::max<size_t>(o.stream_buffer_bytes / 2, 1));
+  return c;
+}
+
 Status SetNonBlocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return Error::Sys(errno, "set O_NONBLOCK");
@@ -140,7 +149,8 @@ Agent::Agent(AgentOptions opts, Reaper* reaper, OomWatcher* oom, Logger log)
       oom_(oom),
       log_(std::move(log)),
       started_(std::chrono::steady_clock::now()),
-      io_loop_(IoLoop::Start()) {
+      io_loop_(IoLoop::Start()),
+      coalescer_(CoalescingOptions(opts_)) {
   if (!io_loop_.ok()) log_.Error("no stdio loop: processes cannot be created", {{"error", io_loop_.error().ToString()}});
   oom_->SetListener([this] { MarkOomReady(); });
 }
@@ -286,7 +296,8 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
     if (!io.pty_master) return Error::Internal("container library returned no pty master for a terminal process");
     int dup = ::fcntl(io.pty_master.get(), F_DUPFD_CLOEXEC, 3);
     if (dup < 0) return Error::Sys(errno, "dup pty master");
-    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(**io_loop_, UniqueFd(dup), opts_.stream_buffer_bytes, ready));
+    CASK_ASSIGN_OR_RETURN(auto pump, StreamPump::Start(**io_loop_, UniqueFd(dup), opts_.stream_buffer_bytes, ready,
+                                                                 0, opts_.stream_short_read_delay));
     p->out = std::move(pump);
     p->pty_master = std::make_shared<UniqueFd>(std::move(io.pty_master));
     p->stdin_fd = p->pty_master;
@@ -294,13 +305,13 @@ Result<std::shared_ptr<Agent::Process>> Agent::AdoptProcess(const std::string& i
     if (io.stdout_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
                             StreamPump::Start(**io_loop_, std::move(io.stdout_r), opts_.stream_buffer_bytes, ready,
-                                              opts_.stream_pipe_bytes));
+                                              opts_.stream_pipe_bytes, opts_.stream_short_read_delay));
       p->out = std::move(pump);
     }
     if (io.stderr_r) {
       CASK_ASSIGN_OR_RETURN(auto pump,
                             StreamPump::Start(**io_loop_, std::move(io.stderr_r), opts_.stream_buffer_bytes, ready,
-                                              opts_.stream_pipe_bytes));
+                                              opts_.stream_pipe_bytes, opts_.stream_short_read_delay));
       p->err = std::move(pump);
     }
     if (io.stdin_w) {
@@ -813,6 +824,35 @@ EventBatch Agent::BuildBatchLocked(size_t budget) {
   return b;
 }
 
+ReplyCoalescer::Pending Agent::PendingLocked(size_t budget) {
+  ReplyCoalescer::Pending pending;
+  pending.limit = budget;
+  pending.urgent = oom_ready_;
+  for (const auto& p : ready_) {
+    if (pending.urgent) break;
+    std::lock_guard<std::mutex> lock(p->mu);
+    if ((p->state == State::kStopped || p->state == State::kRemoved) && !p->exit_sent) {
+      pending.urgent = true;
+      break;
+    }
+    for (StreamKind kind : {StreamKind::kStdout, StreamKind::kStderr}) {
+      const size_t i = StreamIndex(kind);
+      if (p->eof_sent[i]) continue;
+      const std::shared_ptr<StreamPump>& pump = kind == StreamKind::kStdout ? p->out : p->err;
+      if (!pump || pump->buffer().Ended()) {  // an end of stream to report, with what is left
+        pending.urgent = true;
+        break;
+      }
+      const size_t buffered = pump->buffer().size();
+      if (buffered == 0 || p->credit[i] == 0) continue;
+      // Out of credit: nothing more could join this stream's output.
+      if (buffered >= p->credit[i]) pending.urgent = true;
+      pending.output_bytes += std::min(buffered, p->credit[i]);
+    }
+  }
+  return pending;
+}
+
 Result<std::shared_ptr<const EventBatch>> Agent::GetEvents(uint64_t ack, std::chrono::milliseconds wait, size_t max_output,
                                     const WaitLimits& limits) {
   using Clock = std::chrono::steady_clock;
@@ -825,15 +865,23 @@ Result<std::shared_ptr<const EventBatch>> Agent::GetEvents(uint64_t ack, std::ch
   // The host did not get the latest batch: send it again.
   if (last_batch_->seq != 0 && ack != last_batch_->seq) return last_batch_;
   for (;;) {
-    EventBatch b = BuildBatchLocked(budget);
-    if (!b.empty()) {
-      b.seq = last_batch_->seq + 1;
-      last_batch_ = std::make_shared<const EventBatch>(std::move(b));
-      return last_batch_;
+    const Clock::time_point now = Clock::now();
+    // Little output and nothing urgent: held (bounded) for more to join
+    // it, but never past this poll's deadline (a poll of wait 0 answers at
+    // once).
+    const ReplyCoalescer::Decision d = coalescer_.Decide(PendingLocked(budget), now);
+    if (!d.hold || now >= deadline) {
+      EventBatch b = BuildBatchLocked(budget);
+      if (!b.empty()) {
+        coalescer_.Sent();
+        b.seq = last_batch_->seq + 1;
+        last_batch_ = std::make_shared<const EventBatch>(std::move(b));
+        return last_batch_;
+      }
     }
     if (limits.IsCancelled()) return Error::Unavailable("call cancelled: the host connection is gone");
-    if (gen != poll_gen_ || Clock::now() >= deadline) return std::make_shared<const EventBatch>();
-    ev_cv_.wait_until(ev_mu_, deadline);
+    if (gen != poll_gen_ || now >= deadline) return std::make_shared<const EventBatch>();
+    ev_cv_.wait_until(ev_mu_, d.hold ? std::min(d.until, deadline) : deadline);
   }
 }
 

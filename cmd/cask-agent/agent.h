@@ -15,7 +15,9 @@
 // Events. Exits, OOM kills and output reach the host through one long poll
 // per connection (GetEvents): the pumps, the reaper and the OOM watcher mark
 // a process (or the OOM queue) ready and wake the poll, which gathers a
-// batch. Output is sent within per-stream credit (GrantOutput). The legacy
+// batch. Output is sent within per-stream credit (GrantOutput); a batch of
+// little output waits a bounded time for more (ReplyCoalescer), so small
+// writes do not cost a reply each. The legacy
 // blocking calls (WaitProcess, ReadStream, NextOomEvent) still work.
 //
 // Ownership. The Agent owns every Container (lib/container), every stdio fd
@@ -54,6 +56,7 @@
 #include "cmd/cask-agent/oom.h"
 #include "cmd/cask-agent/pod_namespaces.h"
 #include "cmd/cask-agent/reaper.h"
+#include "cmd/cask-agent/reply_coalescer.h"
 #include "cmd/cask-agent/stdio.h"
 #include "lib/base/log.h"
 #include "lib/base/result.h"
@@ -73,6 +76,13 @@ struct AgentOptions {
   // blocks once per MiB rather than every 64 KiB (each block and wake-up is
   // a round of emulated context switches under TCG).
   size_t stream_pipe_bytes = 1 << 20;
+  // After a short read of a process's pipe or pty, its fd is watched again
+  // only this much later (StreamPump::Start): a writer of small chunks then
+  // costs one wake-up of the agent per delay rather than one per write.
+  std::chrono::microseconds stream_short_read_delay{1000};
+  // How long GetEvents holds a reply of little output for more to join it
+  // (reply_coalescer.h). min_bytes is capped at half a stream's buffer.
+  ReplyCoalescer::Options reply_coalescing;
   // Run by DestroySandbox after `power_off_delay` (on its own thread) so the
   // reply reaches the host first. Empty: no power-off (tests).
   std::function<void()> power_off;
@@ -245,6 +255,9 @@ class Agent {
   void MarkReady(const std::shared_ptr<Process>& p) EXCLUDES(ev_mu_);
   void MarkOomReady() EXCLUDES(ev_mu_);
   EventBatch BuildBatchLocked(size_t max_output) REQUIRES(ev_mu_);
+  // What BuildBatchLocked(max_output) would carry now, for the coalescer:
+  // output bytes within credit, and whether anything urgent is queued.
+  ReplyCoalescer::Pending PendingLocked(size_t max_output) REQUIRES(ev_mu_);
   // Takes every container out of the table, kills and destroys each one not
   // already removed; a failure is logged and the next one is tried.
   void DestroyAllContainers();
@@ -273,6 +286,8 @@ class Agent {
   std::vector<std::shared_ptr<Process>> ready_ GUARDED_BY(ev_mu_);  // each process at most once
   bool oom_ready_ GUARDED_BY(ev_mu_) = false;
   uint64_t poll_gen_ GUARDED_BY(ev_mu_) = 0;  // the newest GetEvents
+  // Holds replies of little output for a bounded time (GetEvents).
+  ReplyCoalescer coalescer_ GUARDED_BY(ev_mu_);
   // Kept until acked; shared with the reply being sent (never copied).
   std::shared_ptr<const EventBatch> last_batch_ GUARDED_BY(ev_mu_) = std::make_shared<const EventBatch>();
 

@@ -49,6 +49,14 @@ Result<PlannedInterface> PlanInterface(const net::InterfaceSetup& in, const std:
   pi.name = in.name;
   CASK_ASSIGN_OR_RETURN(pi.mac, UnicastMac(f + ".mac", in.mac));
   if (!macs.insert(pi.mac).second) return Bad(f + ".mac", "duplicate MAC " + in.mac);
+  if (!in.current_mac.empty()) {
+    CASK_ASSIGN_OR_RETURN(net::Mac now, UnicastMac(f + ".current_mac", in.current_mac));
+    // Both MACs name this NIC while it changes: neither may name another.
+    if (now != pi.mac) {
+      if (!macs.insert(now).second) return Bad(f + ".current_mac", "duplicate MAC " + in.current_mac);
+      pi.current_mac = now;
+    }
+  }
   if (in.addresses.size() > kMaxNetAddresses)
     return Bad(f + ".addresses", std::to_string(in.addresses.size()) + " given, at most " +
                                      std::to_string(kMaxNetAddresses));
@@ -176,7 +184,9 @@ Status ApplyNetworkPlan(net::NetlinkSocket& nl, const NetworkPlan& plan, std::ch
     for (size_t i = 0; i < plan.interfaces.size(); ++i) {
       ifindex[i] = 0;
       for (const auto& l : links) {
-        if (l.has_mac && l.mac == plan.interfaces[i].mac && !(l.flags & IFF_LOOPBACK)) ifindex[i] = l.index;
+        const PlannedInterface& pi = plan.interfaces[i];
+        if (l.has_mac && !(l.flags & IFF_LOOPBACK) && (l.mac == pi.mac || (pi.current_mac && l.mac == *pi.current_mac)))
+          ifindex[i] = l.index;
         if (l.flags & IFF_LOOPBACK) lo = l.index;
       }
       if (ifindex[i]) ++found;
@@ -195,8 +205,16 @@ Status ApplyNetworkPlan(net::NetlinkSocket& nl, const NetworkPlan& plan, std::ch
   for (size_t i = 0; i < plan.interfaces.size(); ++i) {
     const PlannedInterface& pi = plan.interfaces[i];
     std::string current;
+    net::Mac mac_now{};
     for (const auto& l : links)
-      if (l.index == ifindex[i]) current = l.name;
+      if (l.index == ifindex[i]) {
+        current = l.name;
+        mac_now = l.mac;
+      }
+    if (mac_now != pi.mac) {
+      CASK_TRY_CTX(net::ChangeLink(nl, ifindex[i], net::LinkChange{false, {}, {}}), "bring down " + current);
+      CASK_TRY_CTX(net::SetLinkMac(nl, ifindex[i], pi.mac), "set the MAC of " + current + " to " + net::FormatMac(pi.mac));
+    }
     if (current != pi.name) {
       // Another link holding the wanted name (an earlier NIC of this
       // guest) is a conflict the host has to resolve.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <string>
@@ -34,6 +35,9 @@ inline constexpr uint32_t kMaxMtu = 65535;
 struct PlannedInterface {
   std::string name;
   net::Mac mac{};
+  // The MAC the NIC has now, when the host says it differs (a pool VM's
+  // NIC): the NIC is found by either and gets `mac`.
+  std::optional<net::Mac> current_mac;
   uint32_t mtu = 0;
   std::vector<net::Address> addresses;  // ifindex filled in at apply time
 };
@@ -55,8 +59,9 @@ struct NetworkPlan {
 Result<NetworkPlan> ValidateNetworkRequest(const net::NetworkSetup& req);
 
 // Applies a validated plan in the calling thread's namespace: waits up to
-// `nic_timeout` for a link with each MAC (the NIC's driver may still be
-// probing), renames it (when its name differs), sets the MTU, brings it
+// `nic_timeout` for a link with each MAC (or current_mac; the NIC's driver
+// may still be probing), sets `mac` on one found by current_mac (down
+// first), renames it (when its name differs), sets the MTU, brings it
 // and lo up, adds the addresses, then the routes (direct ones before
 // those through a gateway), then the neighbours. An address or route that
 // already exists is not an error (a retried call converges). NOT_FOUND

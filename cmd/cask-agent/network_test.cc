@@ -18,7 +18,7 @@ namespace {
 
 net::NetworkSetup Good() {
   net::NetworkSetup r;
-  r.interfaces.push_back(net::InterfaceSetup{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}});
+  r.interfaces.push_back(net::InterfaceSetup{"eth0", "02:42:0a:58:4d:05", 1450, {{"10.88.77.5", 24}}, ""});
   r.routes.push_back(net::RouteSetup{"", 0, "10.88.77.1", "", "eth0", 0});
   r.routes.push_back(net::RouteSetup{"10.96.0.0", 12, "", "", "eth0", RT_SCOPE_LINK});
   r.neighbours.push_back(net::NeighbourSetup{"10.88.77.9", "02:00:00:00:00:09", "eth0"});
@@ -175,6 +175,53 @@ TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
   });
   t.join();
   EXPECT_TRUE(result.ok()) << result.error().ToString();
+}
+
+// A pool VM's NIC: found by current_mac, given the pod's MAC, configured;
+// a retry (the NIC already has the pod's MAC) converges.
+TEST(ApplyNetwork, SetsTheMacOfANicFoundByItsCurrentMac) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  Status result = Error::Internal("not run");
+  std::thread t([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      result = Error::Sys(errno, "unshare");
+      return;
+    }
+    result = [&]() -> Status {
+      CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
+      CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:ca:5c:01:02:03"), 0, -1}));
+      auto req = Good();
+      req.interfaces[0].current_mac = "02:ca:5c:01:02:03";
+      CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(req));
+      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+      CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
+      for (const auto& l : links)
+        if (l.name == "eth0") {
+          if (net::FormatMac(l.mac) != "02:42:0a:58:4d:05") return Error::Internal("eth0 has MAC " + net::FormatMac(l.mac));
+          if (!(l.flags & IFF_UP)) return Error::Internal("eth0 is down");
+          return Ok();
+        }
+      return Error::Internal("ens3 was not renamed to eth0");
+    }();
+  });
+  t.join();
+  EXPECT_TRUE(result.ok()) << result.error().ToString();
+}
+
+TEST(ValidateNetwork, ChecksTheCurrentMac) {
+  auto r = Good();
+  r.interfaces[0].current_mac = "01:00:5e:00:00:01";
+  ExpectBad(r, "interfaces[0].current_mac");
+  r = Good();
+  r.interfaces.push_back(net::InterfaceSetup{"eth1", "02:42:0a:58:4d:06", 1450, {}, ""});
+  r.interfaces[1].current_mac = "02:42:0a:58:4d:05";  // eth0's
+  ExpectBad(r, "interfaces[1].current_mac");
+  r = Good();
+  r.interfaces[0].current_mac = r.interfaces[0].mac;  // the same: nothing to change
+  auto p = ValidateNetworkRequest(r);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->interfaces[0].current_mac.has_value());
 }
 
 }  // namespace

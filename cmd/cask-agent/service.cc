@@ -57,7 +57,7 @@ Logger::Fields ProcessFields(const Req& r) {
 net::NetworkSetup NetworkRequestFromProto(const v1::ConfigureNetworkRequest& req) {
   net::NetworkSetup out;
   for (const auto& i : req.interfaces()) {
-    net::InterfaceSetup n{i.name(), i.mac(), i.mtu(), {}};
+    net::InterfaceSetup n{i.name(), i.mac(), i.mtu(), {}, i.current_mac()};
     for (const auto& a : i.addresses()) n.addresses.emplace_back(a.address(), a.prefix_len());
     out.interfaces.push_back(std::move(n));
   }

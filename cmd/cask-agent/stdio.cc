@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -227,6 +228,11 @@ bool StreamBuffer::Readable() const {
   return aborted_ || eof_ || size_ > 0;
 }
 
+bool StreamBuffer::Ended() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aborted_ || eof_;
+}
+
 void StreamBuffer::Abort() {
   std::lock_guard<std::mutex> lock(mu_);
   aborted_ = true;
@@ -261,12 +267,19 @@ Result<std::unique_ptr<IoLoop>> IoLoop::Start() {
   ev.data.u64 = 0;
   if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, stop.get(), &ev) != 0)
     return Error::Sys(errno, "epoll_ctl add the stdio loop's stop eventfd");
-  std::unique_ptr<IoLoop> loop(new IoLoop(std::move(epoll), std::move(stop)));
+  int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (tfd < 0) return Error::Sys(errno, "timerfd_create for the stdio loop");
+  UniqueFd timer(tfd);
+  ev.data.u64 = kTimerToken;
+  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev) != 0)
+    return Error::Sys(errno, "epoll_ctl add the stdio loop's timerfd");
+  std::unique_ptr<IoLoop> loop(new IoLoop(std::move(epoll), std::move(stop), std::move(timer)));
   loop->thread_ = std::thread([raw = loop.get()] { raw->Run(); });
   return loop;
 }
 
-IoLoop::IoLoop(UniqueFd epoll, UniqueFd stop) : epoll_(std::move(epoll)), stop_(std::move(stop)) {}
+IoLoop::IoLoop(UniqueFd epoll, UniqueFd stop, UniqueFd timer)
+    : epoll_(std::move(epoll)), stop_(std::move(stop)), timer_(std::move(timer)) {}
 
 IoLoop::~IoLoop() {
   uint64_t one = 1;
@@ -276,7 +289,7 @@ IoLoop::~IoLoop() {
 
 Result<uint64_t> IoLoop::Add(int fd, Handler on_input) {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t token = next_token_++;
+  uint64_t token = next_token_++;  // never kTimerToken: 2^64 - 1 fds are not added
   struct epoll_event ev = {};
   ev.events = EPOLLIN | EPOLLONESHOT;
   ev.data.u64 = token;
@@ -293,10 +306,53 @@ void IoLoop::Rearm(uint64_t token, int fd) {
   (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
+void IoLoop::RearmAfter(uint64_t token, int fd, std::chrono::microseconds delay) {
+  if (delay <= std::chrono::microseconds::zero()) return Rearm(token, fd);
+  const Clock::time_point due = Clock::now() + std::min(delay, kMaxRearmDelay);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (handlers_.count(token) == 0) return;  // removed
+  delayed_.emplace(due, std::make_pair(token, fd));
+  if (due < timer_set_) SetTimerLocked();
+}
+
+void IoLoop::SetTimerLocked() {
+  struct itimerspec its = {};
+  if (!delayed_.empty()) {
+    // steady_clock is CLOCK_MONOTONIC; 0 would disarm, so at least 1 ns.
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(delayed_.begin()->first.time_since_epoch()).count();
+    if (ns <= 0) ns = 1;
+    its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    timer_set_ = delayed_.begin()->first;
+  } else {
+    timer_set_ = Clock::time_point::max();
+  }
+  // Cannot fail for a valid timerfd and a normalized time.
+  (void)::timerfd_settime(timer_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void IoLoop::RunDueRearms() {
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t r = ::read(timer_.get(), &expirations, sizeof expirations);  // EAGAIN: fine
+  std::lock_guard<std::mutex> lock(mu_);
+  const Clock::time_point now = Clock::now();
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    auto [token, fd] = delayed_.begin()->second;
+    delayed_.erase(delayed_.begin());
+    // Under mu_ with the token still present, its fd is still open: Remove
+    // takes mu_ to drop the token before the owner closes the fd.
+    if (handlers_.count(token) != 0) Rearm(token, fd);
+  }
+  SetTimerLocked();
+}
+
 void IoLoop::Remove(uint64_t token, int fd) {
   std::unique_lock<std::mutex> lock(mu_);
   (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(token);
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    it = it->second.first == token ? delayed_.erase(it) : std::next(it);
+  }
   // A handler of this token running now finishes first (not waited for on
   // the loop thread itself, where it would be this very call).
   if (std::this_thread::get_id() != thread_.get_id()) done_cv_.wait(lock, [&] { return running_ != token; });
@@ -318,7 +374,11 @@ void IoLoop::Run() {
     }
     for (int i = 0; i < n; ++i) {
       uint64_t token = events[i].data.u64;
-      if (token == 0) return;  // stop
+      if (token == kStopToken) return;
+      if (token == kTimerToken) {
+        RunDueRearms();
+        continue;
+      }
       std::shared_ptr<Handler> h;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -341,7 +401,8 @@ void IoLoop::Run() {
 // ---- StreamPump ----
 
 Result<std::unique_ptr<StreamPump>> StreamPump::Start(IoLoop& loop, UniqueFd fd, size_t capacity,
-                                                      std::function<void()> on_ready, size_t pipe_bytes) {
+                                                      std::function<void()> on_ready, size_t pipe_bytes,
+                                                      std::chrono::microseconds short_read_delay) {
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
     return Error::Sys(errno, "set O_NONBLOCK on stream fd");
@@ -350,6 +411,8 @@ Result<std::unique_ptr<StreamPump>> StreamPump::Start(IoLoop& loop, UniqueFd fd,
   if (pipe_bytes > 0) (void)::fcntl(fd.get(), F_SETPIPE_SZ, static_cast<int>(pipe_bytes));
   auto state = std::make_shared<State>(capacity);
   state->fd = std::move(fd);
+  state->short_read_delay = short_read_delay;
+  if (::fcntl(state->fd.get(), F_GETPIPE_SZ) < 0) state->short_read = kShortTtyRead;
   if (on_ready) state->buffer.SetListener(std::move(on_ready));
   std::unique_ptr<StreamPump> p(new StreamPump(loop, state));
   // Pausing happens only in OnInput, which records the token first, so the
@@ -393,7 +456,15 @@ void StreamPump::OnInput(IoLoop& loop, uint64_t token, State& s) {
       s.buffer.Append(s.scratch.view());
       s.scratch.Clear();
     }
-    loop.Rearm(token, s.fd.get());
+    // A short read while the buffer had room for more: a small writer (or
+    // interactive output). Let its next writes gather first. A read cut by
+    // the room left is not delayed: the buffer is nearly full and the host
+    // decides the pace.
+    if (static_cast<size_t>(n) < std::min(want, s.short_read)) {
+      loop.RearmAfter(token, s.fd.get(), s.short_read_delay);
+    } else {
+      loop.Rearm(token, s.fd.get());
+    }
     return;
   }
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) {

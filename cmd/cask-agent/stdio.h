@@ -141,6 +141,9 @@ class StreamBuffer {
   BlockChunk TryReadBlocks(size_t max);
   // Whether TryRead(n > 0) would return data or eof.
   bool Readable() const;
+  // Whether the writer side is closed or the stream aborted: no more bytes
+  // will come (buffered ones may still wait to be read).
+  bool Ended() const;
 
   // Closes the stream for good: the producer stops, buffered data is
   // dropped and readers get eof. Used when the process is removed.
@@ -175,8 +178,10 @@ class StreamBuffer {
 };
 
 // One epoll thread that runs input handlers for many fds. A handler is
-// one-shot: after it ran, its fd is not watched until Rearm. Used by every
-// StreamPump of the agent, so output costs no thread per process.
+// one-shot: after it ran, its fd is not watched until Rearm (or RearmAfter,
+// for a later time: one timerfd of the loop serves every delayed re-arm).
+// Used by every StreamPump of the agent, so output costs no thread per
+// process.
 //
 // Thread safety: all methods are thread-safe; handlers run on the loop
 // thread, one at a time, with no IoLoop lock held.
@@ -194,6 +199,11 @@ class IoLoop {
   // Watches the fd of `token` again (after its handler ran). A token already
   // removed is ignored.
   void Rearm(uint64_t token, int fd);
+  // Rearm, `delay` from now (at most kMaxRearmDelay). Until then the fd is
+  // not watched, so input gathers in it (a pipe) and the next handler call
+  // takes it at once. A token removed meanwhile is not re-armed.
+  void RearmAfter(uint64_t token, int fd, std::chrono::microseconds delay);
+  static constexpr std::chrono::microseconds kMaxRearmDelay{100'000};
   // Stops watching. Waits for a handler of `token` running on the loop
   // thread to return (so call it without locks that handlers take); it will
   // not run again.
@@ -203,17 +213,30 @@ class IoLoop {
   size_t size() const;
 
  private:
-  IoLoop(UniqueFd epoll, UniqueFd stop);
+  using Clock = std::chrono::steady_clock;
+  static constexpr uint64_t kStopToken = 0;
+  static constexpr uint64_t kTimerToken = ~uint64_t{0};
+
+  IoLoop(UniqueFd epoll, UniqueFd stop, UniqueFd timer);
   void Run();
+  // Re-arms the delayed fds that are due and sets the timer for the next.
+  void RunDueRearms();
+  // Sets the timerfd to the earliest delayed re-arm (or disarms it).
+  void SetTimerLocked();
 
   UniqueFd epoll_;
   UniqueFd stop_;
+  UniqueFd timer_;  // CLOCK_MONOTONIC, absolute: the earliest of delayed_
   std::thread thread_;
   mutable std::mutex mu_;
   std::condition_variable done_cv_;  // a handler returned
   uint64_t next_token_ = 1;  // 0 is the stop eventfd
   uint64_t running_ = 0;     // token of the handler running now
   std::map<uint64_t, std::shared_ptr<Handler>> handlers_;
+  // Delayed re-arms: due time -> (token, fd). At most one per watched fd in
+  // practice (a handler asks for one re-arm per run); dropped on Remove.
+  std::multimap<Clock::time_point, std::pair<uint64_t, int>> delayed_;
+  Clock::time_point timer_set_ = Clock::time_point::max();  // what timer_ is armed for
 };
 
 // Copies a readable fd into a StreamBuffer until EOF (or EIO, for a pty
@@ -223,15 +246,28 @@ class StreamPump {
  public:
   // Bytes read from the fd at a time at most (one block).
   static constexpr size_t kReadBlock = 256 * 1024;
+  // A read shorter than this is a small write (or a few): with a
+  // `short_read_delay`, the fd is watched again only after that delay, so
+  // the writer's next writes gather in the pipe and one wake-up of the loop
+  // takes them all, instead of one wake-up (and one reply) per write.
+  static constexpr size_t kShortRead = 64 * 1024;
+  // The same for an fd that is not a pipe (a pty master): a terminal hands
+  // out at most 4 KiB per read, so only a read below that is short (the
+  // reader caught up with the writer); a full one is re-armed at once.
+  static constexpr size_t kShortTtyRead = 4096;
 
   // `fd` is made non-blocking. `on_ready` is the buffer's listener (data or
   // EOF arrived); may be empty. When `pipe_bytes` > 0 and `fd` is a pipe,
   // the pipe is resized to it (F_SETPIPE_SZ; kept as it is if the kernel
   // refuses): a writer of bulk output then fills a block per wake-up
   // instead of blocking every 64 KiB. The pipe's pages belong to the guest
-  // kernel and are allocated only as the writer fills them.
+  // kernel and are allocated only as the writer fills them. After a read
+  // shorter than kShortRead (kShortTtyRead for a non-pipe) the fd is re-armed `short_read_delay` later
+  // (0: at once; capped at IoLoop::kMaxRearmDelay): output that follows
+  // a small write within that delay reaches the buffer at most that late.
   static Result<std::unique_ptr<StreamPump>> Start(IoLoop& loop, UniqueFd fd, size_t capacity,
-                                                   std::function<void()> on_ready = {}, size_t pipe_bytes = 0);
+                                                   std::function<void()> on_ready = {}, size_t pipe_bytes = 0,
+                                                   std::chrono::microseconds short_read_delay = {});
   ~StreamPump();
   StreamPump(const StreamPump&) = delete;
   StreamPump& operator=(const StreamPump&) = delete;
@@ -245,6 +281,8 @@ class StreamPump {
     UniqueFd fd;
     std::atomic<uint64_t> token{0};  // the IoLoop token, once known
     ByteBlock scratch;               // the next read's block (OnInput only)
+    std::chrono::microseconds short_read_delay{};
+    size_t short_read = kShortRead;  // kShortTtyRead for a non-pipe
   };
   StreamPump(IoLoop& loop, std::shared_ptr<State> state) : loop_(loop), state_(std::move(state)) {}
   // One readable event: reads what fits, then re-arms or pauses.

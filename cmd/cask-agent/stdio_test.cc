@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <thread>
@@ -232,6 +233,109 @@ TEST(StreamPump, DestroyStopsABlockedPump) {
   ASSERT_TRUE(pump.ok());
   pump->reset();  // the writer is still open: the loop must not hang
   EXPECT_EQ((*loop)->size(), 0u);
+}
+
+// A small writer with a short-read delay: after each short read the pipe is
+// watched again only through the loop's timer, so every byte arriving (in
+// order, then EOF) shows the delayed re-arms fire.
+TEST(StreamPump, ShortReadDelayStillDeliversEverythingInOrder) {
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  auto pump = StreamPump::Start(**loop, UniqueFd(p[0]), 1 << 20, {}, 0, std::chrono::microseconds(2000));
+  ASSERT_TRUE(pump.ok());
+  std::string sent;
+  std::thread writer([&] {
+    for (int i = 0; i < 200; ++i) {
+      std::string line = std::to_string(i) + "\n";
+      ASSERT_TRUE(WriteAll(w.get(), line).ok());
+      sent += line;
+      if (i % 20 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+    w.Reset();
+  });
+  std::string got;
+  for (;;) {
+    auto c = (*pump)->buffer().Read(1 << 20, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    got += c->data;
+    if (c->eof) break;
+  }
+  writer.join();
+  EXPECT_EQ(got, sent);
+}
+
+// The same on a pty master (reads of at most 4 KiB): more than a
+// terminal read's worth, written in one go and in small pieces, arrives.
+TEST(StreamPump, ShortReadDelayOnAPty) {
+  int master, slave;
+  ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+  fcntl(master, F_SETFD, FD_CLOEXEC);
+  struct termios t;
+  ASSERT_EQ(tcgetattr(slave, &t), 0);
+  cfmakeraw(&t);  // no NL -> CRNL, so the bytes compare as written
+  ASSERT_EQ(tcsetattr(slave, TCSANOW, &t), 0);
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  auto pump = StreamPump::Start(**loop, UniqueFd(master), 1 << 20, {}, 0, std::chrono::microseconds(2000));
+  ASSERT_TRUE(pump.ok());
+  std::string sent(20000, 'z');
+  for (int i = 0; i < 50; ++i) sent += "line " + std::to_string(i) + "\n";
+  std::thread writer([&] {
+    ASSERT_TRUE(WriteAll(slave, sent.substr(0, 20000)).ok());
+    for (size_t off = 20000; off < sent.size(); off += 7) {
+      ASSERT_TRUE(WriteAll(slave, sent.substr(off, 7)).ok());
+      if (off % 70 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::string got;
+  while (got.size() < sent.size()) {
+    auto c = (*pump)->buffer().Read(1 << 20, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    ASSERT_FALSE(c->eof);
+    got += c->data;
+  }
+  writer.join();
+  close(slave);
+  EXPECT_EQ(got, sent);
+}
+
+// A pump destroyed while its delayed re-arm is pending: the re-arm is
+// dropped (the fd number, reused by the next pump, is not re-armed with the
+// old token), and the next pump on the same loop works.
+TEST(StreamPump, DestroyWithADelayedRearmPending) {
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  for (int round = 0; round < 3; ++round) {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd w(p[1]);
+    auto pump = StreamPump::Start(**loop, UniqueFd(p[0]), 4096, {}, 0, IoLoop::kMaxRearmDelay);
+    ASSERT_TRUE(pump.ok());
+    ASSERT_TRUE(WriteAll(w.get(), "x").ok());
+    auto c = (*pump)->buffer().Read(10, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    EXPECT_EQ(c->data, "x");
+    pump->reset();  // its re-arm is still 100 ms away
+    EXPECT_EQ((*loop)->size(), 0u);
+  }
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  UniqueFd w(p[1]);
+  auto pump = StreamPump::Start(**loop, UniqueFd(p[0]), 4096);
+  ASSERT_TRUE(pump.ok());
+  ASSERT_TRUE(WriteAll(w.get(), "ok").ok());
+  w.Reset();
+  std::string got;
+  for (;;) {
+    auto c = (*pump)->buffer().Read(10, Within(std::chrono::seconds(10)));
+    ASSERT_TRUE(c.ok()) << c.error().ToString();
+    got += c->data;
+    if (c->eof) break;
+  }
+  EXPECT_EQ(got, "ok");
 }
 
 // Many streams, one thread: 200 pipes pumped by one IoLoop, each with its

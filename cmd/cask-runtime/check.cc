@@ -237,7 +237,8 @@ CheckItem PoolItem(const config::Config& cfg) {
   it.result = R::kOk;
   it.detail = cfg.pool.socket + ": size " + std::to_string(s->size) + ", ready " + std::to_string(s->ready) +
               ", booting " + std::to_string(s->booting) + ", handed over " + std::to_string(s->handed_over) +
-              " (VMs of " + std::to_string(s->key.vcpus) + " vCPU, " + std::to_string(s->key.memory_mib) + " MiB)";
+              " (VMs of " + std::to_string(s->key.vcpus) + " vCPU, " + std::to_string(s->key.memory_mib) + " MiB, " +
+              (s->key.nic ? "with a NIC for pods with a network namespace" : "no NIC: pods with a network namespace boot cold") + ")";
   return it;
 }
 

@@ -77,10 +77,10 @@ int PoolStatusCommand(const std::string& config_path) {
     std::printf("socket %s: not answering (%s)\n", cfg->pool.socket.c_str(), s.error().ToString().c_str());
     return 1;
   }
-  std::printf("socket %s\nsize %u\nready %u\nbooting %u\nhanded_over %llu\nvm %u vCPU, %u MiB, kernel %s\n",
+  std::printf("socket %s\nsize %u\nready %u\nbooting %u\nhanded_over %llu\nvm %u vCPU, %u MiB, kernel %s, %s\n",
               cfg->pool.socket.c_str(), s->size, s->ready, s->booting,
               static_cast<unsigned long long>(s->handed_over), s->key.vcpus, s->key.memory_mib,
-              s->key.kernel.c_str());
+              s->key.kernel.c_str(), s->key.nic ? "one NIC" : "no NIC");
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <thread>
 
 #include "lib/base/fs.h"
@@ -89,7 +90,8 @@ class AdoptedVm final : public Vm {
         console_fd_(std::move(h.console)),
         qemu_stderr_(std::move(h.qemu_stderr)),
         fs_stderr_(std::move(h.virtiofsd_stderr)),
-        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))) {}
+        qmp_(QmpClient::FromNegotiated(std::move(h.qmp))),
+        nic_(std::move(h.nic)) {}
 
   ~AdoptedVm() override { (void)Stop(milliseconds(3000)); }
 
@@ -107,6 +109,7 @@ class AdoptedVm final : public Vm {
   }
   Status Pause() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "stop"); }
   Status Resume() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "cont"); }
+  std::optional<ReadyNic> TakeReadyNic() override { return std::exchange(nic_, std::nullopt); }
 
  private:
   Status StopLocked(milliseconds grace);
@@ -132,6 +135,7 @@ class AdoptedVm final : public Vm {
   QmpClient qmp_;
 
   StopOnce stop_;
+  std::optional<ReadyNic> nic_;  // until TakeReadyNic; one owner calls it
 };
 
 Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "lib/base/result.h"
@@ -44,6 +45,9 @@ struct VmHandover {
   UniqueFd qemu_stderr;       // read end of QEMU's stderr pipe
   UniqueFd virtiofsd_stderr;  // read end of virtiofsd's stderr pipe
   std::string console_tail;   // at most kHandoverConsoleTailBytes
+  // The VM's NIC, if it has one (its giver made the TAP; not Vm::Detach):
+  // AdoptVm keeps it for Vm::TakeReadyNic.
+  std::optional<ReadyNic> nic;
   // Giver side only: the cgroup the processes run in now (never sent).
   HostCgroup cgroup;
 };

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,19 @@ struct NicSettings {
   std::string mac;
 };
 
+// A ready VM's NIC as handed over (Hypervisor::TakeReady, Vm::TakeReadyNic):
+// the TAP QEMU was started with, still in the giver's holding network
+// namespace, and the MAC the guest NIC has. The taker moves the TAP into
+// the pod's namespace (lib/net PodNetwork) and has the agent set the pod's
+// MAC; a taker without a network namespace leaves the TAP down where it is
+// (it goes with the VM).
+struct ReadyNic {
+  UniqueFd tap;    // a /dev/net/tun fd attached to the TAP
+  UniqueFd netns;  // the namespace the TAP is in
+  std::string tap_name;
+  std::string guest_mac;  // "aa:bb:cc:dd:ee:ff"
+};
+
 // Everything Hypervisor::Start needs to know, filled by the caller (the
 // sandbox builds it from the TOML configuration); this library reads no
 // configuration file. Keys named in errors are the configuration keys the
@@ -103,6 +117,9 @@ struct VmSettings {
   VmCgroupSettings cgroup;
   // At most 8 (INVALID_ARGUMENT beyond, or with a bad fd or MAC).
   std::vector<NicSettings> nics;
+  // TakeReady only: the pod will adopt the ready VM's NIC (it has a
+  // network namespace); a ready VM without one does not fit.
+  bool wants_ready_nic = false;
 };
 
 struct VmHandover;  // handover.h
@@ -145,6 +162,9 @@ class Vm {
   // has exited, FAILED_PRECONDITION after Stop. Optional for backends
   // (UNIMPLEMENTED).
   virtual Result<VmHandover> Detach();
+  // A VM taken from a pool with a NIC: its TAP, once (later calls and VMs
+  // booted by Start: none). The VM keeps running without it.
+  virtual std::optional<ReadyNic> TakeReadyNic() { return std::nullopt; }
 };
 
 class Hypervisor {

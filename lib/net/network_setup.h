@@ -17,6 +17,7 @@ struct InterfaceSetup {
   std::string name, mac;
   uint32_t mtu = 0;
   std::vector<std::pair<std::string, uint32_t>> addresses;  // (address, prefix length)
+  std::string current_mac;  // empty, or the MAC the NIC has now (it gets `mac`)
 };
 struct RouteSetup {
   std::string dest;  // empty: default

@@ -1,6 +1,8 @@
 #include "lib/net/pod_network.h"
 
 #include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <linux/neighbour.h>
 
 #include <algorithm>
@@ -33,9 +35,10 @@ bool Gone(const Error& e) { return e.code() == Code::kNotFound; }
 
 }  // namespace
 
-Result<std::unique_ptr<PodNetwork>> PodNetwork::Create(const std::string& netns_path) {
+Result<std::unique_ptr<PodNetwork>> PodNetwork::Create(const std::string& netns_path, std::optional<ReadyTap> ready) {
   std::unique_ptr<PodNetwork> pn(new PodNetwork());
   pn->netns_path_ = netns_path;
+  pn->ready_ = std::move(ready);
   CASK_ASSIGN_OR_RETURN(pn->netns_fd_, OpenNetns(netns_path));
   Status st = RunInNetns(pn->netns_fd_.get(), [&] { return pn->Setup(); });
   if (!st.ok()) {
@@ -73,6 +76,9 @@ Status PodNetwork::Setup() {
       return Error::ResourceExhausted("more than " + std::to_string(kMaxInterfaces) + " interfaces with addresses");
     interfaces_.push_back(std::move(pi));
   }
+  if (ready_ && interfaces_.size() != 1)
+    return Error::FailedPrecondition("a ready VM has one NIC; the pod has " + std::to_string(interfaces_.size()) +
+                                     " interfaces with addresses");
   if (interfaces_.empty()) return Ok();
 
   auto device_of = [&](int ifindex) -> const PodInterface* {
@@ -101,7 +107,11 @@ Status PodNetwork::Setup() {
   for (size_t i = 0; i < interfaces_.size(); ++i) {
     PodInterface& pi = interfaces_[i];
     pi.tap_name = "tap" + std::to_string(i) + "_cask";
-    CASK_ASSIGN_OR_RETURN(pi.tap_fd, CreateTap(pi.tap_name));
+    if (ready_) {
+      CASK_TRY(AdoptReadyTap(pi));
+    } else {
+      CASK_ASSIGN_OR_RETURN(pi.tap_fd, CreateTap(pi.tap_name));
+    }
     CASK_ASSIGN_OR_RETURN(std::vector<Link> now, ListLinks(*nl_));
     for (const Link& l : now)
       if (l.name == pi.tap_name) {
@@ -134,6 +144,36 @@ Status PodNetwork::Setup() {
     CASK_TRY_CTX(AddLocalDeliveryFilter(*nl_, pi.tap_ifindex, be), "host link on " + pi.tap_name);
     host_link_ = HostLink{pi.name, pi.tap_mac};
   }
+  return Ok();
+}
+
+Status PodNetwork::AdoptReadyTap(PodInterface& pi) {
+  ReadyTap r = std::move(*ready_);
+  ready_.reset();
+  const std::string what = "adopt the ready TAP " + BoundedString(r.name, 32);
+  ifreq ifr{};
+  if (::ioctl(r.fd.get(), TUNGETIFF, &ifr) != 0) return Error::Sys(Code::kInvalidArgument, errno, what + ": TUNGETIFF");
+  if (std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)) != r.name)
+    return Error::InvalidArgument(what + ": its fd holds another device");
+  // Moved by a socket in the namespace it is in now, found by name there.
+  CASK_TRY_CTX(RunInNetns(r.netns.get(),
+                          [&]() -> Status {
+                            CASK_ASSIGN_OR_RETURN(NetlinkSocket h, NetlinkSocket::Open());
+                            CASK_ASSIGN_OR_RETURN(std::vector<Link> links, ListLinks(h));
+                            for (const Link& l : links)
+                              if (l.name == r.name && l.kind == "tun")
+                                return MoveLinkToNetns(h, l.index, netns_fd_.get());
+                            return Error::NotFound("no TAP " + r.name + " in its namespace");
+                          }),
+               what);
+  // In the pod namespace now (down, its index possibly changed): ours.
+  CASK_ASSIGN_OR_RETURN(std::vector<Link> links, ListLinks(*nl_));
+  for (const Link& l : links)
+    if (l.name == r.name) pi.tap_ifindex = l.index;
+  if (pi.tap_ifindex == 0) return Error::Internal(what + ": not in the pod namespace after the move");
+  pi.tap_fd = std::move(r.fd);
+  pi.guest_mac_now = r.guest_mac;
+  CASK_TRY_CTX(ChangeLink(*nl_, pi.tap_ifindex, LinkChange{{}, {}, pi.tap_name}), what + ": rename to " + pi.tap_name);
   return Ok();
 }
 

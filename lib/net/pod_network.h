@@ -52,6 +52,20 @@ struct PodInterface {
   int tap_ifindex = 0;
   Mac tap_mac{};
   UniqueFd tap_fd;  // the fd QEMU gets; owned here
+  // An adopted ready TAP (ReadyTap): the MAC the guest NIC has now, which
+  // the guest is to change to `mac` before configuring it.
+  std::optional<Mac> guest_mac_now;
+};
+
+// A TAP that a running VM already uses (a pool VM's), in another network
+// namespace (the pool's holding one), for Create to adopt as the pod's
+// single interface's TAP instead of making one. The guest NIC behind it
+// has `guest_mac`.
+struct ReadyTap {
+  UniqueFd fd;     // a /dev/net/tun fd attached to the TAP (TUNGETIFF must name `name`)
+  UniqueFd netns;  // the namespace the TAP is in now
+  std::string name;
+  Mac guest_mac{};
 };
 
 // The host link: a private IPv4 /30 between the pod netns on the host and
@@ -88,7 +102,16 @@ class PodNetwork {
   // when it does not exist; RESOURCE_EXHAUSTED beyond the bounds above.
   // A namespace without any interface with an address is a PodNetwork
   // with no interfaces (the VM gets no NIC).
-  static Result<std::unique_ptr<PodNetwork>> Create(const std::string& netns_path);
+  //
+  // With `ready`: the pod must have exactly one interface with addresses
+  // (FAILED_PRECONDITION otherwise, checked before anything moves); the
+  // ready TAP is moved into the pod namespace (RTM_NEWLINK with
+  // IFLA_NET_NS_FD: QEMU keeps using its fd), renamed tap0_cask and wired
+  // exactly as a TAP made here; its interface's guest_mac_now is set.
+  // From the move on it is this PodNetwork's (Close deletes it); a failure
+  // before the move leaves it where it was (its fd is closed either way).
+  static Result<std::unique_ptr<PodNetwork>> Create(const std::string& netns_path,
+                                                    std::optional<ReadyTap> ready = std::nullopt);
   ~PodNetwork();
   PodNetwork(const PodNetwork&) = delete;
   PodNetwork& operator=(const PodNetwork&) = delete;
@@ -110,6 +133,7 @@ class PodNetwork {
  private:
   PodNetwork() = default;
   Status Setup();
+  Status AdoptReadyTap(PodInterface& pi);
 
   std::string netns_path_;
   UniqueFd netns_fd_;
@@ -118,6 +142,7 @@ class PodNetwork {
   std::vector<PodRoute> routes_;
   std::vector<PodNeighbour> neighbours_;
   std::optional<HostLink> host_link_;
+  std::optional<ReadyTap> ready_;
   std::vector<int> qdisc_links_;  // links we added an ingress qdisc to
   bool closed_ = false;
   Status close_result_;

@@ -323,5 +323,78 @@ TEST(PodNetworkPath, RefusesWhatIsNotANetworkNamespace) {
   EXPECT_EQ(plain.error().code(), Code::kInvalidArgument);
 }
 
+
+// A ready TAP (a pool VM's, made in a holding namespace) is moved into the
+// pod namespace, renamed, wired like a TAP made here, and deleted by Close.
+TEST_F(PodNetworkTest, AdoptsAReadyTapFromAnotherNamespace) {
+  MakeCniLikeVeth();
+  auto holding = NewTestNetns();
+  ASSERT_TRUE(holding.ok()) << holding.error().ToString();
+  Result<UniqueFd> tap = Error::Internal("unset");
+  ASSERT_TRUE(RunInNetns(holding->fd.get(), [&]() -> Status {
+                tap = CreateTap("cpool-test");
+                return Ok();
+              }).ok());
+  ASSERT_TRUE(tap.ok()) << tap.error().ToString();
+  int fd_number = tap->get();
+  ReadyTap r{std::move(*tap), UniqueFd(::dup(holding->fd.get())), "cpool-test", *ParseMac("02:ca:5c:00:00:01")};
+  auto pn = PodNetwork::Create(pod_.path(), std::move(r));
+  ASSERT_TRUE(pn.ok()) << pn.error().ToString();
+  ASSERT_EQ((*pn)->interfaces().size(), 1u);
+  const PodInterface& pi = (*pn)->interfaces()[0];
+  EXPECT_EQ(pi.tap_fd.get(), fd_number);  // the same fd: the device QEMU uses
+  EXPECT_EQ(pi.tap_name, "tap0_cask");
+  ASSERT_TRUE(pi.guest_mac_now.has_value());
+  EXPECT_EQ(FormatMac(*pi.guest_mac_now), "02:ca:5c:00:00:01");
+  InPod([&](NetlinkSocket& nl) {
+    auto links = ListLinks(nl);
+    ASSERT_TRUE(links.ok());
+    bool up = false;
+    for (const auto& l : *links)
+      if (l.name == "tap0_cask") up = (l.flags & IFF_UP) && l.mtu == 1400 && l.kind == "tun" && l.index == pi.tap_ifindex;
+    EXPECT_TRUE(up);
+    auto f = ListIngressFilters(nl, pi.ifindex);
+    ASSERT_TRUE(f.ok());
+    ASSERT_EQ(f->size(), 1u);
+    EXPECT_EQ((*f)[0].redirect_ifindex, pi.tap_ifindex);
+  });
+  ASSERT_TRUE(RunInNetns(holding->fd.get(), [&]() -> Status {
+                CASK_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());
+                EXPECT_EQ(IndexOf(nl, "cpool-test"), 0) << "the TAP is still in the holding namespace";
+                return Ok();
+              }).ok());
+  ASSERT_TRUE((*pn)->Close().ok());
+  InPod([&](NetlinkSocket& nl) { EXPECT_EQ(IndexOf(nl, "tap0_cask"), 0); });
+}
+
+// A pod with two interfaces cannot use a one-NIC ready VM: refused before
+// the TAP moves, which stays where it was.
+TEST_F(PodNetworkTest, ReadyTapNeedsExactlyOneInterface) {
+  MakeCniLikeVeth();
+  InPod([&](NetlinkSocket& nl) {
+    ASSERT_TRUE(AddVeth(nl, VethSpec{"eth1", "peer1", std::nullopt, 0, -1}).ok());
+    int eth1 = IndexOf(nl, "eth1");
+    ASSERT_TRUE(ChangeLink(nl, eth1, LinkChange{true, {}, {}}).ok());
+    ASSERT_TRUE(AddAddress(nl, Address{eth1, *ParseIp("10.212.0.2"), 24, 0}).ok());
+  });
+  auto holding = NewTestNetns();
+  ASSERT_TRUE(holding.ok());
+  UniqueFd keep;
+  ASSERT_TRUE(RunInNetns(holding->fd.get(), [&]() -> Status {
+                CASK_ASSIGN_OR_RETURN(keep, CreateTap("cpool-test"));
+                return Ok();
+              }).ok());
+  ReadyTap r{UniqueFd(::dup(keep.get())), UniqueFd(::dup(holding->fd.get())), "cpool-test", *ParseMac("02:ca:5c:00:00:01")};
+  auto pn = PodNetwork::Create(pod_.path(), std::move(r));
+  ASSERT_FALSE(pn.ok());
+  EXPECT_EQ(pn.error().code(), Code::kFailedPrecondition) << pn.error().ToString();
+  ASSERT_TRUE(RunInNetns(holding->fd.get(), [&]() -> Status {
+                CASK_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());
+                EXPECT_NE(IndexOf(nl, "cpool-test"), 0);
+                return Ok();
+              }).ok());
+  InPod([&](NetlinkSocket& nl) { EXPECT_EQ(IndexOf(nl, "tap0_cask"), 0); });
+}
+
 }  // namespace
 }  // namespace cask::net

@@ -188,6 +188,26 @@ Status DeleteLink(NetlinkSocket& nl, int ifindex) {
   return nl.Request(m, "delete link " + std::to_string(ifindex));
 }
 
+Status SetLinkMac(NetlinkSocket& nl, int ifindex, const Mac& mac) {
+  NlMessage m(RTM_NEWLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  m.PutHeader(ifi);
+  m.PutAttr(IFLA_ADDRESS, mac.data(), mac.size());
+  return nl.Request(m, "set the MAC of link " + std::to_string(ifindex));
+}
+
+Status MoveLinkToNetns(NetlinkSocket& nl, int ifindex, int netns_fd) {
+  NlMessage m(RTM_NEWLINK, 0);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  m.PutHeader(ifi);
+  m.PutU32(IFLA_NET_NS_FD, static_cast<uint32_t>(netns_fd));
+  return nl.Request(m, "move link " + std::to_string(ifindex) + " to another network namespace");
+}
+
 Status AddAddress(NetlinkSocket& nl, const Address& a) {
   NlMessage m(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
   ifaddrmsg ifa{};

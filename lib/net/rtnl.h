@@ -87,6 +87,12 @@ struct LinkChange {
 };
 Status ChangeLink(NetlinkSocket& nl, int ifindex, const LinkChange& change);
 Status DeleteLink(NetlinkSocket& nl, int ifindex);
+// Sets a link's MAC (IFLA_ADDRESS); some drivers need the link down.
+Status SetLinkMac(NetlinkSocket& nl, int ifindex, const Mac& mac);
+// Moves a link of the socket's namespace into the namespace `netns_fd`
+// (IFLA_NET_NS_FD), keeping its name; it arrives down. ALREADY_EXISTS
+// when the target has a link of that name.
+Status MoveLinkToNetns(NetlinkSocket& nl, int ifindex, int netns_fd);
 
 Status AddAddress(NetlinkSocket& nl, const Address& a);
 // Adds (NLM_F_CREATE|NLM_F_EXCL) to the main table.

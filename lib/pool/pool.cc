@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,9 @@
 #include "lib/hypervisor/handover.h"
 #include "lib/hypervisor/host_cgroup.h"
 #include "lib/hypervisor/vm_leftovers.h"
+#include "lib/net/netns.h"
+#include "lib/net/rtnl.h"
+#include "lib/net/tap.h"
 #include "lib/sandbox/agent_client.h"
 #include "lib/sandbox/shared_dir.h"
 #include "lib/sandbox/vm_settings.h"
@@ -88,6 +92,7 @@ std::vector<std::string> CgroupBases(const std::string& parent) {
 }  // namespace
 
 std::string VmsDir(const config::PoolConfig& p) { return JoinPath(p.state_dir, "vms"); }
+std::string HoldingNetnsPath(const config::PoolConfig& p) { return JoinPath(p.state_dir, "netns"); }
 
 uint32_t TargetSize(const config::Config& c) {
   uint32_t n = c.pool.size;
@@ -122,6 +127,7 @@ Status KillLeftovers(const std::string& vms_dir, const std::string& cgroup_paren
     if (st.ok()) st = sandbox::RemoveTreeNoMounts(dir);
     note(std::move(st).Context("remove leftover pool VM directory " + dir));
   }
+  note(net::RemoveHoldingNetnsAt(JoinPath(Dirname(vms_dir), "netns")));
   if (first) return std::move(*first).Wrap("clean up after a previous pool");
   return Ok();
 }
@@ -159,6 +165,10 @@ Result<UniqueFd> LockStateDir(const config::PoolConfig& p) {
 struct Pool::ReadyVm {
   std::string id, dir;
   std::unique_ptr<sandbox::SharedDir> shared;
+  // The NIC's TAP in the holding namespace (QEMU has a copy of the fd; the
+  // TAP lives until both are closed) and the guest NIC's MAC.
+  UniqueFd tap;
+  std::string tap_name, guest_mac;
   std::unique_ptr<hypervisor::Vm> vm;
 };
 
@@ -177,7 +187,13 @@ Result<std::unique_ptr<Pool>> Pool::Start(PoolOptions o) {
   CASK_TRY_CTX(MkdirAll(p->vms_dir_, 0700), "create " + p->vms_dir_);
   CASK_TRY_CTX(MkdirAll(Dirname(p->config_.pool.socket), 0700), "create the pool socket's directory");
   hypervisor::VmSettings vc = sandbox::VmSettingsFromConfig(p->config_);
+  if (auto h = net::HoldingNetns::Create(HoldingNetnsPath(p->config_.pool)); h.ok()) {
+    p->holding_ = std::move(*h);
+  } else {
+    p->log_.Warn("no holding network namespace; the pool's VMs get no NIC", {{"error", h.error().ToString()}});
+  }
   p->key_ = KeyOf(vc);
+  p->key_.nic = p->holding_.valid();
   int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return Error::Sys(errno, "eventfd");
   p->wake_.Reset(efd);
@@ -218,6 +234,22 @@ Result<std::unique_ptr<Pool::ReadyVm>> Pool::BootOne(uint64_t n) {
   if (!shared.ok()) return undo(std::move(shared).error());
   r->shared = std::move(*shared);
   hypervisor::VmSettings vc = sandbox::VmSettingsFromConfig(config_);
+  if (holding_.valid()) {
+    // One NIC on a TAP in the holding namespace, down; a random locally
+    // administered MAC (the taker's agent sets the pod's).
+    r->tap_name = "cpool" + std::to_string(n);
+    Status made = net::RunInNetns(holding_.fd(), [&]() -> Status {
+      CASK_ASSIGN_OR_RETURN(r->tap, net::CreateTap(r->tap_name));
+      return Ok();
+    });
+    if (!made.ok()) return undo(std::move(made).error().Wrap("create the TAP " + r->tap_name));
+    net::Mac mac{};
+    if (::getrandom(mac.data(), mac.size(), 0) != static_cast<ssize_t>(mac.size()))
+      return undo(Error::Sys(errno, "getrandom for a MAC"));
+    mac[0] = static_cast<uint8_t>((mac[0] & 0xfc) | 0x02);
+    r->guest_mac = net::FormatMac(mac);
+    vc.nics.push_back({r->tap.get(), r->guest_mac});
+  }
   vc.id = r->id;
   vc.state_dir = r->dir;
   vc.shared_dir = r->shared->path();
@@ -391,6 +423,12 @@ void Pool::Take(int conn, const nlohmann::json& request) {
     DestroyVm(std::move(r));
     return;
   }
+  if (r->tap) {
+    // The taker gets the TAP's fd and the holding namespace's; ours close
+    // with `h` whatever happens (QEMU keeps the TAP alive).
+    UniqueFd ns(::fcntl(holding_.fd(), F_DUPFD_CLOEXEC, 3));
+    if (ns) h->nic = hypervisor::ReadyNic{std::move(r->tap), std::move(ns), r->tap_name, r->guest_mac};
+  }
   // From here the processes are owned through `h` only.
   auto kill = [&](const std::string& why) {
     log_.Warn("handover failed; killing the VM", {{"vm", r->id}, {"reason", why}});
@@ -486,6 +524,7 @@ Status Pool::Stop() {
   listen_.Reset();
   (void)::unlink(config_.pool.socket.c_str());
   auto st = KillLeftovers(vms_dir_, config_.pool.cgroup_parent);
+  if (auto removed = holding_.Remove(); !removed.ok() && st.ok()) st = std::move(removed);
   log_.Info("pool stopped");
   return st;
 }

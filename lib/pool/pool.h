@@ -6,7 +6,9 @@
 // Layout: <pool.state_dir>/pool.lock (held while a pool, or its watchdog,
 // runs: one pool per state dir), <pool.state_dir>/vms/<vm id>/ (a VM's
 // directory in the SharedDir layout: mounts/, shared/, sockets, logs,
-// host-processes), the socket at pool.socket. Idle VMs live in
+// host-processes), <pool.state_dir>/netns (the holding network namespace,
+// net/holding_netns.h: each VM's NIC is a TAP there, down, until a pod
+// takes it), the socket at pool.socket. Idle VMs live in
 // <pool's cgroup>/<pool.cgroup_parent>/<vm id>-<hash>, one cgroup each.
 //
 // Nothing is leaked: Stop() (and the destructor) stops every idle VM; a
@@ -14,7 +16,8 @@
 // start first kills what a predecessor left (KillLeftovers): the members of
 // every cgroup below the pool's cgroup parent and the recorded processes of
 // every VM directory (hypervisor/vm_leftovers.h), by identity, never by
-// command line. A VM handed over leaves both before the taker acknowledges
+// command line, then its holding namespace's mount (TAPs go with the VMs'
+// QEMU processes, the last holders of their fds). A VM handed over leaves both before the taker acknowledges
 // it (its directory is renamed away, its processes moved to the pod's
 // cgroup), so no cleanup of the pool reaches it afterwards.
 //
@@ -43,6 +46,7 @@
 #include "lib/base/unique_fd.h"
 #include "lib/config/config.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/net/holding_netns.h"
 #include "lib/pool/protocol.h"
 
 namespace cask::pool {
@@ -51,6 +55,8 @@ inline constexpr size_t kMaxConnections = 16;
 
 // <state_dir>/vms
 std::string VmsDir(const config::PoolConfig& p);
+// <state_dir>/netns: the holding network namespace of the pool's TAPs.
+std::string HoldingNetnsPath(const config::PoolConfig& p);
 // The number of VMs the pool keeps: pool.size, lowered so that
 // size * memory_mib stays within pool.idle_memory_mib (when set).
 uint32_t TargetSize(const config::Config& c);
@@ -58,7 +64,8 @@ uint32_t TargetSize(const config::Config& c);
 // Kills and removes what a pool left: every member of every cgroup below
 // the pool's cgroup parent (relative to the caller's own cgroup, as the
 // pool made them), the recorded processes of every directory in `vms_dir`,
-// then each directory (mounts detached first). Missing is fine.
+// then each directory (mounts detached first), then the holding namespace
+// beside `vms_dir` (HoldingNetnsPath). Missing is fine.
 Status KillLeftovers(const std::string& vms_dir, const std::string& cgroup_parent);
 
 // Forks a watchdog that runs KillLeftovers once the calling process is gone
@@ -87,15 +94,18 @@ struct PoolCounts {
 
 class Pool {
  public:
-  // Cleans up after a predecessor (KillLeftovers), listens on pool.socket
-  // and starts booting. The caller holds the lock (LockStateDir).
+  // Cleans up after a predecessor (KillLeftovers), makes the holding
+  // network namespace (without it, e.g. no CAP_SYS_ADMIN or /dev/net/tun,
+  // the VMs get no NIC and VmKey::nic is false; logged), listens on
+  // pool.socket and starts booting. The caller holds the lock
+  // (LockStateDir).
   static Result<std::unique_ptr<Pool>> Start(PoolOptions o);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
   // Stops accepting, stops every idle VM and the one booting, removes the
-  // socket. Idempotent.
+  // socket and the holding namespace. Idempotent.
   Status Stop();
   PoolCounts counts();
 
@@ -117,6 +127,7 @@ class Pool {
   const uint32_t target_;
   VmKey key_;
   std::unique_ptr<hypervisor::Hypervisor> hypervisor_;
+  net::HoldingNetns holding_;  // not valid: the VMs get no NIC
 
   UniqueFd listen_;
   UniqueFd wake_;  // eventfd: Stop wakes the acceptor

@@ -63,7 +63,7 @@ Result<UniqueFd> PooledHypervisor::ConnectOrAutostart() {
 
 Result<std::unique_ptr<hypervisor::Vm>> PooledHypervisor::TakeReady(const hypervisor::VmSettings& cfg) {
   if (!pool_.enabled) return Error::FailedPrecondition("the pool is disabled (pool.enabled)");
-  if (!cfg.nics.empty()) return Error::FailedPrecondition("the pod has NICs (pool VMs get no TAP)");
+  if (!cfg.nics.empty()) return Error::FailedPrecondition("the pod brings its own TAPs (a pool VM has its NIC already)");
   if (!cfg.cgroup.enabled) return Error::FailedPrecondition("runtime.sandbox_cgroup is off (a pool VM must move into it)");
   CASK_ASSIGN_OR_RETURN(UniqueFd sock, ConnectOrAutostart());
   CASK_TRY(SendMessage(sock.get(), {{"op", "take"}, {"key", ToJson(KeyOf(cfg))}}));
@@ -90,6 +90,7 @@ Result<std::unique_ptr<hypervisor::Vm>> PooledHypervisor::TakeReady(const hyperv
     return kill(Error::FailedPrecondition("the pool handed over a VM that does not match: " + diff));
   if (cfg.shared_dir != JoinPath(cfg.state_dir, "shared"))
     return kill(Error::InvalidArgument("the shared dir must be <state dir>/shared"));
+  if (cfg.wants_ready_nic && !h.nic) return kill(Error::FailedPrecondition("the pool handed over a VM without a NIC"));
 
   // 1. Out of the pool's directory (and out of reach of its cleanup).
   if (::renameat2(AT_FDCWD, h.state_dir.c_str(), AT_FDCWD, cfg.state_dir.c_str(), RENAME_NOREPLACE) != 0) {

@@ -5,11 +5,20 @@
 // TakeReady never makes a pod fail: an absent or unreachable pool, an
 // empty one, a VM that does not match (size, kernel, initrd, kernel
 // parameters, any setting in VmKey), a pod that needs what a pool VM
-// cannot have (NICs, which QEMU gets at start; no pod cgroup to move the
-// processes into) and any handover error are returned as errors, after
-// which the caller boots cold (lib/sandbox does). Nothing of a failed take
-// is left: the VM is killed (by pidfd, by the pool once the connection
-// closes unacknowledged) and its renamed directory removed.
+// cannot have (TAPs of its own in VmSettings::nics, which QEMU gets at
+// start; no pod cgroup to move the processes into) and any handover error
+// are returned as errors, after which the caller boots cold (lib/sandbox
+// does). Nothing of a failed take is left: the VM is killed (by pidfd, by
+// the pool once the connection closes unacknowledged) and its renamed
+// directory removed; the fds of its NIC are closed, so its TAP goes with
+// QEMU.
+//
+// The NIC: a pod with a network namespace sets
+// VmSettings::wants_ready_nic and gets only a VM that has one; the
+// returned Vm's TakeReadyNic() then gives its TAP (in the pool's holding
+// namespace) and guest MAC, which the caller moves into the pod's
+// namespace and reconfigures (lib/net PodNetwork, the agent's
+// ConfigureNetwork). Until it does, the TAP is down and reaches nothing.
 //
 // Adoption, in order: the VM's directory is renamed from the pool's
 // <pool.state_dir>/vms/<vm> to cfg.state_dir (never replacing anything),

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <net/if.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -11,6 +13,8 @@
 #include <cstring>
 
 #include "lib/base/fs.h"
+#include "lib/net/netns.h"
+#include "lib/net/rtnl.h"
 
 namespace cask::pool {
 
@@ -197,6 +201,7 @@ VmKey KeyOf(const hypervisor::VmSettings& s) {
   k.runas = s.runas;
   k.free_page_reporting = s.free_page_reporting;
   k.debug = s.debug;
+  k.nic = s.wants_ready_nic || !s.nics.empty();
   return k;
 }
 
@@ -216,7 +221,8 @@ nlohmann::json ToJson(const VmKey& k) {
           {"virtiofs_cache", k.virtiofs_cache},
           {"runas", k.runas},
           {"free_page_reporting", k.free_page_reporting},
-          {"debug", k.debug}};
+          {"debug", k.debug},
+          {"nic", k.nic}};
 }
 
 Result<VmKey> KeyFromJson(const nlohmann::json& j) {
@@ -248,6 +254,7 @@ Result<VmKey> KeyFromJson(const nlohmann::json& j) {
   CASK_ASSIGN_OR_RETURN(k.runas, Str(j, "runas"));
   CASK_ASSIGN_OR_RETURN(k.free_page_reporting, Bool(j, "free_page_reporting"));
   CASK_ASSIGN_OR_RETURN(k.debug, Bool(j, "debug"));
+  CASK_ASSIGN_OR_RETURN(k.nic, Bool(j, "nic"));
   return k;
 }
 
@@ -274,11 +281,12 @@ std::string Mismatch(const VmKey& w, const VmKey& h) {
                         diff("free_page_reporting", w.free_page_reporting, h.free_page_reporting),
                         diff("debug", w.debug, h.debug)})
     if (!d.empty()) return d;
+  if (w.nic && !h.nic) return "nic: the pod needs a NIC (it has a network namespace), the pool's VMs have none";
   return "";
 }
 
 nlohmann::json HandoverJson(const hypervisor::VmHandover& h) {
-  return {{"state_dir", h.state_dir},
+  nlohmann::json j = {{"state_dir", h.state_dir},
           {"channel", std::string(hypervisor::ChannelWord(h.channel))},
           {"guest_cid", h.guest_cid},
           {"vmm_pid", static_cast<uint64_t>(h.vmm.pid)},
@@ -286,18 +294,27 @@ nlohmann::json HandoverJson(const hypervisor::VmHandover& h) {
           {"virtiofsd_pid", static_cast<uint64_t>(h.virtiofsd.pid)},
           {"virtiofsd_start", h.virtiofsd.start_time},
           {"console_tail", BoundedString(h.console_tail, hypervisor::kHandoverConsoleTailBytes)}};
+  if (h.nic) j["nic"] = {{"tap_name", h.nic->tap_name}, {"guest_mac", h.nic->guest_mac}};
+  return j;
 }
 
 std::vector<int> HandoverFds(const hypervisor::VmHandover& h) {
-  return {h.vmm_pidfd.get(), h.virtiofsd_pidfd.get(), h.qmp.get(),
-          h.console.get(),   h.qemu_stderr.get(),     h.virtiofsd_stderr.get()};
+  std::vector<int> fds = {h.vmm_pidfd.get(), h.virtiofsd_pidfd.get(), h.qmp.get(),
+                          h.console.get(),   h.qemu_stderr.get(),     h.virtiofsd_stderr.get()};
+  if (h.nic) {
+    fds.push_back(h.nic->tap.get());
+    fds.push_back(h.nic->netns.get());
+  }
+  return fds;
 }
 
 Result<hypervisor::VmHandover> HandoverFromMessage(const nlohmann::json& vm, std::vector<UniqueFd> fds,
                                                    const std::string& vms_dir) {
-  if (fds.size() != kHandoverFds)
+  const bool with_nic = vm.contains("nic");
+  const size_t want_fds = with_nic ? size_t{kHandoverFdsWithNic} : size_t{kHandoverFds};
+  if (fds.size() != want_fds)
     return Error::InvalidArgument("handover: " + std::to_string(fds.size()) + " fds, expected " +
-                                  std::to_string(kHandoverFds));
+                                  std::to_string(want_fds));
   hypervisor::VmHandover h;
   CASK_ASSIGN_OR_RETURN(h.state_dir, Str(vm, "state_dir"));
   if (h.state_dir.empty() || h.state_dir.front() != '/' || Dirname(h.state_dir) != vms_dir ||
@@ -334,6 +351,23 @@ Result<hypervisor::VmHandover> HandoverFromMessage(const nlohmann::json& vm, std
   h.console = std::move(fds[kFdConsole]);
   h.qemu_stderr = std::move(fds[kFdQemuStderr]);
   h.virtiofsd_stderr = std::move(fds[kFdVirtiofsdStderr]);
+  if (with_nic) {
+    const nlohmann::json& n = vm["nic"];
+    if (!n.is_object()) return Error::InvalidArgument("handover: \"nic\" is not an object");
+    hypervisor::ReadyNic nic;
+    CASK_ASSIGN_OR_RETURN(nic.tap_name, Str(n, "tap_name"));
+    CASK_ASSIGN_OR_RETURN(nic.guest_mac, Str(n, "guest_mac"));
+    if (nic.tap_name.empty() || nic.tap_name.size() >= IFNAMSIZ || nic.tap_name.find('/') != std::string::npos)
+      return Error::InvalidArgument("handover: bad TAP name");
+    if (!net::ParseMac(nic.guest_mac).ok()) return Error::InvalidArgument("handover: bad guest MAC");
+    struct stat st{};
+    if (::fstat(fds[kFdTap].get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(10, 200))
+      return Error::InvalidArgument("handover: the TAP fd is not /dev/net/tun");
+    CASK_ASSIGN_OR_RETURN(nic.netns, net::OpenNetns("/proc/self/fd/" + std::to_string(fds[kFdTapNetns].get()))
+                                         .Context("handover: the TAP's namespace fd"));
+    nic.tap = std::move(fds[kFdTap]);
+    h.nic = std::move(nic);
+  }
   return h;
 }
 

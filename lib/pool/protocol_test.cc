@@ -53,6 +53,17 @@ TEST(PoolKey, RoundTripAndMismatch) {
   params.extra_kernel_params.push_back("b=2");
   EXPECT_EQ(Mismatch(KeyOf(params), k), "extra_kernel_params: differ");
 
+  // The NIC: a pod that wants one needs a VM with one; a pod that does not
+  // takes either.
+  hypervisor::VmSettings netns_pod = Settings();
+  netns_pod.wants_ready_nic = true;
+  VmKey with_nic = KeyOf(netns_pod);
+  EXPECT_TRUE(with_nic.nic);
+  EXPECT_EQ(*KeyFromJson(ToJson(with_nic)), with_nic);
+  EXPECT_NE(Mismatch(with_nic, k).find("nic: the pod needs a NIC"), std::string::npos);
+  EXPECT_EQ(Mismatch(with_nic, with_nic), "");
+  EXPECT_EQ(Mismatch(k, with_nic), "");
+
   nlohmann::json j = ToJson(k);
   j.erase("memory_mib");
   EXPECT_EQ(KeyFromJson(j).error().code(), Code::kInvalidArgument);
@@ -155,6 +166,42 @@ TEST(PoolProtocol, HandoverChecksWhatArrives) {
   EXPECT_FALSE(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").ok());
 }
 
+// A VM with a NIC also sends a /dev/net/tun fd and a network namespace fd,
+// each checked for what it is.
+TEST(PoolProtocol, HandoverCarriesTheNic) {
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "needs /dev/net/tun";
+  FakeVm v("/run/pool-test/vms/p1-0");
+  auto nic = [] {
+    return hypervisor::ReadyNic{UniqueFd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC)),
+                                UniqueFd(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)), "cpool0",
+                                "02:ca:5c:00:00:01"};
+  };
+  v.h.nic = nic();
+  auto ok = HandoverFromMessage(HandoverJson(v.h), Received(v), "/run/pool-test/vms");
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  ASSERT_TRUE(ok->nic.has_value());
+  EXPECT_EQ(ok->nic->tap_name, "cpool0");
+  EXPECT_EQ(ok->nic->guest_mac, "02:ca:5c:00:00:01");
+  EXPECT_TRUE(ok->nic->tap.valid());
+  EXPECT_TRUE(ok->nic->netns.valid());
+
+  // Bad name, bad MAC, the two fds swapped, the NIC's fds missing.
+  for (auto [field, value] : {std::pair{"tap_name", "a-name-far-too-long"}, std::pair{"guest_mac", "02:ca:5c"}}) {
+    nlohmann::json j = HandoverJson(v.h);
+    j["nic"][field] = value;
+    EXPECT_EQ(HandoverFromMessage(j, Received(v), "/run/pool-test/vms").error().code(), Code::kInvalidArgument)
+        << field;
+  }
+  auto fds = Received(v);
+  std::swap(fds[kFdTap], fds[kFdTapNetns]);
+  EXPECT_EQ(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").error().code(),
+            Code::kInvalidArgument);
+  fds = Received(v);
+  fds.resize(kHandoverFds);
+  EXPECT_EQ(HandoverFromMessage(HandoverJson(v.h), std::move(fds), "/run/pool-test/vms").error().code(),
+            Code::kInvalidArgument);
+}
+
 // A pool that answers one take with `reply` (and the fake VM's fds when
 // asked), then reports what the taker said next.
 struct FakePool {
@@ -251,6 +298,27 @@ TEST(PooledHypervisor, KillsAHandoverFromElsewhere) {
   auto r = Pooled(pool.socket, "/tmp")->TakeReady(PodSettings());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Code::kInvalidArgument) << r.error().ToString();
+}
+
+// A pod with a network namespace: a VM without a NIC (whatever the pool's
+// key claims) is killed, never adopted.
+TEST(PooledHypervisor, KillsANiclessHandoverForAPodThatWantsOne) {
+  FakeVm v("/tmp/vms/p1-0");
+  hypervisor::VmSettings pod = PodSettings();
+  pod.wants_ready_nic = true;
+  {
+    FakePool pool({{"ok", true}, {"vm", HandoverJson(v.h)}, {"key", ToJson(KeyOf(pod))}}, &v.h);
+    auto r = Pooled(pool.socket, "/tmp")->TakeReady(pod);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), Code::kFailedPrecondition) << r.error().ToString();
+    EXPECT_NE(r.error().ToString().find("without a NIC"), std::string::npos) << r.error().ToString();
+    pool.thread.join();
+    pool.thread = std::thread([] {});
+    EXPECT_EQ(pool.after, "closed");
+  }
+  auto st = v.vmm.WaitFor(milliseconds(5000));
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ(**st, 128 + SIGKILL);
 }
 
 }  // namespace

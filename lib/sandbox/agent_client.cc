@@ -466,6 +466,7 @@ Status AgentClient::ConfigureNetwork(const NetworkSetup& net, std::chrono::milli
     pi->set_name(i.name);
     pi->set_mac(i.mac);
     pi->set_mtu(i.mtu);
+    if (!i.current_mac.empty()) pi->set_current_mac(i.current_mac);
     for (const auto& [addr, plen] : i.addresses) {
       auto* a = pi->add_addresses();
       a->set_address(addr);

@@ -13,11 +13,17 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <sys/stat.h>
+
+#include "lib/base/fs.h"
 #include "lib/hypervisor/hypervisor.h"
+#include "lib/sandbox/shared_dir.h"
 #include "lib/sandbox/fake_agent_for_test.h"
 
 namespace cask::sandbox::testing {
@@ -33,11 +39,17 @@ struct FakeWorld {
   std::atomic<size_t> oom_id_bytes{4u << 20};
   std::atomic<bool> empty_reads{false};      // ReadStdout/ReadStderr answer empty, non-EOF chunks
   std::atomic<bool> silent{false};           // calls other than Check/SetupSandbox never answer
+  // A ready VM (TakeReady) with this NIC, once; none: TakeReady is
+  // UNIMPLEMENTED. ConfigureNetwork fails for a request with a current_mac
+  // when `ready_mac_fails`.
+  std::optional<hypervisor::ReadyNic> ready_nic;
+  std::atomic<bool> ready_mac_fails{false};
   // An exec of this program fails the way the agent reports a missing binary.
   std::string missing_program = "/bin/missing";
 
   // What happened.
-  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0}, oom_sent{0}, set_times{0};
+  std::atomic<int> started{0}, stopped{0}, destroy_rpcs{0}, oom_sent{0}, set_times{0}, cold_starts{0};
+  std::vector<pb::ConfigureNetworkRequest> networks;  // ConfigureNetwork calls
   std::atomic<int64_t> last_set_time_ns{0};
   std::map<std::string, uint64_t> oom_kills;  // container -> memory.events oom_kill (StatsContainer)
   std::mutex mu;
@@ -90,6 +102,13 @@ class FakeVm : public hypervisor::Vm {
       std::lock_guard l(w_.mu);
       w_.last_setup = r;
       if (w_.setup_fails) return Error::Internal("mount virtiofs: boom");
+      return pb::Empty{};
+    });
+    On<pb::ConfigureNetworkRequest, pb::Empty>("ConfigureNetwork", false, [this](const pb::ConfigureNetworkRequest& r) -> Result<pb::Empty> {
+      std::lock_guard l(w_.mu);
+      w_.networks.push_back(r);
+      if (w_.ready_mac_fails && r.interfaces_size() > 0 && !r.interfaces(0).current_mac().empty())
+        return Error::NotFound("no network interface with MAC " + r.interfaces(0).current_mac());
       return pb::Empty{};
     });
     On<pb::SetTimeRequest, pb::Empty>("SetTime", true, [this](const pb::SetTimeRequest& r) -> Result<pb::Empty> {
@@ -234,6 +253,8 @@ class FakeVm : public hypervisor::Vm {
     return Ok();
   }
   bool Exited() override { return exited_; }
+  std::optional<hypervisor::ReadyNic> TakeReadyNic() override { return std::exchange(nic_, std::nullopt); }
+  std::optional<hypervisor::ReadyNic> nic_;
   std::string console_log_path() const override { return ""; }
   std::string ConsoleTail(size_t) const override { return exited_ ? "Kernel panic - not syncing: fake" : ""; }
 
@@ -266,7 +287,25 @@ class FakeHypervisor : public hypervisor::Hypervisor {
       w_.last_config = cfg;
     }
     if (w_.start_fails) return Error::NotFound("hypervisor.kernel: /nonexistent/vmlinux: No such file");
+    w_.cold_starts++;
     return std::unique_ptr<hypervisor::Vm>(new FakeVm(w_));
+  }
+  // A pool's VM, as the pooled backend leaves it: cfg.state_dir made with
+  // a fresh share (kernel mounts only), the NIC of FakeWorld::ready_nic.
+  Result<std::unique_ptr<hypervisor::Vm>> TakeReady(const hypervisor::VmSettings& cfg) override {
+    std::optional<hypervisor::ReadyNic> nic;
+    {
+      std::lock_guard l(w_.mu);
+      if (!w_.ready_nic) return Error::Unimplemented("no ready VM");
+      nic = std::exchange(w_.ready_nic, std::nullopt);
+    }
+    if (::mkdir(cfg.state_dir.c_str(), 0700) != 0) return Error::Sys(errno, "mkdir " + cfg.state_dir);
+    auto shared = SharedDir::Create(JoinPath(cfg.state_dir, "mounts"), JoinPath(cfg.state_dir, "shared"));
+    if (!shared.ok()) return std::move(shared).error();
+    (*shared)->Release();
+    auto vm = std::make_unique<FakeVm>(w_);
+    vm->nic_ = std::move(nic);
+    return std::unique_ptr<hypervisor::Vm>(std::move(vm));
   }
 
  private:

@@ -37,7 +37,8 @@ constexpr std::chrono::milliseconds kPortPollInterval{1'000};
 NetworkSetup GuestNetworkSetup(const net::PodNetwork& pn) {
   NetworkSetup out;
   for (const auto& pi : pn.interfaces()) {
-    NetInterfaceSetup i{pi.name, net::FormatMac(pi.mac), pi.mtu, {}};
+    NetInterfaceSetup i{pi.name, net::FormatMac(pi.mac), pi.mtu, {},
+                        pi.guest_mac_now ? net::FormatMac(*pi.guest_mac_now) : ""};
     for (const auto& a : pi.addresses) i.addresses.emplace_back(net::FormatIp(a.ip), a.prefix_len);
     out.interfaces.push_back(std::move(i));
   }
@@ -109,14 +110,14 @@ Status Sandbox::Boot(SandboxOptions& opts) {
   vc.shared_dir = JoinPath(dir_, "shared");
   vc.console_logger = log_.WithSubsystem("console");
   vc.extra_kernel_params = opts.extra_kernel_params;
-  // A ready VM (a pool's) when the hypervisor has one that fits; pods with
-  // a network namespace need their TAPs at QEMU's start, so they boot cold.
-  if (opts.netns_path.empty()) {
-    Status warm = BootWarm(opts, vc, t0);
-    if (warm.ok()) return Ok();
-    if (warm.error().code() != Code::kUnimplemented)
-      log_.Info("no ready VM, booting one", {{"reason", warm.error().ToString()}});
-  }
+  // A ready VM (a pool's) when the hypervisor has one that fits; a pod with
+  // a network namespace takes one with a NIC and adopts its TAP.
+  vc.wants_ready_nic = !opts.netns_path.empty();
+  Status warm = BootWarm(opts, vc, t0);
+  if (warm.ok()) return Ok();
+  if (warm.error().code() != Code::kUnimplemented)
+    log_.Info("no ready VM, booting one", {{"reason", warm.error().ToString()}});
+  vc.wants_ready_nic = false;
   return BootCold(opts, vc, t0);
 }
 
@@ -134,10 +135,34 @@ Status Sandbox::BootWarm(SandboxOptions& opts, const hypervisor::VmSettings& vc,
       st = std::move(shared).error().Wrap("adopt the ready VM's shared directory");
     }
   }
+  // Its NIC, if it has one: moved into the pod's namespace and wired like a
+  // cold TAP (the agent gives the guest NIC the pod's MAC in FinishBoot);
+  // without a namespace it is dropped (the TAP stays down in the pool's
+  // holding namespace until the VM exits).
+  std::optional<hypervisor::ReadyNic> nic = vm_->TakeReadyNic();
+  if (st.ok() && !opts.netns_path.empty()) {
+    if (!nic) {
+      st = Error::FailedPrecondition("the ready VM has no NIC");
+    } else {
+      auto mac = net::ParseMac(nic->guest_mac);
+      if (!mac.ok()) st = std::move(mac).error().Wrap("the ready VM's MAC");
+      if (st.ok()) {
+        auto pn = net::PodNetwork::Create(
+            opts.netns_path, net::ReadyTap{std::move(nic->tap), std::move(nic->netns), nic->tap_name, *mac});
+        if (pn.ok()) {
+          pod_network_ = std::move(*pn);
+        } else {
+          st = std::move(pn).error().Wrap("adopt the ready VM's NIC");
+        }
+      }
+    }
+  }
+  nic.reset();
   auto t_started = Clock::now();
   timing_.vm_start = t_started - t0;
   if (st.ok()) {
-    log_.Info("vm taken from the pool", {{"pid", std::to_string(vm_->pid())}});
+    log_.Info("vm taken from the pool", {{"pid", std::to_string(vm_->pid())},
+                                         {"nic", pod_network_ ? "adopted" : "none"}});
     st = FinishBoot(opts, t_started, t0);
   }
   if (!st.ok()) UndoWarmBoot();
@@ -146,6 +171,12 @@ Status Sandbox::BootWarm(SandboxOptions& opts, const hypervisor::VmSettings& vc,
 }
 
 void Sandbox::UndoWarmBoot() {
+  if (forwarder_ || forward_poll_.joinable()) {
+    StopPortForwarding();
+    forwarder_.reset();
+    std::lock_guard<std::mutex> l(poll_mu_);
+    poll_stop_ = false;  // a cold boot may start its own
+  }
   clock_sync_.reset();
   io_loop_.reset();
   if (agent_) agent_->Close();
@@ -156,6 +187,13 @@ void Sandbox::UndoWarmBoot() {
     if (!st.ok()) log_.Warn("stop the ready VM", {{"error", st.error().ToString()}});
   }
   vm_.reset();
+  if (pod_network_) {
+    // The adopted TAP (QEMU, its other holder, is gone): deleted, so a cold
+    // boot makes its own.
+    auto st = pod_network_->Close();
+    if (!st.ok()) log_.Warn("remove the ready VM's TAP", {{"error", st.error().ToString()}});
+  }
+  pod_network_.reset();
   if (shared_) {
     auto st = shared_->Teardown();
     if (!st.ok()) log_.Warn("remove the ready VM's shared directory", {{"error", st.error().ToString()}});

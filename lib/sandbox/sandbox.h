@@ -1,8 +1,10 @@
 // Sandbox: one pod VM and its agent connection, seen from the host.
 //
 // Create() first asks the hypervisor for a ready VM (TakeReady: a pool's,
-// lib/pool; pods without a network namespace only), whose directory becomes
-// <state_dir>/<id>/ with its shared directory adopted; when there is none
+// lib/pool), whose directory becomes <state_dir>/<id>/ with its shared
+// directory adopted and, for a pod with a network namespace, its NIC's TAP
+// adopted into the pod's PodNetwork (moved into the namespace, wired as a
+// cold TAP; the agent sets the pod's MAC on the guest NIC); when there is none
 // (or anything about it fails, which is undone) it boots one cold:
 // it makes <state_dir>/<id>/ with mounts/ (the shim's private tree
 // of binds) and shared/ (its read-only virtio-fs export; see shared_dir.h), boots the VM through the hypervisor, connects to the agent,
@@ -149,7 +151,8 @@ class Sandbox {
   explicit Sandbox(SandboxOptions& opts);
   Status Boot(SandboxOptions& opts);
   // Takes a ready VM from the hypervisor (TakeReady) and finishes the boot
-  // with it; on any error everything of the attempt is undone (UndoWarmBoot)
+  // with it; on any error everything of the attempt is undone (UndoWarmBoot:
+  // port forwarder, agent, VM, then the adopted TAP, share and directory)
   // and the caller boots cold.
   Status BootWarm(SandboxOptions& opts, const hypervisor::VmSettings& vc, std::chrono::steady_clock::time_point t0);
   void UndoWarmBoot();

@@ -14,6 +14,10 @@
 #include "lib/hypervisor/hypervisor.h"
 #include "lib/sandbox/fake_mounts_for_test.h"
 #include "lib/sandbox/fake_vm_for_test.h"
+#include "lib/net/netns.h"
+#include "lib/net/netns_for_test.h"
+#include "lib/net/rtnl.h"
+#include "lib/net/tap.h"
 
 namespace cask::sandbox {
 namespace {
@@ -188,6 +192,94 @@ TEST_P(SandboxTest, DestructorDestroys) {
   EXPECT_FALSE(PathExists(root_ + "/state/sb6"));
   EXPECT_TRUE(PathExists(root_ + "/rootfs/bin/sh"));
 }
+
+// A pod with a network namespace and a ready VM with a NIC: the VM's TAP
+// (made here in a "holding" namespace) is adopted into the pod's namespace
+// and the agent is asked to give the NIC the pod's MAC (current_mac); when
+// that fails the pod boots cold, the ready VM stopped and its TAP deleted.
+class WarmNetworkTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    if (!kernel_mounts()) GTEST_SKIP() << "a ready VM's share is a real mount";
+    if (::access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "needs /dev/net/tun";
+    SandboxTest::SetUp();
+    if (IsSkipped()) return;
+    auto pod = net::NewTestNetns();
+    ASSERT_TRUE(pod.ok()) << pod.error().ToString();
+    pod_ = std::move(*pod);
+    auto holding = net::NewTestNetns();
+    ASSERT_TRUE(holding.ok());
+    holding_ = std::move(*holding);
+    ASSERT_TRUE(net::RunInNetns(pod_.fd.get(), [&]() -> Status {
+                  CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
+                  CASK_TRY(net::AddVeth(nl, net::VethSpec{"eth0", "peer0", *net::ParseMac("02:42:0a:d5:00:02"), 0, -1}));
+                  CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
+                  for (const auto& l : links)
+                    if (l.name == "eth0") return net::AddAddress(nl, net::Address{l.index, *net::ParseIp("10.213.0.2"), 24, 0});
+                  return Error::Internal("no eth0");
+                }).ok());
+    UniqueFd tap;
+    ASSERT_TRUE(net::RunInNetns(holding_.fd.get(), [&]() -> Status {
+                  CASK_ASSIGN_OR_RETURN(tap, net::CreateTap("cpool-sbt"));
+                  return Ok();
+                }).ok());
+    world_.ready_nic = hypervisor::ReadyNic{std::move(tap), UniqueFd(::dup(holding_.fd.get())), "cpool-sbt",
+                                            "02:ca:5c:00:00:02"};
+  }
+  // Links of kind tun in `ns`.
+  std::vector<std::string> Taps(int ns) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(net::RunInNetns(ns, [&]() -> Status {
+                  CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
+                  CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
+                  for (const auto& l : links)
+                    if (l.kind == "tun") out.push_back(l.name);
+                  return Ok();
+                }).ok());
+    return out;
+  }
+  net::TestNetns pod_, holding_;
+};
+
+TEST_P(WarmNetworkTest, AdoptsTheReadyNic) {
+  auto o = Options("wn1");
+  o.netns_path = pod_.path();
+  auto sb = Sandbox::Create(std::move(o));
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  EXPECT_EQ(world_.cold_starts.load(), 0);
+  EXPECT_EQ(Taps(pod_.fd.get()), std::vector<std::string>{"tap0_cask"});
+  EXPECT_TRUE(Taps(holding_.fd.get()).empty());
+  {
+    std::lock_guard l(world_.mu);
+    ASSERT_EQ(world_.networks.size(), 1u);
+    ASSERT_EQ(world_.networks[0].interfaces_size(), 1);
+    EXPECT_EQ(world_.networks[0].interfaces(0).mac(), "02:42:0a:d5:00:02");
+    EXPECT_EQ(world_.networks[0].interfaces(0).current_mac(), "02:ca:5c:00:00:02");
+  }
+  ASSERT_TRUE((*sb)->Destroy().ok());
+  EXPECT_TRUE(Taps(pod_.fd.get()).empty());
+}
+
+TEST_P(WarmNetworkTest, AFailedMacChangeBootsCold) {
+  world_.ready_mac_fails = true;
+  auto o = Options("wn2");
+  o.netns_path = pod_.path();
+  auto sb = Sandbox::Create(std::move(o));
+  ASSERT_TRUE(sb.ok()) << sb.error().ToString();
+  EXPECT_EQ(world_.cold_starts.load(), 1);
+  EXPECT_GE(world_.stopped.load(), 1);  // the ready VM
+  // One TAP: the cold boot's, made in the pod's namespace.
+  EXPECT_EQ(Taps(pod_.fd.get()), std::vector<std::string>{"tap0_cask"});
+  {
+    std::lock_guard l(world_.mu);
+    ASSERT_EQ(world_.networks.size(), 2u);
+    EXPECT_EQ(world_.networks[1].interfaces(0).current_mac(), "");
+  }
+  ASSERT_TRUE((*sb)->Destroy().ok());
+  EXPECT_TRUE(Taps(pod_.fd.get()).empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Mounts, WarmNetworkTest, ::testing::Values(true), [](const auto&) { return "kernel"; });
 
 INSTANTIATE_TEST_SUITE_P(Mounts, SandboxTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Kernel" : "Fake"; });

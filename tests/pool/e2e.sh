@@ -61,6 +61,7 @@ pool_cleanup_check() {
   wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups left: $(pool_cgroup_children)"
   [ ! -e "$POOL_SOCK" ] || fail "pool socket left"
   [ -z "$(ls -A "$POOL_DIR/vms" 2>/dev/null)" ] || fail "pool VM directories left: $(ls -A "$POOL_DIR/vms")"
+  [ ! -e "$POOL_DIR/netns" ] || fail "the pool's holding network namespace is still mounted"
 }
 # On the way out (also after a failure): stop the pool, remove its cgroup
 # parent; never fails, so the suite's own leak check still runs.
@@ -102,6 +103,10 @@ case_warm() {
   pool_status | grep -x "handed_over 2" >/dev/null || fail "pool status after cask-runtime run: $(pool_status)"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty after run: $(ls -A "$CASK_STATE")"
   wait_for 20 pids_gone "$run_vm" || fail "the VM cask-runtime run took ($run_vm) still runs"
+  # The taken VMs' NICs (unused: no network namespace) went with them: the
+  # holding namespace has the replacement's TAP at most.
+  holding_taps() { nsenter --net="$POOL_DIR/netns" ip -o link show type tun | grep -c cpool || true; }
+  wait_for 20 test "$(holding_taps)" -le 1 || fail "TAPs left in the pool's holding namespace: $(holding_taps)"
   pool_cleanup_check
 }
 
@@ -158,6 +163,7 @@ case_pool_killed() {
   expect_eq "$(ctr_ task exec --exec-id e1 k0 echo still-here)" still-here "exec in the pod taken before the pool died"
   wait_for 30 test -z "$(pool_vm_pids)" || fail "pool VMs survived the pool: $(pool_vm_pids)"
   wait_for 10 test -z "$(pool_cgroup_children)" || fail "pool cgroups survived the pool: $(pool_cgroup_children)"
+  wait_for 10 test ! -e "$POOL_DIR/netns" || fail "the holding network namespace survived the pool"
   ctr_ task kill -s SIGKILL k0
   wait_for 30 status_is k0 STOPPED || fail "k0 did not stop"
   ctr_ task rm k0
@@ -168,6 +174,33 @@ case_pool_killed() {
   pool_cleanup_check
 }
 
+# A pod with a network namespace (made here: eth0 10.232.0.2/24 in P, its
+# veth peer 10.232.0.1/24 in Q; nothing on the host's interfaces) takes the
+# pool's VM: the VM's TAP moves from the pool's holding namespace into P,
+# the guest NIC gets the veth's MAC and the pod's address, and reaches the
+# peer. Nothing is left: no TAP in P, no pool TAP on the host, no holding
+# namespace once the pool stops.
+case_netns() {
+  pool_config 1
+  start_pool 1
+  local p=cask-pool-p-$$ q=cask-pool-q-$$ mac out
+  ip netns add "$p"; e2e_defer ip netns del "$p"
+  ip netns add "$q"; e2e_defer ip netns del "$q"
+  ip -n "$p" link add eth0 type veth peer name veth0 netns "$q"
+  ip -n "$p" addr add 10.232.0.2/24 dev eth0; ip -n "$p" link set eth0 up
+  ip -n "$q" addr add 10.232.0.1/24 dev veth0; ip -n "$q" link set veth0 up
+  mac=$(ip -n "$p" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
+  out=$(run_cask --rm $(pod_args n1 sandbox) --with-ns "network:/var/run/netns/$p" "$IMAGE" n1 \
+    sh -c 'ip -o addr show eth0; ip -o link show eth0; ping -c 1 -W 20 10.232.0.1 >/dev/null && echo ping-ok')
+  shim_log_has 'sandbox=n1 container=n1 vmm_pid=[0-9]* from_pool=true' ||
+    { grep -i 'ready VM' "$W/containerd.log" >&2; fail "n1 did not run in the pool's VM"; }
+  expect_contains "$out" "10.232.0.2/24" "the guest NIC's address"
+  expect_contains "$out" "$mac" "the guest NIC's MAC (the pod veth's)"
+  expect_contains "$out" "ping-ok" "ping from the guest to the pod's peer"
+  [ -z "$(ip -n "$p" -o link show type tun)" ] || fail "TAP left in the pod netns: $(ip -n "$p" -o link show type tun)"
+  [ -z "$(ip -o link show | grep cpool)" ] || fail "a pool TAP is in the host's namespace"
+  pool_cleanup_check
+}
 
 rm_service_cgroups() {
   local d rc=0
