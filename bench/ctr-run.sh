@@ -10,6 +10,8 @@
 # config; the default is GUEST_DIR alone, named "cask".
 E2E_KIND=containerd E2E_TMP_PREFIX=cask-shim-e2e
 source "$(dirname "$0")/../tests/lib/e2e.sh"
+BENCH_NAME=ctr-run
+source "$(dirname "$0")/lib.sh"
 
 n=${1:-5}
 [ "$n" -ge 5 ] 2>/dev/null || { echo "ctr-run: N must be a number >= 5" >&2; exit 2; }
@@ -25,31 +27,15 @@ for kv in ${CASK_KERNELS:-cask=$GUEST_DIR}; do
 done
 : > "$W/runc.times"
 
-timed() {  # prints seconds
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null
-  t1=$(date +%s%N)
-  echo "$(( (t1 - t0) / 1000000 ))" | awk '{printf "%.3f\n", $1 / 1000}'
-}
 for i in $(seq 1 "$n"); do
-  timed ctr_ run --rm --runtime io.containerd.runc.v2 "$IMAGE" runc$i true >> "$W/runc.times"
+  bench_timed ctr_ run --rm --runtime io.containerd.runc.v2 "$IMAGE" runc$i true >> "$W/runc.times"
   for k in "${kernels[@]}"; do
-    timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/cask-$k.toml" "$IMAGE" "$k$i" true >> "$W/$k.times"
+    bench_timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/cask-$k.toml" "$IMAGE" "$k$i" true >> "$W/$k.times"
   done
   echo "round $i/$n: runc $(tail -1 "$W/runc.times") s$(for k in "${kernels[@]}"; do printf ', %s %s s' "$k" "$(tail -1 "$W/$k.times")"; done)" >&2
 done
 
-stats() {  # stats FILE -> "median min max spread"
-  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
-                       printf "%.3f %.3f %.3f %.3f\n", m, a[1], a[NR], a[NR]-a[1]}'
-}
 echo "ctr run --rm $IMAGE … true: $n interleaved rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %8s %8s %8s %8s %8s   %s\n' "(seconds)" median min max spread "x runc" runs
-read -r rmed rmin rmax rspread < <(stats "$W/runc.times")
-printf '%-10s %8s %8s %8s %8s %8s   %s\n' runc "$rmed" "$rmin" "$rmax" "$rspread" 1.0 "$(tr '\n' ' ' < "$W/runc.times")"
-for k in "${kernels[@]}"; do
-  read -r med min max spread < <(stats "$W/$k.times")
-  printf '%-10s %8s %8s %8s %8s %8s   %s\n' "$k" "$med" "$min" "$max" "$spread" \
-    "$(awk -v a="$med" -v b="$rmed" 'BEGIN {printf "%.1f", a / b}')" "$(tr '\n' ' ' < "$W/$k.times")"
-done
+rows=()
+for k in "${kernels[@]}"; do rows+=("$k=$W/$k.times"); done
+bench_runc_table "$W/runc.times" "${rows[@]}"

@@ -1,10 +1,11 @@
-# bench/lib.sh: what the benchmarks that run `cask-runtime run` themselves
-# (start-time.sh, kernels.sh) share: messages and checks, the scratch
-# directory and its cleanup, a busybox rootfs with a `runc spec` bundle
-# around it running `true` (the baseline), one timed round of each runtime,
-# and the median/min/max/spread line. Source it after setting BENCH_NAME
-# (the prefix of every message). Needs bash.
-
+# bench/lib.sh: what the benchmarks share. Those that run `cask-runtime
+# run` themselves (start-time.sh, kernels.sh) use the messages and checks,
+# the scratch directory and its cleanup, a busybox rootfs with a `runc spec`
+# bundle around it running `true` (the baseline), one timed round of each
+# runtime, and the median/min/max/spread line; those through a private
+# containerd (ctr-run.sh, warm-start.sh) the timed command and the table
+# against runc at the end. Source it after setting BENCH_NAME (the prefix
+# of every message). Needs bash; defines functions only.
 die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
@@ -74,4 +75,36 @@ bench_stats() {
   printf '%s\n' "$@" | sort -n | awk -v n="$name" -v d="$div" '{a[NR]=$1/d}
     END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; f = (d == 1) ? "%9.0f" : "%9.1f";
          printf "%-46s " f " " f " " f " " f "\n", n, m, a[1], a[NR], a[NR]-a[1]}'
+}
+
+# What the benchmarks through a private containerd (ctr-run.sh,
+# warm-start.sh) share: one timed command, and the table of the runtimes'
+# times against runc's.
+# bench_timed CMD...: runs CMD (its stdout dropped); prints its wall time
+# in seconds.
+bench_timed() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null
+  t1=$(date +%s%N)
+  echo "$(( (t1 - t0) / 1000000 ))" | awk '{printf "%.3f\n", $1 / 1000}'
+}
+# bench_file_stats FILE: "median min max spread" of FILE's numbers, one a line.
+bench_file_stats() {
+  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
+                       printf "%.3f %.3f %.3f %.3f\n", m, a[1], a[NR], a[NR]-a[1]}'
+}
+# bench_runc_table RUNC_FILE NAME=FILE...: the head, runc's row, then a row
+# per NAME with the ratio of its median to runc's.
+bench_runc_table() {
+  local rfile=$1 kv name file rmed rmin rmax rspread med min max spread; shift
+  printf '%-10s %8s %8s %8s %8s %8s   %s\n' "(seconds)" median min max spread "x runc" runs
+  read -r rmed rmin rmax rspread < <(bench_file_stats "$rfile")
+  printf '%-10s %8s %8s %8s %8s %8s   %s\n' runc "$rmed" "$rmin" "$rmax" "$rspread" 1.0 "$(tr '\n' ' ' < "$rfile")"
+  for kv in "$@"; do
+    name=${kv%%=*} file=${kv#*=}
+    read -r med min max spread < <(bench_file_stats "$file")
+    printf '%-10s %8s %8s %8s %8s %8s   %s\n' "$name" "$med" "$min" "$max" "$spread" \
+      "$(awk -v a="$med" -v b="$rmed" 'BEGIN {printf "%.1f", a / b}')" "$(tr '\n' ' ' < "$file")"
+  done
 }

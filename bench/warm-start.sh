@@ -9,6 +9,8 @@
 # GUEST_DIR).
 E2E_KIND=containerd E2E_TMP_PREFIX=cask-pool-bench
 source "$(dirname "$0")/../tests/lib/e2e.sh"
+BENCH_NAME=warm-start
+source "$(dirname "$0")/lib.sh"
 : "${CASK_RUNTIME:?CASK_RUNTIME must point at cask-runtime}"
 
 n=${1:-5}
@@ -28,37 +30,19 @@ stop_pool() {
   for d in $(find /sys/fs/cgroup -maxdepth 6 -type d -name "cask-pool-bench-$$" 2>/dev/null); do rmdir "$d" 2>/dev/null || true; done
 }
 e2e_defer stop_pool
-pool_ready() { "$CASK_RUNTIME" pool status --config "$W/warm.toml" 2>/dev/null | grep -qx "ready 1"; }
+pool_ready() { "$CASK_RUNTIME" pool status --config "$W/warm.toml" 2>/dev/null | grep -x "ready 1" >/dev/null; }
 
 : > "$W/runc.times"; : > "$W/cold.times"; : > "$W/warm.times"
-timed() {  # prints seconds
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null
-  t1=$(date +%s%N)
-  echo "$(( (t1 - t0) / 1000000 ))" | awk '{printf "%.3f\n", $1 / 1000}'
-}
 for i in $(seq 1 "$n"); do
-  timed ctr_ run --rm --runtime io.containerd.runc.v2 "$IMAGE" runc$i true >> "$W/runc.times"
-  timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/cold.toml" "$IMAGE" cold$i true >> "$W/cold.times"
+  bench_timed ctr_ run --rm --runtime io.containerd.runc.v2 "$IMAGE" runc$i true >> "$W/runc.times"
+  bench_timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/cold.toml" "$IMAGE" cold$i true >> "$W/cold.times"
   wait_for 240 pool_ready || { cat "$W/pool.log" >&2; fail "the pool has no ready VM"; }
   sleep 1  # let the replacement's boot settle off the CPUs
-  timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/warm.toml" "$IMAGE" warm$i true >> "$W/warm.times"
+  bench_timed ctr_ run --rm --runtime "$RUNTIME" --runtime-config-path "$W/warm.toml" "$IMAGE" warm$i true >> "$W/warm.times"
   echo "round $i/$n: runc $(tail -1 "$W/runc.times") s, cold $(tail -1 "$W/cold.times") s, warm $(tail -1 "$W/warm.times") s" >&2
 done
 warm_runs=$(grep -c 'from_pool=true' "$W/containerd.log" || true)
 
-stats() {  # stats FILE -> "median min max spread"
-  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
-                       printf "%.3f %.3f %.3f %.3f\n", m, a[1], a[NR], a[NR]-a[1]}'
-}
 echo "ctr run --rm $IMAGE … true: $n interleaved rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); $warm_runs of $n warm runs took the pool's VM"
-printf '%-10s %8s %8s %8s %8s %8s   %s\n' "(seconds)" median min max spread "x runc" runs
-read -r rmed rmin rmax rspread < <(stats "$W/runc.times")
-printf '%-10s %8s %8s %8s %8s %8s   %s\n' runc "$rmed" "$rmin" "$rmax" "$rspread" 1.0 "$(tr '\n' ' ' < "$W/runc.times")"
-for k in cold warm; do
-  read -r med min max spread < <(stats "$W/$k.times")
-  printf '%-10s %8s %8s %8s %8s %8s   %s\n' "cask $k" "$med" "$min" "$max" "$spread" \
-    "$(awk -v a="$med" -v b="$rmed" 'BEGIN {printf "%.1f", a / b}')" "$(tr '\n' ' ' < "$W/$k.times")"
-done
+bench_runc_table "$W/runc.times" "cask cold=$W/cold.times" "cask warm=$W/warm.times"
 [ "$warm_runs" -eq "$n" ] || fail "only $warm_runs of $n warm runs took a VM from the pool"

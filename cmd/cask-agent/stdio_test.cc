@@ -168,9 +168,12 @@ TEST(StreamPump, BackPressureNeverDrops) {
     w.Reset();
     writer_done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_FALSE(writer_done.load());  // the pipe (64 KiB) + buffer (1 KiB) are full
+  // The pump fills the buffer when the machine lets it: wait for that
+  // itself (a hang guard only).
+  for (int i = 0; i < 3000 && (*pump)->buffer().size() < 1024u; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ((*pump)->buffer().size(), 1024u);
+  EXPECT_FALSE(writer_done.load());  // the pipe (64 KiB) + buffer (1 KiB) are full
   std::string got;
   for (;;) {
     auto c = (*pump)->buffer().Read(700, Within(std::chrono::seconds(10)));

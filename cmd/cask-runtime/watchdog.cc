@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lib/base/fs.h"
+#include "lib/base/watchdog.h"
 #include "lib/hypervisor/vm_leftovers.h"
 #include "lib/sandbox/shared_dir.h"
 
@@ -37,38 +38,15 @@ Status CleanupSandboxDir(const std::string& sandbox_dir) {
 }
 
 Result<CleanupWatchdog> CleanupWatchdog::Start(const std::string& sandbox_dir) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Error::Sys(errno, "pipe for the cleanup watchdog");
-  UniqueFd r(p[0]), w(p[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return Error::Sys(errno, "fork the cleanup watchdog");
-  if (pid == 0) {
-    w.Reset();
-    ::setsid();
-    // Nobody waits on our stdin/stdout; stderr stays for a failure message.
-    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-      ::dup2(null, STDIN_FILENO);
-      ::dup2(null, STDOUT_FILENO);
-      ::close(null);
-    }
-    char c = 0;
-    ssize_t n;
-    do {
-      n = ::read(r.get(), &c, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n == 1 && c == kDisarm) ::_exit(0);
-    auto st = CleanupSandboxDir(sandbox_dir);
-    if (!st.ok()) {
-      std::string msg = "cask-runtime watchdog: cleanup of " + sandbox_dir + ": " + st.error().ToString() + "\n";
-      [[maybe_unused]] ssize_t ignored = ::write(STDERR_FILENO, msg.data(), msg.size());
-      ::_exit(1);
-    }
-    ::_exit(0);
-  }
+  WatchdogOptions o;
+  o.name = "cask-runtime watchdog";
+  CASK_ASSIGN_OR_RETURN(ForkedWatchdog fw, ForkWatchdog(o, [&](int byte) -> Status {
+                          if (byte == kDisarm) return Ok();
+                          return CleanupSandboxDir(sandbox_dir).Context("cleanup of " + sandbox_dir);
+                        }));
   CleanupWatchdog wd;
-  wd.pipe_ = std::move(w);
-  wd.pid_ = pid;
+  wd.pipe_ = std::move(fw.pipe);
+  wd.pid_ = fw.pid;
   return wd;
 }
 

@@ -43,10 +43,6 @@ struct TaskService::Task {
 
 namespace {
 
-// Pacing of GetOOMEvent calls: a guest answering at once in a loop costs
-// at most this many calls (and their payloads) per second.
-constexpr auto kOomPollInterval = std::chrono::milliseconds(100);
-
 // containerd's stdout/stderr "paths": a FIFO (no scheme), file:///path, or
 // binary:///path?args (a logging binary, not supported).
 Result<UniqueFd> OpenOutput(const std::string& path) {

@@ -60,6 +60,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -98,6 +99,10 @@ inline constexpr uint32_t kLostExitStatus = 255;
 inline constexpr uint32_t kKilledExitStatus = 137;
 // Bound on a guest-supplied message before it is logged or returned.
 inline constexpr size_t kMaxGuestMessage = 1024;
+// Pacing of GetOOMEvent calls: each call starts at least this long after
+// the previous one started, so a guest answering at once in a loop costs
+// at most one call (and its payload) per interval.
+inline constexpr std::chrono::milliseconds kOomPollInterval{100};
 
 struct StdioPaths {
   std::string stdin_path, stdout_path, stderr_path;  // empty: none

@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <sys/mount.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include "lib/base/process.h"
 #include "lib/base/quote.h"
 #include "lib/base/result.h"
+#include "lib/base/watchdog.h"
 
 namespace cask {
 namespace {
@@ -326,6 +328,44 @@ TEST(Log, LogfmtValueQuotesOnlyWhenNeeded) {
   EXPECT_EQ(LogfmtValue("k=v"), "\"k=v\"");
   EXPECT_EQ(LogfmtValue("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
   EXPECT_EQ(LogfmtValue("bell\a"), "\"bell\\u0007\"");
+}
+
+// The watchdog acts when its parent's write end goes (EOF: -1) or on a
+// byte, and reports a failed action in its exit status.
+int WatchdogExit(ForkedWatchdog& wd) {
+  int status = 0;
+  while (::waitpid(wd.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(WatchdogTest, ActsOnEofOrByteAndReportsFailure) {
+  char tmpl[] = "/tmp/cask-wd-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  WatchdogOptions o;
+  o.name = "test watchdog";
+  o.close_other_fds = true;
+  auto record = [&](const std::string& file) {
+    return [file](int byte) -> Status { return WriteFile(file, std::to_string(byte)); };
+  };
+  auto eof = ForkWatchdog(o, record(dir + "/eof"));
+  ASSERT_TRUE(eof.ok()) << eof.error().ToString();
+  eof->pipe.Reset();  // as if the parent died
+  EXPECT_EQ(WatchdogExit(*eof), 0);
+  EXPECT_EQ(*ReadFile(dir + "/eof"), "-1");
+
+  auto byte = ForkWatchdog(o, record(dir + "/byte"));
+  ASSERT_TRUE(byte.ok());
+  ASSERT_EQ(::write(byte->pipe.get(), "d", 1), 1);
+  EXPECT_EQ(WatchdogExit(*byte), 0);
+  EXPECT_EQ(*ReadFile(dir + "/byte"), std::to_string('d'));
+
+  auto failing = ForkWatchdog(o, [](int) -> Status { return Error::Internal("boom"); });
+  ASSERT_TRUE(failing.ok());
+  failing->pipe.Reset();
+  EXPECT_EQ(WatchdogExit(*failing), 1);
+  ASSERT_TRUE(RemoveAll(dir).ok());
 }
 
 }  // namespace

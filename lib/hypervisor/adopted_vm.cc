@@ -21,6 +21,7 @@
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
 #include "lib/hypervisor/virtiofsd.h"
+#include "lib/hypervisor/vm_control.h"
 #include "lib/hypervisor/vm_leftovers.h"
 
 namespace cask::hypervisor {
@@ -107,8 +108,8 @@ class AdoptedVm final : public Vm {
     if (logs_closed_ || !console_) return "";
     return console_->Tail(max_bytes);
   }
-  Status Pause() override { return QmpSimple("stop"); }
-  Status Resume() override { return QmpSimple("cont"); }
+  Status Pause() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "stop"); }
+  Status Resume() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "cont"); }
   std::optional<ReadyNic> TakeReadyNic() override { return std::exchange(nic_, std::nullopt); }
   // The pool released them once already; a second pass costs a read of
   // QEMU's maps and finds what the guest's handover faulted back (nothing).
@@ -118,7 +119,6 @@ class AdoptedVm final : public Vm {
   }
 
  private:
-  Status QmpSimple(const char* command);
   Status StopLocked(milliseconds grace);
   void Pump();
   void StopThreads();
@@ -142,10 +142,8 @@ class AdoptedVm final : public Vm {
   QmpClient qmp_;
   const std::vector<std::string> boot_files_;  // kernel, initrd (ReleaseBootFiles)
 
-  std::mutex stop_mu_;
-  std::atomic<bool> stopping_{false};
-  std::optional<Status> stop_result_;  // under stop_mu_
-  std::optional<ReadyNic> nic_;        // until TakeReadyNic; one owner calls it
+  StopOnce stop_;
+  std::optional<ReadyNic> nic_;  // until TakeReadyNic; one owner calls it
 };
 
 Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
@@ -193,7 +191,7 @@ Status AdoptedVm::Init(const VmSettings& cfg, const std::string& console_tail) {
       if (r < 0 || (p[1].revents & POLLIN)) return;
       if (p[0].revents & POLLIN) break;
     }
-    if (stopping_) return;
+    if (stop_.stopping) return;
     (void)vmm_.Signal(SIGKILL);  // a guest without its file server: end it (as qemu.cc)
   });
   return Ok();
@@ -216,28 +214,15 @@ void AdoptedVm::StopThreads() {
 Result<UniqueFd> AdoptedVm::ConnectAgent(milliseconds timeout) {
   return ConnectAgentChannel(channel_ == Channel::kSerial, agent_sock_, guest_cid_, timeout,
                              [this](const std::string& what) -> std::optional<Error> {
-                               if (stopping_) return Error::FailedPrecondition("the VM is stopped");
+                               if (stop_.stopping) return Error::FailedPrecondition("the VM is stopped");
                                if (!Exited()) return std::nullopt;
                                return Error::Unavailable("VM exited before the agent channel " + what +
                                                          " connected; console: " + Trimmed(ConsoleTail(kExitTailBytes)));
                              });
 }
 
-Status AdoptedVm::QmpSimple(const char* command) {
-  if (stopping_) return Error::FailedPrecondition("the VM is stopped");
-  std::lock_guard<std::mutex> l(qmp_mu_);
-  if (!qmp_.connected()) return Error::FailedPrecondition("no QMP connection");
-  auto r = qmp_.Execute(command, nullptr, milliseconds(5000));
-  if (!r.ok()) return std::move(r).error();
-  return Ok();
-}
-
 Status AdoptedVm::Stop(milliseconds grace) {
-  std::lock_guard<std::mutex> l(stop_mu_);
-  if (stop_result_) return *stop_result_;
-  stopping_ = true;
-  stop_result_ = StopLocked(grace);
-  return *stop_result_;
+  return stop_.Run([&] { return StopLocked(grace); });
 }
 
 Status AdoptedVm::StopLocked(milliseconds grace) {

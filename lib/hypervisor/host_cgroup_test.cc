@@ -121,14 +121,18 @@ class RealCgroupTest : public ::testing::Test {
     if (!tmp_.empty()) (void)RemoveAll(tmp_);
   }
 
-  // Spawns a shell placed in `cg` at spawn, which records its own cgroups
-  // from its first command and then sleeps.
+  // Spawns a shell placed in `cg` at spawn, which records the cgroups of
+  // its first command and then sleeps. The `cat` is a second member of the
+  // cgroup until it is reaped: the shell waits for it (command
+  // substitution) before the shell's own `echo` writes `out`, so once `out`
+  // has content the shell is the only member left.
   ChildProcess SpawnInside(HostCgroup& cg, const std::string& out) {
     auto fds = cg.OpenProcsFiles();
     EXPECT_TRUE(fds.ok());
     SpawnOptions so;
     for (const auto& fd : *fds) so.cgroup_procs_fds.push_back(fd.get());
-    auto child = Spawn({"/bin/sh", "-c", "cat /proc/self/cgroup > " + out + "; exec sleep 1000"}, so);
+    auto child =
+        Spawn({"/bin/sh", "-c", "c=$(cat /proc/self/cgroup); echo \"$c\" > " + out + "; exec sleep 1000"}, so);
     EXPECT_TRUE(child.ok()) << child.error().ToString();
     return std::move(*child);
   }
@@ -138,7 +142,8 @@ class RealCgroupTest : public ::testing::Test {
 };
 
 void WaitForFile(const std::string& path) {
-  for (int i = 0; i < 500 && (!PathExists(path) || ReadFile(path)->empty()); i++) ::usleep(10000);
+  // A hang guard, not a timing assumption: the shell writes at its first step.
+  for (int i = 0; i < 6000 && (!PathExists(path) || ReadFile(path)->empty()); i++) ::usleep(10000);
 }
 
 TEST_F(RealCgroupTest, CreatePlaceAtSpawnLimitsKillAllRemove) {

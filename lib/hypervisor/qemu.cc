@@ -29,6 +29,7 @@
 #include "lib/hypervisor/qmp.h"
 #include "lib/hypervisor/sockets.h"
 #include "lib/hypervisor/virtiofsd.h"
+#include "lib/hypervisor/vm_control.h"
 #include "lib/hypervisor/vm_leftovers.h"
 #include "lib/sys/mountinfo.h"
 #include "lib/sys/pidfd.h"
@@ -146,8 +147,8 @@ class QemuVm final : public Vm {
     if (logs_closed_ || !console_) return "";
     return console_->Tail(max_bytes);
   }
-  Status Pause() override { return QmpSimple("stop"); }
-  Status Resume() override { return QmpSimple("cont"); }
+  Status Pause() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "stop"); }
+  Status Resume() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "cont"); }
   Result<VmHandover> Detach() override;
   Result<PageOutReport> ReleaseBootFiles() override {
     std::lock_guard<std::mutex> l(stop_mu_);  // pidfd_ is reset by Stop, moved by Detach
@@ -156,7 +157,6 @@ class QemuVm final : public Vm {
   }
 
  private:
-  Status QmpSimple(const char* command);
   // Waits for QEMU to exit until the deadline; true if it did.
   bool WaitQemuExit(Clock::time_point deadline);
   std::string ExitDescription();
@@ -229,9 +229,7 @@ class QemuVm final : public Vm {
   std::mutex qmp_mu_;
   QmpClient qmp_;
 
-  std::mutex stop_mu_;
-  std::atomic<bool> stopping_{false};   // set by Stop; makes ConnectAgent and QMP calls fail
-  std::optional<Status> stop_result_;   // under stop_mu_
+  StopOnce stop_;  // Stop and Detach; stop_.stopping makes ConnectAgent and QMP calls fail
 };
 
 // Picks a free guest CID on an open /dev/vhost-vsock (the kernel refuses one
@@ -450,7 +448,7 @@ void QemuVm::StartFsWatch() {
       if (r < 0 || (p[1].revents & POLLIN)) return;
       if (p[0].revents & POLLIN) break;
     }
-    if (stopping_) return;
+    if (stop_.stopping) return;
     // QEMU would keep the guest running with a dead virtio-fs device:
     // its tasks would hang on their root filesystem. End it.
     (void)pidfd_.Signal(SIGKILL);
@@ -506,7 +504,7 @@ bool QemuVm::WaitQemuExit(Clock::time_point deadline) {
 Result<UniqueFd> QemuVm::ConnectAgent(milliseconds timeout) {
   return ConnectAgentChannel(channel_ == Channel::kSerial, agent_sock_, guest_cid_, timeout,
                              [this](const std::string& what) -> std::optional<Error> {
-                               if (stopping_) return Error::FailedPrecondition("the VM is stopped");
+                               if (stop_.stopping) return Error::FailedPrecondition("the VM is stopped");
                                if (!Exited()) return std::nullopt;
                                return Error::Unavailable("VM exited (qemu " + ExitDescription() +
                                                          ") before the agent channel " + what +
@@ -514,21 +512,8 @@ Result<UniqueFd> QemuVm::ConnectAgent(milliseconds timeout) {
                              });
 }
 
-Status QemuVm::QmpSimple(const char* command) {
-  if (stopping_) return Error::FailedPrecondition("the VM is stopped");
-  std::lock_guard<std::mutex> l(qmp_mu_);
-  if (!qmp_.connected()) return Error::FailedPrecondition("no QMP connection");
-  auto r = qmp_.Execute(command, nullptr, milliseconds(5000));
-  if (!r.ok()) return std::move(r).error();
-  return Ok();
-}
-
 Status QemuVm::Stop(milliseconds grace) {
-  std::lock_guard<std::mutex> l(stop_mu_);
-  if (stop_result_) return *stop_result_;
-  stopping_ = true;
-  stop_result_ = StopLocked(grace);
-  return *stop_result_;
+  return stop_.Run([&] { return StopLocked(grace); });
 }
 
 Status QemuVm::StopLocked(milliseconds grace) {
@@ -589,13 +574,13 @@ Status QemuVm::StopLocked(milliseconds grace) {
 }
 
 Result<VmHandover> QemuVm::Detach() {
-  std::lock_guard<std::mutex> l(stop_mu_);
-  if (stop_result_) return Error::FailedPrecondition("the VM is stopped");
+  std::lock_guard<std::mutex> l(stop_.mu);
+  if (stop_.result) return Error::FailedPrecondition("the VM is stopped");
   if (Exited()) return Error::Unavailable("VM " + id_ + " exited (qemu " + ExitDescription() + ")");
   if (!pidfd_ || !fs_pidfd_) return Error::FailedPrecondition("VM " + id_ + " has no virtiofsd to hand over");
   // From here on the Vm gives up: its destructor and Stop leave everything.
-  stopping_ = true;
-  stop_result_ = Ok();
+  stop_.stopping = true;
+  stop_.result = Ok();
   StopFsWatch();
   // Ends the pump without closing its fds (StopPump would): they go along.
   if (pump_.joinable()) {

@@ -19,6 +19,7 @@
 #include <cstdlib>
 
 #include "lib/base/fs.h"
+#include "lib/base/watchdog.h"
 #include "lib/hypervisor/handover.h"
 #include "lib/hypervisor/host_cgroup.h"
 #include "lib/hypervisor/vm_leftovers.h"
@@ -132,42 +133,17 @@ Status KillLeftovers(const std::string& vms_dir, const std::string& cgroup_paren
 }
 
 Status StartWatchdog(const std::string& vms_dir, const std::string& cgroup_parent, int lock_fd) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Error::Sys(errno, "pipe for the pool watchdog");
-  UniqueFd r(p[0]), w(p[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return Error::Sys(errno, "fork the pool watchdog");
-  if (pid == 0) {
-    w.Reset();
-    ::prctl(PR_SET_NAME, "cask-pool-wd", 0, 0, 0);
-    // Not killed with the pool's session or process group.
-    ::setsid();
-    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-      ::dup2(null, STDIN_FILENO);
-      ::dup2(null, STDOUT_FILENO);
-      ::close(null);
-    }
-    // Only the pipe and the lock are kept.
-    for (int fd = 3; fd < 1024; ++fd)
-      if (fd != r.get() && fd != lock_fd) ::close(fd);
-    char c;
-    ssize_t n;
-    do {
-      n = ::read(r.get(), &c, 1);
-    } while (n < 0 && errno == EINTR);
-    auto st = KillLeftovers(vms_dir, cgroup_parent);
-    if (!st.ok()) {
-      std::string msg = "cask pool watchdog: " + st.error().ToString() + "\n";
-      [[maybe_unused]] ssize_t ignored = ::write(STDERR_FILENO, msg.data(), msg.size());
-      ::_exit(1);
-    }
-    ::_exit(0);
-  }
+  WatchdogOptions o;
+  o.name = "cask pool watchdog";
+  o.comm = "cask-pool-wd";
+  o.close_other_fds = true;  // only the pipe and the lock are kept
+  o.keep_fds = {lock_fd};
+  CASK_ASSIGN_OR_RETURN(ForkedWatchdog wd,
+                        ForkWatchdog(o, [&](int) { return KillLeftovers(vms_dir, cgroup_parent); }));
   // The write end lives (unused) as long as this process: never closed, so
   // the watchdog reads EOF only when the pool is gone. It is close-on-exec
   // and Spawn closes every fd it does not pass: no child keeps it.
-  (void)w.Release();
+  (void)wd.pipe.Release();
   return Ok();
 }
 

@@ -88,4 +88,9 @@ size_t HandlerPool::thread_count() const {
   return threads_.size();
 }
 
+size_t HandlerPool::idle_count() const {
+  MutexLock lock(mu_);
+  return idle_;
+}
+
 }  // namespace cask::rpc::internal

@@ -40,6 +40,8 @@ class HandlerPool {
   void Stop();
 
   size_t thread_count() const;
+  // Threads waiting for a task.
+  size_t idle_count() const;
 
  private:
   void Work() EXCLUDES(mu_);

@@ -213,14 +213,16 @@ TEST_P(ContainerTest, SilentGuestRemoveTimesOutThenVmKillEndsEverything) {
     st = (*c)->Remove(300ms);
     EXPECT_TRUE(d.expired());
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  // Without the deadline Remove would wait forever for the silent guest;
+  // the bound leaves room for a loaded sanitizer build.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
   (void)st;  // either the exits came (agent closed) or the wait timed out
   ASSERT_TRUE(sb_->Destroy().ok());
   auto exit = (*c)->init()->WaitExitFor(5s);
   ASSERT_TRUE(exit.has_value());
   EXPECT_EQ(exit->status, kKilledExitStatus);
   c->reset();  // prompt: the agent is closed
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
 }
 
 INSTANTIATE_TEST_SUITE_P(Mounts, ContainerTest, ::testing::Values(false, true),
@@ -234,7 +236,9 @@ TEST(GuestDeadline, FiresOnlyWhenNotDisarmedInTime) {
   EXPECT_EQ(fired.load(), 0);
   {
     GuestDeadline d(10ms, [&] { fired++; });
-    std::this_thread::sleep_for(200ms);
+    // Its thread runs when the machine lets it: wait for the expiry itself
+    // (a hang guard only).
+    for (int i = 0; i < 3000 && !d.expired(); ++i) std::this_thread::sleep_for(10ms);
     EXPECT_TRUE(d.expired());
   }
   EXPECT_EQ(fired.load(), 1);

@@ -53,6 +53,8 @@ struct FakeWorld {
   std::atomic<int64_t> last_set_time_ns{0};
   std::map<std::string, uint64_t> oom_kills;  // container -> memory.events oom_kill (StatsContainer)
   std::mutex mu;
+  // When each flooded GetOOMEvent call arrived (under mu; cv is notified).
+  std::vector<std::chrono::steady_clock::time_point> oom_calls;
   std::condition_variable cv;
   hypervisor::VmSettings last_config;
   pb::SetupSandboxRequest last_setup;
@@ -73,6 +75,13 @@ struct FakeWorld {
   void BlockUntilStopped() {
     std::unique_lock l(mu);
     cv.wait(l, [&] { return stopping; });
+  }
+  // Waits until `n` flooded GetOOMEvent calls have arrived and returns
+  // their arrival times (fewer if `guard` passed first: a hang guard only).
+  std::vector<std::chrono::steady_clock::time_point> WaitForOomCalls(size_t n, std::chrono::seconds guard) {
+    std::unique_lock l(mu);
+    cv.wait_for(l, guard, [&] { return oom_calls.size() >= n; });
+    return oom_calls;
   }
 };
 
@@ -207,6 +216,11 @@ class FakeVm : public hypervisor::Vm {
     On<pb::GetOOMEventRequest, pb::OOMEvent>("GetOOMEvent", true, [this](const pb::GetOOMEventRequest&) -> Result<pb::OOMEvent> {
       if (w_.oom_flood) {
         w_.oom_sent++;
+        {
+          std::lock_guard l(w_.mu);
+          w_.oom_calls.push_back(std::chrono::steady_clock::now());
+          w_.cv.notify_all();
+        }
         pb::OOMEvent e;
         e.set_container_id(std::string(w_.oom_id_bytes.load(), 'x'));
         return e;

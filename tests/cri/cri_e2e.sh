@@ -291,7 +291,7 @@ case_runc_pod() {
   case "$out" in "${POD_SUBNET%.0/24}".*) ;; *) fail "pod IP $out is not in $POD_SUBNET" ;; esac
   ctr=$(create_start "$pod" rp app) || fail "create/start failed"
   expect_eq "$(ctr_state "$ctr")" CONTAINER_RUNNING "container state"
-  cri ps | grep -q "^${ctr:0:13} " || fail "ps does not list $ctr: $(cri ps)"
+  cri ps | grep "^${ctr:0:13} " >/dev/null || fail "ps does not list $ctr: $(cri ps)"
   expect_eq "$(cri exec "$ctr" echo from-exec)" from-exec "ExecSync output"
   rc=0; cri exec "$ctr" sh -c 'exit 3' || rc=$?
   expect_eq "$rc" 3 "ExecSync exit code"
@@ -483,7 +483,7 @@ case_cask_pod_network() {  # two containers over localhost; the pod IP from the 
   # The guest holds the pod IP.
   expect_contains "$(cri exec "$fetch" ip -o addr show eth0)" "$ip/" "pod IP on the guest's eth0"
   # The other container, over localhost.
-  localhost_ok() { cri exec "$fetch" sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080" | grep -q hello-from-cask-pod; }
+  localhost_ok() { cri exec "$fetch" sh -c "printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080" | grep hello-from-cask-pod >/dev/null; }
   wait_for 60 localhost_ok || fail "the second container cannot fetch over localhost"
   # A client in the test's namespace, at the pod IP (through the bridge,
   # the veth, the tc redirect and the TAP).
@@ -638,7 +638,7 @@ case_bad_annotation() {  # an out-of-bounds io.cask.* annotation refuses the pod
   write_pod_config bb '.annotations = {"io.cask.memory_mib": "384"}'
   local pod
   pod=$(runp bb cask) || fail "runp with io.cask.memory_mib=384 failed"
-  ps -o args= -p "$(qemu_pids "$pod" | head -1)" | grep -qE -- '-m (size=)?384' ||
+  ps -o args= -p "$(qemu_pids "$pod" | head -1)" | grep -E -- '-m (size=)?384' >/dev/null ||
     fail "QEMU does not have 384 MiB: $(ps -o args= -p "$(qemu_pids "$pod" | head -1)")"
   cri stopp "$pod" >/dev/null
   cri rmp "$pod" >/dev/null

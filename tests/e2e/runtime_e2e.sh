@@ -112,8 +112,8 @@ case_tty() {
   # /dev/pts device it can see, not /dev/console), it is the controlling
   # terminal (/dev/tty opens), has the host's size, and nothing precedes
   # the output (no stray NUL).
-  tr -d '\r' < "$OUT" | grep -qE '^/dev/pts/[0-9]+$' || fail "tty(1) names no /dev/pts device"
-  tr -d '\r' < "$OUT" | grep -qx "30 100" || fail "stty size is not 30 100"
+  tr -d '\r' < "$OUT" | grep -E '^/dev/pts/[0-9]+$' >/dev/null || fail "tty(1) names no /dev/pts device"
+  tr -d '\r' < "$OUT" | grep -x "30 100" >/dev/null || fail "stty size is not 30 100"
   expect_out_has "ctty-ok"
   [ "$(tr -cd '\000' < "$OUT" | wc -c)" -eq 0 ] || fail "NUL bytes in the terminal output"
   [ "$(head -c 6 "$OUT")" = "yes-tt" ] || fail "the output does not start with the container's first line"
@@ -126,7 +126,7 @@ case_tty() {
   set -e
   log "$LAST_CMD -> $RC"
   expect_rc 3
-  tr -d '\r' < "$OUT" | grep -qx "interactive-42" || fail "the interactive shell did not run the typed command"
+  tr -d '\r' < "$OUT" | grep -x "interactive-42" >/dev/null || fail "the interactive shell did not run the typed command"
   # Without -t there is no terminal.
   run -- sh -c 'test -t 0 || test -t 1 || echo no-tty'
   expect_rc 0

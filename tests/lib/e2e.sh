@@ -295,7 +295,7 @@ run() { rt run --config "$CONF" --rootfs "$ROOTFS" "$@"; }
 
 expect_rc() { [ "$RC" -eq "$1" ] || fail "expected exit status $1, got $RC"; }
 expect_out() { [ "$(tr -d '\r' < "$OUT")" = "$1" ] || fail "expected stdout '$1'"; }
-expect_out_has() { tr -d '\r' < "$OUT" | grep -qF -- "$1" || fail "expected stdout to contain '$1'"; }
+expect_out_has() { tr -d '\r' < "$OUT" | grep -F -- "$1" >/dev/null || fail "expected stdout to contain '$1'"; }
 expect_err_has() { grep -qF -- "$1" "$ERR" || fail "expected stderr to contain '$1'"; }
 
 # Fails if anything of a run is left: processes, mounts, state.

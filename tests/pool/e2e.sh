@@ -23,7 +23,7 @@ pool_config() {
 }
 
 pool_status() { "$CASK_RUNTIME" pool status --config "$W/cask.toml" 2>/dev/null; }
-pool_ready() { pool_status | grep -qx "ready $1"; }
+pool_ready() { pool_status | grep -x "ready $1" >/dev/null; }
 
 start_pool() {
   "$CASK_RUNTIME" pool serve --config "$W/cask.toml" >> "$W/pool.log" 2>&1 &
@@ -94,7 +94,7 @@ case_warm() {
   wait_for 20 pids_gone "$first_vm" || fail "the handed-over VM's processes ($first_vm) still run"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty: $(ls -A "$CASK_STATE")"
   wait_for 240 pool_ready 1 || fail "the pool did not replace its VM"
-  pool_status | grep -qx "handed_over 1" || fail "pool status: $(pool_status)"
+  pool_status | grep -x "handed_over 1" >/dev/null || fail "pool status: $(pool_status)"
   expect_eq "$(qemu_count)" 0 "pod QEMU processes after rm"
   # `cask-runtime run` takes the pool's VMs too.
   "$TESTS_DIR/e2e/make-rootfs.sh" "$W/rootfs"
@@ -104,7 +104,7 @@ case_warm() {
     fail "cask-runtime run in a pool VM failed: $out"
   expect_contains "$out" "run-warm-ok" "output of cask-runtime run"
   expect_contains "$out" "vm=pool" "cask-runtime run's VM (its --timing line)"
-  pool_status | grep -qx "handed_over 2" || fail "pool status after cask-runtime run: $(pool_status)"
+  pool_status | grep -x "handed_over 2" >/dev/null || fail "pool status after cask-runtime run: $(pool_status)"
   [ -z "$(ls -A "$CASK_STATE" 2>/dev/null)" ] || fail "state dir not empty after run: $(ls -A "$CASK_STATE")"
   wait_for 20 pids_gone "$run_vm" || fail "the VM cask-runtime run took ($run_vm) still runs"
   # The taken VMs' NICs (unused: no network namespace) went with them: the

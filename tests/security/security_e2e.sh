@@ -486,7 +486,7 @@ case_escape_probes() {
   guest_rel=$(ex 'uname -r')
   log "host kernel $host_rel, container kernel $guest_rel"
   [ -n "$guest_rel" ] && [ "$guest_rel" != "$host_rel" ] || fail "the container runs on the host kernel ($guest_rel)"
-  ex 'cat /proc/version' | grep -qF "$host_rel" && fail "/proc/version in the container names the host kernel"
+  ex 'cat /proc/version' | grep -F "$host_rel" >/dev/null && fail "/proc/version in the container names the host kernel"
 
   # No host pid: not the shim's, containerd's, QEMU's or virtiofsd's, and no
   # process of the guest mentions them.

@@ -10,7 +10,7 @@ source "$(dirname "$0")/../lib/e2e.sh"
 case_basic() {
   # PID 1 of a pid namespace only gets the signals it handles: trap TERM.
   run_cask -d "$IMAGE" bb sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
-  ctr_ container ls | grep -E "^bb\s" | grep -q "$RUNTIME" || fail "RUNTIME column does not show $RUNTIME: $(ctr_ container ls)"
+  ctr_ container ls | grep -E "^bb\s" | grep "$RUNTIME" >/dev/null || fail "RUNTIME column does not show $RUNTIME: $(ctr_ container ls)"
   expect_eq "$(task_status bb)" RUNNING "task status"
   local guest host
   guest=$(ctr_ task exec --exec-id e1 bb uname -r | tr -d '\r')
@@ -473,7 +473,7 @@ case_console_flood() {
   [ -n "$first" ] || fail "no flood output reached the host's console log"
   [ "$max_state" -lt $((4 * 1024 * 1024)) ] || fail "pod state dir grew to $max_state bytes (bound 4 MiB)"
   [ "$max_rss" -lt $((rss0 + 32 * 1024)) ] || fail "shim RSS grew from $rss0 to $max_rss KiB"
-  tail -c 1000 "$con" | grep -q xxxxxxxxxx || fail "console.log does not end with the flood"
+  tail -c 1000 "$con" | grep xxxxxxxxxx >/dev/null || fail "console.log does not end with the flood"
   expect_eq "$(ctr_ task exec --exec-id during cf1 echo alive)" alive "exec during the flood"
   ctr_ task kill -s SIGKILL cf1
   wait $flood 2>/dev/null || true
@@ -522,9 +522,9 @@ case_pod_network() {
   wait_for 60 status_is pn1 RUNNING || fail "pn1 not running"
   # The TAP and both redirects exist in the pod netns.
   ip -n "$NETP" -o link show tap0_cask >/dev/null || fail "no tap0_cask in the pod netns"
-  tc -n "$NETP" filter show dev eth0 ingress | grep -q "Egress Redirect to device tap0_cask" ||
+  tc -n "$NETP" filter show dev eth0 ingress | grep "Egress Redirect to device tap0_cask" >/dev/null ||
     fail "no eth0 -> tap0_cask redirect: $(tc -n "$NETP" filter show dev eth0 ingress)"
-  tc -n "$NETP" filter show dev tap0_cask ingress | grep -q "Egress Redirect to device eth0" ||
+  tc -n "$NETP" filter show dev tap0_cask ingress | grep "Egress Redirect to device eth0" >/dev/null ||
     fail "no tap0_cask -> eth0 redirect"
   # The guest holds the pod's address and the veth's MAC and MTU.
   local gaddr
@@ -558,7 +558,7 @@ case_pod_network() {
   wait_for 30 no_qemu || fail "QEMU still running after rm"
   wait_for 20 test -z "$(net_leftovers)" || fail "left in the pod netns: $(net_leftovers)"
   # The veth stays as CNI made it.
-  ip -n "$NETP" -o addr show eth0 | grep -q "10.231.0.2/24" || fail "the pod veth lost its address"
+  ip -n "$NETP" -o addr show eth0 | grep "10.231.0.2/24" >/dev/null || fail "the pod veth lost its address"
 }
 
 case_host_network_refused() {

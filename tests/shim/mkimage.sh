@@ -13,7 +13,7 @@ name=${2:-docker.io/library/busybox:latest}
 cmd=${3:-'["sh"]'}
 busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "mkimage.sh: $busybox not found (apt-get install busybox-static)" >&2; exit 1; }
-file "$busybox" 2>/dev/null | grep -q 'statically linked' || \
+file "$busybox" 2>/dev/null | grep 'statically linked' >/dev/null || \
   { echo "mkimage.sh: $busybox is not statically linked" >&2; exit 1; }
 
 work=$(mktemp -d)
