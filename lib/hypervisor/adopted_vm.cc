@@ -114,7 +114,7 @@ class AdoptedVm final : public Vm {
   // The pool released them once already; a second pass costs a read of
   // QEMU's maps and finds what the guest's handover faulted back (nothing).
   Result<PageOutReport> ReleaseBootFiles() override {
-    if (stopping_) return Error::FailedPrecondition("VM " + id_ + " is stopped");
+    if (stop_.stopping) return Error::FailedPrecondition("VM " + id_ + " is stopped");
     return PageOutFileMappings(vmm_, boot_files_);  // vmm_ is never reset: no lock
   }
 

@@ -151,8 +151,8 @@ class QemuVm final : public Vm {
   Status Resume() override { return RunQmpCommand(qmp_, qmp_mu_, stop_, "cont"); }
   Result<VmHandover> Detach() override;
   Result<PageOutReport> ReleaseBootFiles() override {
-    std::lock_guard<std::mutex> l(stop_mu_);  // pidfd_ is reset by Stop, moved by Detach
-    if (stopping_ || !pidfd_) return Error::FailedPrecondition("VM " + id_ + " is stopped or handed over");
+    std::lock_guard<std::mutex> l(stop_.mu);  // pidfd_ is reset by Stop, moved by Detach
+    if (stop_.stopping || !pidfd_) return Error::FailedPrecondition("VM " + id_ + " is stopped or handed over");
     return PageOutFileMappings(pidfd_, boot_files_);
   }
 
