@@ -30,9 +30,32 @@ source "$(dirname "$0")/../tests/cri/cri_e2e.sh"
 n=$E2E_BENCH_N
 MARKER=cask-bench-printed
 # Per round and handler: the longest wait for the marker.
+#
+# CRI_BENCH_POOL=1: the cask pods take their VMs from a `cask-runtime pool
+# serve` (size 1) started for the run, given time to have its VM ready
+# before each cask round (the time of a warm start, not of an empty pool):
+# the pod's TAP is moved into the CRI pod's network namespace at handover.
+# Its QEMU and virtiofsd are then found by the pod's host-processes record.
 PRINT_TIMEOUT=${PRINT_TIMEOUT:-600}
 
 setup
+POOL=${CRI_BENCH_POOL:-0}
+POOL_PID=
+if [ "$POOL" = 1 ]; then
+  printf '[pool]\nsize = 1\nsocket = "%s"\nstate_dir = "%s"\ncgroup_parent = "%s"\n' \
+    "$W/pool/pool.sock" "$W/pool" "cask-bench-pool-$$" >> "$W/cask.toml"
+  "$CASK_RUNTIME" pool serve --config "$W/cask.toml" > "$W/pool.log" 2>&1 &
+  POOL_PID=$!
+  stop_bench_pool() {
+    [ -n "$POOL_PID" ] && kill -TERM "$POOL_PID" 2>/dev/null && wait "$POOL_PID" 2>/dev/null
+    find /sys/fs/cgroup -maxdepth 6 -type d -name "cask-bench-pool-$$" -exec rmdir {} + 2>/dev/null
+    return 0
+  }
+  e2e_defer stop_bench_pool
+fi
+pool_ready() { "$CASK_RUNTIME" pool status --config "$W/cask.toml" 2>/dev/null | grep -x "ready 1" > /dev/null; }
+# recorded_pid POD KEY: the pid the pod's host-processes record names for KEY.
+recorded_pid() { sed -n "s/^$2 \([0-9]*\) .*/\1/p" "$CASK_STATE/$1/host-processes" 2>/dev/null; }
 write_ctr_config bench "$BUSYBOX_IMAGE" -- sh -c "echo $MARKER; exec sleep 100000"
 for h in cask runc; do : > "$W/$h.total"; : > "$W/$h.runp"; : > "$W/$h.start"; : > "$W/$h.print"; done
 : > "$W/pss.total"; : > "$W/pss.shim"; : > "$W/pss.qemu"; : > "$W/pss.vfs"
@@ -54,6 +77,9 @@ one_round() {
   local h=$1 name=$2 t0 t1 t2 t3 pod c logf end
   write_pod_config "$name"
   logf=$W/logs/$name/bench.log
+  if [ "$h" = cask ] && [ "$POOL" = 1 ]; then
+    wait_for 240 pool_ready || fail "the pool has no ready VM: $(cat "$W/pool.log")"
+  fi
   t0=$(now_ms)
   pod=$(runp "$name" "$h") || fail "$h: RunPodSandbox of $name failed"
   t1=$(now_ms)
@@ -67,7 +93,13 @@ one_round() {
   t3=$(now_ms)
   if [ "$h" = cask ]; then
     local shim qemu vfs
-    shim=$(shim_pids) qemu=$(qemu_pids "$pod") vfs=$(pod_virtiofsd_pids "$pod")
+    if [ "$POOL" = 1 ]; then
+      shim=$(shim_pids) qemu=$(recorded_pid "$pod" vmm) vfs=$(recorded_pid "$pod" virtiofsd)
+      grep -F "sandbox=$pod" "$W/containerd.log" | grep "from_pool=true" > /dev/null ||
+        fail "cask pod $name did not take the pool's VM"
+    else
+      shim=$(shim_pids) qemu=$(qemu_pids "$pod") vfs=$(pod_virtiofsd_pids "$pod")
+    fi
     [ "$(wc -w <<<"$shim")" = 1 ] && [ "$(wc -w <<<"$qemu")" = 1 ] ||
       fail "expected one cask shim and one QEMU, got shim '$shim' qemu '$qemu'"
     local ps pq pv
@@ -107,7 +139,7 @@ row() {  # row LABEL FILE DIVISOR
   read -r med min max < <(stats "$2" "$3")
   printf '%-44s %9s  [%s–%s]   %s\n' "$1" "$med" "$min" "$max" "$(tr '\n' ' ' < "$2")"
 }
-echo "CRI pod start (RunPodSandbox + CreateContainer + StartContainer → marker in the CRI log):"
+echo "CRI pod start (RunPodSandbox + CreateContainer + StartContainer → marker in the CRI log)$([ "$POOL" = 1 ] && echo ", cask pods from the pool"):"
 echo "$n interleaved rounds, $(nproc) CPUs, load at round starts: ${loads[*]}, now $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-44s %9s  %s   %s\n' "" median "[min–max]" "raw (ms or KiB)"
 for h in cask runc; do
