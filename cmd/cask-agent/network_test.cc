@@ -128,52 +128,44 @@ TEST(TcpListeners, Bounded) {
 // guest NIC; it must come out renamed, up, addressed and routed.
 TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  Status result = Error::Internal("not run");
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      result = Error::Sys(errno, "unshare");
-      return;
+  Status result = net::RunInNewTestNetns([&]() -> Status {
+    CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
+    CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:42:0a:58:4d:05"), 0, -1}));
+    CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(Good()));
+    CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+    // Twice: a retried call converges.
+    CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+    CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
+    int idx = 0;
+    for (const auto& l : links) {
+      if (l.name != "eth0") continue;
+      idx = l.index;
+      if (!(l.flags & IFF_UP) || l.mtu != 1450) return Error::Internal("eth0 not up with MTU 1450");
     }
-    result = [&]() -> Status {
-      CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
-      CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:42:0a:58:4d:05"), 0, -1}));
-      CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(Good()));
-      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
-      // Twice: a retried call converges.
-      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
-      CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
-      int idx = 0;
-      for (const auto& l : links) {
-        if (l.name != "eth0") continue;
-        idx = l.index;
-        if (!(l.flags & IFF_UP) || l.mtu != 1450) return Error::Internal("eth0 not up with MTU 1450");
-      }
-      if (!idx) return Error::Internal("ens3 was not renamed to eth0");
-      CASK_ASSIGN_OR_RETURN(auto addrs, net::ListAddresses(nl));
-      bool addr = false;
-      for (const auto& a : addrs) addr |= a.ifindex == idx && net::FormatIp(a.ip) == "10.88.77.5" && a.prefix_len == 24;
-      if (!addr) return Error::Internal("address missing");
-      CASK_ASSIGN_OR_RETURN(auto routes, net::ListRoutes(nl));
-      bool def = false, svc = false;
-      for (const auto& r : routes) {
-        def |= !r.dst && r.gateway && net::FormatIp(*r.gateway) == "10.88.77.1" && r.ifindex == idx;
-        svc |= r.dst && net::FormatIp(*r.dst) == "10.96.0.0" && r.dst_len == 12 && r.ifindex == idx;
-      }
-      if (!def || !svc) return Error::Internal("routes missing");
-      CASK_ASSIGN_OR_RETURN(auto neigh, net::ListNeighbours(nl));
-      bool nb = false;
-      for (const auto& n : neigh) nb |= n.ifindex == idx && net::FormatIp(n.ip) == "10.88.77.9" && n.has_mac;
-      if (!nb) return Error::Internal("neighbour missing");
-      // A MAC that never appears: NOT_FOUND, after the wait.
-      auto other = Good();
-      other.interfaces[0].mac = "02:00:00:00:00:77";
-      CASK_ASSIGN_OR_RETURN(NetworkPlan missing, ValidateNetworkRequest(other));
-      Status st = ApplyNetworkPlan(nl, missing, std::chrono::milliseconds(50));
-      if (st.ok() || st.error().code() != Code::kNotFound) return Error::Internal("missing MAC not reported");
-      return Ok();
-    }();
+    if (!idx) return Error::Internal("ens3 was not renamed to eth0");
+    CASK_ASSIGN_OR_RETURN(auto addrs, net::ListAddresses(nl));
+    bool addr = false;
+    for (const auto& a : addrs) addr |= a.ifindex == idx && net::FormatIp(a.ip) == "10.88.77.5" && a.prefix_len == 24;
+    if (!addr) return Error::Internal("address missing");
+    CASK_ASSIGN_OR_RETURN(auto routes, net::ListRoutes(nl));
+    bool def = false, svc = false;
+    for (const auto& r : routes) {
+      def |= !r.dst && r.gateway && net::FormatIp(*r.gateway) == "10.88.77.1" && r.ifindex == idx;
+      svc |= r.dst && net::FormatIp(*r.dst) == "10.96.0.0" && r.dst_len == 12 && r.ifindex == idx;
+    }
+    if (!def || !svc) return Error::Internal("routes missing");
+    CASK_ASSIGN_OR_RETURN(auto neigh, net::ListNeighbours(nl));
+    bool nb = false;
+    for (const auto& n : neigh) nb |= n.ifindex == idx && net::FormatIp(n.ip) == "10.88.77.9" && n.has_mac;
+    if (!nb) return Error::Internal("neighbour missing");
+    // A MAC that never appears: NOT_FOUND, after the wait.
+    auto other = Good();
+    other.interfaces[0].mac = "02:00:00:00:00:77";
+    CASK_ASSIGN_OR_RETURN(NetworkPlan missing, ValidateNetworkRequest(other));
+    Status st = ApplyNetworkPlan(nl, missing, std::chrono::milliseconds(50));
+    if (st.ok() || st.error().code() != Code::kNotFound) return Error::Internal("missing MAC not reported");
+    return Ok();
   });
-  t.join();
   EXPECT_TRUE(result.ok()) << result.error().ToString();
 }
 
@@ -181,31 +173,23 @@ TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
 // a retry (the NIC already has the pod's MAC) converges.
 TEST(ApplyNetwork, SetsTheMacOfANicFoundByItsCurrentMac) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  Status result = Error::Internal("not run");
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      result = Error::Sys(errno, "unshare");
-      return;
-    }
-    result = [&]() -> Status {
-      CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
-      CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:ca:5c:01:02:03"), 0, -1}));
-      auto req = Good();
-      req.interfaces[0].current_mac = "02:ca:5c:01:02:03";
-      CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(req));
-      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
-      CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
-      CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
-      for (const auto& l : links)
-        if (l.name == "eth0") {
-          if (net::FormatMac(l.mac) != "02:42:0a:58:4d:05") return Error::Internal("eth0 has MAC " + net::FormatMac(l.mac));
-          if (!(l.flags & IFF_UP)) return Error::Internal("eth0 is down");
-          return Ok();
-        }
-      return Error::Internal("ens3 was not renamed to eth0");
-    }();
+  Status result = net::RunInNewTestNetns([&]() -> Status {
+    CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
+    CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:ca:5c:01:02:03"), 0, -1}));
+    auto req = Good();
+    req.interfaces[0].current_mac = "02:ca:5c:01:02:03";
+    CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(req));
+    CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+    CASK_TRY(ApplyNetworkPlan(nl, plan, std::chrono::milliseconds(1000)));
+    CASK_ASSIGN_OR_RETURN(auto links, net::ListLinks(nl));
+    for (const auto& l : links)
+      if (l.name == "eth0") {
+        if (net::FormatMac(l.mac) != "02:42:0a:58:4d:05") return Error::Internal("eth0 has MAC " + net::FormatMac(l.mac));
+        if (!(l.flags & IFF_UP)) return Error::Internal("eth0 is down");
+        return Ok();
+      }
+    return Error::Internal("ens3 was not renamed to eth0");
   });
-  t.join();
   EXPECT_TRUE(result.ok()) << result.error().ToString();
 }
 

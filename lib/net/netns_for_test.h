@@ -10,6 +10,7 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -48,6 +49,22 @@ inline Result<TestNetns> NewTestNetns(bool lo_up = false) {
       if (fd < 0) return Error::Sys(errno, "open /proc/thread-self/ns/net");
       return TestNetns{UniqueFd(fd)};
     }();
+  });
+  t.join();
+  return out;
+}
+
+// Runs `body` on a thread of its own inside a new network namespace (the
+// caller's stays as it is) and returns its result; the namespace goes
+// with the thread.
+inline Status RunInNewTestNetns(const std::function<Status()>& body) {
+  Status out = Error::Internal("not run");
+  std::thread t([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      out = Error::Sys(errno, "unshare(CLONE_NEWNET)");
+      return;
+    }
+    out = body();
   });
   t.join();
   return out;
