@@ -128,7 +128,7 @@ TEST(TcpListeners, Bounded) {
 // guest NIC; it must come out renamed, up, addressed and routed.
 TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  Status result = net::RunInNewTestNetns([&]() -> Status {
+  Status result = net::RunInNewNetns([&]() -> Status {
     CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
     CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:42:0a:58:4d:05"), 0, -1}));
     CASK_ASSIGN_OR_RETURN(NetworkPlan plan, ValidateNetworkRequest(Good()));
@@ -173,7 +173,7 @@ TEST(ApplyNetwork, ConfiguresTheLinkWithThatMac) {
 // a retry (the NIC already has the pod's MAC) converges.
 TEST(ApplyNetwork, SetsTheMacOfANicFoundByItsCurrentMac) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  Status result = net::RunInNewTestNetns([&]() -> Status {
+  Status result = net::RunInNewNetns([&]() -> Status {
     CASK_ASSIGN_OR_RETURN(net::NetlinkSocket nl, net::NetlinkSocket::Open());
     CASK_TRY(net::AddVeth(nl, net::VethSpec{"ens3", "other", *net::ParseMac("02:ca:5c:01:02:03"), 0, -1}));
     auto req = Good();

@@ -2,15 +2,15 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <thread>
 #include <utility>
+
+#include "lib/net/netns.h"
 
 namespace cask::net {
 
@@ -21,20 +21,12 @@ Result<HoldingNetns> HoldingNetns::Create(const std::string& path) {
     return Error::Sys(e == EEXIST ? Code::kAlreadyExists : Code::kInternal, e, "create " + path);
   }
   file.Reset();
-  Status made = Error::Internal("unset");
-  std::thread t([&] {
-    // unshare on a thread of its own: the caller stays where it is.
-    if (::unshare(CLONE_NEWNET) != 0) {
-      made = Error::Sys(errno, "unshare(CLONE_NEWNET)");
-      return;
-    }
-    if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-      made = Error::Sys(errno, "bind-mount the new network namespace on " + path);
-      return;
-    }
-    made = Ok();
+  // On a thread of its own: the caller stays where it is.
+  Status made = RunInNewNetns([&]() -> Status {
+    if (::mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      return Error::Sys(errno, "bind-mount the new network namespace on " + path);
+    return Ok();
   });
-  t.join();
   if (!made.ok()) {
     (void)::unlink(path.c_str());
     return std::move(made).error().Wrap("create a holding network namespace");

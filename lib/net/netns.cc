@@ -37,4 +37,17 @@ Status RunInNetns(int netns_fd, const std::function<Status()>& fn) {
   return std::move(*result);
 }
 
+Status RunInNewNetns(const std::function<Status()>& fn) {
+  std::optional<Status> result;
+  std::thread t([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      result = Error::Sys(errno, "unshare(CLONE_NEWNET)");
+      return;
+    }
+    result = fn();
+  });
+  t.join();
+  return std::move(*result);
+}
+
 }  // namespace cask::net

@@ -23,4 +23,10 @@ Result<UniqueFd> OpenNetns(const std::string& path);
 // waits for it. A failing setns is the error.
 Status RunInNetns(int netns_fd, const std::function<Status()>& fn);
 
+// Runs `fn` on a new thread that has unshared a new, empty network
+// namespace, and waits for it. The namespace lives as long as something
+// holds it (an fd opened or a bind mount made by `fn`); otherwise it goes
+// with the thread. A failing unshare is the error.
+Status RunInNewNetns(const std::function<Status()>& fn);
+
 }  // namespace cask::net

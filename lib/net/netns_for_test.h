@@ -7,17 +7,15 @@
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/veth.h>
-#include <sched.h>
 
 #include <cerrno>
-#include <functional>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "lib/base/result.h"
 #include "lib/base/unique_fd.h"
 #include "lib/net/netlink.h"
+#include "lib/net/netns.h"
 #include "lib/net/rtnl.h"
 
 namespace cask::net {
@@ -33,40 +31,22 @@ struct TestNetns {
 // caller's namespace stays as it is). With `lo_up`, its loopback is up.
 inline Result<TestNetns> NewTestNetns(bool lo_up = false) {
   Result<TestNetns> out = Error::Internal("unset");
-  std::thread t([&] {
-    out = [&]() -> Result<TestNetns> {
-      if (::unshare(CLONE_NEWNET) != 0) return Error::Sys(errno, "unshare(CLONE_NEWNET)");
-      if (lo_up) {
-        CASK_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());
-        CASK_ASSIGN_OR_RETURN(std::vector<Link> links, ListLinks(nl));
-        int lo = 0;
-        for (const auto& l : links)
-          if (l.name == "lo") lo = l.index;
-        if (lo == 0) return Error::Internal("new network namespace has no lo");
-        CASK_TRY(ChangeLink(nl, lo, LinkChange{true, {}, {}}));
-      }
-      int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return Error::Sys(errno, "open /proc/thread-self/ns/net");
-      return TestNetns{UniqueFd(fd)};
-    }();
-  });
-  t.join();
-  return out;
-}
-
-// Runs `body` on a thread of its own inside a new network namespace (the
-// caller's stays as it is) and returns its result; the namespace goes
-// with the thread.
-inline Status RunInNewTestNetns(const std::function<Status()>& body) {
-  Status out = Error::Internal("not run");
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      out = Error::Sys(errno, "unshare(CLONE_NEWNET)");
-      return;
+  Status st = RunInNewNetns([&]() -> Status {
+    if (lo_up) {
+      CASK_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());
+      CASK_ASSIGN_OR_RETURN(std::vector<Link> links, ListLinks(nl));
+      int lo = 0;
+      for (const auto& l : links)
+        if (l.name == "lo") lo = l.index;
+      if (lo == 0) return Error::Internal("new network namespace has no lo");
+      CASK_TRY(ChangeLink(nl, lo, LinkChange{true, {}, {}}));
     }
-    out = body();
+    int fd = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Error::Sys(errno, "open /proc/thread-self/ns/net");
+    out = TestNetns{UniqueFd(fd)};
+    return Ok();
   });
-  t.join();
+  if (!st.ok()) return std::move(st).error();
   return out;
 }
 
