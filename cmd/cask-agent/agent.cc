@@ -715,11 +715,14 @@ Status Agent::UpdateContainer(const std::string& id, std::string_view resources_
 
 Result<std::string> Agent::NextOomEvent(const WaitLimits& limits) { return oom_->Next(limits); }
 
-WaitLimits Agent::Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const {
+WaitLimits Agent::Limits(std::optional<std::chrono::steady_clock::time_point> deadline,
+                         std::shared_ptr<const std::atomic<bool>> connection_gone) const {
   WaitLimits l;
   l.deadline = deadline;
   uint64_t epoch = cancel_epoch_.load();
-  l.cancelled = [this, epoch] { return cancel_epoch_.load() != epoch; };
+  l.cancelled = [this, epoch, gone = std::move(connection_gone)] {
+    return cancel_epoch_.load() != epoch || (gone && gone->load());
+  };
   return l;
 }
 

@@ -79,7 +79,7 @@ struct AgentOptions {
   // After a short read of a process's pipe or pty, its fd is watched again
   // only this much later (StreamPump::Start): a writer of small chunks then
   // costs one wake-up of the agent per delay rather than one per write.
-  std::chrono::microseconds stream_short_read_delay{1000};
+  std::chrono::microseconds stream_short_read_delay{4000};
   // How long GetEvents holds a reply of little output for more to join it
   // (reply_coalescer.h). min_bytes is capped at half a stream's buffer.
   ReplyCoalescer::Options reply_coalescing;
@@ -221,8 +221,11 @@ class Agent {
   Status GrantOutput(const std::string& id, const std::string& exec_id, StreamKind stream, uint32_t bytes,
                      uint64_t total = 0);
 
-  // WaitLimits for a call: `deadline` plus cancellation by CancelBlockingCalls().
-  WaitLimits Limits(std::optional<std::chrono::steady_clock::time_point> deadline) const;
+  // WaitLimits for a call: `deadline` plus cancellation by CancelBlockingCalls()
+  // and, when given, by `connection_gone` (the call's connection ended: a
+  // call that starts after the cancellation ends at once too).
+  WaitLimits Limits(std::optional<std::chrono::steady_clock::time_point> deadline,
+                    std::shared_ptr<const std::atomic<bool>> connection_gone = nullptr) const;
   // Ends every blocked call with UNAVAILABLE.
   void CancelBlockingCalls();
 

@@ -39,10 +39,11 @@ class ReplyCoalescer {
     // Output that goes at once. Kept well below a stream's buffer, so a
     // held stream never fills its buffer (which would pause the producer).
     size_t min_bytes = 64 * 1024;
-    // The longest any output is held. Sub-millisecond to a few
-    // milliseconds: unnoticeable for interactive output, long enough for a
-    // small-write producer to add several writes under TCG.
-    std::chrono::microseconds max_delay{2000};
+    // The longest any output is held. A few milliseconds: unnoticeable
+    // for interactive output, long enough for a small-write producer to
+    // add several writes under TCG (docs/architecture.md has the
+    // measurement behind 4 ms).
+    std::chrono::microseconds max_delay{4000};
   };
 
   // What a reply could carry now.

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,44 +10,6 @@
 #include "cmd/cask-agent/channel.h"
 
 namespace cask::agent {
-
-namespace {
-
-// While a connection is served: notices the host hanging up (POLLHUP on the
-// port) and keeps cancelling blocked calls until the connection is done, so
-// handlers that were dispatched late are released too.
-class HangupWatcher {
- public:
-  HangupWatcher(int port_fd, Agent& agent) : port_fd_(port_fd), agent_(agent) {
-    stop_.Reset(::eventfd(0, EFD_CLOEXEC));
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~HangupWatcher() {
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(stop_.get(), &one, sizeof one);
-    thread_.join();
-  }
-
- private:
-  void Run() {
-    bool hung_up = false;
-    for (;;) {
-      struct pollfd fds[2] = {{port_fd_, 0, 0}, {stop_.get(), POLLIN, 0}};
-      int r = ::poll(fds, 2, hung_up ? 100 : -1);
-      if (r < 0 && errno != EINTR) return;
-      if (fds[1].revents) return;
-      if (fds[0].revents & (POLLHUP | POLLERR)) hung_up = true;
-      if (hung_up) agent_.CancelBlockingCalls();
-    }
-  }
-
-  int port_fd_;
-  Agent& agent_;
-  UniqueFd stop_;
-  std::thread thread_;
-};
-
-}  // namespace
 
 void ServeSerialForever(rpc::Server& server, Agent& agent, const Logger& log) {
   Logger clog = log.WithSubsystem("channel");
@@ -76,11 +37,13 @@ void ServeSerialForever(rpc::Server& server, Agent& agent, const Logger& log) {
         continue;
       }
       clog.Info("host connected");
-      Status st;
-      {
-        HangupWatcher watcher(port->get(), agent);
-        st = server.ServeConnection(UniqueFd(dup));
-      }
+      // Only the connection's reader polls the port while it is served: a
+      // second poller (a hang-up watcher) could take the reader's wake-up
+      // (lib/rpc/fd_stream.h). The reader sees the hang-up itself (the
+      // read ends); then calls still blocked are cancelled, and calls of
+      // the connection that start later end at once (Agent::Limits).
+      Status st = server.ServeConnection(UniqueFd(dup));
+      agent.CancelBlockingCalls();
       if (st.ok())
         clog.Info("host disconnected");
       else

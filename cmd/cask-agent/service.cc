@@ -269,7 +269,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
   Add<v1::WaitProcessRequest, v1::WaitProcessResponse>(
       server, slog, "WaitProcess", ProcessFields<v1::WaitProcessRequest>,
       [a](const rpc::CallContext& ctx, const v1::WaitProcessRequest& req) -> Result<v1::WaitProcessResponse> {
-        CASK_ASSIGN_OR_RETURN(ProcessExit e, a->WaitProcess(req.container_id(), req.exec_id(), a->Limits(ctx.deadline)));
+        CASK_ASSIGN_OR_RETURN(ProcessExit e, a->WaitProcess(req.container_id(), req.exec_id(), a->Limits(ctx.deadline, ctx.cancelled)));
         v1::WaitProcessResponse resp;
         resp.set_exit_status(e.status);
         resp.set_exited_at_ns(e.exited_at_ns);
@@ -313,7 +313,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
         server, slog, method, ProcessFields<v1::ReadStreamRequest>,
         [a, kind = kind](const rpc::CallContext& ctx, const v1::ReadStreamRequest& req) -> Result<v1::ReadStreamResponse> {
           CASK_ASSIGN_OR_RETURN(StreamChunk c, a->ReadStream(req.container_id(), req.exec_id(), kind, req.max_len(),
-                                                             a->Limits(ctx.deadline)));
+                                                             a->Limits(ctx.deadline, ctx.cancelled)));
           v1::ReadStreamResponse resp;
           resp.set_data(std::move(c.data));
           resp.set_eof(c.eof);
@@ -333,7 +333,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
           if (!req.ParseFromString(payload)) return Error::InvalidArgument("cannot parse " + ctx.service + ".GetEvents request");
           mlog.Debug("rpc", {{"ack", std::to_string(req.ack())}});
           auto batch = a->GetEvents(req.ack(), std::chrono::milliseconds(req.wait_ms()), req.max_output_bytes(),
-                                    a->Limits(ctx.deadline));
+                                    a->Limits(ctx.deadline, ctx.cancelled));
           if (!batch.ok()) {
             mlog.Warn("rpc failed", {{"code", std::string(CodeName(batch.error().code()))},
                                      {"error", batch.error().ToString()}});
@@ -388,7 +388,7 @@ void RegisterAgentService(rpc::Server& server, Agent& agent, const Logger& log) 
   Add<v1::GetOOMEventRequest, v1::OOMEvent>(server, slog, "GetOOMEvent", nullptr,
                                             [a](const rpc::CallContext& ctx,
                                                 const v1::GetOOMEventRequest&) -> Result<v1::OOMEvent> {
-                                              CASK_ASSIGN_OR_RETURN(std::string id, a->NextOomEvent(a->Limits(ctx.deadline)));
+                                              CASK_ASSIGN_OR_RETURN(std::string id, a->NextOomEvent(a->Limits(ctx.deadline, ctx.cancelled)));
                                               v1::OOMEvent ev;
                                               ev.set_container_id(id);
                                               return ev;

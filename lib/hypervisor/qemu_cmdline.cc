@@ -187,6 +187,12 @@ Result<std::vector<std::string>> KernelParams(const KernelParamsOptions& o) {
   if (o.machine == MachineType::kMicrovm) {
     if (o.tsc_khz > 0) {
       p.push_back("tsc_early_khz=" + std::to_string(o.tsc_khz));
+      // Under TCG the guest's TSC is the host's (one vCPU, the host's
+      // frequency), but the emulated CPU does not say it is constant, so
+      // the kernel would drop it and keep time in 4 ms jiffies: every
+      // sub-tick timer of the agent (output batching waits of 1-2 ms)
+      // would last a tick or two.
+      if (o.accel != Accel::kKvm) p.push_back("tsc=reliable");
     } else if (o.accel != Accel::kKvm) {
       return Error::FailedPrecondition(
           "hypervisor.machine_type = microvm under TCG needs the host TSC frequency (tsc_early_khz), "

@@ -7,7 +7,8 @@
 //  - microvm needs x-option-roms=off,isa-serial=on,rtc=on (rtc=off costs
 //    2 s), modern virtio-mmio (virtio-mmio.force-legacy=false, which
 //    vhost-user-fs requires), and tsc_early_khz=<host kHz> on the kernel
-//    command line under TCG (without it the guest hangs calibrating the TSC);
+//    command line under TCG (without it the guest hangs calibrating the TSC),
+//    with tsc=reliable (otherwise the guest keeps time in jiffies);
 //  - vhost-user (virtio-fs) needs guest RAM in a shared memfd backend;
 //  - -cpu qemu64 boots fastest under TCG; -cpu host under KVM.
 // Option values that QEMU parses as key=value lists (paths inside -chardev,
@@ -133,7 +134,8 @@ struct KernelParamsOptions {
   std::vector<std::string> extra;   // VmSettings::extra_kernel_params
 };
 
-// console=ttyS0 panic=-1 [quiet] [tsc_early_khz=N] cask.channel=serial|vsock
+// console=ttyS0 panic=-1 [quiet] [tsc_early_khz=N [tsc=reliable under TCG]]
+// cask.channel=serial|vsock
 // [cask.debug=1] <user params> <extra>. User parameters come last so they
 // can override earlier ones. microvm under TCG with an unknown TSC
 // frequency is FAILED_PRECONDITION (the guest would hang).

@@ -230,8 +230,18 @@ TEST(KernelParams, MicrovmTcgQuietSerial) {
   o.tsc_khz = 2445404;
   auto p = KernelParams(o);
   ASSERT_TRUE(p.ok()) << p.error().ToString();
-  EXPECT_THAT(*p, ElementsAreArray({"console=ttyS0", "panic=-1", "quiet", "tsc_early_khz=2445404",
+  EXPECT_THAT(*p, ElementsAreArray({"console=ttyS0", "panic=-1", "quiet", "tsc_early_khz=2445404", "tsc=reliable",
                                     "cask.channel=serial"}));
+}
+
+TEST(KernelParams, MicrovmKvmKeepsTheKernelsClockChoice) {
+  KernelParamsOptions o;
+  o.machine = MachineType::kMicrovm;
+  o.accel = Accel::kKvm;
+  o.tsc_khz = 2445404;
+  auto p = KernelParams(o);
+  ASSERT_TRUE(p.ok()) << p.error().ToString();
+  for (const auto& s : *p) EXPECT_NE(s, "tsc=reliable");
 }
 
 TEST(KernelParams, DebugVsockUserAndExtraParamsLast) {

@@ -39,11 +39,17 @@ Result<std::unique_ptr<FdStream>> FdStream::Make(UniqueFd fd) {
   if (::fstat(fd.get(), &st) < 0) return Error::Sys(errno, "ttrpc stream: fstat");
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return Error::Sys(errno, "ttrpc stream: eventfd");
-  return std::unique_ptr<FdStream>(new FdStream(std::move(fd), std::move(wake), S_ISSOCK(st.st_mode)));
+  const bool is_socket = S_ISSOCK(st.st_mode);
+  UniqueFd room_wanted;
+  if (!is_socket) {
+    room_wanted.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!room_wanted.valid()) return Error::Sys(errno, "ttrpc stream: eventfd");
+  }
+  return std::unique_ptr<FdStream>(new FdStream(std::move(fd), std::move(wake), std::move(room_wanted), is_socket));
 }
 
-FdStream::FdStream(UniqueFd fd, UniqueFd wake, bool is_socket)
-    : fd_(std::move(fd)), wake_(std::move(wake)), is_socket_(is_socket) {}
+FdStream::FdStream(UniqueFd fd, UniqueFd wake, UniqueFd room_wanted, bool is_socket)
+    : fd_(std::move(fd)), wake_(std::move(wake)), room_wanted_(std::move(room_wanted)), is_socket_(is_socket) {}
 
 ssize_t FdStream::WriteSome(const struct iovec* iov, int count) {
   // On a socket whose peer is gone, write(2) would raise SIGPIPE and kill
@@ -74,10 +80,63 @@ Result<bool> FdStream::Wait(short events, std::optional<Clock::time_point> deadl
   }
 }
 
+Result<bool> FdStream::WaitReadable(std::optional<Clock::time_point> deadline) {
+  for (;;) {
+    bool want_room;
+    {
+      std::lock_guard<std::mutex> lock(room_mu_);
+      want_room = room_waiters_;
+    }
+    struct pollfd p[3] = {{fd_.get(), static_cast<short>(POLLIN | (want_room ? POLLOUT : 0)), 0},
+                          {wake_.get(), POLLIN, 0},
+                          {room_wanted_.get(), POLLIN, 0}};
+    int n = ::poll(p, 3, PollTimeout(deadline));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::Sys(errno, "ttrpc stream: poll");
+    }
+    if (p[1].revents) return Cancelled();
+    if (p[2].revents) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t r = ::read(room_wanted_.get(), &count, sizeof count);  // EAGAIN: fine
+    }
+    if (p[0].revents & (POLLOUT | POLLHUP | POLLERR)) {
+      std::lock_guard<std::mutex> lock(room_mu_);
+      if (room_waiters_) {
+        room_waiters_ = false;
+        ++room_gen_;
+        room_cv_.notify_all();
+      }
+    }
+    // POLLHUP/POLLERR: let the read report what happened.
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return true;
+    if (n == 0 && deadline && Clock::now() >= *deadline) return false;
+  }
+}
+
+Result<bool> FdStream::WaitWritable(std::optional<Clock::time_point> deadline) {
+  uint64_t gen;
+  {
+    std::lock_guard<std::mutex> lock(room_mu_);
+    gen = room_gen_;
+    room_waiters_ = true;
+  }
+  uint64_t one = 1;
+  // A failed write means the counter is already non-zero: the reader will look.
+  [[maybe_unused]] ssize_t w = ::write(room_wanted_.get(), &one, sizeof one);
+  Clock::time_point until = Clock::now() + kWriterRetry;
+  if (deadline && *deadline < until) until = *deadline;
+  std::unique_lock<std::mutex> lock(room_mu_);
+  room_cv_.wait_until(lock, until, [&] { return room_gen_ != gen || woken_.load(); });
+  if (woken_.load()) return Cancelled();
+  if (room_gen_ == gen && deadline && Clock::now() >= *deadline) return false;
+  return true;  // told, or time to try again
+}
+
 Result<size_t> FdStream::Read(char* buf, size_t cap, std::optional<Clock::time_point> deadline) {
   for (;;) {
     if (woken_.load()) return Cancelled();
-    CASK_ASSIGN_OR_RETURN(bool ready, Wait(POLLIN, deadline));
+    CASK_ASSIGN_OR_RETURN(bool ready, is_socket_ ? Wait(POLLIN, deadline) : WaitReadable(deadline));
     if (!ready) return Error::DeadlineExceeded("ttrpc stream: read deadline");
     ssize_t n = ::read(fd_.get(), buf, cap);
     if (n >= 0) return static_cast<size_t>(n);
@@ -145,7 +204,8 @@ Status FdStream::WriteAll(std::string_view first, std::string_view second,
       return Error::Sys(errno, "ttrpc stream: write");
     }
     // Once a frame is partly out, finish it whatever the deadline.
-    CASK_ASSIGN_OR_RETURN(bool ready, Wait(POLLOUT, started ? std::nullopt : deadline));
+    const std::optional<Clock::time_point> until = started ? std::nullopt : deadline;
+    CASK_ASSIGN_OR_RETURN(bool ready, is_socket_ ? Wait(POLLOUT, until) : WaitWritable(until));
     if (!ready) return Error::DeadlineExceeded("ttrpc stream: write deadline");
   }
   return Ok();
@@ -153,6 +213,11 @@ Status FdStream::WriteAll(std::string_view first, std::string_view second,
 
 void FdStream::Wake() {
   woken_.store(true);
+  {
+    // Writers waiting for room see woken_ now.
+    std::lock_guard<std::mutex> lock(room_mu_);
+    room_cv_.notify_all();
+  }
   uint64_t one = 1;
   // The eventfd is never read, so it stays readable: every later poll sees it.
   // A failed write means the counter is already non-zero.

@@ -9,7 +9,19 @@
 // and every wait polls it together with an eventfd, so Wake() unblocks
 // readers and writers on any kind of fd (no shutdown(2) needed).
 //
-// Ownership: owns the fd and the eventfd. Thread safety: one thread reads;
+// One poller for a character device. On a virtio-serial port, polling the
+// port from a second thread can swallow the reader's wake-up: the guest
+// kernel's poll takes a received buffer off the queue, and the interrupt
+// that follows finds nothing new and wakes nobody, so the reader sleeps
+// with input waiting (measured: 2-5 s stalls of bulk output, ended only by
+// the reader's next timeout). So on a character device only the reading
+// thread ever polls the fd: a writer that finds the port full asks the
+// reader (through an eventfd) to watch for room as well, and waits to be
+// told; it tries again after at most kWriterRetry even if nobody tells it,
+// so a writer with no reader running still makes progress. Sockets keep
+// one poll per waiting thread.
+//
+// Ownership: owns the fd and the eventfds. Thread safety: one thread reads;
 // any number of threads write (writes are serialised by an internal mutex,
 // so frames never interleave); Wake() and Close() from any thread.
 #pragma once
@@ -58,6 +70,10 @@ class FdStream {
   Status WriteAll(std::string_view first, std::string_view second,
                   std::optional<Clock::time_point> deadline = std::nullopt);
 
+  // How long a writer on a character device waits for the reader's word
+  // that the fd has room before it tries again by itself.
+  static constexpr std::chrono::milliseconds kWriterRetry{20};
+
   // Makes every blocked and later Read/WriteAll return CANCELLED. Idempotent.
   void Wake();
   // Wake(), then closes the fd once no write is in progress. Idempotent.
@@ -66,15 +82,32 @@ class FdStream {
   void Close();
 
  private:
-  FdStream(UniqueFd fd, UniqueFd wake, bool is_socket);
+  FdStream(UniqueFd fd, UniqueFd wake, UniqueFd room_wanted, bool is_socket);
   ssize_t WriteSome(const struct iovec* iov, int count);
   // Polls fd for `events` and the eventfd. Returns true when fd is ready.
   Result<bool> Wait(short events, std::optional<Clock::time_point> deadline);
+  // The reader's wait on a character device: polls the fd for input, and
+  // for room while a writer waits for it (telling the writers when it
+  // comes). Returns true when input (or a hang-up or error) is ready.
+  Result<bool> WaitReadable(std::optional<Clock::time_point> deadline);
+  // A writer's wait on a character device: asks the reader to watch for
+  // room and waits until told, kWriterRetry at most, or `deadline`.
+  // Returns false at the deadline.
+  Result<bool> WaitWritable(std::optional<Clock::time_point> deadline);
 
   UniqueFd fd_;
   UniqueFd wake_;
+  // Character devices: written by a writer that waits for room, polled by
+  // the reader (see the file comment).
+  UniqueFd room_wanted_;
   const bool is_socket_;
   std::atomic<bool> woken_{false};
+  // Character devices: bumped by the reader each time it sees room (or a
+  // hang-up or error) while a writer waits; writers wait for it to change.
+  std::mutex room_mu_;
+  std::condition_variable room_cv_;
+  uint64_t room_gen_ = 0;        // guarded by room_mu_
+  bool room_waiters_ = false;    // guarded by room_mu_
   // The writer slot: one frame is written at a time; a waiting writer gives
   // up at its deadline. (A mutex and a flag rather than std::timed_mutex:
   // its timed lock is pthread_mutex_clocklock, which ThreadSanitizer does

@@ -144,9 +144,9 @@ class AgentClient {
     // enough that a reply fits in the host socket's buffer (~200 KiB; a
     // reply that does not fit makes QEMU throttle the virtio-serial port).
     // 1 MiB replies were tried: fewer round trips, but one small-write exec
-    // in two stalled for ~60 s (until the host's next call) under load.
-    // The cause was not established (a lost wake-up around the port's
-    // throttling is the suspect), so replies stay at 128 KiB.
+    // in two stalled for ~60 s under load, before the agent reader's lost
+    // wake-up was found and fixed (lib/rpc/fd_stream.h); replies stay at
+    // 128 KiB until they are measured again.
     uint32_t batch_output = 128 * 1024;
     // Exits of processes this client does not know, kept for a late
     // WaitProcess; OOM ids waiting for GetOOMEvent.
