@@ -182,25 +182,40 @@ case_pool_killed() {
 # veth peer 10.232.0.1/24 in Q; nothing on the host's interfaces) takes the
 # pool's VM: the VM's TAP moves from the pool's holding namespace into P,
 # the guest NIC gets the veth's MAC and the pod's address, and reaches the
-# peer. Nothing is left: no TAP in P, no pool TAP on the host, no holding
-# namespace once the pool stops.
+# peer; the peer reaches the pod's server, and so does port forwarding as
+# containerd does it (127.0.0.1:PORT dialed inside P). Nothing is left: no
+# TAP in P, no pool TAP on the host, no holding namespace once the pool
+# stops.
 case_netns() {
   pool_config 1
   start_pool 1
-  local p=cask-pool-p-$$ q=cask-pool-q-$$ mac out
+  local p=cask-pool-p-$$ q=cask-pool-q-$$ mac out body
   ip netns add "$p"; e2e_defer ip netns del "$p"
   ip netns add "$q"; e2e_defer ip netns del "$q"
   ip -n "$p" link add eth0 type veth peer name veth0 netns "$q"
   ip -n "$p" addr add 10.232.0.2/24 dev eth0; ip -n "$p" link set eth0 up
+  ip -n "$p" link set lo up  # as CNI's loopback plugin leaves it: port forwarding dials 127.0.0.1 there
   ip -n "$q" addr add 10.232.0.1/24 dev veth0; ip -n "$q" link set veth0 up
   mac=$(ip -n "$p" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
-  out=$(run_cask --rm $(pod_args n1 sandbox) --with-ns "network:/var/run/netns/$p" "$IMAGE" n1 \
-    sh -c 'ip -o addr show eth0; ip -o link show eth0; ping -c 1 -W 20 10.232.0.1 >/dev/null && echo ping-ok')
+  run_cask -d $(pod_args n1 sandbox) --with-ns "network:/var/run/netns/$p" "$IMAGE" n1 \
+    sh -c 'mkdir -p /www && echo hello-from-warm-pod > /www/index.html && exec httpd -f -p 8080 -h /www'
+  wait_for 60 status_is n1 RUNNING || fail "n1 not running"
   shim_log_has 'sandbox=n1 container=n1 vmm_pid=[0-9]* from_pool=true' ||
     { grep -i 'ready VM' "$W/containerd.log" >&2; fail "n1 did not run in the pool's VM"; }
+  out=$(ctr_ task exec --exec-id e1 n1 \
+    sh -c 'ip -o addr show eth0; ip -o link show eth0; ping -c 1 -W 20 10.232.0.1 >/dev/null && echo ping-ok')
   expect_contains "$out" "10.232.0.2/24" "the guest NIC's address"
   expect_contains "$out" "$mac" "the guest NIC's MAC (the pod veth's)"
   expect_contains "$out" "ping-ok" "ping from the guest to the pod's peer"
+  body=$(ip netns exec "$q" curl -s --max-time 30 http://10.232.0.2:8080/index.html) || true
+  expect_eq "$body" "hello-from-warm-pod" "HTTP from the peer to the warm pod"
+  pf_fetch() { nsenter --net="/var/run/netns/$p" curl -s --max-time 10 http://127.0.0.1:8080/index.html; }
+  wait_for 30 pf_fetch >/dev/null || true
+  expect_eq "$(pf_fetch)" "hello-from-warm-pod" "port-forward: 127.0.0.1:8080 in the warm pod's netns on the host"
+  ctr_ task kill -s SIGKILL n1
+  wait_for 30 status_is n1 STOPPED || fail "n1 not stopped"
+  ctr_ task rm n1 >/dev/null
+  ctr_ containers rm n1
   [ -z "$(ip -n "$p" -o link show type tun)" ] || fail "TAP left in the pod netns: $(ip -n "$p" -o link show type tun)"
   [ -z "$(ip -o link show | grep cpool)" ] || fail "a pool TAP is in the host's namespace"
   pool_cleanup_check
