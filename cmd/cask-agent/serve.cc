@@ -1,8 +1,6 @@
 #include "cmd/cask-agent/serve.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <thread>

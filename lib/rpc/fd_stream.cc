@@ -66,30 +66,18 @@ ssize_t FdStream::WriteSome(const struct iovec* iov, int count) {
 }
 
 Result<bool> FdStream::Wait(short events, std::optional<Clock::time_point> deadline) {
+  // The reader of a character device also watches for room on behalf of
+  // waiting writers (WaitWritable), and for their requests to (room_wanted_).
+  const bool device_reader = !is_socket_ && (events & POLLIN);
   for (;;) {
-    struct pollfd p[2] = {{fd_.get(), events, 0}, {wake_.get(), POLLIN, 0}};
-    int n = ::poll(p, 2, PollTimeout(deadline));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::Sys(errno, "ttrpc stream: poll");
-    }
-    if (p[1].revents) return Cancelled();
-    // POLLHUP/POLLERR: let the read or write report what happened.
-    if (p[0].revents) return true;
-    if (n == 0 && deadline && Clock::now() >= *deadline) return false;
-  }
-}
-
-Result<bool> FdStream::WaitReadable(std::optional<Clock::time_point> deadline) {
-  for (;;) {
-    bool want_room;
-    {
+    bool want_room = false;
+    if (device_reader) {
       std::lock_guard<std::mutex> lock(room_mu_);
       want_room = room_waiters_;
     }
-    struct pollfd p[3] = {{fd_.get(), static_cast<short>(POLLIN | (want_room ? POLLOUT : 0)), 0},
+    struct pollfd p[3] = {{fd_.get(), static_cast<short>(events | (want_room ? POLLOUT : 0)), 0},
                           {wake_.get(), POLLIN, 0},
-                          {room_wanted_.get(), POLLIN, 0}};
+                          {device_reader ? room_wanted_.get() : -1, POLLIN, 0}};
     int n = ::poll(p, 3, PollTimeout(deadline));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -100,7 +88,7 @@ Result<bool> FdStream::WaitReadable(std::optional<Clock::time_point> deadline) {
       uint64_t count;
       [[maybe_unused]] ssize_t r = ::read(room_wanted_.get(), &count, sizeof count);  // EAGAIN: fine
     }
-    if (p[0].revents & (POLLOUT | POLLHUP | POLLERR)) {
+    if (device_reader && (p[0].revents & (POLLOUT | POLLHUP | POLLERR))) {
       std::lock_guard<std::mutex> lock(room_mu_);
       if (room_waiters_) {
         room_waiters_ = false;
@@ -108,8 +96,8 @@ Result<bool> FdStream::WaitReadable(std::optional<Clock::time_point> deadline) {
         room_cv_.notify_all();
       }
     }
-    // POLLHUP/POLLERR: let the read report what happened.
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return true;
+    // POLLHUP/POLLERR/POLLNVAL: let the read or write report what happened.
+    if (p[0].revents & (events | POLLHUP | POLLERR | POLLNVAL)) return true;
     if (n == 0 && deadline && Clock::now() >= *deadline) return false;
   }
 }
@@ -136,7 +124,7 @@ Result<bool> FdStream::WaitWritable(std::optional<Clock::time_point> deadline) {
 Result<size_t> FdStream::Read(char* buf, size_t cap, std::optional<Clock::time_point> deadline) {
   for (;;) {
     if (woken_.load()) return Cancelled();
-    CASK_ASSIGN_OR_RETURN(bool ready, is_socket_ ? Wait(POLLIN, deadline) : WaitReadable(deadline));
+    CASK_ASSIGN_OR_RETURN(bool ready, Wait(POLLIN, deadline));
     if (!ready) return Error::DeadlineExceeded("ttrpc stream: read deadline");
     ssize_t n = ::read(fd_.get(), buf, cap);
     if (n >= 0) return static_cast<size_t>(n);

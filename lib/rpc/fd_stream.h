@@ -84,12 +84,11 @@ class FdStream {
  private:
   FdStream(UniqueFd fd, UniqueFd wake, UniqueFd room_wanted, bool is_socket);
   ssize_t WriteSome(const struct iovec* iov, int count);
-  // Polls fd for `events` and the eventfd. Returns true when fd is ready.
+  // Polls fd for `events` and the eventfd. Returns true when fd is ready
+  // (or hung up, or in error). The reader of a character device (POLLIN)
+  // also polls for room while a writer waits for it, and tells the writers
+  // when it comes (see the file comment).
   Result<bool> Wait(short events, std::optional<Clock::time_point> deadline);
-  // The reader's wait on a character device: polls the fd for input, and
-  // for room while a writer waits for it (telling the writers when it
-  // comes). Returns true when input (or a hang-up or error) is ready.
-  Result<bool> WaitReadable(std::optional<Clock::time_point> deadline);
   // A writer's wait on a character device: asks the reader to watch for
   // room and waits until told, kWriterRetry at most, or `deadline`.
   // Returns false at the deadline.
